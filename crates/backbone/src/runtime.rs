@@ -1,0 +1,58 @@
+//! Finding and loading the ONNX Runtime shared library, once per process.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+const LIB_NAME: &str = "libonnxruntime.so";
+
+/// Where the library is looked for, in order: `ORT_DYLIB_PATH`, beside the executable,
+/// then the workspace's asset folder that `make setup` fills.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(p));
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+        out.push(dir.join(LIB_NAME));
+    }
+    out.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.graft/onnxruntime/libonnxruntime.so")));
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Failure {
+    Missing { looked: String },
+    Load { path: PathBuf, reason: String },
+}
+
+static LOADED: OnceLock<Result<PathBuf, Failure>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
+
+/// Loads ONNX Runtime (once) and returns the path it came from.
+pub fn init() -> Result<PathBuf> {
+    let loaded = LOADED.get_or_init(|| {
+        let candidates = candidates();
+        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+            let looked = candidates.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();
+            return Err(Failure::Missing { looked: looked.join(", ") });
+        };
+        let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+        let env = ort::init_from(&path)
+            .map_err(ort::Error::from)
+            .and_then(|b| b.with_name("graft").build());
+        match env {
+            Ok(env) => {
+                let _ = ENVIRONMENT.set(env);
+                Ok(path)
+            }
+            // ort's error is not Clone, and a load is tried once per process: keep its text.
+            Err(e) => Err(Failure::Load { path, reason: e.to_string() }),
+        }
+    });
+    loaded.clone().map_err(|f| match f {
+        Failure::Missing { looked } => Error::RuntimeMissing { looked },
+        Failure::Load { path, reason } => Error::RuntimeLoad { path, reason },
+    })
+}

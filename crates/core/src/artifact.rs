@@ -1,0 +1,276 @@
+//! Arrow IPC artifacts passed between stages, and the provenance each one carries in its
+//! schema metadata under the key `graft`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::Pending;
+use crate::{Error, Result};
+
+/// Schema metadata key holding the [`Provenance`] JSON.
+pub const METADATA_KEY: &str = "graft";
+
+/// The splits a preprocess stage may write, in order.
+pub const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+/// Where an artifact came from: enough to refuse mixing data from different sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    pub stage: String,
+    pub graft_version: String,
+    /// Label vocabulary in its stable order; a label's index is its class id.
+    pub labels: Vec<String>,
+    /// Rows in this file.
+    pub rows: u64,
+    /// The stage's resolved parameters.
+    pub params: serde_json::Value,
+    /// blake3 of each input, by role.
+    pub inputs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<BackboneId>,
+}
+
+/// Identifies how text was tokenised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerId {
+    pub blake3: String,
+    pub max_length: usize,
+}
+
+/// Identifies the feature space a features file lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneId {
+    pub spec: String,
+    pub model_blake3: String,
+    pub outputs: Vec<String>,
+    pub pooling: String,
+    pub normalize: bool,
+    pub dim: usize,
+    /// Execution provider that computed the features (e.g. `cpu`).
+    pub provider: String,
+}
+
+impl BackboneId {
+    /// Whether features from `other` are interchangeable with these (the provider aside).
+    pub fn same_features(&self, other: &BackboneId) -> bool {
+        self.model_blake3 == other.model_blake3
+            && self.outputs == other.outputs
+            && self.pooling == other.pooling
+            && self.normalize == other.normalize
+            && self.dim == other.dim
+    }
+
+    /// One line naming the feature space, for error messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "spec `{}`, model blake3 {}, outputs {:?}, pooling {}{}, dim {}",
+            self.spec,
+            &self.model_blake3[..self.model_blake3.len().min(12)],
+            self.outputs,
+            self.pooling,
+            if self.normalize { "+l2" } else { "" },
+            self.dim
+        )
+    }
+}
+
+impl Provenance {
+    /// The schema `fields` with this provenance attached.
+    pub fn attach(&self, fields: Vec<arrow::datatypes::Field>) -> Result<SchemaRef> {
+        let json = serde_json::to_string(self).map_err(|source| Error::Json {
+            what: "provenance",
+            source,
+        })?;
+        let meta = HashMap::from([(METADATA_KEY.to_owned(), json)]);
+        Ok(Arc::new(Schema::new_with_metadata(fields, meta)))
+    }
+}
+
+/// Streams record batches into an artifact that becomes visible on [`commit`](Pending::commit).
+pub struct ArtifactWriter {
+    writer: FileWriter<File>,
+    schema: SchemaRef,
+    path: PathBuf,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for ArtifactWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactWriter").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl ArtifactWriter {
+    pub fn create(dest: &Path, schema: &SchemaRef) -> Result<Self> {
+        let mut pending = Pending::create(dest)?;
+        let file = pending.file().try_clone().map_err(|source| Error::Write {
+            path: dest.to_owned(),
+            source,
+        })?;
+        let writer = FileWriter::try_new(file, schema).map_err(|source| arrow_err(dest, source))?;
+        Ok(Self {
+            writer,
+            schema: schema.clone(),
+            path: dest.to_owned(),
+            pending,
+        })
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|source| arrow_err(&self.path, source))
+    }
+
+    /// Completes the file; it is renamed into place when the returned value is committed.
+    pub fn finish(mut self) -> Result<Pending> {
+        self.writer.finish().map_err(|source| arrow_err(&self.path, source))?;
+        Ok(self.pending)
+    }
+}
+
+fn arrow_err(path: &Path, source: arrow::error::ArrowError) -> Error {
+    Error::Arrow {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads an artifact batch by batch.
+#[derive(Debug)]
+pub struct ArtifactReader {
+    reader: FileReader<BufReader<File>>,
+    path: PathBuf,
+    provenance: Provenance,
+}
+
+impl ArtifactReader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = fs_err::File::open(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let reader = FileReader::try_new(BufReader::new(file.into_parts().0), None)
+            .map_err(|source| arrow_err(path, source))?;
+        let json = reader
+            .schema()
+            .metadata()
+            .get(METADATA_KEY)
+            .cloned()
+            .ok_or_else(|| Error::NoProvenance {
+                path: path.to_owned(),
+            })?;
+        let provenance = serde_json::from_str(&json).map_err(|source| Error::BadProvenance {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            reader,
+            path: path.to_owned(),
+            provenance,
+        })
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.reader.schema()
+    }
+
+    /// Next batch, `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.reader
+            .next()
+            .transpose()
+            .map_err(|source| arrow_err(&self.path, source))
+    }
+}
+
+/// The column `name` of `batch`, downcast to `A`, or an error naming the file and column.
+pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str, path: &Path, expected: &str) -> Result<&'a A> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<A>())
+        .ok_or_else(|| Error::Column {
+            path: path.to_owned(),
+            column: name.to_owned(),
+            expected: expected.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field};
+
+    fn provenance() -> Provenance {
+        Provenance {
+            stage: "test".into(),
+            graft_version: crate::VERSION.into(),
+            labels: vec!["neg".into(), "pos".into()],
+            rows: 4,
+            params: serde_json::json!({"seed": 1}),
+            inputs: BTreeMap::from([("input".into(), "abc".into())]),
+            tokenizer: None,
+            backbone: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_batches_and_provenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.arrow");
+        let schema = provenance().attach(vec![Field::new("id", DataType::Utf8, false)]).unwrap();
+        let mut w = ArtifactWriter::create(&path, &schema).unwrap();
+        for ids in [["a", "b"], ["c", "d"]] {
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(ids.to_vec()))]).unwrap();
+            w.write(&batch).unwrap();
+        }
+        let pending = w.finish().unwrap();
+        assert!(!path.exists(), "visible before commit");
+        pending.commit().unwrap();
+        let mut r = ArtifactReader::open(&path).unwrap();
+        assert_eq!(r.provenance(), &provenance());
+        let mut ids = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            let col = column::<StringArray>(&b, "id", &path, "utf8").unwrap();
+            ids.extend(col.iter().map(|s| s.unwrap().to_owned()));
+        }
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn file_without_provenance_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain.arrow");
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+        let w = ArtifactWriter::create(&path, &schema).unwrap();
+        w.finish().unwrap().commit().unwrap();
+        let err = ArtifactReader::open(&path).unwrap_err();
+        assert!(matches!(err, Error::NoProvenance { .. }), "{err}");
+        assert!(err.to_string().contains("plain.arrow"));
+    }
+}

@@ -1,0 +1,88 @@
+//! What every stage binary shares: logging to stderr, a progress bar with rate and ETA,
+//! and the exit-code convention (0 ok, 1 the user's mistake, 2 graft's own error).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+use crate::UserFacing;
+use crate::progress::Progress;
+
+/// Logs go to stderr; `RUST_LOG` overrides the level; `NO_COLOR` is respected.
+pub fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal and not `--quiet`.
+#[derive(Debug)]
+pub struct Bar {
+    bar: Mutex<Option<ProgressBar>>,
+    visible: bool,
+}
+
+impl Bar {
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            bar: Mutex::new(None),
+            visible: !quiet && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, what: &str, total: u64) {
+        let bar = if self.visible {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        *self.bar.lock().expect("progress lock") = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(b) = &*self.bar.lock().expect("progress lock") {
+            b.inc(n);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().expect("progress lock").take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Prints the whole error chain and maps it to an exit code.
+pub fn exit<E>(result: Result<(), E>) -> ExitCode
+where
+    E: UserFacing + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if e.is_user_error() { 1 } else { 2 };
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,66 @@
+use std::path::PathBuf;
+
+/// Errors of the shared artifact, spec and hashing code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is not a readable Arrow IPC file", path.display())]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("`{}` has no graft metadata: it was not written by a graft stage", path.display())]
+    NoProvenance { path: PathBuf },
+    #[error("graft metadata of `{}` is malformed", path.display())]
+    BadProvenance {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("`{}` lacks column `{column}` ({expected})", path.display())]
+    Column {
+        path: PathBuf,
+        column: String,
+        expected: String,
+    },
+    #[error("invalid backbone spec `{}`", path.display())]
+    Spec {
+        path: PathBuf,
+        #[source]
+        source: serde_norway::Error,
+    },
+    #[error("backbone spec `{}`: {message}", path.display())]
+    SpecValue { path: PathBuf, message: String },
+    #[error("cannot serialise {what}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Sorts errors into the user's mistakes (exit 1) and graft's own (exit 2).
+pub trait UserFacing {
+    /// True when the input or configuration is at fault, false for an internal error.
+    fn is_user_error(&self) -> bool;
+}
+
+impl UserFacing for Error {
+    fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Json { .. })
+    }
+}

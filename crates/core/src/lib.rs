@@ -1,0 +1,18 @@
+//! Shared by every graft stage: artifact files and their provenance metadata, hashing,
+//! atomic output, backbone specs, seeded splitting and the exit-code convention.
+//!
+//! Light on purpose: no ONNX Runtime, no polars.
+
+pub mod artifact;
+pub mod atomic;
+pub mod cli;
+mod error;
+pub mod hash;
+pub mod progress;
+pub mod rng;
+pub mod spec;
+
+pub use error::{Error, Result, UserFacing};
+
+/// The graft version recorded in every artifact's provenance.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

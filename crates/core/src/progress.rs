@@ -1,0 +1,21 @@
+//! How libraries report long work without owning a progress bar.
+
+/// Receives progress from a stage; binaries implement it with a bar, tests ignore it.
+pub trait Progress: Send + Sync {
+    /// A new phase of `total` units (rows) begins.
+    fn start(&self, what: &str, total: u64);
+    /// `n` more units are done.
+    fn advance(&self, n: u64);
+    /// The phase is finished.
+    fn finish(&self);
+}
+
+/// Discards progress.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}

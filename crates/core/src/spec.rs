@@ -1,0 +1,153 @@
+//! Backbone specs (`models/*.yaml`): one file describing a pretrained model for every
+//! stage that needs it. Relative paths are resolved against the spec's own folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneSpec {
+    /// Short name recorded in provenance, e.g. `all-minilm-l6-v2`.
+    pub name: String,
+    pub kind: Kind,
+    /// The ONNX file.
+    pub model: PathBuf,
+    /// Tokenizer settings, for `kind: text`.
+    pub text: Option<TextSpec>,
+    /// Graph input names.
+    #[serde(default)]
+    pub inputs: InputNames,
+    /// Graph tensor whose values become features, `[batch, seq, dim]` for text.
+    pub output: String,
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// L2-normalise pooled features.
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSpec {
+    /// A Hugging Face `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// Longest token sequence, special tokens included; longer texts are truncated.
+    pub max_length: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputNames {
+    pub input_ids: String,
+    pub attention_mask: Option<String>,
+    pub token_type_ids: Option<String>,
+}
+
+impl Default for InputNames {
+    fn default() -> Self {
+        Self {
+            input_ids: "input_ids".into(),
+            attention_mask: Some("attention_mask".into()),
+            token_type_ids: Some("token_type_ids".into()),
+        }
+    }
+}
+
+/// How token vectors `[seq, dim]` become one vector per row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean over real (unpadded) tokens.
+    #[default]
+    Mean,
+    /// The first token (`[CLS]`).
+    Cls,
+}
+
+impl Pooling {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+}
+
+impl BackboneSpec {
+    /// Reads a spec and makes its paths absolute.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs_err::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut spec: Self = serde_norway::from_str(&text).map_err(|source| Error::Spec {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        spec.model = dir.join(&spec.model);
+        match (&mut spec.kind, &mut spec.text) {
+            (Kind::Text, Some(t)) => {
+                t.tokenizer = dir.join(&t.tokenizer);
+                if t.max_length < 2 {
+                    return Err(Error::SpecValue {
+                        path: path.to_owned(),
+                        message: format!("`text.max_length` is {}, expected at least 2", t.max_length),
+                    });
+                }
+            }
+            (Kind::Text, None) => {
+                return Err(Error::SpecValue {
+                    path: path.to_owned(),
+                    message: "`kind: text` needs a `text:` section (tokenizer, max_length)".into(),
+                });
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The text section; every spec of kind text has one after [`load`](Self::load).
+    pub fn text(&self) -> &TextSpec {
+        self.text.as_ref().expect("validated by BackboneSpec::load")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths_against_the_spec_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.yaml");
+        std::fs::write(
+            &p,
+            "name: m\nkind: text\nmodel: sub/model.onnx\ntext: {tokenizer: tok.json, max_length: 16}\noutput: last_hidden_state\n",
+        )
+        .unwrap();
+        let spec = BackboneSpec::load(&p).unwrap();
+        assert_eq!(spec.model, dir.path().join("sub/model.onnx"));
+        assert_eq!(spec.text().tokenizer, dir.path().join("tok.json"));
+        assert_eq!(spec.pooling, Pooling::Mean);
+        assert_eq!(spec.inputs.input_ids, "input_ids");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.yaml");
+        std::fs::write(&p, "name: m\nkind: text\nmodel: a.onnx\nouptut: x\n").unwrap();
+        let err = BackboneSpec::load(&p).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("m.yaml") && chain.contains("ouptut"), "{chain}");
+    }
+}

@@ -1,0 +1,205 @@
+//! `graft-evaluate`: a trained head on one split's features -> predictions and metrics.
+
+pub mod metrics;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance};
+use graft_finetune::{Head, argmax, data};
+use serde::{Deserialize, Serialize};
+
+pub use metrics::{ClassMetrics, Classification};
+pub use table::render;
+
+pub const METRICS_FILE: &str = "metrics.json";
+pub const PREDICTIONS_FILE: &str = "predictions.arrow";
+
+/// Parameters of `graft-evaluate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Folder of `graft-finetune` output (`head.json`, `head.safetensors`).
+    #[arg(long)]
+    pub head: PathBuf,
+    /// Folder of `graft-backbone` output.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Split to evaluate.
+    #[arg(long, default_value = "test")]
+    #[serde(default = "default_split")]
+    pub split: String,
+    /// Output folder for `metrics.json` and `predictions.arrow`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn default_split() -> String {
+    "test".into()
+}
+
+/// `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub format: String,
+    pub split: String,
+    pub metrics: Classification,
+    pub backbone: BackboneId,
+    pub head: HeadSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSummary {
+    pub kind: String,
+    pub c: f64,
+    pub train_rows: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] graft_core::Error),
+    #[error(transparent)]
+    Head(#[from] graft_finetune::Error),
+    #[error("features `{}` ({found}) are not those head `{}` was trained on ({expected})", features.display(), head.display())]
+    BackboneMismatch {
+        features: PathBuf,
+        head: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("features `{}` have labels {found:?}, head `{}` knows {expected:?}", features.display(), head.display())]
+    LabelMismatch {
+        features: PathBuf,
+        head: PathBuf,
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("`{}` has no split `{split}`", dir.display())]
+    NoSplit { dir: PathBuf, split: String },
+    #[error("cannot read metrics `{}`", path.display())]
+    Metrics {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl graft_core::UserFacing for Error {
+    fn is_user_error(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_user_error(),
+            Error::Head(e) => e.is_user_error(),
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub fn run(cfg: &Config) -> Result<Report> {
+    let head = Head::load(&cfg.head)?;
+    let path = cfg.features.join(format!("{}.arrow", cfg.split));
+    if !path.exists() {
+        return Err(Error::NoSplit {
+            dir: cfg.features.clone(),
+            split: cfg.split.clone(),
+        });
+    }
+    let feats = data::read_features(&path)?;
+    if !feats.backbone.same_features(&head.info.backbone) {
+        return Err(Error::BackboneMismatch {
+            features: path,
+            head: cfg.head.clone(),
+            found: feats.backbone.describe(),
+            expected: head.info.backbone.describe(),
+        });
+    }
+    if feats.provenance.labels != head.info.labels {
+        return Err(Error::LabelMismatch {
+            features: path,
+            head: cfg.head.clone(),
+            found: feats.provenance.labels.clone(),
+            expected: head.info.labels.clone(),
+        });
+    }
+    let proba = head.predict_proba(feats.x.view());
+    let pred: Vec<usize> = proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
+    let labels = &head.info.labels;
+    let metrics = metrics::classification(&feats.classes, &pred, labels);
+
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("pred", DataType::Utf8, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(feats.ids.clone())),
+        Arc::new(StringArray::from(feats.labels.clone())),
+        Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))),
+    ];
+    for (c, label) in labels.iter().enumerate() {
+        fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
+        columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
+    }
+    let provenance = Provenance {
+        stage: "evaluate".into(),
+        graft_version: graft_core::VERSION.into(),
+        labels: labels.clone(),
+        rows: feats.ids.len() as u64,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        inputs: [
+            ("features".to_owned(), graft_core::hash::file(&path)?),
+            ("head".to_owned(), graft_core::hash::file(&cfg.head.join(graft_finetune::head::WEIGHTS_FILE))?),
+        ]
+        .into(),
+        tokenizer: feats.provenance.tokenizer.clone(),
+        backbone: Some(feats.backbone.clone()),
+    };
+    let schema = provenance.attach(fields)?;
+    let dest = cfg.out.join(PREDICTIONS_FILE);
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| graft_core::Error::Arrow {
+        path: dest.clone(),
+        source,
+    })?;
+    let mut writer = ArtifactWriter::create(&dest, &schema)?;
+    writer.write(&batch)?;
+    let predictions = writer.finish()?;
+
+    let report = Report {
+        format: "graft-metrics/1".into(),
+        split: cfg.split.clone(),
+        metrics,
+        backbone: feats.backbone,
+        head: HeadSummary {
+            kind: head.info.architecture.kind.clone(),
+            c: head.info.training.chosen_c,
+            train_rows: head.info.training.train_rows,
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
+    json.push(b'\n');
+    let metrics_path = cfg.out.join(METRICS_FILE);
+    let mut metrics_file = graft_core::atomic::Pending::create(&metrics_path)?;
+    std::io::Write::write_all(metrics_file.file(), &json).map_err(|source| graft_core::Error::Write {
+        path: metrics_path,
+        source,
+    })?;
+    graft_core::atomic::commit_all(vec![predictions, metrics_file])?;
+    Ok(report)
+}
+
+/// Reads a `metrics.json`, given it or the folder holding it.
+pub fn load_report(path: &Path) -> Result<Report> {
+    let path = if path.is_dir() { path.join(METRICS_FILE) } else { path.to_owned() };
+    let bytes = fs_err::read(&path).map_err(|source| graft_core::Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path, source })
+}

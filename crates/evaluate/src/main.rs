@@ -1,0 +1,46 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use graft_core::cli;
+
+/// Evaluates a trained head on a split of features: metrics.json, predictions.arrow and a
+/// table on stdout.
+///
+/// Examples:
+///   graft-evaluate --head runs/rt/head --features runs/rt/features --out runs/rt/eval
+///   graft-evaluate show runs/rt/eval
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Option<graft_evaluate::Config>,
+    /// Warnings and errors only.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints the table of an earlier evaluation (its folder or metrics.json).
+    Show { metrics: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging(cli.quiet);
+    let report = match (cli.command, cli.config) {
+        (Some(Command::Show { metrics }), _) => graft_evaluate::load_report(&metrics),
+        (None, Some(config)) => graft_evaluate::run(&config),
+        (None, None) => {
+            eprintln!("error: give --head, --features and --out, or a subcommand (see --help)");
+            return ExitCode::from(1);
+        }
+    };
+    cli::exit(report.map(|r| {
+        let _ = std::io::stdout().write_all(graft_evaluate::render(&r).as_bytes());
+    }))
+}

@@ -1,0 +1,32 @@
+//! The short text table `graft-evaluate` prints.
+
+use std::fmt::Write;
+
+use crate::Report;
+
+pub fn render(report: &Report) -> String {
+    let m = &report.metrics;
+    let mut s = String::new();
+    let width = m.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(
+        s,
+        "{} split: {} rows, head {} (C={}) on {} ({}, dim {})",
+        report.split, m.rows, report.head.kind, report.head.c, report.backbone.spec, report.backbone.pooling, report.backbone.dim
+    );
+    let _ = writeln!(s, "accuracy  {:.4}", m.accuracy);
+    let _ = writeln!(s, "macro F1  {:.4}", m.macro_f1);
+    let _ = writeln!(s, "{:<width$}  precision  recall      f1  support", "label");
+    for c in &m.per_class {
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
+            c.label, c.precision, c.recall, c.f1, c.support
+        );
+    }
+    let _ = writeln!(s, "confusion (rows: true, columns: predicted)");
+    for (c, row) in m.per_class.iter().zip(&m.confusion) {
+        let cells: Vec<String> = row.iter().map(|n| format!("{n:>7}")).collect();
+        let _ = writeln!(s, "{:<width$}  {}", c.label, cells.join(" "));
+    }
+    s
+}

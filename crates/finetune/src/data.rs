@@ -1,0 +1,104 @@
+//! Reading a features file into a matrix and class ids.
+
+use std::path::Path;
+
+use arrow::array::{Array, FixedSizeListArray, Float32Array, StringArray};
+use graft_core::artifact::{ArtifactReader, BackboneId, Provenance, column};
+use ndarray::Array2;
+
+use crate::error::{Error, Result};
+
+/// One split's features, in file order.
+#[derive(Debug)]
+pub struct Features {
+    pub ids: Vec<String>,
+    /// Label text per row, as written.
+    pub labels: Vec<String>,
+    /// Class id per row: the label's index in `provenance.labels`.
+    pub classes: Vec<usize>,
+    pub x: Array2<f64>,
+    pub provenance: Provenance,
+    pub backbone: BackboneId,
+}
+
+pub fn read_features(path: &Path) -> Result<Features> {
+    let mut reader = ArtifactReader::open(path)?;
+    let provenance = reader.provenance().clone();
+    let backbone = provenance.backbone.clone().ok_or_else(|| Error::NotFeatures { path: path.to_owned() })?;
+    let dim = backbone.dim;
+    let (mut ids, mut labels, mut classes, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    while let Some(batch) = reader.next_batch()? {
+        let id = column::<StringArray>(&batch, "id", path, "utf8 row ids")?;
+        let label = column::<StringArray>(&batch, "label", path, "utf8 labels")?;
+        let expected = format!("fixed_size_list<float32, {dim}>");
+        let feats = column::<FixedSizeListArray>(&batch, "features", path, &expected)?;
+        let flat = feats.values().as_any().downcast_ref::<Float32Array>();
+        let flat = match flat {
+            Some(f) if feats.value_length() as usize == dim => f,
+            _ => {
+                return Err(graft_core::Error::Column {
+                    path: path.to_owned(),
+                    column: "features".into(),
+                    expected,
+                }
+                .into());
+            }
+        };
+        for i in 0..batch.num_rows() {
+            let row = ids.len();
+            let (id, lab) = (id.value(i), label.value(i));
+            let Some(class) = provenance.labels.iter().position(|l| l == lab) else {
+                return Err(Error::BadRow {
+                    path: path.to_owned(),
+                    row,
+                    id: id.into(),
+                    message: format!("label `{lab}` is not in the label set {:?}", provenance.labels),
+                });
+            };
+            let start = (feats.value_offset(i)) as usize;
+            let v = &flat.values()[start..start + dim];
+            if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::BadRow {
+                    path: path.to_owned(),
+                    row,
+                    id: id.into(),
+                    message: format!("feature {j} is {}", v[j]),
+                });
+            }
+            values.extend(v.iter().map(|&x| f64::from(x)));
+            ids.push(id.to_owned());
+            labels.push(lab.to_owned());
+            classes.push(class);
+        }
+    }
+    let x = Array2::from_shape_vec((ids.len(), dim), values).expect("rows times dim values");
+    Ok(Features {
+        ids,
+        labels,
+        classes,
+        x,
+        provenance,
+        backbone,
+    })
+}
+
+/// Refuses `other` unless it shares `reference`'s feature space and label set.
+pub fn check_compatible(reference: &Features, reference_path: &Path, other: &Features, other_path: &Path) -> Result<()> {
+    if !reference.backbone.same_features(&other.backbone) {
+        return Err(Error::BackboneMismatch {
+            path: other_path.to_owned(),
+            reference: reference_path.to_owned(),
+            found: other.backbone.describe(),
+            expected: reference.backbone.describe(),
+        });
+    }
+    if reference.provenance.labels != other.provenance.labels {
+        return Err(Error::LabelMismatch {
+            path: other_path.to_owned(),
+            reference: reference_path.to_owned(),
+            found: other.provenance.labels.clone(),
+            expected: reference.provenance.labels.clone(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] graft_core::Error),
+    #[error("`{}` is not a features file: it has no backbone provenance", path.display())]
+    NotFeatures { path: PathBuf },
+    #[error("`{}` comes from another backbone than `{}`: {found} vs {expected}", path.display(), reference.display())]
+    BackboneMismatch {
+        path: PathBuf,
+        reference: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("`{}` has labels {found:?}, `{}` has {expected:?}", path.display(), reference.display())]
+    LabelMismatch {
+        path: PathBuf,
+        reference: PathBuf,
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("`{}` row {row} (id `{id}`): {message}", path.display())]
+    BadRow {
+        path: PathBuf,
+        row: usize,
+        id: String,
+        message: String,
+    },
+    #[error("`{}` is missing: training needs a train split", path.display())]
+    NoTrain { path: PathBuf },
+    #[error("choosing C among {count} values needs a validation split, and `{}` is missing", path.display())]
+    NoVal { path: PathBuf, count: usize },
+    #[error("`--c` values must be positive and finite, got {0:?}")]
+    BadC(Vec<f64>),
+    #[error("train split `{}` lacks class `{class}` of the label set", path.display())]
+    MissingClass { path: PathBuf, class: String },
+    #[error("head `{}`: {message}", path.display())]
+    BadHead { path: PathBuf, message: String },
+    #[error("cannot read head `{}`", path.display())]
+    HeadJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot read head weights `{}`", path.display())]
+    HeadWeights {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+}
+
+impl graft_core::UserFacing for Error {
+    fn is_user_error(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_user_error(),
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,9 @@
+//! `graft`: runs YAML pipeline definitions that chain the graft stage binaries.
+
+pub mod definition;
+mod error;
+mod fingerprint;
+pub mod runner;
+
+pub use error::{Error, Result};
+pub use runner::{Outcome, RunOptions, run};

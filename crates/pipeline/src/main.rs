@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use graft_core::cli;
+
+/// Runs graft pipelines: YAML files that chain the stage binaries and skip what has not changed.
+///
+/// Example:
+///   graft run pipelines/rt-minilm.yaml
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Warnings and errors only.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the stages of a pipeline file that are not up to date.
+    Run {
+        /// The pipeline file (pipelines/*.yaml).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        options: graft_pipeline::RunOptions,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging(cli.quiet);
+    match cli.command {
+        Command::Run { pipeline, options } => cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
+            let ran = outcomes.iter().filter(|(_, o)| *o == graft_pipeline::Outcome::Ran).count();
+            tracing::info!("{} stages: {ran} ran, {} up to date", outcomes.len(), outcomes.len() - ran);
+        })),
+    }
+}

@@ -1,0 +1,64 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `graft-preprocess`; the same keys are accepted on the command line
+/// (`--text-column text`) and in pipeline files (`text_column: text`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Raw data: `.csv`, `.jsonl`/`.ndjson` or `.parquet`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output folder for `train.arrow`, `val.arrow`, `test.arrow`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Backbone spec (models/*.yaml) whose tokenizer is used.
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Column holding the text.
+    #[arg(long, default_value = "text")]
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    /// Column holding the class label.
+    #[arg(long, default_value = "label")]
+    #[serde(default = "default_label_column")]
+    pub label_column: String,
+    /// Column holding a unique row id; by default the row's 0-based index in the input.
+    #[arg(long)]
+    #[serde(default)]
+    pub id_column: Option<String>,
+    /// Keep only rows where COLUMN equals VALUE (`COLUMN=VALUE`; repeatable, all must hold).
+    #[arg(long = "filter", value_name = "COLUMN=VALUE")]
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Fraction of each class held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    #[serde(default = "default_fraction")]
+    pub val_fraction: f64,
+    /// Fraction of each class held out for testing.
+    #[arg(long, default_value_t = 0.1)]
+    #[serde(default = "default_fraction")]
+    pub test_fraction: f64,
+    /// Seed of the stratified split.
+    #[arg(long, default_value_t = 42)]
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Truncate token sequences to this length instead of the spec's `text.max_length`.
+    #[arg(long)]
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+fn default_text_column() -> String {
+    "text".into()
+}
+fn default_label_column() -> String {
+    "label".into()
+}
+fn default_fraction() -> f64 {
+    0.1
+}
+fn default_seed() -> u64 {
+    42
+}

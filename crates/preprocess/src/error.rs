@@ -1,0 +1,61 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] graft_core::Error),
+    #[error("cannot tell the format of `{}`: expected a .csv, .jsonl, .ndjson or .parquet file", path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("cannot parse `{}`", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+    #[error("`{}` is not valid UTF-8: line {line}, byte offset {offset}", path.display())]
+    NotUtf8 { path: PathBuf, line: usize, offset: usize },
+    #[error("`{}` has no column `{column}` (columns: {available})", path.display())]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        available: String,
+    },
+    #[error("`{}` has no data rows", path.display())]
+    Empty { path: PathBuf },
+    #[error("`{}`: no rows left after cleaning and filtering ({dropped})", path.display())]
+    NothingLeft { path: PathBuf, dropped: String },
+    #[error("label column `{column}` of `{}` has a single class (`{label}`): classification needs at least two", path.display())]
+    OneClass {
+        path: PathBuf,
+        column: String,
+        label: String,
+    },
+    #[error("`--filter {0}` is malformed: expected COLUMN=VALUE")]
+    BadFilter(String),
+    #[error("id column `{column}` of `{}` repeats `{id}` (row {row})", path.display())]
+    DuplicateId {
+        path: PathBuf,
+        column: String,
+        id: String,
+        row: usize,
+    },
+    #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
+    BadFractions { val: f64, test: f64 },
+    #[error("cannot load tokenizer `{}`", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: tokenizers::Error,
+    },
+}
+
+impl graft_core::UserFacing for Error {
+    fn is_user_error(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_user_error(),
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

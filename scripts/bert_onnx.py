@@ -1,0 +1,152 @@
+"""Write a BERT encoder as an ONNX graph from its weights, and run the same model in numpy.
+
+No torch: the graph is built node by node with `onnx.helper`, and `forward` is an
+independent numpy implementation used to check the graph. Every encoder layer's output
+is a named tensor `hidden_state_{i}` (0 = embeddings), so any layer can be transferred;
+`last_hidden_state` is the declared output.
+"""
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _lin(w, prefix):
+    return w[prefix + ".weight"].T.astype(np.float32), w[prefix + ".bias"].astype(np.float32)
+
+
+def build_graph(w, cfg, name="bert"):
+    """Return an onnx.ModelProto for weights `w` (HF BertModel names) and config `cfg`."""
+    hidden = cfg["hidden_size"]
+    heads = cfg["num_attention_heads"]
+    head_dim = hidden // heads
+    eps = float(cfg.get("layer_norm_eps", 1e-12))
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(op, inputs, output, **attrs):
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def linear(x, prefix, out):
+        wt, b = _lin(w, prefix)
+        mm = node("MatMul", [x, const(prefix + ".weight_t", wt)], out + "/matmul")
+        return node("Add", [mm, const(prefix + ".bias", b)], out)
+
+    def layer_norm(x, prefix, out):
+        g = const(prefix + ".weight", w[prefix + ".weight"].astype(np.float32))
+        b = const(prefix + ".bias", w[prefix + ".bias"].astype(np.float32))
+        return node("LayerNormalization", [x, g, b], out, axis=-1, epsilon=eps)
+
+    e = "embeddings"
+    word = node("Gather", [const(e + ".word", w[e + ".word_embeddings.weight"].astype(np.float32)), "input_ids"], "emb/word")
+    seq_shape = node("Shape", ["input_ids"], "emb/shape")
+    seq_len = node("Gather", [seq_shape, const("one_i64", np.array(1, np.int64))], "emb/seq_len")
+    positions = node("Range", [const("zero_i64", np.array(0, np.int64)), seq_len, "one_i64"], "emb/positions")
+    pos = node("Gather", [const(e + ".position", w[e + ".position_embeddings.weight"].astype(np.float32)), positions], "emb/pos")
+    tok = node("Gather", [const(e + ".token_type", w[e + ".token_type_embeddings.weight"].astype(np.float32)), "token_type_ids"], "emb/type")
+    s1 = node("Add", [word, pos], "emb/sum1")
+    s2 = node("Add", [s1, tok], "emb/sum2")
+    x = layer_norm(s2, e + ".LayerNorm", "hidden_state_0")
+
+    mask_f = node("Cast", ["attention_mask"], "mask/float", to=TensorProto.FLOAT)
+    mask_4d = node("Unsqueeze", [mask_f, const("mask_axes", np.array([1, 2], np.int64))], "mask/4d")
+    inv = node("Sub", [const("one_f", np.array(1.0, np.float32)), mask_4d], "mask/inv")
+    bias = node("Mul", [inv, const("neg_big", np.array(np.finfo(np.float32).min, np.float32))], "mask/bias")
+    split_shape = const("split_heads_shape", np.array([0, 0, heads, head_dim], np.int64))
+    merge_shape = const("merge_heads_shape", np.array([0, 0, hidden], np.int64))
+    scale = const("attn_scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
+    sqrt_half = const("inv_sqrt2", np.array(1.0 / math.sqrt(2.0), np.float32))
+    one = "one_f"
+    half = const("half_f", np.array(0.5, np.float32))
+
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{i}"
+        t = f"layer{i}"
+        q = linear(x, p + ".attention.self.query", t + "/q")
+        k = linear(x, p + ".attention.self.key", t + "/k")
+        v = linear(x, p + ".attention.self.value", t + "/v")
+        qh = node("Transpose", [node("Reshape", [q, split_shape], t + "/q_split")], t + "/q_heads", perm=[0, 2, 1, 3])
+        kh = node("Transpose", [node("Reshape", [k, split_shape], t + "/k_split")], t + "/k_heads_t", perm=[0, 2, 3, 1])
+        vh = node("Transpose", [node("Reshape", [v, split_shape], t + "/v_split")], t + "/v_heads", perm=[0, 2, 1, 3])
+        scores = node("Mul", [node("MatMul", [qh, kh], t + "/qk"), scale], t + "/scores_scaled")
+        probs = node("Softmax", [node("Add", [scores, bias], t + "/scores")], t + "/probs", axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, vh], t + "/ctx_heads")], t + "/ctx_t", perm=[0, 2, 1, 3])
+        ctx = node("Reshape", [ctx, merge_shape], t + "/ctx")
+        attn = linear(ctx, p + ".attention.output.dense", t + "/attn_out")
+        x = layer_norm(node("Add", [attn, x], t + "/attn_res"), p + ".attention.output.LayerNorm", t + "/attn_norm")
+        h = linear(x, p + ".intermediate.dense", t + "/ffn_in")
+        erf = node("Erf", [node("Mul", [h, sqrt_half], t + "/gelu_scaled")], t + "/gelu_erf")
+        gelu = node("Mul", [node("Mul", [h, half], t + "/gelu_half"), node("Add", [erf, one], t + "/gelu_1p")], t + "/gelu")
+        out = linear(gelu, p + ".output.dense", t + "/ffn_out")
+        x = layer_norm(node("Add", [out, x], t + "/ffn_res"), p + ".output.LayerNorm", f"hidden_state_{i + 1}")
+
+    node("Identity", [x], "last_hidden_state")
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    out = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])
+    graph = helper.make_graph(nodes, name, ids, [out], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graft")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _layer_norm(x, g, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * g + b
+
+
+def forward(w, cfg, input_ids, attention_mask):
+    """numpy BERT forward pass in float64: returns every hidden state [layers + 1, b, s, h]."""
+    w = {k: v.astype(np.float64) for k, v in w.items() if v.dtype != np.int64}
+    hidden = cfg["hidden_size"]
+    heads = cfg["num_attention_heads"]
+    hd = hidden // heads
+    eps = float(cfg.get("layer_norm_eps", 1e-12))
+    b, s = input_ids.shape
+    x = w["embeddings.word_embeddings.weight"][input_ids] + w["embeddings.position_embeddings.weight"][:s][None] + w["embeddings.token_type_embeddings.weight"][0][None, None]
+    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+    states = [x]
+    bias = (1.0 - attention_mask[:, None, None, :].astype(np.float64)) * -1e30
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{i}"
+
+        def lin(t, name):
+            return t @ w[f"{p}.{name}.weight"].T + w[f"{p}.{name}.bias"]
+
+        def split(t):
+            return t.reshape(b, s, heads, hd).transpose(0, 2, 1, 3)
+
+        q, k, v = (split(lin(x, f"attention.self.{n}")) for n in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd) + bias
+        scores -= scores.max(-1, keepdims=True)
+        probs = np.exp(scores)
+        probs /= probs.sum(-1, keepdims=True)
+        ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, hidden)
+        x = _layer_norm(lin(ctx, "attention.output.dense") + x, w[f"{p}.attention.output.LayerNorm.weight"], w[f"{p}.attention.output.LayerNorm.bias"], eps)
+        h = lin(x, "intermediate.dense")
+        from scipy.special import erf  # noqa: PLC0415 (scipy only needed for the check)
+
+        h = 0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))
+        x = _layer_norm(lin(h, "output.dense") + x, w[f"{p}.output.LayerNorm.weight"], w[f"{p}.output.LayerNorm.bias"], eps)
+        states.append(x)
+    return np.stack(states)
+
+
+def mean_pool(hidden, attention_mask):
+    m = attention_mask[..., None].astype(np.float64)
+    return (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+
+
+def cosine(a, b):
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(-1)

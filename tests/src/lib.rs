@@ -1,0 +1,92 @@
+//! Helpers for end-to-end tests: the built binaries, the committed fixtures, and reading
+//! what the stages wrote.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{Array, FixedSizeListArray, Float32Array, ListArray, StringArray};
+use graft_core::artifact::{ArtifactReader, Provenance, column};
+
+/// `tests/fixtures/NAME`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A stage binary from the same build as this test (`make test` builds them first).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(path.is_file(), "`{}` is not built: run `cargo build --release --workspace --bins` (or `make test`)", path.display());
+    path
+}
+
+/// Runs a binary, returning its output; the test's own environment is inherited.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name)).args(args).output().expect("spawn binary")
+}
+
+/// Runs a binary and asserts success, showing stderr otherwise.
+pub fn ok(name: &str, args: &[&str]) -> Output {
+    let out = run(name, args);
+    assert!(out.status.success(), "{name} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Runs a binary that must fail with exit code 1; returns its stderr.
+pub fn user_error(name: &str, args: &[&str]) -> String {
+    let out = run(name, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{name} {args:?}: expected exit 1, stderr:\n{stderr}");
+    stderr
+}
+
+/// Files in `dir` (none when it does not exist), temporary ones included.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The features file's rows: id -> (label, features).
+pub fn read_features(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<f32>)>) {
+    let mut r = ArtifactReader::open(path).unwrap();
+    let mut rows = BTreeMap::new();
+    while let Some(b) = r.next_batch().unwrap() {
+        let ids = column::<StringArray>(&b, "id", path, "").unwrap();
+        let labels = column::<StringArray>(&b, "label", path, "").unwrap();
+        let feats = column::<FixedSizeListArray>(&b, "features", path, "").unwrap();
+        for i in 0..b.num_rows() {
+            let v = feats.value(i);
+            let v = v.as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
+            rows.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), v));
+        }
+    }
+    (r.provenance().clone(), rows)
+}
+
+/// A tokenised split's rows: id -> (label, token ids).
+pub fn read_tokens(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<i32>)>) {
+    let mut r = ArtifactReader::open(path).unwrap();
+    let mut rows = BTreeMap::new();
+    while let Some(b) = r.next_batch().unwrap() {
+        let ids = column::<StringArray>(&b, "id", path, "").unwrap();
+        let labels = column::<StringArray>(&b, "label", path, "").unwrap();
+        let tokens = column::<ListArray>(&b, "input_ids", path, "").unwrap();
+        for i in 0..b.num_rows() {
+            let t = tokens.value(i);
+            let t = t.as_any().downcast_ref::<arrow::array::Int32Array>().unwrap().values().to_vec();
+            rows.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), t));
+        }
+    }
+    (r.provenance().clone(), rows)
+}
+
+pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
+    let na = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}

@@ -1,0 +1,226 @@
+//! The stage binaries and `graft run` on the tiny fixture model and data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use graft_e2e::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// preprocess + backbone on the fixture reviews into `dir`; extra backbone flags appended.
+fn features(dir: &Path, backbone_args: &[&str]) {
+    let spec = fixture("tiny/tiny.yaml");
+    let data = dir.join("data");
+    ok("graft-preprocess", &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "--id-column", "id", "-q"]);
+    let out = dir.join("features");
+    let mut args = vec!["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "-q"];
+    args.extend_from_slice(backbone_args);
+    ok("graft-backbone", &args);
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("tiny/expected_features.json")).unwrap()).unwrap()
+}
+
+fn all_features(dir: &Path) -> BTreeMap<String, (String, Vec<f32>)> {
+    let mut all = BTreeMap::new();
+    for split in ["train", "val", "test"] {
+        all.extend(read_features(&dir.join(format!("features/{split}.arrow"))).1);
+    }
+    all
+}
+
+#[test]
+fn features_match_an_independent_numpy_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let expected = expected();
+    let got = all_features(dir.path());
+    // 80 labelled rows; one empty after cleaning and one without a label are dropped.
+    assert_eq!(got.len(), 80);
+    assert_eq!(got.len(), expected.as_object().unwrap().len());
+    for (id, (_, f)) in &got {
+        let want: Vec<f64> = serde_json::from_value(expected[id]["mean"].clone()).unwrap();
+        let cos = cosine(f, &want);
+        assert!(cos >= 0.9999, "row {id}: cosine {cos}");
+        let worst = f.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-4, "row {id}: max abs difference {worst}");
+    }
+}
+
+#[test]
+fn cls_pooling_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &["--pooling", "cls"]);
+    let expected = expected();
+    for (id, (_, f)) in all_features(dir.path()) {
+        let want: Vec<f64> = serde_json::from_value(expected[&id]["cls"].clone()).unwrap();
+        assert!(cosine(&f, &want) >= 0.9999, "row {id}");
+    }
+}
+
+#[test]
+fn preprocess_truncates_without_padding_and_splits_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = expected();
+    let run_split = |out: &str, seed: &str| {
+        let out = dir.path().join(out);
+        let args = ["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&fixture("tiny/tiny.yaml")), "--out", s(&out), "--id-column", "id", "--seed", seed, "-q"];
+        ok("graft-preprocess", &args);
+        ["train", "val", "test"].map(|split| read_tokens(&out.join(format!("{split}.arrow"))))
+    };
+    let a = run_split("a", "1");
+    let mut lengths = std::collections::BTreeSet::new();
+    for (_, rows) in &a {
+        for (id, (_, tokens)) in rows {
+            assert_eq!(tokens.len() as u64, expected[id]["tokens"].as_u64().unwrap(), "row {id}");
+            assert!(tokens.len() <= 12 && !tokens.contains(&0), "row {id} padded or too long: {tokens:?}");
+            lengths.insert(tokens.len());
+        }
+    }
+    assert!(lengths.len() > 3 && lengths.contains(&12), "lengths {lengths:?}");
+    // 40 rows per class: 4 val and 4 test each.
+    for (i, want) in [(1, 8), (2, 8)] {
+        let rows = &a[i].1;
+        assert_eq!(rows.len(), want);
+        assert_eq!(rows.values().filter(|(l, _)| l == "pos").count(), want / 2);
+    }
+    assert_eq!(a[0].0.labels, ["neg", "pos"]);
+    let ids = |x: &[(graft_core::artifact::Provenance, BTreeMap<String, (String, Vec<i32>)>); 3]| -> Vec<Vec<String>> {
+        x.iter().map(|(_, r)| r.keys().cloned().collect()).collect()
+    };
+    assert_eq!(ids(&a), ids(&run_split("b", "1")));
+    assert_ne!(ids(&a), ids(&run_split("c", "2")));
+}
+
+#[test]
+fn finetune_is_byte_for_byte_deterministic_and_evaluate_agrees_with_its_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (feats, head, eval) = (dir.path().join("features"), dir.path().join("head"), dir.path().join("eval"));
+    let train = |_: ()| {
+        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "0.1,1,10", "-q"]);
+        (std::fs::read(head.join("head.safetensors")).unwrap(), std::fs::read(head.join("head.json")).unwrap())
+    };
+    let first = train(());
+    assert_eq!(first, train(()));
+    let out = ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval)]);
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
+    let m = &metrics["metrics"];
+    // Recount accuracy and the confusion matrix from predictions.arrow.
+    let mut r = graft_core::artifact::ArtifactReader::open(&eval.join("predictions.arrow")).unwrap();
+    let b = r.next_batch().unwrap().unwrap();
+    let col = |n: &str| graft_core::artifact::column::<arrow::array::StringArray>(&b, n, Path::new("p"), "").unwrap().clone();
+    let (label, pred) = (col("label"), col("pred"));
+    let correct = (0..b.num_rows()).filter(|&i| label.value(i) == pred.value(i)).count();
+    assert_eq!(b.num_rows(), 8);
+    assert!((m["accuracy"].as_f64().unwrap() - correct as f64 / 8.0).abs() < 1e-12);
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(m["confusion"].clone()).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 8);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accuracy"));
+}
+
+#[test]
+fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::copy(fixture("tiny/reviews.csv"), root.join("reviews.csv")).unwrap();
+    let spec = fixture("tiny/tiny.yaml");
+    let yaml = format!(
+        "version: 1\nstages:\n  preprocess:\n    cmd: graft-preprocess\n    args: {{input: reviews.csv, spec: {spec}, id_column: id, out: run/data}}\n    deps: [reviews.csv]\n    outs: [run/data]\n  backbone:\n    cmd: graft-backbone\n    args: {{spec: {spec}, input: run/data, out: run/features}}\n    deps: [run/data]\n    outs: [run/features]\n  finetune:\n    cmd: graft-finetune\n    args: {{features: run/features, c: [0.1, 1], out: run/head}}\n    deps: [run/features]\n    outs: [run/head]\n  evaluate:\n    cmd: graft-evaluate\n    args: {{head: run/head, features: run/features, out: run/eval}}\n    deps: [run/head, run/features]\n    outs: [run/eval]\n",
+        spec = s(&spec)
+    );
+    let pipeline = root.join("p.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let graft = |_: ()| String::from_utf8_lossy(&ok("graft", &["run", s(&pipeline)]).stderr).into_owned();
+    let first = graft(());
+    assert!(first.contains("4 stages: 4 ran"), "{first}");
+    assert!(root.join("run/eval/metrics.json").is_file() && root.join("p.lock").is_file());
+    let second = graft(());
+    assert!(second.contains("4 stages: 0 ran"), "{second}");
+    // A changed input reruns everything downstream of it.
+    let csv = std::fs::read_to_string(root.join("reviews.csv")).unwrap();
+    std::fs::write(root.join("reviews.csv"), csv.replace("r000,", "r000x,")).unwrap();
+    let third = graft(());
+    assert!(third.contains("4 stages: 4 ran"), "{third}");
+}
+
+mod bad_input {
+    use super::*;
+
+    fn preprocess_fails(csv: &[u8], extra: &[&str]) -> (String, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, csv).unwrap();
+        let (out, spec) = (dir.path().join("out"), fixture("tiny/tiny.yaml"));
+        let mut args = vec!["--input", s(&input), "--spec", s(&spec), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        let err = user_error("graft-preprocess", &args);
+        assert!(err.contains("in.csv"), "message does not name the file: {err}");
+        (err, files_in(&out))
+    }
+
+    #[test]
+    fn missing_column() {
+        let (err, files) = preprocess_fails(b"text,label\nfine film,pos\nbad film,neg\n", &["--text-column", "review"]);
+        assert!(err.contains("no column `review`") && err.contains("`text`"), "{err}");
+        assert!(files.is_empty(), "{files:?}");
+    }
+
+    #[test]
+    fn empty_file() {
+        let (err, files) = preprocess_fails(b"", &[]);
+        assert!(err.contains("no data rows"), "{err}");
+        assert!(files.is_empty());
+        let (err, _) = preprocess_fails(b"text,label\n", &[]);
+        assert!(err.contains("no data rows"), "{err}");
+    }
+
+    #[test]
+    fn single_class() {
+        let (err, files) = preprocess_fails(b"text,label\ngood film,pos\ngreat film,pos\n", &[]);
+        assert!(err.contains("single class (`pos`)"), "{err}");
+        assert!(files.is_empty());
+    }
+
+    #[test]
+    fn non_utf8_byte() {
+        let (err, files) = preprocess_fails(b"text,label\ngood film,pos\nbad \xff film,neg\n", &[]);
+        assert!(err.contains("not valid UTF-8") && err.contains("line 3"), "{err}");
+        assert!(files.is_empty());
+    }
+
+    #[test]
+    fn model_inputs_do_not_match_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("bad.yaml");
+        let text = std::fs::read_to_string(fixture("tiny/tiny.yaml")).unwrap();
+        let tiny = fixture("tiny");
+        let text = text
+            .replace("model: model.onnx", &format!("model: {}/model.onnx", s(&tiny)))
+            .replace("tokenizer: tokenizer.json", &format!("tokenizer: {}/tokenizer.json", s(&tiny)));
+        std::fs::write(&spec, format!("{text}inputs:\n  input_ids: ids\n")).unwrap();
+        let data = dir.path().join("data");
+        ok("graft-preprocess", &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "-q"]);
+        let out = dir.path().join("features");
+        let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)]);
+        assert!(err.contains("model.onnx") && err.contains("no input `ids`") && err.contains("`input_ids`"), "{err}");
+        assert!(files_in(&out).is_empty());
+    }
+
+    #[test]
+    fn features_from_another_backbone() {
+        let dir = tempfile::tempdir().unwrap();
+        features(dir.path(), &[]);
+        let (feats, head) = (dir.path().join("features"), dir.path().join("head"));
+        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
+        let other = dir.path().join("other");
+        ok("graft-backbone", &["--spec", s(&fixture("tiny/tiny.yaml")), "--input", s(&dir.path().join("data")), "--out", s(&other), "--pooling", "cls", "-q"]);
+        let out = dir.path().join("eval");
+        let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&other), "--out", s(&out)]);
+        assert!(err.contains("other/test.arrow") && err.contains("pooling cls") && err.contains("pooling mean"), "{err}");
+        assert!(files_in(&out).is_empty());
+    }
+}
