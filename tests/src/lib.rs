@@ -10,27 +10,43 @@ use graft_core::artifact::{ArtifactReader, Provenance, column};
 
 /// `tests/fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// A stage binary from the same build as this test (`make test` builds them first).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let path = dir.join(name);
-    assert!(path.is_file(), "`{}` is not built: run `cargo build --release --workspace --bins` (or `make test`)", path.display());
+    assert!(
+        path.is_file(),
+        "`{}` is not built: run `cargo build --release --workspace --bins` (or `make test`)",
+        path.display()
+    );
     path
 }
 
 /// Runs a binary, returning its output; the test's own environment is inherited.
 pub fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(bin(name)).args(args).output().expect("spawn binary")
+    Command::new(bin(name))
+        .args(args)
+        .output()
+        .expect("spawn binary")
 }
 
 /// Runs a binary and asserts success, showing stderr otherwise.
 pub fn ok(name: &str, args: &[&str]) -> Output {
     let out = run(name, args);
-    assert!(out.status.success(), "{name} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -38,14 +54,20 @@ pub fn ok(name: &str, args: &[&str]) -> Output {
 pub fn user_error(name: &str, args: &[&str]) -> String {
     let out = run(name, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{name} {args:?}: expected exit 1, stderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{name} {args:?}: expected exit 1, stderr:\n{stderr}"
+    );
     stderr
 }
 
 /// Files in `dir` (none when it does not exist), temporary ones included.
 pub fn files_in(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -60,7 +82,12 @@ pub fn read_features(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<
         let feats = column::<FixedSizeListArray>(&b, "features", path, "").unwrap();
         for i in 0..b.num_rows() {
             let v = feats.value(i);
-            let v = v.as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
+            let v = v
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .unwrap()
+                .values()
+                .to_vec();
             rows.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), v));
         }
     }
@@ -77,7 +104,12 @@ pub fn read_tokens(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<i3
         let tokens = column::<ListArray>(&b, "input_ids", path, "").unwrap();
         for i in 0..b.num_rows() {
             let t = tokens.value(i);
-            let t = t.as_any().downcast_ref::<arrow::array::Int32Array>().unwrap().values().to_vec();
+            let t = t
+                .as_any()
+                .downcast_ref::<arrow::array::Int32Array>()
+                .unwrap()
+                .values()
+                .to_vec();
             rows.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), t));
         }
     }

@@ -13,15 +13,37 @@ fn s(p: &Path) -> &str {
 fn features(dir: &Path, backbone_args: &[&str]) {
     let spec = fixture("tiny/tiny.yaml");
     let data = dir.join("data");
-    ok("graft-preprocess", &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "--id-column", "id", "-q"]);
+    ok(
+        "graft-preprocess",
+        &[
+            "--input",
+            s(&fixture("tiny/reviews.csv")),
+            "--spec",
+            s(&spec),
+            "--out",
+            s(&data),
+            "--id-column",
+            "id",
+            "-q",
+        ],
+    );
     let out = dir.join("features");
-    let mut args = vec!["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "-q"];
+    let mut args = vec![
+        "--spec",
+        s(&spec),
+        "--input",
+        s(&data),
+        "--out",
+        s(&out),
+        "-q",
+    ];
     args.extend_from_slice(backbone_args);
     ok("graft-backbone", &args);
 }
 
 fn expected() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("tiny/expected_features.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("tiny/expected_features.json")).unwrap())
+        .unwrap()
 }
 
 fn all_features(dir: &Path) -> BTreeMap<String, (String, Vec<f32>)> {
@@ -45,7 +67,11 @@ fn features_match_an_independent_numpy_forward_pass() {
         let want: Vec<f64> = serde_json::from_value(expected[id]["mean"].clone()).unwrap();
         let cos = cosine(f, &want);
         assert!(cos >= 0.9999, "row {id}: cosine {cos}");
-        let worst = f.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+        let worst = f
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (f64::from(*a) - b).abs())
+            .fold(0.0, f64::max);
         assert!(worst < 1e-4, "row {id}: max abs difference {worst}");
     }
 }
@@ -67,20 +93,45 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
     let expected = expected();
     let run_split = |out: &str, seed: &str| {
         let out = dir.path().join(out);
-        let args = ["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&fixture("tiny/tiny.yaml")), "--out", s(&out), "--id-column", "id", "--seed", seed, "-q"];
-        ok("graft-preprocess", &args);
+        let (input, spec) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"));
+        ok(
+            "graft-preprocess",
+            &[
+                "--input",
+                s(&input),
+                "--spec",
+                s(&spec),
+                "--out",
+                s(&out),
+                "--id-column",
+                "id",
+                "--seed",
+                seed,
+                "-q",
+            ],
+        );
         ["train", "val", "test"].map(|split| read_tokens(&out.join(format!("{split}.arrow"))))
     };
     let a = run_split("a", "1");
     let mut lengths = std::collections::BTreeSet::new();
     for (_, rows) in &a {
         for (id, (_, tokens)) in rows {
-            assert_eq!(tokens.len() as u64, expected[id]["tokens"].as_u64().unwrap(), "row {id}");
-            assert!(tokens.len() <= 12 && !tokens.contains(&0), "row {id} padded or too long: {tokens:?}");
+            assert_eq!(
+                tokens.len() as u64,
+                expected[id]["tokens"].as_u64().unwrap(),
+                "row {id}"
+            );
+            assert!(
+                tokens.len() <= 12 && !tokens.contains(&0),
+                "row {id} padded or too long: {tokens:?}"
+            );
             lengths.insert(tokens.len());
         }
     }
-    assert!(lengths.len() > 3 && lengths.contains(&12), "lengths {lengths:?}");
+    assert!(
+        lengths.len() > 3 && lengths.contains(&12),
+        "lengths {lengths:?}"
+    );
     // 40 rows per class: 4 val and 4 test each.
     for (i, want) in [(1, 8), (2, 8)] {
         let rows = &a[i].1;
@@ -88,7 +139,11 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
         assert_eq!(rows.values().filter(|(l, _)| l == "pos").count(), want / 2);
     }
     assert_eq!(a[0].0.labels, ["neg", "pos"]);
-    let ids = |x: &[(graft_core::artifact::Provenance, BTreeMap<String, (String, Vec<i32>)>); 3]| -> Vec<Vec<String>> {
+    let ids = |x: &[(
+        graft_core::artifact::Provenance,
+        BTreeMap<String, (String, Vec<i32>)>,
+    ); 3]|
+     -> Vec<Vec<String>> {
         x.iter().map(|(_, r)| r.keys().cloned().collect()).collect()
     };
     assert_eq!(ids(&a), ids(&run_split("b", "1")));
@@ -99,22 +154,58 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
 fn finetune_is_byte_for_byte_deterministic_and_evaluate_agrees_with_its_predictions() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &[]);
-    let (feats, head, eval) = (dir.path().join("features"), dir.path().join("head"), dir.path().join("eval"));
+    let (feats, head, eval) = (
+        dir.path().join("features"),
+        dir.path().join("head"),
+        dir.path().join("eval"),
+    );
     let train = |_: ()| {
-        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "0.1,1,10", "-q"]);
-        (std::fs::read(head.join("head.safetensors")).unwrap(), std::fs::read(head.join("head.json")).unwrap())
+        ok(
+            "graft-finetune",
+            &[
+                "--features",
+                s(&feats),
+                "--out",
+                s(&head),
+                "--c",
+                "0.1,1,10",
+                "-q",
+            ],
+        );
+        (
+            std::fs::read(head.join("head.safetensors")).unwrap(),
+            std::fs::read(head.join("head.json")).unwrap(),
+        )
     };
     let first = train(());
     assert_eq!(first, train(()));
-    let out = ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval)]);
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
+    let out = ok(
+        "graft-evaluate",
+        &[
+            "--head",
+            s(&head),
+            "--features",
+            s(&feats),
+            "--out",
+            s(&eval),
+        ],
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
     let m = &metrics["metrics"];
     // Recount accuracy and the confusion matrix from predictions.arrow.
-    let mut r = graft_core::artifact::ArtifactReader::open(&eval.join("predictions.arrow")).unwrap();
+    let mut r =
+        graft_core::artifact::ArtifactReader::open(&eval.join("predictions.arrow")).unwrap();
     let b = r.next_batch().unwrap().unwrap();
-    let col = |n: &str| graft_core::artifact::column::<arrow::array::StringArray>(&b, n, Path::new("p"), "").unwrap().clone();
+    let col = |n: &str| {
+        graft_core::artifact::column::<arrow::array::StringArray>(&b, n, Path::new("p"), "")
+            .unwrap()
+            .clone()
+    };
     let (label, pred) = (col("label"), col("pred"));
-    let correct = (0..b.num_rows()).filter(|&i| label.value(i) == pred.value(i)).count();
+    let correct = (0..b.num_rows())
+        .filter(|&i| label.value(i) == pred.value(i))
+        .count();
     assert_eq!(b.num_rows(), 8);
     assert!((m["accuracy"].as_f64().unwrap() - correct as f64 / 8.0).abs() < 1e-12);
     let confusion: Vec<Vec<u64>> = serde_json::from_value(m["confusion"].clone()).unwrap();
@@ -134,7 +225,8 @@ fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
     );
     let pipeline = root.join("p.yaml");
     std::fs::write(&pipeline, yaml).unwrap();
-    let graft = |_: ()| String::from_utf8_lossy(&ok("graft", &["run", s(&pipeline)]).stderr).into_owned();
+    let graft =
+        |_: ()| String::from_utf8_lossy(&ok("graft", &["run", s(&pipeline)]).stderr).into_owned();
     let first = graft(());
     assert!(first.contains("4 stages: 4 ran"), "{first}");
     assert!(root.join("run/eval/metrics.json").is_file() && root.join("p.lock").is_file());
@@ -158,14 +250,23 @@ mod bad_input {
         let mut args = vec!["--input", s(&input), "--spec", s(&spec), "--out", s(&out)];
         args.extend_from_slice(extra);
         let err = user_error("graft-preprocess", &args);
-        assert!(err.contains("in.csv"), "message does not name the file: {err}");
+        assert!(
+            err.contains("in.csv"),
+            "message does not name the file: {err}"
+        );
         (err, files_in(&out))
     }
 
     #[test]
     fn missing_column() {
-        let (err, files) = preprocess_fails(b"text,label\nfine film,pos\nbad film,neg\n", &["--text-column", "review"]);
-        assert!(err.contains("no column `review`") && err.contains("`text`"), "{err}");
+        let (err, files) = preprocess_fails(
+            b"text,label\nfine film,pos\nbad film,neg\n",
+            &["--text-column", "review"],
+        );
+        assert!(
+            err.contains("no column `review`") && err.contains("`text`"),
+            "{err}"
+        );
         assert!(files.is_empty(), "{files:?}");
     }
 
@@ -188,7 +289,10 @@ mod bad_input {
     #[test]
     fn non_utf8_byte() {
         let (err, files) = preprocess_fails(b"text,label\ngood film,pos\nbad \xff film,neg\n", &[]);
-        assert!(err.contains("not valid UTF-8") && err.contains("line 3"), "{err}");
+        assert!(
+            err.contains("not valid UTF-8") && err.contains("line 3"),
+            "{err}"
+        );
         assert!(files.is_empty());
     }
 
@@ -199,14 +303,39 @@ mod bad_input {
         let text = std::fs::read_to_string(fixture("tiny/tiny.yaml")).unwrap();
         let tiny = fixture("tiny");
         let text = text
-            .replace("model: model.onnx", &format!("model: {}/model.onnx", s(&tiny)))
-            .replace("tokenizer: tokenizer.json", &format!("tokenizer: {}/tokenizer.json", s(&tiny)));
+            .replace(
+                "model: model.onnx",
+                &format!("model: {}/model.onnx", s(&tiny)),
+            )
+            .replace(
+                "tokenizer: tokenizer.json",
+                &format!("tokenizer: {}/tokenizer.json", s(&tiny)),
+            );
         std::fs::write(&spec, format!("{text}inputs:\n  input_ids: ids\n")).unwrap();
         let data = dir.path().join("data");
-        ok("graft-preprocess", &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "-q"]);
+        ok(
+            "graft-preprocess",
+            &[
+                "--input",
+                s(&fixture("tiny/reviews.csv")),
+                "--spec",
+                s(&spec),
+                "--out",
+                s(&data),
+                "-q",
+            ],
+        );
         let out = dir.path().join("features");
-        let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)]);
-        assert!(err.contains("model.onnx") && err.contains("no input `ids`") && err.contains("`input_ids`"), "{err}");
+        let err = user_error(
+            "graft-backbone",
+            &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)],
+        );
+        assert!(
+            err.contains("model.onnx")
+                && err.contains("no input `ids`")
+                && err.contains("`input_ids`"),
+            "{err}"
+        );
         assert!(files_in(&out).is_empty());
     }
 
@@ -215,12 +344,43 @@ mod bad_input {
         let dir = tempfile::tempdir().unwrap();
         features(dir.path(), &[]);
         let (feats, head) = (dir.path().join("features"), dir.path().join("head"));
-        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
+        ok(
+            "graft-finetune",
+            &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"],
+        );
         let other = dir.path().join("other");
-        ok("graft-backbone", &["--spec", s(&fixture("tiny/tiny.yaml")), "--input", s(&dir.path().join("data")), "--out", s(&other), "--pooling", "cls", "-q"]);
+        ok(
+            "graft-backbone",
+            &[
+                "--spec",
+                s(&fixture("tiny/tiny.yaml")),
+                "--input",
+                s(&dir.path().join("data")),
+                "--out",
+                s(&other),
+                "--pooling",
+                "cls",
+                "-q",
+            ],
+        );
         let out = dir.path().join("eval");
-        let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&other), "--out", s(&out)]);
-        assert!(err.contains("other/test.arrow") && err.contains("pooling cls") && err.contains("pooling mean"), "{err}");
+        let err = user_error(
+            "graft-evaluate",
+            &[
+                "--head",
+                s(&head),
+                "--features",
+                s(&other),
+                "--out",
+                s(&out),
+            ],
+        );
+        assert!(
+            err.contains("other/test.arrow")
+                && err.contains("pooling cls")
+                && err.contains("pooling mean"),
+            "{err}"
+        );
         assert!(files_in(&out).is_empty());
     }
 }

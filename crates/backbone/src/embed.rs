@@ -23,14 +23,24 @@ pub struct Embedder {
 
 impl Embedder {
     /// Opens the spec's model and checks that its inputs and output are the spec's.
-    pub fn new(spec: &BackboneSpec, pooling: Pooling, normalize: bool, threads: usize) -> Result<Self> {
+    pub fn new(
+        env: &ort::environment::Environment,
+        spec: &BackboneSpec,
+        pooling: Pooling,
+        normalize: bool,
+        threads: usize,
+    ) -> Result<Self> {
         let path = spec.model.as_path();
-        let session = open_session(path, threads).map_err(|source| Error::Model {
+        let session = open_session(env, path, threads).map_err(|source| Error::Model {
             path: path.to_owned(),
             source,
         })?;
         let names = |outlets: &[ort::value::Outlet]| {
-            outlets.iter().map(|o| format!("`{}`", o.name())).collect::<Vec<_>>().join(", ")
+            outlets
+                .iter()
+                .map(|o| format!("`{}`", o.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let fed: Vec<&String> = std::iter::once(&spec.inputs.input_ids)
             .chain(spec.inputs.attention_mask.as_ref())
@@ -45,7 +55,11 @@ impl Embedder {
                 });
             }
         }
-        if let Some(unfed) = session.inputs().iter().find(|i| !fed.iter().any(|f| f.as_str() == i.name())) {
+        if let Some(unfed) = session
+            .inputs()
+            .iter()
+            .find(|i| !fed.iter().any(|f| f.as_str() == i.name()))
+        {
             return Err(Error::UnfedInput {
                 path: path.to_owned(),
                 name: unfed.name().to_owned(),
@@ -81,12 +95,18 @@ impl Embedder {
                 mask[r * seq + t] = 1;
             }
         }
-        let mut inputs = vec![(self.input_ids.as_str(), Tensor::from_array((shape, ids))?.into_dyn())];
+        let mut inputs = vec![(
+            self.input_ids.as_str(),
+            Tensor::from_array((shape, ids))?.into_dyn(),
+        )];
         if let Some(name) = &self.attention_mask {
             inputs.push((name.as_str(), Tensor::from_array((shape, mask))?.into_dyn()));
         }
         if let Some(name) = &self.token_type_ids {
-            inputs.push((name.as_str(), Tensor::from_array((shape, vec![0i64; rows.len() * seq]))?.into_dyn()));
+            inputs.push((
+                name.as_str(),
+                Tensor::from_array((shape, vec![0i64; rows.len() * seq]))?.into_dyn(),
+            ));
         }
         let outputs = self.session.run(inputs)?;
         let (dims, hidden) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
@@ -99,7 +119,10 @@ impl Embedder {
         }
         let dim = dims[2] as usize;
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        Ok((pool(hidden, seq, dim, &lengths, self.pooling, self.normalize), dim))
+        Ok((
+            pool(hidden, seq, dim, &lengths, self.pooling, self.normalize),
+            dim,
+        ))
     }
 }
 
@@ -112,8 +135,13 @@ pub enum EmbedError {
     Rank { name: String, shape: Vec<i64> },
 }
 
-fn open_session(path: &Path, threads: usize) -> ort::Result<Session> {
-    let mut builder = Session::builder()?.with_optimization_level(GraphOptimizationLevel::All)?;
+fn open_session(
+    env: &ort::environment::Environment,
+    path: &Path,
+    threads: usize,
+) -> ort::Result<Session> {
+    let mut builder =
+        Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::All)?;
     if threads > 0 {
         builder = builder.with_intra_threads(threads)?;
     }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error("ONNX Runtime library not found; looked at {looked}. Run `make setup`, or set ORT_DYLIB_PATH")]
+    #[error(
+        "ONNX Runtime library not found; looked at {looked}. Run `make setup`, or set ORT_DYLIB_PATH"
+    )]
     RuntimeMissing { looked: String },
     #[error("cannot load ONNX Runtime from `{}`: {reason}", path.display())]
     RuntimeLoad { path: PathBuf, reason: String },
@@ -45,14 +47,20 @@ pub enum Error {
     #[error("`{}` has no split files (train.arrow, val.arrow, test.arrow)", path.display())]
     NoSplits { path: PathBuf },
     #[error("`{}` row {row}: {message}", path.display())]
-    BadRow { path: PathBuf, row: u64, message: String },
+    BadRow {
+        path: PathBuf,
+        row: u64,
+        message: String,
+    },
 }
 
 impl graft_core::UserFacing for Error {
     fn is_user_error(&self) -> bool {
         match self {
             Error::Core(e) => e.is_user_error(),
-            Error::Inference { source, .. } => matches!(source, crate::embed::EmbedError::Rank { .. }),
+            Error::Inference { source, .. } => {
+                matches!(source, crate::embed::EmbedError::Rank { .. })
+            }
             _ => true,
         }
     }

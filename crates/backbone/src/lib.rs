@@ -10,9 +10,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch,
+    StringArray,
+};
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, column};
+use graft_core::artifact::{
+    ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, column,
+};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::BackboneSpec;
@@ -32,11 +37,11 @@ pub struct Summary {
 }
 
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
-    let runtime = runtime::init()?;
+    let (env, runtime) = runtime::init()?;
     let spec = BackboneSpec::load(&cfg.spec)?;
     let pooling = cfg.pooling.unwrap_or(spec.pooling);
     let normalize = cfg.normalize.unwrap_or(spec.normalize);
-    let mut embedder = Embedder::new(&spec, pooling, normalize, cfg.threads)?;
+    let mut embedder = Embedder::new(env, &spec, pooling, normalize, cfg.threads)?;
     let model_blake3 = graft_core::hash::file(&spec.model)?;
     let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
 
@@ -58,7 +63,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         }
     }
     if readers.is_empty() {
-        return Err(Error::NoSplits { path: cfg.input.clone() });
+        return Err(Error::NoSplits {
+            path: cfg.input.clone(),
+        });
     }
     let mut backbone = BackboneId {
         spec: spec.name.clone(),
@@ -69,7 +76,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         dim: 0,
         provider: "cpu".into(),
     };
-    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
+    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json {
+        what: "config",
+        source,
+    })?;
     let mut summary = Summary {
         runtime,
         dim: 0,
@@ -83,9 +93,20 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         prov.stage = "backbone".into();
         prov.graft_version = graft_core::VERSION.into();
         prov.params = params.clone();
-        prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
+        prov.inputs = BTreeMap::from([
+            ("model".into(), backbone.model_blake3.clone()),
+            (split.into(), input_hash),
+        ]);
         let dest = cfg.out.join(format!("{split}.arrow"));
-        let (done, written) = embed_split(&mut reader, &mut embedder, cfg.batch_size.max(1), &dest, &mut prov, &mut backbone, progress)?;
+        let (done, written) = embed_split(
+            &mut reader,
+            &mut embedder,
+            cfg.batch_size.max(1),
+            &dest,
+            &mut prov,
+            &mut backbone,
+            progress,
+        )?;
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
@@ -112,11 +133,15 @@ fn embed_split(
         let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
         let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
         let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
-        let values = lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| graft_core::Error::Column {
-            path: path.clone(),
-            column: "input_ids".into(),
-            expected: "list<int32> token ids".into(),
-        })?;
+        let values = lists
+            .values()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .ok_or_else(|| graft_core::Error::Column {
+                path: path.clone(),
+                column: "input_ids".into(),
+                expected: "list<int32> token ids".into(),
+            })?;
         let offsets = lists.value_offsets();
         let rows: Vec<&[i32]> = (0..lists.len())
             .map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize])
@@ -154,12 +179,22 @@ fn embed_split(
             }
         };
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
-        let out = RecordBatch::try_new(writer.schema(), columns).map_err(|source| graft_core::Error::Arrow {
-            path: dest.to_owned(),
-            source,
+        let features =
+            FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
+                .map_err(|source| graft_core::Error::Arrow {
+                    path: dest.to_owned(),
+                    source,
+                })?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(ids.clone()),
+            Arc::new(labels.clone()),
+            Arc::new(features),
+        ];
+        let out = RecordBatch::try_new(writer.schema(), columns).map_err(|source| {
+            graft_core::Error::Arrow {
+                path: dest.to_owned(),
+                source,
+            }
         })?;
         writer.write(&out)?;
         rows_done += rows.len() as u64;

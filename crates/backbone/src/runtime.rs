@@ -14,10 +14,16 @@ pub fn candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         out.push(PathBuf::from(p));
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+    {
         out.push(dir.join(LIB_NAME));
     }
-    out.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.graft/onnxruntime/libonnxruntime.so")));
+    out.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.graft/onnxruntime/libonnxruntime.so"
+    )));
     out
 }
 
@@ -30,29 +36,42 @@ enum Failure {
 static LOADED: OnceLock<Result<PathBuf, Failure>> = OnceLock::new();
 static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
 
-/// Loads ONNX Runtime (once) and returns the path it came from.
-pub fn init() -> Result<PathBuf> {
+/// Loads ONNX Runtime (once); returns its environment and the library's path.
+pub fn init() -> Result<(&'static ort::environment::Environment, PathBuf)> {
     let loaded = LOADED.get_or_init(|| {
         let candidates = candidates();
         let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-            let looked = candidates.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();
-            return Err(Failure::Missing { looked: looked.join(", ") });
+            let looked = candidates
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>();
+            return Err(Failure::Missing {
+                looked: looked.join(", "),
+            });
         };
         let path = path.canonicalize().unwrap_or_else(|_| path.clone());
-        let env = ort::init_from(&path)
-            .map_err(ort::Error::from)
-            .and_then(|b| b.with_name("graft").build());
+        let env = match ort::init_from(&path) {
+            Ok(builder) => builder
+                .with_name("graft")
+                .build()
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match env {
             Ok(env) => {
                 let _ = ENVIRONMENT.set(env);
                 Ok(path)
             }
-            // ort's error is not Clone, and a load is tried once per process: keep its text.
-            Err(e) => Err(Failure::Load { path, reason: e.to_string() }),
+            // ort's errors are not Clone, and a load is tried once per process: keep the text.
+            Err(reason) => Err(Failure::Load { path, reason }),
         }
     });
-    loaded.clone().map_err(|f| match f {
+    let path = loaded.clone().map_err(|f| match f {
         Failure::Missing { looked } => Error::RuntimeMissing { looked },
         Failure::Load { path, reason } => Error::RuntimeLoad { path, reason },
-    })
+    })?;
+    Ok((
+        ENVIRONMENT.get().expect("set when the load succeeded"),
+        path,
+    ))
 }

@@ -110,7 +110,9 @@ pub struct ArtifactWriter {
 
 impl std::fmt::Debug for ArtifactWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactWriter").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("ArtifactWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,12 +137,16 @@ impl ArtifactWriter {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|source| arrow_err(&self.path, source))
+        self.writer
+            .write(batch)
+            .map_err(|source| arrow_err(&self.path, source))
     }
 
     /// Completes the file; it is renamed into place when the returned value is committed.
     pub fn finish(mut self) -> Result<Pending> {
-        self.writer.finish().map_err(|source| arrow_err(&self.path, source))?;
+        self.writer
+            .finish()
+            .map_err(|source| arrow_err(&self.path, source))?;
         Ok(self.pending)
     }
 }
@@ -209,7 +215,12 @@ impl ArtifactReader {
 }
 
 /// The column `name` of `batch`, downcast to `A`, or an error naming the file and column.
-pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str, path: &Path, expected: &str) -> Result<&'a A> {
+pub fn column<'a, A: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    path: &Path,
+    expected: &str,
+) -> Result<&'a A> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<A>())
@@ -243,10 +254,16 @@ mod tests {
     fn round_trips_batches_and_provenance() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.arrow");
-        let schema = provenance().attach(vec![Field::new("id", DataType::Utf8, false)]).unwrap();
+        let schema = provenance()
+            .attach(vec![Field::new("id", DataType::Utf8, false)])
+            .unwrap();
         let mut w = ArtifactWriter::create(&path, &schema).unwrap();
         for ids in [["a", "b"], ["c", "d"]] {
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(ids.to_vec()))]).unwrap();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(ids.to_vec()))],
+            )
+            .unwrap();
             w.write(&batch).unwrap();
         }
         let pending = w.finish().unwrap();

@@ -28,7 +28,10 @@ impl Pending {
             source,
         };
         fs_err::create_dir_all(&dir).map_err(write)?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
@@ -87,7 +90,10 @@ mod tests {
         p.file().write_all(b"half").unwrap();
         drop(p);
         assert!(!dest.exists());
-        assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

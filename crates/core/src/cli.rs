@@ -50,9 +50,11 @@ impl Progress for Bar {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));

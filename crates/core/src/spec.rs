@@ -101,7 +101,10 @@ impl BackboneSpec {
                 if t.max_length < 2 {
                     return Err(Error::SpecValue {
                         path: path.to_owned(),
-                        message: format!("`text.max_length` is {}, expected at least 2", t.max_length),
+                        message: format!(
+                            "`text.max_length` is {}, expected at least 2",
+                            t.max_length
+                        ),
                     });
                 }
             }
@@ -148,6 +151,9 @@ mod tests {
         std::fs::write(&p, "name: m\nkind: text\nmodel: a.onnx\nouptut: x\n").unwrap();
         let err = BackboneSpec::load(&p).unwrap_err();
         let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
-        assert!(chain.contains("m.yaml") && chain.contains("ouptut"), "{chain}");
+        assert!(
+            chain.contains("m.yaml") && chain.contains("ouptut"),
+            "{chain}"
+        );
     }
 }

@@ -129,7 +129,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
         });
     }
     let proba = head.predict_proba(feats.x.view());
-    let pred: Vec<usize> = proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
+    let pred: Vec<usize> = proba
+        .rows()
+        .into_iter()
+        .map(|r| argmax(r.as_slice().expect("contiguous rows")))
+        .collect();
     let labels = &head.info.labels;
     let metrics = metrics::classification(&feats.classes, &pred, labels);
 
@@ -141,10 +145,16 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(feats.ids.clone())),
         Arc::new(StringArray::from(feats.labels.clone())),
-        Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            pred.iter().map(|&p| labels[p].as_str()),
+        )),
     ];
     for (c, label) in labels.iter().enumerate() {
-        fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
+        fields.push(Field::new(
+            format!("prob_{label}"),
+            DataType::Float64,
+            false,
+        ));
         columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
     }
     let provenance = Provenance {
@@ -152,10 +162,16 @@ pub fn run(cfg: &Config) -> Result<Report> {
         graft_version: graft_core::VERSION.into(),
         labels: labels.clone(),
         rows: feats.ids.len() as u64,
-        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json {
+            what: "config",
+            source,
+        })?,
         inputs: [
             ("features".to_owned(), graft_core::hash::file(&path)?),
-            ("head".to_owned(), graft_core::hash::file(&cfg.head.join(graft_finetune::head::WEIGHTS_FILE))?),
+            (
+                "head".to_owned(),
+                graft_core::hash::file(&cfg.head.join(graft_finetune::head::WEIGHTS_FILE))?,
+            ),
         ]
         .into(),
         tokenizer: feats.provenance.tokenizer.clone(),
@@ -163,9 +179,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
     };
     let schema = provenance.attach(fields)?;
     let dest = cfg.out.join(PREDICTIONS_FILE);
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| graft_core::Error::Arrow {
-        path: dest.clone(),
-        source,
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
+        graft_core::Error::Arrow {
+            path: dest.clone(),
+            source,
+        }
     })?;
     let mut writer = ArtifactWriter::create(&dest, &schema)?;
     writer.write(&batch)?;
@@ -182,13 +200,19 @@ pub fn run(cfg: &Config) -> Result<Report> {
             train_rows: head.info.training.train_rows,
         },
     };
-    let mut json = serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
+    let mut json =
+        serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json {
+            what: "metrics",
+            source,
+        })?;
     json.push(b'\n');
     let metrics_path = cfg.out.join(METRICS_FILE);
     let mut metrics_file = graft_core::atomic::Pending::create(&metrics_path)?;
-    std::io::Write::write_all(metrics_file.file(), &json).map_err(|source| graft_core::Error::Write {
-        path: metrics_path,
-        source,
+    std::io::Write::write_all(metrics_file.file(), &json).map_err(|source| {
+        graft_core::Error::Write {
+            path: metrics_path,
+            source,
+        }
     })?;
     graft_core::atomic::commit_all(vec![predictions, metrics_file])?;
     Ok(report)
@@ -196,7 +220,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
 
 /// Reads a `metrics.json`, given it or the folder holding it.
 pub fn load_report(path: &Path) -> Result<Report> {
-    let path = if path.is_dir() { path.join(METRICS_FILE) } else { path.to_owned() };
+    let path = if path.is_dir() {
+        path.join(METRICS_FILE)
+    } else {
+        path.to_owned()
+    };
     let bytes = fs_err::read(&path).map_err(|source| graft_core::Error::Read {
         path: path.clone(),
         source,

@@ -24,7 +24,11 @@ pub struct Classification {
 }
 
 fn ratio(num: usize, den: usize) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 /// Metrics of predicted classes `pred` against true classes `truth`, both in `0..labels.len()`.
@@ -74,7 +78,10 @@ mod tests {
         // truth 0 0 1 1 2, pred 0 1 1 1 1: class 2 is never predicted.
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let m = classification(&[0, 0, 1, 1, 2], &[0, 1, 1, 1, 1], &labels);
-        assert_eq!(m.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![0, 1, 0]]);
+        assert_eq!(
+            m.confusion,
+            vec![vec![1, 1, 0], vec![0, 2, 0], vec![0, 1, 0]]
+        );
         assert!((m.accuracy - 0.6).abs() < 1e-12);
         // a: p 1, r 0.5, f1 2/3; b: p 0.5, r 1, f1 2/3; c: p 0 (zero division), r 0, f1 0.
         assert!((m.per_class[0].f1 - 2.0 / 3.0).abs() < 1e-12);

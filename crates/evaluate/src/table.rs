@@ -7,11 +7,23 @@ use crate::Report;
 pub fn render(report: &Report) -> String {
     let m = &report.metrics;
     let mut s = String::new();
-    let width = m.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(5);
+    let width = m
+        .per_class
+        .iter()
+        .map(|c| c.label.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let _ = writeln!(
         s,
         "{} split: {} rows, head {} (C={}) on {} ({}, dim {})",
-        report.split, m.rows, report.head.kind, report.head.c, report.backbone.spec, report.backbone.pooling, report.backbone.dim
+        report.split,
+        m.rows,
+        report.head.kind,
+        report.head.c,
+        report.backbone.spec,
+        report.backbone.pooling,
+        report.backbone.dim
     );
     let _ = writeln!(s, "accuracy  {:.4}", m.accuracy);
     let _ = writeln!(s, "macro F1  {:.4}", m.macro_f1);

@@ -24,9 +24,15 @@ pub struct Features {
 pub fn read_features(path: &Path) -> Result<Features> {
     let mut reader = ArtifactReader::open(path)?;
     let provenance = reader.provenance().clone();
-    let backbone = provenance.backbone.clone().ok_or_else(|| Error::NotFeatures { path: path.to_owned() })?;
+    let backbone = provenance
+        .backbone
+        .clone()
+        .ok_or_else(|| Error::NotFeatures {
+            path: path.to_owned(),
+        })?;
     let dim = backbone.dim;
-    let (mut ids, mut labels, mut classes, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut labels, mut classes, mut values) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     while let Some(batch) = reader.next_batch()? {
         let id = column::<StringArray>(&batch, "id", path, "utf8 row ids")?;
         let label = column::<StringArray>(&batch, "label", path, "utf8 labels")?;
@@ -52,10 +58,13 @@ pub fn read_features(path: &Path) -> Result<Features> {
                     path: path.to_owned(),
                     row,
                     id: id.into(),
-                    message: format!("label `{lab}` is not in the label set {:?}", provenance.labels),
+                    message: format!(
+                        "label `{lab}` is not in the label set {:?}",
+                        provenance.labels
+                    ),
                 });
             };
-            let start = (feats.value_offset(i)) as usize;
+            let start = feats.value_offset_at(i) as usize;
             let v = &flat.values()[start..start + dim];
             if let Some(j) = v.iter().position(|x| !x.is_finite()) {
                 return Err(Error::BadRow {
@@ -83,7 +92,12 @@ pub fn read_features(path: &Path) -> Result<Features> {
 }
 
 /// Refuses `other` unless it shares `reference`'s feature space and label set.
-pub fn check_compatible(reference: &Features, reference_path: &Path, other: &Features, other_path: &Path) -> Result<()> {
+pub fn check_compatible(
+    reference: &Features,
+    reference_path: &Path,
+    other: &Features,
+    other_path: &Path,
+) -> Result<()> {
     if !reference.backbone.same_features(&other.backbone) {
         return Err(Error::BackboneMismatch {
             path: other_path.to_owned(),

@@ -73,7 +73,10 @@ pub fn run(cfg: &Config) -> Result<Head> {
 
     let (mean, scale) = if cfg.standardize {
         let mean = train.x.mean_axis(Axis(0)).expect("train has rows");
-        let std = train.x.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
+        let std = train
+            .x
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 0.0 { s } else { 1.0 });
         (Some(mean), Some(std))
     } else {
         (None, None)
@@ -102,7 +105,11 @@ pub fn run(cfg: &Config) -> Result<Head> {
         tracing::info!(
             "C={c}: {} iterations{}, loss {:.6}{}",
             outcome.iterations,
-            if outcome.converged { "" } else { " (not converged)" },
+            if outcome.converged {
+                ""
+            } else {
+                " (not converged)"
+            },
             outcome.value,
             score.map_or(String::new(), |s| format!(", val accuracy {s:.4}"))
         );
@@ -119,7 +126,8 @@ pub fn run(cfg: &Config) -> Result<Head> {
         }
     }
     let (chosen_c, model, outcome, _) = best.expect("at least one C");
-    let mut inputs = BTreeMap::from([(train_name.to_owned(), graft_core::hash::file(&train_path)?)]);
+    let mut inputs =
+        BTreeMap::from([(train_name.to_owned(), graft_core::hash::file(&train_path)?)]);
     if val.is_some() {
         inputs.insert(val_name.to_owned(), graft_core::hash::file(&val_path)?);
     }

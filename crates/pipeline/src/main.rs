@@ -33,9 +33,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(cli.quiet);
     match cli.command {
-        Command::Run { pipeline, options } => cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
-            let ran = outcomes.iter().filter(|(_, o)| *o == graft_pipeline::Outcome::Ran).count();
-            tracing::info!("{} stages: {ran} ran, {} up to date", outcomes.len(), outcomes.len() - ran);
-        })),
+        Command::Run { pipeline, options } => {
+            cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
+                let ran = outcomes
+                    .iter()
+                    .filter(|(_, o)| *o == graft_pipeline::Outcome::Ran)
+                    .count();
+                tracing::info!(
+                    "{} stages: {ran} ran, {} up to date",
+                    outcomes.len(),
+                    outcomes.len() - ran
+                );
+            }))
+        }
     }
 }

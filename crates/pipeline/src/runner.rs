@@ -59,7 +59,10 @@ pub fn resolve_program(cmd: &str) -> PathBuf {
 
 pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outcome)>> {
     let (pipeline, order) = definition::load(pipeline_path)?;
-    let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let root = pipeline_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let lock_file = lock_path(pipeline_path);
     let mut lock = read_lock(&lock_file)?;
     let mut outcomes = Vec::new();
@@ -68,14 +71,19 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
         let program = resolve_program(&stage.cmd);
         let argv = stage.argv();
         if opts.dry_run {
-            let shown: Vec<String> = std::iter::once(program.display().to_string()).chain(argv.iter().map(|a| shell_quote(a))).collect();
+            let shown: Vec<String> = std::iter::once(program.display().to_string())
+                .chain(argv.iter().map(|a| shell_quote(a)))
+                .collect();
             println_out(&format!("# {name}\n{}", shown.join(" ")));
             outcomes.push((name, Outcome::DryRun));
             continue;
         }
         let fingerprint = fingerprint(&name, stage, &program, &argv, root)?;
         let cached = lock.stages.get(&name).is_some_and(|l| {
-            l.fingerprint == fingerprint && l.outs.iter().all(|(p, h)| path_hash(&root.join(p)).ok().as_ref() == Some(h))
+            l.fingerprint == fingerprint
+                && l.outs
+                    .iter()
+                    .all(|(p, h)| path_hash(&root.join(p)).ok().as_ref() == Some(h))
         });
         if cached && !opts.force {
             tracing::info!("stage `{name}`: unchanged, skipped");
@@ -95,7 +103,10 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
         if !status.success() {
             lock.stages.remove(&name);
             write_lock(&lock_file, &lock)?;
-            return Err(Error::StageFailed { stage: name, status });
+            return Err(Error::StageFailed {
+                stage: name,
+                status,
+            });
         }
         let mut outs = BTreeMap::new();
         for out in &stage.outs {
@@ -105,18 +116,29 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
             }
             outs.insert(out.clone(), path_hash(&path)?);
         }
-        lock.stages.insert(name.clone(), LockedStage { fingerprint, outs });
+        lock.stages
+            .insert(name.clone(), LockedStage { fingerprint, outs });
         write_lock(&lock_file, &lock)?;
         outcomes.push((name, Outcome::Ran));
     }
     Ok(outcomes)
 }
 
-fn fingerprint(name: &str, stage: &Stage, program: &Path, argv: &[String], root: &Path) -> Result<String> {
+fn fingerprint(
+    name: &str,
+    stage: &Stage,
+    program: &Path,
+    argv: &[String],
+    root: &Path,
+) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(stage.cmd.as_bytes());
     // The binary's own bytes stand for its version: a rebuilt stage reruns.
-    let binary = if program.is_file() { graft_core::hash::file(program)? } else { String::new() };
+    let binary = if program.is_file() {
+        graft_core::hash::file(program)?
+    } else {
+        String::new()
+    };
     hasher.update(binary.as_bytes());
     for a in argv {
         hasher.update(a.as_bytes());
@@ -151,13 +173,18 @@ fn read_lock(path: &Path) -> Result<Lock> {
 }
 
 fn write_lock(path: &Path, lock: &Lock) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(lock).map_err(|source| graft_core::Error::Json { what: "lock", source })?;
+    let mut json = serde_json::to_vec_pretty(lock).map_err(|source| graft_core::Error::Json {
+        what: "lock",
+        source,
+    })?;
     json.push(b'\n');
     Ok(graft_core::atomic::write_bytes(path, &json)?)
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))

@@ -4,7 +4,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[A-Za-z/!][^>]*>").expect("static regex"));
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<[A-Za-z/!][^>]*>").expect("static regex"));
 static SPACE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+").expect("static regex"));
 
 const ENTITIES: [(&str, &str); 6] = [
@@ -34,7 +35,10 @@ mod tests {
 
     #[test]
     fn strips_tags_entities_and_whitespace() {
-        assert_eq!(clean_text("Great.<br /><br />Really  great &amp; fun"), "Great. Really great & fun");
+        assert_eq!(
+            clean_text("Great.<br /><br />Really  great &amp; fun"),
+            "Great. Really great & fun"
+        );
         assert_eq!(clean_text("  <i>x</i>\t\ny "), "x y");
         assert_eq!(clean_text("<br/>  "), "");
         assert_eq!(clean_text("a < b and c > d"), "a < b and c > d");

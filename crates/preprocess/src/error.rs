@@ -13,7 +13,11 @@ pub enum Error {
         source: polars::error::PolarsError,
     },
     #[error("`{}` is not valid UTF-8: line {line}, byte offset {offset}", path.display())]
-    NotUtf8 { path: PathBuf, line: usize, offset: usize },
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        offset: usize,
+    },
     #[error("`{}` has no column `{column}` (columns: {available})", path.display())]
     MissingColumn {
         path: PathBuf,

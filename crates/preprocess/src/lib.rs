@@ -83,7 +83,12 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             }
         }
     }
-    let labels: Vec<String> = rows.iter().map(|r| r.2.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| r.2.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if labels.len() < 2 {
         return Err(Error::OneClass {
             path: cfg.input.clone(),
@@ -91,19 +96,29 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             label: labels[0].clone(),
         });
     }
-    let class_of = |l: &str| labels.binary_search_by(|x| x.as_str().cmp(l)).expect("label in vocabulary");
+    let class_of = |l: &str| {
+        labels
+            .binary_search_by(|x| x.as_str().cmp(l))
+            .expect("label in vocabulary")
+    };
     let classes: Vec<usize> = rows.iter().map(|r| class_of(&r.2)).collect();
     let assignment = split::stratified(&classes, labels.len(), val, test, cfg.seed);
 
     let inputs = BTreeMap::from([
         ("input".to_owned(), graft_core::hash::file(&cfg.input)?),
-        ("tokenizer".to_owned(), graft_core::hash::file(&spec.text().tokenizer)?),
+        (
+            "tokenizer".to_owned(),
+            graft_core::hash::file(&spec.text().tokenizer)?,
+        ),
     ]);
     let tokenizer_id = TokenizerId {
         blake3: inputs["tokenizer"].clone(),
         max_length,
     };
-    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
+    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json {
+        what: "config",
+        source,
+    })?;
     progress.start("tokenising", rows.len() as u64);
     let mut pending = Vec::new();
     for split in Split::ALL {
@@ -130,31 +145,44 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             Field::new("id", DataType::Utf8, false),
             Field::new("label", DataType::Utf8, false),
             Field::new("text", DataType::Utf8, false),
-            Field::new("input_ids", DataType::List(Arc::new(Field::new("item", DataType::Int32, true))), false),
+            Field::new(
+                "input_ids",
+                DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+                false,
+            ),
         ])?;
         let dest = cfg.out.join(format!("{}.arrow", split.name()));
         let mut writer = ArtifactWriter::create(&dest, &schema)?;
         for chunk in members.chunks(BATCH_ROWS) {
             let texts: Vec<&str> = chunk.iter().map(|r| r.1.as_str()).collect();
-            let encodings = tokenizer.encode_batch(texts.clone(), true).map_err(|source| Error::Tokenizer {
-                path: spec.text().tokenizer.clone(),
-                source,
-            })?;
+            let encodings = tokenizer
+                .encode_batch(texts.clone(), true)
+                .map_err(|source| Error::Tokenizer {
+                    path: spec.text().tokenizer.clone(),
+                    source,
+                })?;
             let mut ids = ListBuilder::new(Int32Builder::new());
             for enc in &encodings {
                 summary.truncated += usize::from(!enc.get_overflowing().is_empty());
-                ids.values().append_slice(&enc.get_ids().iter().map(|&t| t as i32).collect::<Vec<_>>());
+                ids.values()
+                    .append_slice(&enc.get_ids().iter().map(|&t| t as i32).collect::<Vec<_>>());
                 ids.append(true);
             }
             let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| table.ids[r.0].as_str()))),
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.2.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| table.ids[r.0].as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| r.2.as_str()),
+                )),
                 Arc::new(StringArray::from(texts)),
                 Arc::new(ids.finish()),
             ];
-            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| graft_core::Error::Arrow {
-                path: dest.clone(),
-                source,
+            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
+                graft_core::Error::Arrow {
+                    path: dest.clone(),
+                    source,
+                }
             })?;
             writer.write(&batch)?;
             progress.advance(chunk.len() as u64);
