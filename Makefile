@@ -25,6 +25,7 @@ build:
 ## Rotten Tomatoes through all four stages, checked against scikit-learn, metrics printed last.
 demo: setup build
 	$(BIN)/graft run pipelines/rt-minilm.yaml
+	$(PY) scripts/check_features.py runs/rt-minilm .graft/models/all-minilm-l6-v2/model.onnx
 	$(PY) scripts/compare_sklearn.py runs/rt-minilm
 	@echo
 	$(BIN)/graft-evaluate show runs/rt-minilm/eval
@@ -32,6 +33,7 @@ demo: setup build
 ## The same on the 25,000 IMDB reviews (max length 256; slow on a small CPU).
 demo-imdb: setup build
 	$(BIN)/graft run pipelines/imdb-minilm.yaml
+	$(PY) scripts/check_features.py runs/imdb-minilm .graft/models/all-minilm-l6-v2/model.onnx
 	$(PY) scripts/compare_sklearn.py runs/imdb-minilm
 	@echo
 	$(BIN)/graft-evaluate show runs/imdb-minilm/eval

@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 use arrow::array::{Array, FixedSizeListArray, Float32Array, ListArray, StringArray};
 use graft_core::artifact::{ArtifactReader, Provenance, column};
 
+/// Rows of a split by id: (label, values).
+pub type Rows<T> = BTreeMap<String, (String, Vec<T>)>;
+
 /// `tests/fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +76,7 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// The features file's rows: id -> (label, features).
-pub fn read_features(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<f32>)>) {
+pub fn read_features(path: &Path) -> (Provenance, Rows<f32>) {
     let mut r = ArtifactReader::open(path).unwrap();
     let mut rows = BTreeMap::new();
     while let Some(b) = r.next_batch().unwrap() {
@@ -95,7 +98,7 @@ pub fn read_features(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<
 }
 
 /// A tokenised split's rows: id -> (label, token ids).
-pub fn read_tokens(path: &Path) -> (Provenance, BTreeMap<String, (String, Vec<i32>)>) {
+pub fn read_tokens(path: &Path) -> (Provenance, Rows<i32>) {
     let mut r = ArtifactReader::open(path).unwrap();
     let mut rows = BTreeMap::new();
     while let Some(b) = r.next_batch().unwrap() {

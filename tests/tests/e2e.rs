@@ -46,7 +46,7 @@ fn expected() -> serde_json::Value {
         .unwrap()
 }
 
-fn all_features(dir: &Path) -> BTreeMap<String, (String, Vec<f32>)> {
+fn all_features(dir: &Path) -> Rows<f32> {
     let mut all = BTreeMap::new();
     for split in ["train", "val", "test"] {
         all.extend(read_features(&dir.join(format!("features/{split}.arrow"))).1);
@@ -139,11 +139,7 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
         assert_eq!(rows.values().filter(|(l, _)| l == "pos").count(), want / 2);
     }
     assert_eq!(a[0].0.labels, ["neg", "pos"]);
-    let ids = |x: &[(
-        graft_core::artifact::Provenance,
-        BTreeMap<String, (String, Vec<i32>)>,
-    ); 3]|
-     -> Vec<Vec<String>> {
+    let ids = |x: &[(graft_core::artifact::Provenance, Rows<i32>); 3]| -> Vec<Vec<String>> {
         x.iter().map(|(_, r)| r.keys().cloned().collect()).collect()
     };
     assert_eq!(ids(&a), ids(&run_split("b", "1")));

@@ -145,5 +145,5 @@ fn open_session(
     if threads > 0 {
         builder = builder.with_intra_threads(threads)?;
     }
-    Ok(builder.commit_from_file(path)?)
+    builder.commit_from_file(path)
 }

@@ -10,7 +10,7 @@ pub mod logreg;
 use std::collections::BTreeMap;
 
 use graft_core::artifact::SPLITS;
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array2, Axis};
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -153,8 +153,8 @@ pub fn run(cfg: &Config) -> Result<Head> {
             inputs,
         },
         model,
-        mean: mean.map(Array1::from),
-        scale: scale.map(Array1::from),
+        mean,
+        scale,
     };
     graft_core::atomic::commit_all(head.to_files(&cfg.out)?)?;
     Ok(head)
