@@ -336,6 +336,49 @@ mod bad_input {
     }
 
     #[test]
+    fn tokens_from_another_tokenizer() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (input, spec) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"));
+        ok(
+            "graft-preprocess",
+            &[
+                "--input",
+                s(&input),
+                "--spec",
+                s(&spec),
+                "--out",
+                s(&data),
+                "-q",
+            ],
+        );
+        // The same model with a tokenizer that differs by one vocabulary entry.
+        let tiny = fixture("tiny");
+        let tokenizer = std::fs::read_to_string(tiny.join("tokenizer.json"))
+            .unwrap()
+            .replace("\"clever\"", "\"cleverer\"");
+        std::fs::write(dir.path().join("tokenizer.json"), tokenizer).unwrap();
+        let other = dir.path().join("other.yaml");
+        let text = std::fs::read_to_string(&spec).unwrap().replace(
+            "model: model.onnx",
+            &format!("model: {}/model.onnx", s(&tiny)),
+        );
+        std::fs::write(&other, text).unwrap();
+        let out = dir.path().join("features");
+        let err = user_error(
+            "graft-backbone",
+            &["--spec", s(&other), "--input", s(&data), "--out", s(&out)],
+        );
+        assert!(
+            err.contains("data/train.arrow")
+                && err.contains("another tokenizer")
+                && err.contains("other.yaml"),
+            "{err}"
+        );
+        assert!(files_in(&out).is_empty());
+    }
+
+    #[test]
     fn features_from_another_backbone() {
         let dir = tempfile::tempdir().unwrap();
         features(dir.path(), &[]);

@@ -1,14 +1,16 @@
 //! Finding and loading the ONNX Runtime shared library, once per process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
 const LIB_NAME: &str = "libonnxruntime.so";
+const ASSET_DIR: &str = ".graft/onnxruntime";
 
-/// Where the library is looked for, in order: `ORT_DYLIB_PATH`, beside the executable,
-/// then the workspace's asset folder that `make setup` fills.
+/// Where the library is looked for, in order: `ORT_DYLIB_PATH`; beside the executable;
+/// `.graft/onnxruntime/` (filled by `make setup`) in the current folder or the nearest
+/// parent that has one; and that folder in the source tree this binary was built from.
 pub fn candidates() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
@@ -20,10 +22,19 @@ pub fn candidates() -> Vec<PathBuf> {
     {
         out.push(dir.join(LIB_NAME));
     }
-    out.push(PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../.graft/onnxruntime/libonnxruntime.so"
-    )));
+    if let Ok(cwd) = std::env::current_dir() {
+        let found = cwd
+            .ancestors()
+            .map(|d| d.join(ASSET_DIR).join(LIB_NAME))
+            .find(|p| p.is_file());
+        out.extend(found);
+    }
+    out.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(ASSET_DIR)
+            .join(LIB_NAME),
+    );
     out
 }
 

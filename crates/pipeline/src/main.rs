@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use graft_core::cli;
+use graft_pipeline::Outcome;
 
 /// Runs graft pipelines: YAML files that chain the stage binaries and skip what has not changed.
 ///
@@ -35,15 +36,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { pipeline, options } => {
             cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
-                let ran = outcomes
-                    .iter()
-                    .filter(|(_, o)| *o == graft_pipeline::Outcome::Ran)
-                    .count();
-                tracing::info!(
-                    "{} stages: {ran} ran, {} up to date",
-                    outcomes.len(),
-                    outcomes.len() - ran
-                );
+                let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
+                if !options.dry_run {
+                    let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
+                    tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
+                }
             }))
         }
     }

@@ -1,5 +1,5 @@
 //! Runs a pipeline's stages in order as child processes, skipping those whose
-//! fingerprint (binary, arguments, input contents) matches the lock file.
+//! fingerprint (binary version, arguments, input contents) matches the lock file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,13 +133,7 @@ fn fingerprint(
 ) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(stage.cmd.as_bytes());
-    // The binary's own bytes stand for its version: a rebuilt stage reruns.
-    let binary = if program.is_file() {
-        graft_core::hash::file(program)?
-    } else {
-        String::new()
-    };
-    hasher.update(binary.as_bytes());
+    hasher.update(binary_version(name, program)?.as_bytes());
     for a in argv {
         hasher.update(a.as_bytes());
         hasher.update(&[0]);
@@ -156,6 +150,25 @@ fn fingerprint(
         hasher.update(path_hash(&path)?.as_bytes());
     }
     Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// What `PROGRAM --version` prints: a new release of a stage reruns it.
+fn binary_version(stage: &str, program: &Path) -> Result<String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .output()
+        .map_err(|source| Error::Spawn {
+            stage: stage.to_owned(),
+            program: program.to_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::StageFailed {
+            stage: stage.to_owned(),
+            status: out.status,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn read_lock(path: &Path) -> Result<Lock> {

@@ -1,0 +1,109 @@
+//! CSV, JSONL and Parquet inputs with the same rows give the same splits and tokens.
+
+use std::path::Path;
+
+use arrow::array::{Array, Int32Array, ListArray, StringArray};
+use graft_core::artifact::{ArtifactReader, column};
+use graft_core::progress::Silent;
+use polars::prelude::*;
+
+const TEXTS: [&str; 12] = [
+    "great film",
+    "dull plot",
+    "the cast is charming",
+    "boring and flat",
+    "really funny <br /> movie",
+    "awful",
+    "clever story",
+    "weak cast",
+    "best film",
+    "tedious",
+    "moving",
+    "messy plot",
+];
+
+fn spec() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/tiny.yaml")
+}
+
+/// (split, id, label, token ids) of every written row.
+fn rows(out: &Path) -> Vec<(String, String, String, Vec<i32>)> {
+    let mut all = Vec::new();
+    for split in ["train", "val", "test"] {
+        let path = out.join(format!("{split}.arrow"));
+        let mut r = ArtifactReader::open(&path).unwrap();
+        while let Some(b) = r.next_batch().unwrap() {
+            let ids = column::<StringArray>(&b, "id", &path, "").unwrap();
+            let labels = column::<StringArray>(&b, "label", &path, "").unwrap();
+            let tokens = column::<ListArray>(&b, "input_ids", &path, "").unwrap();
+            for i in 0..b.num_rows() {
+                let t = tokens.value(i);
+                let t = t
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec();
+                all.push((
+                    split.to_owned(),
+                    ids.value(i).to_owned(),
+                    labels.value(i).to_owned(),
+                    t,
+                ));
+            }
+        }
+    }
+    all
+}
+
+fn preprocess(input: &Path, out: &Path) -> Vec<(String, String, String, Vec<i32>)> {
+    let cfg = graft_preprocess::Config {
+        input: input.to_owned(),
+        out: out.to_owned(),
+        spec: spec(),
+        text_column: "review".into(),
+        label_column: "sentiment".into(),
+        id_column: None,
+        filters: vec![],
+        val_fraction: 0.25,
+        test_fraction: 0.25,
+        seed: 5,
+        max_length: None,
+    };
+    let summary = graft_preprocess::run(&cfg, &Silent).unwrap();
+    assert_eq!(summary.labels, ["0", "1"]);
+    rows(out)
+}
+
+#[test]
+fn every_format_gives_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels: Vec<i64> = (0..12).map(|i| (i + 1) % 2).collect();
+    let mut df = df!("review" => TEXTS.to_vec(), "sentiment" => labels.clone()).unwrap();
+
+    let csv = dir.path().join("in.csv");
+    let mut text = String::from("review,sentiment\n");
+    for (t, l) in TEXTS.iter().zip(&labels) {
+        text.push_str(&format!("\"{t}\",{l}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+
+    let jsonl = dir.path().join("in.jsonl");
+    let lines: Vec<String> = TEXTS
+        .iter()
+        .zip(&labels)
+        .map(|(t, l)| format!("{{\"review\": \"{t}\", \"sentiment\": {l}}}"))
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+
+    let parquet = dir.path().join("in.parquet");
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap())
+        .finish(&mut df)
+        .unwrap();
+
+    let from_csv = preprocess(&csv, &dir.path().join("csv"));
+    assert_eq!(from_csv.len(), 12);
+    assert_eq!(from_csv.iter().filter(|r| r.0 == "test").count(), 4);
+    assert_eq!(preprocess(&jsonl, &dir.path().join("jsonl")), from_csv);
+    assert_eq!(preprocess(&parquet, &dir.path().join("parquet")), from_csv);
+}
