@@ -336,6 +336,27 @@ mod bad_input {
     }
 
     #[test]
+    fn unknown_flag_and_unknown_pipeline_key() {
+        let err = user_error(
+            "graft-finetune",
+            &["--features", "f", "--out", "o", "--learning-rate", "1"],
+        );
+        assert!(err.contains("--learning-rate"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("p.yaml");
+        std::fs::write(
+            &pipeline,
+            "version: 1\nstages:\n  a:\n    cmd: graft-preprocess\n    dep: [x]\n",
+        )
+        .unwrap();
+        let err = user_error("graft", &["run", s(&pipeline)]);
+        assert!(
+            err.contains("p.yaml") && err.contains("unknown field `dep`") && err.contains("line 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn tokens_from_another_tokenizer() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");

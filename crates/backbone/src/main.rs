@@ -18,7 +18,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     let bar = cli::Bar::new(cli.quiet);
     let started = std::time::Instant::now();

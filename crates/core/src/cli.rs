@@ -12,6 +12,15 @@ use tracing_subscriber::EnvFilter;
 use crate::UserFacing;
 use crate::progress::Progress;
 
+/// Parses the command line; a usage error exits 1 (the user's mistake), `--help` and
+/// `--version` exit 0.
+pub fn parse<T: clap::Parser>() -> T {
+    T::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    })
+}
+
 /// Logs go to stderr; `RUST_LOG` overrides the level; `NO_COLOR` is respected.
 pub fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };

@@ -30,7 +30,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     let report = match (cli.command, cli.config) {
         (Some(Command::Show { metrics }), _) => graft_evaluate::load_report(&metrics),

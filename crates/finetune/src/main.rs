@@ -18,7 +18,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     cli::exit(graft_finetune::run(&cli.config).map(|head| {
         let t = &head.info.training;

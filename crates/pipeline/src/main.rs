@@ -31,7 +31,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     match cli.command {
         Command::Run { pipeline, options } => {

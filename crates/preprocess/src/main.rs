@@ -19,7 +19,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     let bar = cli::Bar::new(cli.quiet);
     cli::exit(graft_preprocess::run(&cli.config, &bar).map(|s| {
