@@ -16,7 +16,8 @@ pub struct Config {
     /// Output folder for the features of each split.
     #[arg(long)]
     pub out: PathBuf,
-    /// Rows per inference batch; each batch is padded to its longest row only.
+    /// Rows per inference batch. Rows are batched with rows of similar length (within each
+    /// record batch of the input) and padded to the batch's longest row only.
     #[arg(long, default_value_t = 32)]
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,

@@ -153,16 +153,25 @@ fn embed_split(
                 message: "no tokens".into(),
             });
         }
-        let mut features = Vec::with_capacity(rows.len() * backbone.dim.max(1));
-        for (c, chunk) in rows.chunks(batch_size).enumerate() {
-            let (f, dim) = embedder.embed(chunk).map_err(|source| Error::Inference {
+        // Batches of similar length waste less compute on padding; results go back in input order.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i].len());
+        let mut features: Vec<f32> = Vec::new();
+        for chunk in order.chunks(batch_size) {
+            let batch: Vec<&[i32]> = chunk.iter().map(|&i| rows[i]).collect();
+            let (f, dim) = embedder.embed(&batch).map_err(|source| Error::Inference {
                 path: path.clone(),
-                row: rows_done + (c * batch_size) as u64,
+                row: rows_done + chunk[0] as u64,
                 source,
             })?;
+            if features.is_empty() {
+                features = vec![0.0; rows.len() * dim];
+            }
             backbone.dim = dim;
-            features.extend_from_slice(&f);
-            tokens += chunk.iter().map(|r| r.len() as u64).sum::<u64>();
+            for (&i, v) in chunk.iter().zip(f.chunks_exact(dim)) {
+                features[i * dim..(i + 1) * dim].copy_from_slice(v);
+            }
+            tokens += batch.iter().map(|r| r.len() as u64).sum::<u64>();
             progress.advance(chunk.len() as u64);
         }
         let dim = backbone.dim as i32;
