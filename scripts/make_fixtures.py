@@ -192,6 +192,84 @@ def write_sklearn():
             "confusion": confusion_matrix(truth, pred, labels=list(range(k))).tolist(),
         }
     (SKLEARN / "metrics.json").write_text(json.dumps(metrics) + "\n")
+    write_sklearn_scores()
+
+
+def ece(truth, proba, bins=15):
+    """Expected calibration error over equal-width (lo, hi] bins of the top-class confidence."""
+    conf = proba.max(1)
+    correct = proba.argmax(1) == truth
+    b = np.clip(np.ceil(conf * bins).astype(int), 1, bins) - 1
+    return float(sum(abs(correct[b == i].sum() - conf[b == i].sum()) for i in range(bins)) / len(truth))
+
+
+def write_sklearn_scores():
+    """Probability and regression metrics: scikit-learn and scipy values."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import (
+        average_precision_score,
+        balanced_accuracy_score,
+        cohen_kappa_score,
+        log_loss,
+        matthews_corrcoef,
+        mean_absolute_error,
+        mean_squared_error,
+        precision_recall_fscore_support,
+        r2_score,
+        roc_auc_score,
+        top_k_accuracy_score,
+    )
+    from sklearn.preprocessing import label_binarize
+
+    rng = np.random.default_rng(11)
+    cases = {}
+    for name, k, n, tied in [("binary", 2, 120, False), ("binary_tied_scores", 2, 80, True), ("four_classes", 4, 300, False)]:
+        truth = rng.integers(0, k, n)
+        logits = rng.normal(0, 1, (n, k)) + 1.5 * np.eye(k)[truth]
+        if tied:
+            logits = np.round(logits, 0)  # many equal scores
+        proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        pred = proba.argmax(1)
+        labels = list(range(k))
+        case = {
+            "classes": k,
+            "truth": truth.tolist(),
+            "proba": proba.tolist(),
+            "pred": pred.tolist(),
+            "balanced_accuracy": balanced_accuracy_score(truth, pred),
+            "mcc": matthews_corrcoef(truth, pred),
+            "cohen_kappa": cohen_kappa_score(truth, pred),
+            "log_loss": log_loss(truth, proba, labels=labels),
+            "ece": ece(truth, proba),
+        }
+        for avg in ("macro", "weighted"):
+            p, r, f, _ = precision_recall_fscore_support(truth, pred, labels=labels, average=avg, zero_division=0)
+            case[avg] = [p, r, f]
+        if k == 2:
+            case["roc_auc"] = roc_auc_score(truth, proba[:, 1])
+            case["average_precision"] = average_precision_score(truth, proba[:, 1])
+        else:
+            case["roc_auc"] = roc_auc_score(truth, proba, multi_class="ovr", average="macro")
+            case["average_precision"] = average_precision_score(label_binarize(truth, classes=labels), proba, average="macro")
+            case["top_k"] = [[t, top_k_accuracy_score(truth, proba, k=t, labels=labels)] for t in range(2, k)]
+        cases[name] = case
+
+    regression = {}
+    for name, tied in [("continuous", False), ("tied_ranks", True)]:
+        y = rng.normal(3, 2, 90)
+        pred = y + rng.normal(0, 1, 90)
+        if tied:
+            y, pred = np.round(y), np.round(pred)
+        regression[name] = {
+            "y": y.tolist(),
+            "pred": pred.tolist(),
+            "mse": mean_squared_error(y, pred),
+            "mae": mean_absolute_error(y, pred),
+            "r2": r2_score(y, pred),
+            "pearson": float(pearsonr(y, pred)[0]),
+            "spearman": float(spearmanr(y, pred)[0]),
+        }
+    (SKLEARN / "scores.json").write_text(json.dumps({"classification": cases, "regression": regression}) + "\n")
 
 
 if __name__ == "__main__":

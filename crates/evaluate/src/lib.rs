@@ -12,7 +12,7 @@ use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance};
 use graft_finetune::{Head, argmax, data};
 use serde::{Deserialize, Serialize};
 
-pub use metrics::{ClassMetrics, Classification};
+pub use metrics::{ClassMetrics, Classification, Probabilistic};
 pub use table::render;
 
 pub const METRICS_FILE: &str = "metrics.json";
@@ -48,6 +48,8 @@ pub struct Report {
     pub format: String,
     pub split: String,
     pub metrics: Classification,
+    /// Metrics of the predicted probabilities.
+    pub probabilities: Probabilistic,
     pub backbone: BackboneId,
     pub head: HeadSummary,
 }
@@ -136,6 +138,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
         .collect();
     let labels = &head.info.labels;
     let metrics = metrics::classification(&feats.classes, &pred, labels);
+    let rows: Vec<Vec<f64>> = proba.rows().into_iter().map(|r| r.to_vec()).collect();
+    let probabilities = metrics::probabilistic(&feats.classes, &rows);
 
     let mut fields = vec![
         Field::new("id", DataType::Utf8, false),
@@ -193,6 +197,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         format: "graft-metrics/1".into(),
         split: cfg.split.clone(),
         metrics,
+        probabilities,
         backbone: feats.backbone,
         head: HeadSummary {
             kind: head.info.architecture.kind.clone(),

@@ -27,6 +27,16 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(s, "accuracy  {:.4}", m.accuracy);
     let _ = writeln!(s, "macro F1  {:.4}", m.macro_f1);
+    let p = &report.probabilities;
+    let defined = |v: Option<f64>| v.map_or("undefined".to_owned(), |v| format!("{v:.4}"));
+    let _ = writeln!(
+        s,
+        "ROC-AUC   {}   log-loss {:.4}   ECE {:.4}   MCC {:.4}",
+        defined(p.roc_auc),
+        p.log_loss,
+        p.expected_calibration_error,
+        m.mcc
+    );
     let _ = writeln!(s, "{:<width$}  precision  recall      f1  support", "label");
     for c in &m.per_class {
         let _ = writeln!(

@@ -16,8 +16,20 @@ pub struct ClassMetrics {
 #[serde(deny_unknown_fields)]
 pub struct Classification {
     pub rows: usize,
+    /// Also micro-averaged precision, recall and F1 (one label per row).
     pub accuracy: f64,
+    /// Mean recall over the classes present in the truth.
+    pub balanced_accuracy: f64,
+    pub macro_precision: f64,
+    pub macro_recall: f64,
     pub macro_f1: f64,
+    pub weighted_precision: f64,
+    pub weighted_recall: f64,
+    pub weighted_f1: f64,
+    /// Matthews correlation coefficient (multiclass form); 0 when undefined, as scikit-learn.
+    pub mcc: f64,
+    /// Cohen's kappa; `None` when chance agreement is 1.
+    pub cohen_kappa: Option<f64>,
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[t][p]`: rows of true class t predicted as p.
     pub confusion: Vec<Vec<usize>>,
@@ -60,10 +72,43 @@ pub fn classification(truth: &[usize], pred: &[usize], labels: &[String]) -> Cla
         })
         .collect();
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+    let n = truth.len();
+    let macro_of =
+        |f: fn(&ClassMetrics) -> f64| per_class.iter().map(f).sum::<f64>() / k.max(1) as f64;
+    let weighted_of = |f: fn(&ClassMetrics) -> f64| {
+        per_class
+            .iter()
+            .map(|m| f(m) * m.support as f64)
+            .sum::<f64>()
+            / n.max(1) as f64
+    };
+    let present: Vec<&ClassMetrics> = per_class.iter().filter(|m| m.support > 0).collect();
+    let predicted: Vec<f64> = (0..k)
+        .map(|c| confusion.iter().map(|row| row[c]).sum::<usize>() as f64)
+        .collect();
+    let actual: Vec<f64> = per_class.iter().map(|m| m.support as f64).collect();
+    let (nf, cf) = (n as f64, correct as f64);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mcc_den =
+        ((nf * nf - dot(&predicted, &predicted)) * (nf * nf - dot(&actual, &actual))).sqrt();
+    let chance = dot(&predicted, &actual) / (nf * nf).max(1.0);
     Classification {
-        rows: truth.len(),
-        accuracy: ratio(correct, truth.len()),
-        macro_f1: per_class.iter().map(|m| m.f1).sum::<f64>() / k.max(1) as f64,
+        rows: n,
+        accuracy: ratio(correct, n),
+        balanced_accuracy: present.iter().map(|m| m.recall).sum::<f64>()
+            / present.len().max(1) as f64,
+        macro_precision: macro_of(|m| m.precision),
+        macro_recall: macro_of(|m| m.recall),
+        macro_f1: macro_of(|m| m.f1),
+        weighted_precision: weighted_of(|m| m.precision),
+        weighted_recall: weighted_of(|m| m.recall),
+        weighted_f1: weighted_of(|m| m.f1),
+        mcc: if mcc_den == 0.0 {
+            0.0
+        } else {
+            (cf * nf - dot(&predicted, &actual)) / mcc_den
+        },
+        cohen_kappa: (chance < 1.0).then(|| (cf / nf.max(1.0) - chance) / (1.0 - chance)),
         per_class,
         confusion,
     }

@@ -1,0 +1,13 @@
+//! Metrics with scikit-learn's definitions, checked against scikit-learn on committed
+//! fixtures. A metric that is undefined for the data (e.g. ROC-AUC with one class present)
+//! is `None`, never NaN.
+
+mod confusion;
+mod probability;
+mod rank;
+mod regression;
+
+pub use confusion::{ClassMetrics, Classification, classification};
+pub use probability::{Probabilistic, probabilistic};
+pub use rank::{average_ranks, binary_average_precision, binary_roc_auc};
+pub use regression::{Regression, regression};

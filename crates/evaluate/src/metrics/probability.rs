@@ -1,0 +1,84 @@
+//! Metrics of predicted class probabilities.
+
+use serde::{Deserialize, Serialize};
+
+use super::rank::{binary_average_precision, binary_roc_auc};
+
+/// Number of equal-width confidence bins of the expected calibration error.
+pub const ECE_BINS: usize = 15;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probabilistic {
+    /// Mean negative log-probability of the true class (probabilities clipped to
+    /// [eps, 1 - eps], eps = f64::EPSILON, as scikit-learn).
+    pub log_loss: f64,
+    /// Binary: the positive (second) class's ROC-AUC. More classes: the macro average of
+    /// one-vs-rest AUCs. `None` when a class has no positive or no negative row.
+    pub roc_auc: Option<f64>,
+    /// Same averaging as `roc_auc`, of scikit-learn's average precision.
+    pub average_precision: Option<f64>,
+    /// Fraction of rows whose true class is among the k most probable, for k = 2..min(5, classes-1).
+    pub top_k_accuracy: Vec<(usize, f64)>,
+    /// Expected calibration error of the top-class confidence over [`ECE_BINS`] equal-width bins.
+    pub expected_calibration_error: f64,
+}
+
+/// `proba[i]` holds row i's class probabilities; `truth[i]` its class.
+pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
+    let n = truth.len().max(1) as f64;
+    let k = proba.first().map_or(0, Vec::len);
+    let eps = f64::EPSILON;
+    let log_loss = -truth
+        .iter()
+        .zip(proba)
+        .map(|(&t, p)| p[t].clamp(eps, 1.0 - eps).ln())
+        .sum::<f64>()
+        / n;
+    let one_vs_rest = |score: &dyn Fn(&[bool], &[f64]) -> Option<f64>| -> Option<f64> {
+        let classes: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let mut sum = 0.0;
+        for &c in &classes {
+            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+            let scores: Vec<f64> = proba.iter().map(|p| p[c]).collect();
+            sum += score(&positive, &scores)?;
+        }
+        Some(sum / classes.len() as f64)
+    };
+    let top_k_accuracy = (2..k.min(6))
+        .map(|top| {
+            let hits = truth
+                .iter()
+                .zip(proba)
+                .filter(|&(&t, p)| p.iter().filter(|&&q| q > p[t]).count() < top)
+                .count();
+            (top, hits as f64 / n)
+        })
+        .collect();
+    Probabilistic {
+        log_loss,
+        roc_auc: one_vs_rest(&binary_roc_auc),
+        average_precision: one_vs_rest(&binary_average_precision),
+        top_k_accuracy,
+        expected_calibration_error: expected_calibration_error(truth, proba),
+    }
+}
+
+fn expected_calibration_error(truth: &[usize], proba: &[Vec<f64>]) -> f64 {
+    // Per bin: summed confidence and number correct; ECE = sum_b |correct_b - conf_b| / n.
+    let mut bins = [(0.0f64, 0.0f64); ECE_BINS];
+    for (&t, p) in truth.iter().zip(proba) {
+        let (top, conf) = p
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |b, (i, &q)| if q > b.1 { (i, q) } else { b });
+        // Bins are (lo, hi], as in the usual definition; confidence 0 goes to the first.
+        let b = ((conf * ECE_BINS as f64).ceil() as usize).clamp(1, ECE_BINS) - 1;
+        bins[b].0 += conf;
+        bins[b].1 += f64::from(u8::from(top == t));
+    }
+    let n = truth.len().max(1) as f64;
+    bins.iter()
+        .map(|&(conf, correct)| (correct - conf).abs() / n)
+        .sum()
+}

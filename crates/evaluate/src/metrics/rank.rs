@@ -1,0 +1,86 @@
+//! Rank-based scores of one class against the rest.
+
+/// Ranks 1..=n of `values`, ties sharing their average rank (scipy's `rankdata`).
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        let rank = (start + end + 1) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
+/// Area under the ROC curve of `scores` for `positive` rows (Mann-Whitney U, ties
+/// counted half, equal to scikit-learn's trapezoidal ROC-AUC); `None` without both classes.
+pub fn binary_roc_auc(positive: &[bool], scores: &[f64]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    let ranks = average_ranks(scores);
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
+    let u = rank_sum - (n_pos * (n_pos + 1)) as f64 / 2.0;
+    Some(u / (n_pos as f64 * n_neg as f64))
+}
+
+/// scikit-learn's `average_precision_score`: sum over score thresholds of
+/// (recall increase) x precision; `None` when there is no positive row.
+pub fn binary_average_precision(positive: &[bool], scores: &[f64]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    if n_pos == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
+    let mut i = 0;
+    while i < order.len() {
+        let threshold = scores[order[i]];
+        while i < order.len() && scores[order[i]] == threshold {
+            if positive[order[i]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        let recall = tp as f64 / n_pos as f64;
+        ap += (recall - last_recall) * tp as f64 / (tp + fp) as f64;
+        last_recall = recall;
+    }
+    Some(ap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_share_ties() {
+        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0]);
+    }
+
+    #[test]
+    fn auc_of_perfect_inverted_and_single_class() {
+        let pos = [false, false, true, true];
+        assert_eq!(binary_roc_auc(&pos, &[0.1, 0.2, 0.8, 0.9]), Some(1.0));
+        assert_eq!(binary_roc_auc(&pos, &[0.9, 0.8, 0.2, 0.1]), Some(0.0));
+        assert_eq!(binary_roc_auc(&[true, true], &[0.1, 0.2]), None);
+    }
+}
