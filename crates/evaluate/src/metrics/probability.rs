@@ -24,6 +24,9 @@ pub struct Probabilistic {
     pub expected_calibration_error: f64,
 }
 
+/// A score of one class against the rest: (is positive, score) per row.
+type BinaryScore = fn(&[bool], &[f64]) -> Option<f64>;
+
 /// `proba[i]` holds row i's class probabilities; `truth[i]` its class.
 pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
     let n = truth.len().max(1) as f64;
@@ -35,7 +38,7 @@ pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
         .map(|(&t, p)| p[t].clamp(eps, 1.0 - eps).ln())
         .sum::<f64>()
         / n;
-    let one_vs_rest = |score: &dyn Fn(&[bool], &[f64]) -> Option<f64>| -> Option<f64> {
+    let one_vs_rest = |score: BinaryScore| -> Option<f64> {
         let classes: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
         let mut sum = 0.0;
         for &c in &classes {
@@ -57,8 +60,8 @@ pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
         .collect();
     Probabilistic {
         log_loss,
-        roc_auc: one_vs_rest(&binary_roc_auc),
-        average_precision: one_vs_rest(&binary_average_precision),
+        roc_auc: one_vs_rest(binary_roc_auc),
+        average_precision: one_vs_rest(binary_average_precision),
         top_k_accuracy,
         expected_calibration_error: expected_calibration_error(truth, proba),
     }
