@@ -13,18 +13,13 @@ pub type Rows<T> = BTreeMap<String, (String, Vec<T>)>;
 
 /// `tests/fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
 /// A stage binary from the same build as this test (`make test` builds them first).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -36,20 +31,13 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Runs a binary, returning its output; the test's own environment is inherited.
 pub fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(bin(name))
-        .args(args)
-        .output()
-        .expect("spawn binary")
+    Command::new(bin(name)).args(args).output().expect("spawn binary")
 }
 
 /// Runs a binary and asserts success, showing stderr otherwise.
 pub fn ok(name: &str, args: &[&str]) -> Output {
     let out = run(name, args);
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{name} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -57,20 +45,14 @@ pub fn ok(name: &str, args: &[&str]) -> Output {
 pub fn user_error(name: &str, args: &[&str]) -> String {
     let out = run(name, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{name} {args:?}: expected exit 1, stderr:\n{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(1), "{name} {args:?}: expected exit 1, stderr:\n{stderr}");
     stderr
 }
 
 /// Files in `dir` (none when it does not exist), temporary ones included.
 pub fn files_in(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
+        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -85,12 +67,7 @@ pub fn read_features(path: &Path) -> (Provenance, Rows<f32>) {
         let feats = column::<FixedSizeListArray>(&b, "features", path, "").unwrap();
         for i in 0..b.num_rows() {
             let v = feats.value(i);
-            let v = v
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .unwrap()
-                .values()
-                .to_vec();
+            let v = v.as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
             rows.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), v));
         }
     }
@@ -107,12 +84,7 @@ pub fn read_tokens(path: &Path) -> (Provenance, Rows<i32>) {
         let tokens = column::<ListArray>(&b, "input_ids", path, "").unwrap();
         for i in 0..b.num_rows() {
             let t = tokens.value(i);
-            let t = t
-                .as_any()
-                .downcast_ref::<arrow::array::Int32Array>()
-                .unwrap()
-                .values()
-                .to_vec();
+            let t = t.as_any().downcast_ref::<arrow::array::Int32Array>().unwrap().values().to_vec();
             rows.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), t));
         }
     }

@@ -15,35 +15,16 @@ fn features(dir: &Path, backbone_args: &[&str]) {
     let data = dir.join("data");
     ok(
         "graft-preprocess",
-        &[
-            "--input",
-            s(&fixture("tiny/reviews.csv")),
-            "--spec",
-            s(&spec),
-            "--out",
-            s(&data),
-            "--id-column",
-            "id",
-            "-q",
-        ],
+        &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "--id-column", "id", "-q"],
     );
     let out = dir.join("features");
-    let mut args = vec![
-        "--spec",
-        s(&spec),
-        "--input",
-        s(&data),
-        "--out",
-        s(&out),
-        "-q",
-    ];
+    let mut args = vec!["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "-q"];
     args.extend_from_slice(backbone_args);
     ok("graft-backbone", &args);
 }
 
 fn expected() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("tiny/expected_features.json")).unwrap())
-        .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("tiny/expected_features.json")).unwrap()).unwrap()
 }
 
 fn all_features(dir: &Path) -> Rows<f32> {
@@ -67,11 +48,7 @@ fn features_match_an_independent_numpy_forward_pass() {
         let want: Vec<f64> = serde_json::from_value(expected[id]["mean"].clone()).unwrap();
         let cos = cosine(f, &want);
         assert!(cos >= 0.9999, "row {id}: cosine {cos}");
-        let worst = f
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (f64::from(*a) - b).abs())
-            .fold(0.0, f64::max);
+        let worst = f.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-4, "row {id}: max abs difference {worst}");
     }
 }
@@ -96,19 +73,7 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
         let (input, spec) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"));
         ok(
             "graft-preprocess",
-            &[
-                "--input",
-                s(&input),
-                "--spec",
-                s(&spec),
-                "--out",
-                s(&out),
-                "--id-column",
-                "id",
-                "--seed",
-                seed,
-                "-q",
-            ],
+            &["--input", s(&input), "--spec", s(&spec), "--out", s(&out), "--id-column", "id", "--seed", seed, "-q"],
         );
         ["train", "val", "test"].map(|split| read_tokens(&out.join(format!("{split}.arrow"))))
     };
@@ -116,22 +81,12 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
     let mut lengths = std::collections::BTreeSet::new();
     for (_, rows) in &a {
         for (id, (_, tokens)) in rows {
-            assert_eq!(
-                tokens.len() as u64,
-                expected[id]["tokens"].as_u64().unwrap(),
-                "row {id}"
-            );
-            assert!(
-                tokens.len() <= 12 && !tokens.contains(&0),
-                "row {id} padded or too long: {tokens:?}"
-            );
+            assert_eq!(tokens.len() as u64, expected[id]["tokens"].as_u64().unwrap(), "row {id}");
+            assert!(tokens.len() <= 12 && !tokens.contains(&0), "row {id} padded or too long: {tokens:?}");
             lengths.insert(tokens.len());
         }
     }
-    assert!(
-        lengths.len() > 3 && lengths.contains(&12),
-        "lengths {lengths:?}"
-    );
+    assert!(lengths.len() > 3 && lengths.contains(&12), "lengths {lengths:?}");
     // 40 rows per class: 4 val and 4 test each.
     for (i, want) in [(1, 8), (2, 8)] {
         let rows = &a[i].1;
@@ -150,58 +105,24 @@ fn preprocess_truncates_without_padding_and_splits_by_seed() {
 fn finetune_is_byte_for_byte_deterministic_and_evaluate_agrees_with_its_predictions() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &[]);
-    let (feats, head, eval) = (
-        dir.path().join("features"),
-        dir.path().join("head"),
-        dir.path().join("eval"),
-    );
+    let (feats, head, eval) = (dir.path().join("features"), dir.path().join("head"), dir.path().join("eval"));
     let train = |_: ()| {
-        ok(
-            "graft-finetune",
-            &[
-                "--features",
-                s(&feats),
-                "--out",
-                s(&head),
-                "--c",
-                "0.1,1,10",
-                "-q",
-            ],
-        );
-        (
-            std::fs::read(head.join("head.safetensors")).unwrap(),
-            std::fs::read(head.join("head.json")).unwrap(),
-        )
+        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "0.1,1,10", "-q"]);
+        (std::fs::read(head.join("head.safetensors")).unwrap(), std::fs::read(head.join("head.json")).unwrap())
     };
     let first = train(());
     assert_eq!(first, train(()));
-    let out = ok(
-        "graft-evaluate",
-        &[
-            "--head",
-            s(&head),
-            "--features",
-            s(&feats),
-            "--out",
-            s(&eval),
-        ],
-    );
+    let out = ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval)]);
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
     let m = &metrics["metrics"];
     // Recount accuracy and the confusion matrix from predictions.arrow.
-    let mut r =
-        graft_core::artifact::ArtifactReader::open(&eval.join("predictions.arrow")).unwrap();
+    let mut r = graft_core::artifact::ArtifactReader::open(&eval.join("predictions.arrow")).unwrap();
     let b = r.next_batch().unwrap().unwrap();
-    let col = |n: &str| {
-        graft_core::artifact::column::<arrow::array::StringArray>(&b, n, Path::new("p"), "")
-            .unwrap()
-            .clone()
-    };
+    let col =
+        |n: &str| graft_core::artifact::column::<arrow::array::StringArray>(&b, n, Path::new("p"), "").unwrap().clone();
     let (label, pred) = (col("label"), col("pred"));
-    let correct = (0..b.num_rows())
-        .filter(|&i| label.value(i) == pred.value(i))
-        .count();
+    let correct = (0..b.num_rows()).filter(|&i| label.value(i) == pred.value(i)).count();
     assert_eq!(b.num_rows(), 8);
     assert!((m["accuracy"].as_f64().unwrap() - correct as f64 / 8.0).abs() < 1e-12);
     let confusion: Vec<Vec<u64>> = serde_json::from_value(m["confusion"].clone()).unwrap();
@@ -209,10 +130,8 @@ fn finetune_is_byte_for_byte_deterministic_and_evaluate_agrees_with_its_predicti
     assert!(String::from_utf8_lossy(&out.stdout).contains("accuracy"));
 }
 
-#[test]
-fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+/// Writes `ROOT/p.yaml`: the four stages on a copy of the fixture reviews, outputs under `ROOT/run`.
+fn tiny_pipeline(root: &Path) -> std::path::PathBuf {
     std::fs::copy(fixture("tiny/reviews.csv"), root.join("reviews.csv")).unwrap();
     let spec = fixture("tiny/tiny.yaml");
     let yaml = format!(
@@ -221,8 +140,15 @@ fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
     );
     let pipeline = root.join("p.yaml");
     std::fs::write(&pipeline, yaml).unwrap();
-    let graft =
-        |_: ()| String::from_utf8_lossy(&ok("graft", &["run", s(&pipeline)]).stderr).into_owned();
+    pipeline
+}
+
+#[test]
+fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pipeline = tiny_pipeline(root);
+    let graft = |_: ()| String::from_utf8_lossy(&ok("graft", &["run", s(&pipeline)]).stderr).into_owned();
     let first = graft(());
     assert!(first.contains("4 stages: 4 ran"), "{first}");
     assert!(root.join("run/eval/metrics.json").is_file() && root.join("p.lock").is_file());
@@ -233,6 +159,43 @@ fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
     std::fs::write(root.join("reviews.csv"), csv.replace("r000,", "r000x,")).unwrap();
     let third = graft(());
     assert!(third.contains("4 stages: 4 ran"), "{third}");
+}
+
+#[test]
+fn exported_makefile_and_script_reproduce_graft_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pipeline = tiny_pipeline(root);
+    ok("graft", &["run", s(&pipeline), "-q"]);
+    let reference = all_features(&root.join("run"));
+    let metrics = |_: ()| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(root.join("run/eval/metrics.json")).unwrap()).unwrap()
+    };
+    let reference_metrics = metrics(());
+    let bin_dir = format!("{}/", bin("graft").parent().unwrap().display());
+    for (format, file) in [("make", "p.mk"), ("sh", "p.sh")] {
+        let text = ok("graft", &["export", "--to", format, s(&pipeline)]).stdout;
+        std::fs::write(root.join(file), text).unwrap();
+        std::fs::remove_dir_all(root.join("run")).unwrap();
+        let mut cmd = if format == "make" {
+            let mut c = std::process::Command::new("make");
+            c.args(["-s", "-f", file, &format!("GRAFT_BIN={bin_dir}")]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.arg(file).env("GRAFT_BIN", &bin_dir);
+            c
+        };
+        let out = cmd.current_dir(root).env("RUST_LOG", "warn").output().unwrap();
+        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        let got = all_features(&root.join("run"));
+        assert_eq!(got.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>(), "{format}");
+        for (id, (_, f)) in &got {
+            let want = &reference[id].1;
+            assert!(f.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{format}: row {id}");
+        }
+        assert_eq!(metrics(())["metrics"], reference_metrics["metrics"], "{format}");
+    }
 }
 
 mod bad_input {
@@ -246,23 +209,14 @@ mod bad_input {
         let mut args = vec!["--input", s(&input), "--spec", s(&spec), "--out", s(&out)];
         args.extend_from_slice(extra);
         let err = user_error("graft-preprocess", &args);
-        assert!(
-            err.contains("in.csv"),
-            "message does not name the file: {err}"
-        );
+        assert!(err.contains("in.csv"), "message does not name the file: {err}");
         (err, files_in(&out))
     }
 
     #[test]
     fn missing_column() {
-        let (err, files) = preprocess_fails(
-            b"text,label\nfine film,pos\nbad film,neg\n",
-            &["--text-column", "review"],
-        );
-        assert!(
-            err.contains("no column `review`") && err.contains("`text`"),
-            "{err}"
-        );
+        let (err, files) = preprocess_fails(b"text,label\nfine film,pos\nbad film,neg\n", &["--text-column", "review"]);
+        assert!(err.contains("no column `review`") && err.contains("`text`"), "{err}");
         assert!(files.is_empty(), "{files:?}");
     }
 
@@ -285,10 +239,7 @@ mod bad_input {
     #[test]
     fn non_utf8_byte() {
         let (err, files) = preprocess_fails(b"text,label\ngood film,pos\nbad \xff film,neg\n", &[]);
-        assert!(
-            err.contains("not valid UTF-8") && err.contains("line 3"),
-            "{err}"
-        );
+        assert!(err.contains("not valid UTF-8") && err.contains("line 3"), "{err}");
         assert!(files.is_empty());
     }
 
@@ -299,61 +250,29 @@ mod bad_input {
         let text = std::fs::read_to_string(fixture("tiny/tiny.yaml")).unwrap();
         let tiny = fixture("tiny");
         let text = text
-            .replace(
-                "model: model.onnx",
-                &format!("model: {}/model.onnx", s(&tiny)),
-            )
-            .replace(
-                "tokenizer: tokenizer.json",
-                &format!("tokenizer: {}/tokenizer.json", s(&tiny)),
-            );
+            .replace("model: model.onnx", &format!("model: {}/model.onnx", s(&tiny)))
+            .replace("tokenizer: tokenizer.json", &format!("tokenizer: {}/tokenizer.json", s(&tiny)));
         std::fs::write(&spec, format!("{text}inputs:\n  input_ids: ids\n")).unwrap();
         let data = dir.path().join("data");
         ok(
             "graft-preprocess",
-            &[
-                "--input",
-                s(&fixture("tiny/reviews.csv")),
-                "--spec",
-                s(&spec),
-                "--out",
-                s(&data),
-                "-q",
-            ],
+            &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "-q"],
         );
         let out = dir.path().join("features");
-        let err = user_error(
-            "graft-backbone",
-            &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)],
-        );
-        assert!(
-            err.contains("model.onnx")
-                && err.contains("no input `ids`")
-                && err.contains("`input_ids`"),
-            "{err}"
-        );
+        let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)]);
+        assert!(err.contains("model.onnx") && err.contains("no input `ids`") && err.contains("`input_ids`"), "{err}");
         assert!(files_in(&out).is_empty());
     }
 
     #[test]
     fn unknown_flag_and_unknown_pipeline_key() {
-        let err = user_error(
-            "graft-finetune",
-            &["--features", "f", "--out", "o", "--learning-rate", "1"],
-        );
+        let err = user_error("graft-finetune", &["--features", "f", "--out", "o", "--learning-rate", "1"]);
         assert!(err.contains("--learning-rate"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let pipeline = dir.path().join("p.yaml");
-        std::fs::write(
-            &pipeline,
-            "version: 1\nstages:\n  a:\n    cmd: graft-preprocess\n    dep: [x]\n",
-        )
-        .unwrap();
+        std::fs::write(&pipeline, "version: 1\nstages:\n  a:\n    cmd: graft-preprocess\n    dep: [x]\n").unwrap();
         let err = user_error("graft", &["run", s(&pipeline)]);
-        assert!(
-            err.contains("p.yaml") && err.contains("unknown field `dep`") && err.contains("line 5"),
-            "{err}"
-        );
+        assert!(err.contains("p.yaml") && err.contains("unknown field `dep`") && err.contains("line 5"), "{err}");
     }
 
     #[test]
@@ -361,39 +280,21 @@ mod bad_input {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let (input, spec) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"));
-        ok(
-            "graft-preprocess",
-            &[
-                "--input",
-                s(&input),
-                "--spec",
-                s(&spec),
-                "--out",
-                s(&data),
-                "-q",
-            ],
-        );
+        ok("graft-preprocess", &["--input", s(&input), "--spec", s(&spec), "--out", s(&data), "-q"]);
         // The same model with a tokenizer that differs by one vocabulary entry.
         let tiny = fixture("tiny");
-        let tokenizer = std::fs::read_to_string(tiny.join("tokenizer.json"))
-            .unwrap()
-            .replace("\"clever\"", "\"cleverer\"");
+        let tokenizer =
+            std::fs::read_to_string(tiny.join("tokenizer.json")).unwrap().replace("\"clever\"", "\"cleverer\"");
         std::fs::write(dir.path().join("tokenizer.json"), tokenizer).unwrap();
         let other = dir.path().join("other.yaml");
-        let text = std::fs::read_to_string(&spec).unwrap().replace(
-            "model: model.onnx",
-            &format!("model: {}/model.onnx", s(&tiny)),
-        );
+        let text = std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("model: model.onnx", &format!("model: {}/model.onnx", s(&tiny)));
         std::fs::write(&other, text).unwrap();
         let out = dir.path().join("features");
-        let err = user_error(
-            "graft-backbone",
-            &["--spec", s(&other), "--input", s(&data), "--out", s(&out)],
-        );
+        let err = user_error("graft-backbone", &["--spec", s(&other), "--input", s(&data), "--out", s(&out)]);
         assert!(
-            err.contains("data/train.arrow")
-                && err.contains("another tokenizer")
-                && err.contains("other.yaml"),
+            err.contains("data/train.arrow") && err.contains("another tokenizer") && err.contains("other.yaml"),
             "{err}"
         );
         assert!(files_in(&out).is_empty());
@@ -404,10 +305,7 @@ mod bad_input {
         let dir = tempfile::tempdir().unwrap();
         features(dir.path(), &[]);
         let (feats, head) = (dir.path().join("features"), dir.path().join("head"));
-        ok(
-            "graft-finetune",
-            &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"],
-        );
+        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
         let other = dir.path().join("other");
         ok(
             "graft-backbone",
@@ -424,21 +322,9 @@ mod bad_input {
             ],
         );
         let out = dir.path().join("eval");
-        let err = user_error(
-            "graft-evaluate",
-            &[
-                "--head",
-                s(&head),
-                "--features",
-                s(&other),
-                "--out",
-                s(&out),
-            ],
-        );
+        let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&other), "--out", s(&out)]);
         assert!(
-            err.contains("other/test.arrow")
-                && err.contains("pooling cls")
-                && err.contains("pooling mean"),
+            err.contains("other/test.arrow") && err.contains("pooling cls") && err.contains("pooling mean"),
             "{err}"
         );
         assert!(files_in(&out).is_empty());

@@ -31,16 +31,10 @@ impl Embedder {
         threads: usize,
     ) -> Result<Self> {
         let path = spec.model.as_path();
-        let session = open_session(env, path, threads).map_err(|source| Error::Model {
-            path: path.to_owned(),
-            source,
-        })?;
+        let session =
+            open_session(env, path, threads).map_err(|source| Error::Model { path: path.to_owned(), source })?;
         let names = |outlets: &[ort::value::Outlet]| {
-            outlets
-                .iter()
-                .map(|o| format!("`{}`", o.name()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            outlets.iter().map(|o| format!("`{}`", o.name())).collect::<Vec<_>>().join(", ")
         };
         let fed: Vec<&String> = std::iter::once(&spec.inputs.input_ids)
             .chain(spec.inputs.attention_mask.as_ref())
@@ -55,15 +49,8 @@ impl Embedder {
                 });
             }
         }
-        if let Some(unfed) = session
-            .inputs()
-            .iter()
-            .find(|i| !fed.iter().any(|f| f.as_str() == i.name()))
-        {
-            return Err(Error::UnfedInput {
-                path: path.to_owned(),
-                name: unfed.name().to_owned(),
-            });
+        if let Some(unfed) = session.inputs().iter().find(|i| !fed.iter().any(|f| f.as_str() == i.name())) {
+            return Err(Error::UnfedInput { path: path.to_owned(), name: unfed.name().to_owned() });
         }
         if !session.outputs().iter().any(|o| o.name() == spec.output) {
             return Err(Error::MissingOutput {
@@ -95,34 +82,22 @@ impl Embedder {
                 mask[r * seq + t] = 1;
             }
         }
-        let mut inputs = vec![(
-            self.input_ids.as_str(),
-            Tensor::from_array((shape, ids))?.into_dyn(),
-        )];
+        let mut inputs = vec![(self.input_ids.as_str(), Tensor::from_array((shape, ids))?.into_dyn())];
         if let Some(name) = &self.attention_mask {
             inputs.push((name.as_str(), Tensor::from_array((shape, mask))?.into_dyn()));
         }
         if let Some(name) = &self.token_type_ids {
-            inputs.push((
-                name.as_str(),
-                Tensor::from_array((shape, vec![0i64; rows.len() * seq]))?.into_dyn(),
-            ));
+            inputs.push((name.as_str(), Tensor::from_array((shape, vec![0i64; rows.len() * seq]))?.into_dyn()));
         }
         let outputs = self.session.run(inputs)?;
         let (dims, hidden) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
         let dims: Vec<i64> = dims.iter().copied().collect();
         if dims.len() != 3 || dims[0] as usize != rows.len() || dims[1] as usize != seq {
-            return Err(EmbedError::Rank {
-                name: self.output.clone(),
-                shape: dims,
-            });
+            return Err(EmbedError::Rank { name: self.output.clone(), shape: dims });
         }
         let dim = dims[2] as usize;
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        Ok((
-            pool(hidden, seq, dim, &lengths, self.pooling, self.normalize),
-            dim,
-        ))
+        Ok((pool(hidden, seq, dim, &lengths, self.pooling, self.normalize), dim))
     }
 }
 
@@ -135,13 +110,8 @@ pub enum EmbedError {
     Rank { name: String, shape: Vec<i64> },
 }
 
-fn open_session(
-    env: &ort::environment::Environment,
-    path: &Path,
-    threads: usize,
-) -> ort::Result<Session> {
-    let mut builder =
-        Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::All)?;
+fn open_session(env: &ort::environment::Environment, path: &Path, threads: usize) -> ort::Result<Session> {
+    let mut builder = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::All)?;
     if threads > 0 {
         builder = builder.with_intra_threads(threads)?;
     }

@@ -4,9 +4,7 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error(
-        "ONNX Runtime library not found; looked at {looked}. Run `make setup`, or set ORT_DYLIB_PATH"
-    )]
+    #[error("ONNX Runtime library not found; looked at {looked}. Run `make setup`, or set ORT_DYLIB_PATH")]
     RuntimeMissing { looked: String },
     #[error("cannot load ONNX Runtime from `{}`: {reason}", path.display())]
     RuntimeLoad { path: PathBuf, reason: String },
@@ -17,17 +15,9 @@ pub enum Error {
         source: ort::Error,
     },
     #[error("model `{}` has no input `{name}` named by the spec (model inputs: {available})", path.display())]
-    MissingInput {
-        path: PathBuf,
-        name: String,
-        available: String,
-    },
+    MissingInput { path: PathBuf, name: String, available: String },
     #[error("model `{}` has no output `{name}` named by the spec (model outputs: {available})", path.display())]
-    MissingOutput {
-        path: PathBuf,
-        name: String,
-        available: String,
-    },
+    MissingOutput { path: PathBuf, name: String, available: String },
     #[error("model `{}` needs input `{name}`, which the spec does not provide", path.display())]
     UnfedInput { path: PathBuf, name: String },
     #[error("inference failed on `{}` at row {row}", path.display())]
@@ -38,20 +28,11 @@ pub enum Error {
         source: crate::embed::EmbedError,
     },
     #[error("`{}` was tokenised with another tokenizer or length ({found}) than spec `{}` ({expected})", path.display(), spec.display())]
-    TokenizerMismatch {
-        path: PathBuf,
-        spec: PathBuf,
-        found: String,
-        expected: String,
-    },
+    TokenizerMismatch { path: PathBuf, spec: PathBuf, found: String, expected: String },
     #[error("`{}` has no split files (train.arrow, val.arrow, test.arrow)", path.display())]
     NoSplits { path: PathBuf },
     #[error("`{}` row {row}: {message}", path.display())]
-    BadRow {
-        path: PathBuf,
-        row: u64,
-        message: String,
-    },
+    BadRow { path: PathBuf, row: u64, message: String },
 }
 
 impl graft_core::UserFacing for Error {

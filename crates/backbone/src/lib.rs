@@ -11,13 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch,
-    StringArray,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{
-    ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, column,
-};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, column};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::BackboneSpec;
@@ -63,9 +60,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         }
     }
     if readers.is_empty() {
-        return Err(Error::NoSplits {
-            path: cfg.input.clone(),
-        });
+        return Err(Error::NoSplits { path: cfg.input.clone() });
     }
     let mut backbone = BackboneId {
         spec: spec.name.clone(),
@@ -76,15 +71,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         dim: 0,
         provider: "cpu".into(),
     };
-    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json {
-        what: "config",
-        source,
-    })?;
-    let mut summary = Summary {
-        runtime,
-        dim: 0,
-        rows: BTreeMap::new(),
-    };
+    let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
+    let mut summary = Summary { runtime, dim: 0, rows: BTreeMap::new() };
     let mut pending = Vec::new();
     for (split, mut reader) in readers {
         progress.start(split, reader.provenance().rows);
@@ -93,20 +81,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         prov.stage = "backbone".into();
         prov.graft_version = graft_core::VERSION.into();
         prov.params = params.clone();
-        prov.inputs = BTreeMap::from([
-            ("model".into(), backbone.model_blake3.clone()),
-            (split.into(), input_hash),
-        ]);
+        prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
-        let (done, written) = embed_split(
-            &mut reader,
-            &mut embedder,
-            cfg.batch_size.max(1),
-            &dest,
-            &mut prov,
-            &mut backbone,
-            progress,
-        )?;
+        let (done, written) =
+            embed_split(&mut reader, &mut embedder, cfg.batch_size.max(1), &dest, &mut prov, &mut backbone, progress)?;
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
@@ -133,25 +111,16 @@ fn embed_split(
         let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
         let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
         let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
-        let values = lists
-            .values()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .ok_or_else(|| graft_core::Error::Column {
-                path: path.clone(),
-                column: "input_ids".into(),
-                expected: "list<int32> token ids".into(),
-            })?;
+        let values = lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| graft_core::Error::Column {
+            path: path.clone(),
+            column: "input_ids".into(),
+            expected: "list<int32> token ids".into(),
+        })?;
         let offsets = lists.value_offsets();
-        let rows: Vec<&[i32]> = (0..lists.len())
-            .map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize])
-            .collect();
+        let rows: Vec<&[i32]> =
+            (0..lists.len()).map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize]).collect();
         if let Some(i) = rows.iter().position(|r| r.is_empty()) {
-            return Err(Error::BadRow {
-                path,
-                row: rows_done + i as u64,
-                message: "no tokens".into(),
-            });
+            return Err(Error::BadRow { path, row: rows_done + i as u64, message: "no tokens".into() });
         }
         // Batches of similar length waste less compute on padding; results go back in input order.
         let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -188,31 +157,16 @@ fn embed_split(
             }
         };
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let features =
-            FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
-                .map_err(|source| graft_core::Error::Arrow {
-                    path: dest.to_owned(),
-                    source,
-                })?;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(ids.clone()),
-            Arc::new(labels.clone()),
-            Arc::new(features),
-        ];
-        let out = RecordBatch::try_new(writer.schema(), columns).map_err(|source| {
-            graft_core::Error::Arrow {
-                path: dest.to_owned(),
-                source,
-            }
-        })?;
+        let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
+            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+        let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
+        let out = RecordBatch::try_new(writer.schema(), columns)
+            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
         writer.write(&out)?;
         rows_done += rows.len() as u64;
     }
-    let writer = writer.ok_or_else(|| Error::BadRow {
-        path: path.clone(),
-        row: 0,
-        message: "the split has no rows".into(),
-    })?;
+    let writer =
+        writer.ok_or_else(|| Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() })?;
     Ok(((rows_done, tokens), writer.finish()?))
 }
 

@@ -4,14 +4,7 @@ use graft_core::spec::Pooling;
 
 /// Pools `hidden` (`[rows, seq, dim]`, row-major) over each row's first `lengths[r]`
 /// tokens and optionally L2-normalises; returns `[rows, dim]`.
-pub fn pool(
-    hidden: &[f32],
-    seq: usize,
-    dim: usize,
-    lengths: &[usize],
-    pooling: Pooling,
-    normalize: bool,
-) -> Vec<f32> {
+pub fn pool(hidden: &[f32], seq: usize, dim: usize, lengths: &[usize], pooling: Pooling, normalize: bool) -> Vec<f32> {
     let mut out = vec![0f32; lengths.len() * dim];
     for (r, (&len, o)) in lengths.iter().zip(out.chunks_exact_mut(dim)).enumerate() {
         let row = &hidden[r * seq * dim..(r + 1) * seq * dim];

@@ -16,25 +16,14 @@ pub fn candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         out.push(PathBuf::from(p));
     }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-    {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
         out.push(dir.join(LIB_NAME));
     }
     if let Ok(cwd) = std::env::current_dir() {
-        let found = cwd
-            .ancestors()
-            .map(|d| d.join(ASSET_DIR).join(LIB_NAME))
-            .find(|p| p.is_file());
+        let found = cwd.ancestors().map(|d| d.join(ASSET_DIR).join(LIB_NAME)).find(|p| p.is_file());
         out.extend(found);
     }
-    out.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(ASSET_DIR)
-            .join(LIB_NAME),
-    );
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(ASSET_DIR).join(LIB_NAME));
     out
 }
 
@@ -52,20 +41,12 @@ pub fn init() -> Result<(&'static ort::environment::Environment, PathBuf)> {
     let loaded = LOADED.get_or_init(|| {
         let candidates = candidates();
         let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-            let looked = candidates
-                .iter()
-                .map(|p| format!("`{}`", p.display()))
-                .collect::<Vec<_>>();
-            return Err(Failure::Missing {
-                looked: looked.join(", "),
-            });
+            let looked = candidates.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();
+            return Err(Failure::Missing { looked: looked.join(", ") });
         };
         let path = path.canonicalize().unwrap_or_else(|_| path.clone());
         let env = match ort::init_from(&path) {
-            Ok(builder) => builder
-                .with_name("graft")
-                .build()
-                .map_err(|e| e.to_string()),
+            Ok(builder) => builder.with_name("graft").build().map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match env {
@@ -81,8 +62,5 @@ pub fn init() -> Result<(&'static ort::environment::Environment, PathBuf)> {
         Failure::Missing { looked } => Error::RuntimeMissing { looked },
         Failure::Load { path, reason } => Error::RuntimeLoad { path, reason },
     })?;
-    Ok((
-        ENVIRONMENT.get().expect("set when the load succeeded"),
-        path,
-    ))
+    Ok((ENVIRONMENT.get().expect("set when the load succeeded"), path))
 }

@@ -91,10 +91,7 @@ impl BackboneId {
 impl Provenance {
     /// The schema `fields` with this provenance attached.
     pub fn attach(&self, fields: Vec<arrow::datatypes::Field>) -> Result<SchemaRef> {
-        let json = serde_json::to_string(self).map_err(|source| Error::Json {
-            what: "provenance",
-            source,
-        })?;
+        let json = serde_json::to_string(self).map_err(|source| Error::Json { what: "provenance", source })?;
         let meta = HashMap::from([(METADATA_KEY.to_owned(), json)]);
         Ok(Arc::new(Schema::new_with_metadata(fields, meta)))
     }
@@ -110,26 +107,16 @@ pub struct ArtifactWriter {
 
 impl std::fmt::Debug for ArtifactWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactWriter")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("ArtifactWriter").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
 impl ArtifactWriter {
     pub fn create(dest: &Path, schema: &SchemaRef) -> Result<Self> {
         let mut pending = Pending::create(dest)?;
-        let file = pending.file().try_clone().map_err(|source| Error::Write {
-            path: dest.to_owned(),
-            source,
-        })?;
+        let file = pending.file().try_clone().map_err(|source| Error::Write { path: dest.to_owned(), source })?;
         let writer = FileWriter::try_new(file, schema).map_err(|source| arrow_err(dest, source))?;
-        Ok(Self {
-            writer,
-            schema: schema.clone(),
-            path: dest.to_owned(),
-            pending,
-        })
+        Ok(Self { writer, schema: schema.clone(), path: dest.to_owned(), pending })
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -137,25 +124,18 @@ impl ArtifactWriter {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer
-            .write(batch)
-            .map_err(|source| arrow_err(&self.path, source))
+        self.writer.write(batch).map_err(|source| arrow_err(&self.path, source))
     }
 
     /// Completes the file; it is renamed into place when the returned value is committed.
     pub fn finish(mut self) -> Result<Pending> {
-        self.writer
-            .finish()
-            .map_err(|source| arrow_err(&self.path, source))?;
+        self.writer.finish().map_err(|source| arrow_err(&self.path, source))?;
         Ok(self.pending)
     }
 }
 
 fn arrow_err(path: &Path, source: arrow::error::ArrowError) -> Error {
-    Error::Arrow {
-        path: path.to_owned(),
-        source,
-    }
+    Error::Arrow { path: path.to_owned(), source }
 }
 
 /// Reads an artifact batch by batch.
@@ -168,29 +148,18 @@ pub struct ArtifactReader {
 
 impl ArtifactReader {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = fs_err::File::open(path).map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let reader = FileReader::try_new(BufReader::new(file.into_parts().0), None)
-            .map_err(|source| arrow_err(path, source))?;
+        let file = fs_err::File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let reader =
+            FileReader::try_new(BufReader::new(file.into_parts().0), None).map_err(|source| arrow_err(path, source))?;
         let json = reader
             .schema()
             .metadata()
             .get(METADATA_KEY)
             .cloned()
-            .ok_or_else(|| Error::NoProvenance {
-                path: path.to_owned(),
-            })?;
-        let provenance = serde_json::from_str(&json).map_err(|source| Error::BadProvenance {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Self {
-            reader,
-            path: path.to_owned(),
-            provenance,
-        })
+            .ok_or_else(|| Error::NoProvenance { path: path.to_owned() })?;
+        let provenance =
+            serde_json::from_str(&json).map_err(|source| Error::BadProvenance { path: path.to_owned(), source })?;
+        Ok(Self { reader, path: path.to_owned(), provenance })
     }
 
     pub fn provenance(&self) -> &Provenance {
@@ -207,10 +176,7 @@ impl ArtifactReader {
 
     /// Next batch, `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        self.reader
-            .next()
-            .transpose()
-            .map_err(|source| arrow_err(&self.path, source))
+        self.reader.next().transpose().map_err(|source| arrow_err(&self.path, source))
     }
 }
 
@@ -221,14 +187,11 @@ pub fn column<'a, A: Array + 'static>(
     path: &Path,
     expected: &str,
 ) -> Result<&'a A> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<A>())
-        .ok_or_else(|| Error::Column {
-            path: path.to_owned(),
-            column: name.to_owned(),
-            expected: expected.to_owned(),
-        })
+    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<A>()).ok_or_else(|| Error::Column {
+        path: path.to_owned(),
+        column: name.to_owned(),
+        expected: expected.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -254,16 +217,10 @@ mod tests {
     fn round_trips_batches_and_provenance() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.arrow");
-        let schema = provenance()
-            .attach(vec![Field::new("id", DataType::Utf8, false)])
-            .unwrap();
+        let schema = provenance().attach(vec![Field::new("id", DataType::Utf8, false)]).unwrap();
         let mut w = ArtifactWriter::create(&path, &schema).unwrap();
         for ids in [["a", "b"], ["c", "d"]] {
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(StringArray::from(ids.to_vec()))],
-            )
-            .unwrap();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(ids.to_vec()))]).unwrap();
             w.write(&batch).unwrap();
         }
         let pending = w.finish().unwrap();

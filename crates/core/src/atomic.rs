@@ -23,24 +23,15 @@ impl Pending {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let write = |source| Error::Write {
-            path: dest.to_owned(),
-            source,
-        };
+        let write = |source| Error::Write { path: dest.to_owned(), source };
         fs_err::create_dir_all(&dir).map_err(write)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
             .tempfile_in(&dir)
             .map_err(write)?;
-        Ok(Self {
-            temp,
-            dest: dest.to_owned(),
-        })
+        Ok(Self { temp, dest: dest.to_owned() })
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -53,10 +44,7 @@ impl Pending {
 
     /// Flushes to disk and renames into place.
     pub fn commit(self) -> Result<()> {
-        let write = |source| Error::Write {
-            path: self.dest.clone(),
-            source,
-        };
+        let write = |source| Error::Write { path: self.dest.clone(), source };
         self.temp.as_file().sync_all().map_err(write)?;
         self.temp.persist(&self.dest).map_err(|e| write(e.error))?;
         Ok(())
@@ -71,10 +59,7 @@ pub fn commit_all(pending: Vec<Pending>) -> Result<()> {
 /// Writes `bytes` to `dest` atomically.
 pub fn write_bytes(dest: &Path, bytes: &[u8]) -> Result<()> {
     let mut p = Pending::create(dest)?;
-    p.file().write_all(bytes).map_err(|source| Error::Write {
-        path: dest.to_owned(),
-        source,
-    })?;
+    p.file().write_all(bytes).map_err(|source| Error::Write { path: dest.to_owned(), source })?;
     p.commit()
 }
 
@@ -90,10 +75,7 @@ mod tests {
         p.file().write_all(b"half").unwrap();
         drop(p);
         assert!(!dest.exists());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 0);
     }
 
     #[test]

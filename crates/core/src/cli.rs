@@ -44,10 +44,7 @@ pub struct Bar {
 
 impl Bar {
     pub fn new(quiet: bool) -> Self {
-        Self {
-            bar: Mutex::new(None),
-            visible: !quiet && std::io::stderr().is_terminal(),
-        }
+        Self { bar: Mutex::new(None), visible: !quiet && std::io::stderr().is_terminal() }
     }
 }
 
@@ -59,11 +56,9 @@ impl Progress for Bar {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
         );
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));

@@ -30,11 +30,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     #[error("`{}` lacks column `{column}` ({expected})", path.display())]
-    Column {
-        path: PathBuf,
-        column: String,
-        expected: String,
-    },
+    Column { path: PathBuf, column: String, expected: String },
     #[error("invalid backbone spec `{}`", path.display())]
     Spec {
         path: PathBuf,

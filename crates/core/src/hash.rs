@@ -7,10 +7,7 @@ use crate::{Error, Result};
 
 /// blake3 of a file's contents, streamed.
 pub fn file(path: &Path) -> Result<String> {
-    let read = |source| Error::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read = |source| Error::Read { path: path.to_owned(), source };
     let mut f = fs_err::File::open(path).map_err(read)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -85,14 +85,9 @@ impl Pooling {
 impl BackboneSpec {
     /// Reads a spec and makes its paths absolute.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs_err::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut spec: Self = serde_norway::from_str(&text).map_err(|source| Error::Spec {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = fs_err::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let mut spec: Self =
+            serde_norway::from_str(&text).map_err(|source| Error::Spec { path: path.to_owned(), source })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         spec.model = dir.join(&spec.model);
         match (&mut spec.kind, &mut spec.text) {
@@ -101,10 +96,7 @@ impl BackboneSpec {
                 if t.max_length < 2 {
                     return Err(Error::SpecValue {
                         path: path.to_owned(),
-                        message: format!(
-                            "`text.max_length` is {}, expected at least 2",
-                            t.max_length
-                        ),
+                        message: format!("`text.max_length` is {}, expected at least 2", t.max_length),
                     });
                 }
             }
@@ -151,9 +143,6 @@ mod tests {
         std::fs::write(&p, "name: m\nkind: text\nmodel: a.onnx\nouptut: x\n").unwrap();
         let err = BackboneSpec::load(&p).unwrap_err();
         let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
-        assert!(
-            chain.contains("m.yaml") && chain.contains("ouptut"),
-            "{chain}"
-        );
+        assert!(chain.contains("m.yaml") && chain.contains("ouptut"), "{chain}");
     }
 }

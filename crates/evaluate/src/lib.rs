@@ -69,19 +69,9 @@ pub enum Error {
     #[error(transparent)]
     Head(#[from] graft_finetune::Error),
     #[error("features `{}` ({found}) are not those head `{}` was trained on ({expected})", features.display(), head.display())]
-    BackboneMismatch {
-        features: PathBuf,
-        head: PathBuf,
-        found: String,
-        expected: String,
-    },
+    BackboneMismatch { features: PathBuf, head: PathBuf, found: String, expected: String },
     #[error("features `{}` have labels {found:?}, head `{}` knows {expected:?}", features.display(), head.display())]
-    LabelMismatch {
-        features: PathBuf,
-        head: PathBuf,
-        found: Vec<String>,
-        expected: Vec<String>,
-    },
+    LabelMismatch { features: PathBuf, head: PathBuf, found: Vec<String>, expected: Vec<String> },
     #[error("`{}` has no split `{split}`", dir.display())]
     NoSplit { dir: PathBuf, split: String },
     #[error("cannot read metrics `{}`", path.display())]
@@ -108,10 +98,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let head = Head::load(&cfg.head)?;
     let path = cfg.features.join(format!("{}.arrow", cfg.split));
     if !path.exists() {
-        return Err(Error::NoSplit {
-            dir: cfg.features.clone(),
-            split: cfg.split.clone(),
-        });
+        return Err(Error::NoSplit { dir: cfg.features.clone(), split: cfg.split.clone() });
     }
     let feats = data::read_features(&path)?;
     if !feats.backbone.same_features(&head.info.backbone) {
@@ -131,11 +118,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         });
     }
     let proba = head.predict_proba(feats.x.view());
-    let pred: Vec<usize> = proba
-        .rows()
-        .into_iter()
-        .map(|r| argmax(r.as_slice().expect("contiguous rows")))
-        .collect();
+    let pred: Vec<usize> = proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
     let labels = &head.info.labels;
     let metrics = metrics::classification(&feats.classes, &pred, labels);
     let rows: Vec<Vec<f64>> = proba.rows().into_iter().map(|r| r.to_vec()).collect();
@@ -149,16 +132,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(feats.ids.clone())),
         Arc::new(StringArray::from(feats.labels.clone())),
-        Arc::new(StringArray::from_iter_values(
-            pred.iter().map(|&p| labels[p].as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))),
     ];
     for (c, label) in labels.iter().enumerate() {
-        fields.push(Field::new(
-            format!("prob_{label}"),
-            DataType::Float64,
-            false,
-        ));
+        fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
         columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
     }
     let provenance = Provenance {
@@ -166,16 +143,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
         graft_version: graft_core::VERSION.into(),
         labels: labels.clone(),
         rows: feats.ids.len() as u64,
-        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json {
-            what: "config",
-            source,
-        })?,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
         inputs: [
             ("features".to_owned(), graft_core::hash::file(&path)?),
-            (
-                "head".to_owned(),
-                graft_core::hash::file(&cfg.head.join(graft_finetune::head::WEIGHTS_FILE))?,
-            ),
+            ("head".to_owned(), graft_core::hash::file(&cfg.head.join(graft_finetune::head::WEIGHTS_FILE))?),
         ]
         .into(),
         tokenizer: feats.provenance.tokenizer.clone(),
@@ -183,12 +154,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
     };
     let schema = provenance.attach(fields)?;
     let dest = cfg.out.join(PREDICTIONS_FILE);
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
-        graft_core::Error::Arrow {
-            path: dest.clone(),
-            source,
-        }
-    })?;
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
     let mut writer = ArtifactWriter::create(&dest, &schema)?;
     writer.write(&batch)?;
     let predictions = writer.finish()?;
@@ -206,33 +173,19 @@ pub fn run(cfg: &Config) -> Result<Report> {
         },
     };
     let mut json =
-        serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json {
-            what: "metrics",
-            source,
-        })?;
+        serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
     json.push(b'\n');
     let metrics_path = cfg.out.join(METRICS_FILE);
     let mut metrics_file = graft_core::atomic::Pending::create(&metrics_path)?;
-    std::io::Write::write_all(metrics_file.file(), &json).map_err(|source| {
-        graft_core::Error::Write {
-            path: metrics_path,
-            source,
-        }
-    })?;
+    std::io::Write::write_all(metrics_file.file(), &json)
+        .map_err(|source| graft_core::Error::Write { path: metrics_path, source })?;
     graft_core::atomic::commit_all(vec![predictions, metrics_file])?;
     Ok(report)
 }
 
 /// Reads a `metrics.json`, given it or the folder holding it.
 pub fn load_report(path: &Path) -> Result<Report> {
-    let path = if path.is_dir() {
-        path.join(METRICS_FILE)
-    } else {
-        path.to_owned()
-    };
-    let bytes = fs_err::read(&path).map_err(|source| graft_core::Error::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let path = if path.is_dir() { path.join(METRICS_FILE) } else { path.to_owned() };
+    let bytes = fs_err::read(&path).map_err(|source| graft_core::Error::Read { path: path.clone(), source })?;
     serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path, source })
 }

@@ -7,13 +7,7 @@ use crate::Report;
 pub fn render(report: &Report) -> String {
     let m = &report.metrics;
     let mut s = String::new();
-    let width = m
-        .per_class
-        .iter()
-        .map(|c| c.label.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let width = m.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         s,
         "{} split: {} rows, head {} (C={}) on {} ({}, dim {})",

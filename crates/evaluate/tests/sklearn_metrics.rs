@@ -5,21 +5,15 @@ use graft_evaluate::metrics::classification;
 
 #[test]
 fn classification_metrics_match_scikit_learn() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/sklearn/metrics.json"
-    );
-    let cases: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/sklearn/metrics.json");
+    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for (name, case) in cases.as_object().unwrap() {
         let vec = |k: &str| -> Vec<f64> { serde_json::from_value(case[k].clone()).unwrap() };
         let idx = |k: &str| -> Vec<usize> { serde_json::from_value(case[k].clone()).unwrap() };
         let k = case["classes"].as_u64().unwrap() as usize;
         let labels: Vec<String> = (0..k).map(|c| format!("c{c}")).collect();
         let m = classification(&idx("truth"), &idx("pred"), &labels);
-        let close = |a: f64, b: f64, what: &str| {
-            assert!((a - b).abs() < 1e-12, "{name} {what}: {a} vs {b}")
-        };
+        let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-12, "{name} {what}: {a} vs {b}");
         close(m.accuracy, case["accuracy"].as_f64().unwrap(), "accuracy");
         close(m.macro_f1, case["macro_f1"].as_f64().unwrap(), "macro_f1");
         for (c, pc) in m.per_class.iter().enumerate() {
@@ -34,10 +28,7 @@ fn classification_metrics_match_scikit_learn() {
 }
 
 fn scores() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/sklearn/scores.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/sklearn/scores.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -51,34 +42,21 @@ fn probability_and_agreement_metrics_match_scikit_learn() {
         let proba: Vec<Vec<f64>> = serde_json::from_value(case["proba"].clone()).unwrap();
         let k = case["classes"].as_u64().unwrap() as usize;
         let labels: Vec<String> = (0..k).map(|c| c.to_string()).collect();
-        let close =
-            |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{name} {what}: {a} vs {b}");
+        let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{name} {what}: {a} vs {b}");
         let m = classification(&truth, &pred, &labels);
-        close(
-            m.balanced_accuracy,
-            f("balanced_accuracy"),
-            "balanced accuracy",
-        );
+        close(m.balanced_accuracy, f("balanced_accuracy"), "balanced accuracy");
         close(m.mcc, f("mcc"), "mcc");
         close(m.cohen_kappa.unwrap(), f("cohen_kappa"), "kappa");
         let avg = |k: &str, i: usize| case[k][i].as_f64().unwrap();
         close(m.macro_precision, avg("macro", 0), "macro precision");
         close(m.macro_recall, avg("macro", 1), "macro recall");
-        close(
-            m.weighted_precision,
-            avg("weighted", 0),
-            "weighted precision",
-        );
+        close(m.weighted_precision, avg("weighted", 0), "weighted precision");
         close(m.weighted_recall, avg("weighted", 1), "weighted recall");
         close(m.weighted_f1, avg("weighted", 2), "weighted f1");
         let p = probabilistic(&truth, &proba);
         close(p.log_loss, f("log_loss"), "log loss");
         close(p.roc_auc.unwrap(), f("roc_auc"), "roc auc");
-        close(
-            p.average_precision.unwrap(),
-            f("average_precision"),
-            "average precision",
-        );
+        close(p.average_precision.unwrap(), f("average_precision"), "average precision");
         close(p.expected_calibration_error, f("ece"), "ece");
         if let Some(top) = case["top_k"].as_array() {
             assert_eq!(p.top_k_accuracy.len(), top.len());
@@ -94,10 +72,7 @@ fn probability_and_agreement_metrics_match_scikit_learn() {
 fn undefined_metrics_are_none_not_nan() {
     use graft_evaluate::metrics::probabilistic;
     // Only class 0 present: ROC-AUC and average precision of class 1 are undefined.
-    let p = probabilistic(
-        &[0, 0, 0],
-        &[vec![0.9, 0.1], vec![0.6, 0.4], vec![0.2, 0.8]],
-    );
+    let p = probabilistic(&[0, 0, 0], &[vec![0.9, 0.1], vec![0.6, 0.4], vec![0.2, 0.8]]);
     assert_eq!(p.roc_auc, None);
     assert_eq!(p.average_precision, None);
     let labels: Vec<String> = vec!["a".into(), "b".into()];
@@ -115,8 +90,7 @@ fn regression_metrics_match_scikit_learn_and_scipy() {
         let y: Vec<f64> = serde_json::from_value(case["y"].clone()).unwrap();
         let pred: Vec<f64> = serde_json::from_value(case["pred"].clone()).unwrap();
         let r = regression(&y, &pred);
-        let close =
-            |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{name} {what}: {a} vs {b}");
+        let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{name} {what}: {a} vs {b}");
         close(r.mse, f("mse"), "mse");
         close(r.rmse, f("mse").sqrt(), "rmse");
         close(r.mae, f("mae"), "mae");

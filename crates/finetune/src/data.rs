@@ -24,15 +24,9 @@ pub struct Features {
 pub fn read_features(path: &Path) -> Result<Features> {
     let mut reader = ArtifactReader::open(path)?;
     let provenance = reader.provenance().clone();
-    let backbone = provenance
-        .backbone
-        .clone()
-        .ok_or_else(|| Error::NotFeatures {
-            path: path.to_owned(),
-        })?;
+    let backbone = provenance.backbone.clone().ok_or_else(|| Error::NotFeatures { path: path.to_owned() })?;
     let dim = backbone.dim;
-    let (mut ids, mut labels, mut classes, mut values) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut labels, mut classes, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     while let Some(batch) = reader.next_batch()? {
         let id = column::<StringArray>(&batch, "id", path, "utf8 row ids")?;
         let label = column::<StringArray>(&batch, "label", path, "utf8 labels")?;
@@ -42,12 +36,9 @@ pub fn read_features(path: &Path) -> Result<Features> {
         let flat = match flat {
             Some(f) if feats.value_length() as usize == dim => f,
             _ => {
-                return Err(graft_core::Error::Column {
-                    path: path.to_owned(),
-                    column: "features".into(),
-                    expected,
-                }
-                .into());
+                return Err(
+                    graft_core::Error::Column { path: path.to_owned(), column: "features".into(), expected }.into()
+                );
             }
         };
         for i in 0..batch.num_rows() {
@@ -58,10 +49,7 @@ pub fn read_features(path: &Path) -> Result<Features> {
                     path: path.to_owned(),
                     row,
                     id: id.into(),
-                    message: format!(
-                        "label `{lab}` is not in the label set {:?}",
-                        provenance.labels
-                    ),
+                    message: format!("label `{lab}` is not in the label set {:?}", provenance.labels),
                 });
             };
             let start = feats.value_offset_at(i) as usize;
@@ -81,14 +69,7 @@ pub fn read_features(path: &Path) -> Result<Features> {
         }
     }
     let x = Array2::from_shape_vec((ids.len(), dim), values).expect("rows times dim values");
-    Ok(Features {
-        ids,
-        labels,
-        classes,
-        x,
-        provenance,
-        backbone,
-    })
+    Ok(Features { ids, labels, classes, x, provenance, backbone })
 }
 
 /// Refuses `other` unless it shares `reference`'s feature space and label set.

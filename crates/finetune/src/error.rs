@@ -7,26 +7,11 @@ pub enum Error {
     #[error("`{}` is not a features file: it has no backbone provenance", path.display())]
     NotFeatures { path: PathBuf },
     #[error("`{}` comes from another backbone than `{}`: {found} vs {expected}", path.display(), reference.display())]
-    BackboneMismatch {
-        path: PathBuf,
-        reference: PathBuf,
-        found: String,
-        expected: String,
-    },
+    BackboneMismatch { path: PathBuf, reference: PathBuf, found: String, expected: String },
     #[error("`{}` has labels {found:?}, `{}` has {expected:?}", path.display(), reference.display())]
-    LabelMismatch {
-        path: PathBuf,
-        reference: PathBuf,
-        found: Vec<String>,
-        expected: Vec<String>,
-    },
+    LabelMismatch { path: PathBuf, reference: PathBuf, found: Vec<String>, expected: Vec<String> },
     #[error("`{}` row {row} (id `{id}`): {message}", path.display())]
-    BadRow {
-        path: PathBuf,
-        row: usize,
-        id: String,
-        message: String,
-    },
+    BadRow { path: PathBuf, row: usize, id: String, message: String },
     #[error("`{}` is missing: training needs a train split", path.display())]
     NoTrain { path: PathBuf },
     #[error("choosing C among {count} values needs a validation split, and `{}` is missing", path.display())]

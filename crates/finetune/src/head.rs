@@ -85,16 +85,8 @@ impl Head {
     /// Serialises both files; the caller commits them.
     pub fn to_files(&self, dir: &Path) -> Result<Vec<graft_core::atomic::Pending>> {
         let mut tensors: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
-            (
-                "bias",
-                vec![self.model.bias.len()],
-                le_bytes(self.model.bias.iter()),
-            ),
-            (
-                "weight",
-                self.model.weight.shape().to_vec(),
-                le_bytes(self.model.weight.iter()),
-            ),
+            ("bias", vec![self.model.bias.len()], le_bytes(self.model.bias.iter())),
+            ("weight", self.model.weight.shape().to_vec(), le_bytes(self.model.weight.iter())),
         ];
         if let (Some(m), Some(s)) = (&self.mean, &self.scale) {
             tensors.push(("mean", vec![m.len()], le_bytes(m.iter())));
@@ -103,28 +95,19 @@ impl Head {
         let views: Vec<(&str, TensorView<'_>)> = tensors
             .iter()
             .map(|(n, shape, bytes)| {
-                (
-                    *n,
-                    TensorView::new(Dtype::F64, shape.clone(), bytes).expect("shape matches bytes"),
-                )
+                (*n, TensorView::new(Dtype::F64, shape.clone(), bytes).expect("shape matches bytes"))
             })
             .collect();
         let weights_path = dir.join(WEIGHTS_FILE);
-        let bytes = safetensors::serialize(views, None).map_err(|source| Error::HeadWeights {
-            path: weights_path.clone(),
-            source,
-        })?;
+        let bytes = safetensors::serialize(views, None)
+            .map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
         let mut json =
-            serde_json::to_vec_pretty(&self.info).map_err(|source| graft_core::Error::Json {
-                what: "head",
-                source,
-            })?;
+            serde_json::to_vec_pretty(&self.info).map_err(|source| graft_core::Error::Json { what: "head", source })?;
         json.push(b'\n');
         let mut out = Vec::new();
         for (path, data) in [(weights_path, bytes), (dir.join(INFO_FILE), json)] {
             let mut p = graft_core::atomic::Pending::create(&path)?;
-            std::io::Write::write_all(p.file(), &data)
-                .map_err(|source| graft_core::Error::Write { path, source })?;
+            std::io::Write::write_all(p.file(), &data).map_err(|source| graft_core::Error::Write { path, source })?;
             out.push(p);
         }
         Ok(out)
@@ -133,67 +116,34 @@ impl Head {
     pub fn load(dir: &Path) -> Result<Self> {
         let info_path = dir.join(INFO_FILE);
         let read = |path: &Path| {
-            fs_err::read(path).map_err(|source| graft_core::Error::Read {
-                path: path.to_owned(),
-                source,
-            })
+            fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })
         };
-        let info: HeadInfo =
-            serde_json::from_slice(&read(&info_path)?).map_err(|source| Error::HeadJson {
-                path: info_path.clone(),
-                source,
-            })?;
-        let bad = |message: String| Error::BadHead {
-            path: dir.to_owned(),
-            message,
-        };
+        let info: HeadInfo = serde_json::from_slice(&read(&info_path)?)
+            .map_err(|source| Error::HeadJson { path: info_path.clone(), source })?;
+        let bad = |message: String| Error::BadHead { path: dir.to_owned(), message };
         if info.format != FORMAT {
-            return Err(bad(format!(
-                "format `{}`, expected `{FORMAT}`",
-                info.format
-            )));
+            return Err(bad(format!("format `{}`, expected `{FORMAT}`", info.format)));
         }
         let weights_path = dir.join(WEIGHTS_FILE);
         let bytes = read(&weights_path)?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|source| Error::HeadWeights {
-            path: weights_path.clone(),
-            source,
-        })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
         let (k, d) = (info.architecture.classes, info.architecture.dim);
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
-            let t = st.tensor(name).map_err(|source| Error::HeadWeights {
-                path: weights_path.clone(),
-                source,
-            })?;
+            let t = st.tensor(name).map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
             if t.dtype() != Dtype::F64 || t.shape() != shape {
-                return Err(bad(format!(
-                    "tensor `{name}` is {:?} {:?}, expected F64 {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
+                return Err(bad(format!("tensor `{name}` is {:?} {:?}, expected F64 {shape:?}", t.dtype(), t.shape())));
             }
-            Ok(t.data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect())
+            Ok(t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
         };
-        let weight =
-            Array2::from_shape_vec((k, d), get("weight", &[k, d])?).expect("checked shape");
+        let weight = Array2::from_shape_vec((k, d), get("weight", &[k, d])?).expect("checked shape");
         let bias = Array1::from(get("bias", &[k])?);
         let (mean, scale) = if info.standardize {
-            (
-                Some(Array1::from(get("mean", &[d])?)),
-                Some(Array1::from(get("scale", &[d])?)),
-            )
+            (Some(Array1::from(get("mean", &[d])?)), Some(Array1::from(get("scale", &[d])?)))
         } else {
             (None, None)
         };
-        Ok(Self {
-            info,
-            model: Linear { weight, bias },
-            mean,
-            scale,
-        })
+        Ok(Self { info, model: Linear { weight, bias }, mean, scale })
     }
 }
 

@@ -14,12 +14,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            max_iter: 1000,
-            gtol: 1e-6,
-            ftol: 64.0 * f64::EPSILON,
-            memory: 10,
-        }
+        Self { max_iter: 1000, gtol: 1e-6, ftol: 64.0 * f64::EPSILON, memory: 10 }
     }
 }
 
@@ -38,11 +33,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Minimises `f`, which returns the objective and writes the gradient into its second argument.
-pub fn minimize(
-    mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
-    x0: Vec<f64>,
-    opts: Options,
-) -> Outcome {
+pub fn minimize(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, opts: Options) -> Outcome {
     let n = x0.len();
     let mut x = x0;
     let mut g = vec![0.0; n];
@@ -52,13 +43,7 @@ pub fn minimize(
     let (mut x_new, mut g_new) = (vec![0.0; n], vec![0.0; n]);
     for iter in 0..opts.max_iter {
         if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= opts.gtol {
-            return Outcome {
-                x,
-                value,
-                iterations: iter,
-                converged: true,
-                trace,
-            };
+            return Outcome { x, value, iterations: iter, converged: true, trace };
         }
         // Two-loop recursion: d = -H g.
         let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
@@ -82,18 +67,10 @@ pub fn minimize(
             d = g.iter().map(|v| -v).collect();
             slope = -dot(&g, &g);
         }
-        let mut t = if history.is_empty() {
-            (1.0 / d.iter().map(|v| v.abs()).sum::<f64>()).min(1.0)
-        } else {
-            1.0
-        };
+        let mut t = if history.is_empty() { (1.0 / d.iter().map(|v| v.abs()).sum::<f64>()).min(1.0) } else { 1.0 };
         let mut accepted = None;
         for _ in 0..60 {
-            x_new
-                .iter_mut()
-                .zip(&x)
-                .zip(&d)
-                .for_each(|((xn, xi), di)| *xn = xi + t * di);
+            x_new.iter_mut().zip(&x).zip(&d).for_each(|((xn, xi), di)| *xn = xi + t * di);
             let v = f(&x_new, &mut g_new);
             if v.is_finite() && v <= value + 1e-4 * t * slope {
                 accepted = Some(v);
@@ -103,13 +80,7 @@ pub fn minimize(
         }
         let Some(v_new) = accepted else {
             // No decrease along a descent direction: at the optimum to machine precision.
-            return Outcome {
-                x,
-                value,
-                iterations: iter,
-                converged: true,
-                trace,
-            };
+            return Outcome { x, value, iterations: iter, converged: true, trace };
         };
         let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
@@ -126,22 +97,10 @@ pub fn minimize(
         value = v_new;
         trace.push(value);
         if decrease <= opts.ftol {
-            return Outcome {
-                x,
-                value,
-                iterations: iter + 1,
-                converged: true,
-                trace,
-            };
+            return Outcome { x, value, iterations: iter + 1, converged: true, trace };
         }
     }
-    Outcome {
-        x,
-        value,
-        iterations: opts.max_iter,
-        converged: false,
-        trace,
-    }
+    Outcome { x, value, iterations: opts.max_iter, converged: false, trace }
 }
 
 #[cfg(test)]
@@ -156,19 +115,8 @@ mod tests {
             g[1] = 200.0 * (b - a * a);
             (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2)
         };
-        let out = minimize(
-            rosen,
-            vec![-1.2, 1.0],
-            Options {
-                gtol: 1e-8,
-                ..Options::default()
-            },
-        );
+        let out = minimize(rosen, vec![-1.2, 1.0], Options { gtol: 1e-8, ..Options::default() });
         assert!(out.converged);
-        assert!(
-            (out.x[0] - 1.0).abs() < 1e-5 && (out.x[1] - 1.0).abs() < 1e-5,
-            "{:?}",
-            out.x
-        );
+        assert!((out.x[0] - 1.0).abs() < 1e-5 && (out.x[1] - 1.0).abs() < 1e-5, "{:?}", out.x);
     }
 }

@@ -51,10 +51,7 @@ pub fn run(cfg: &Config) -> Result<Head> {
     let labels = train.provenance.labels.clone();
     for (class, name) in labels.iter().enumerate() {
         if !train.classes.contains(&class) {
-            return Err(Error::MissingClass {
-                path: train_path,
-                class: name.clone(),
-            });
+            return Err(Error::MissingClass { path: train_path, class: name.clone() });
         }
     }
     let val_path = cfg.features.join(format!("{val_name}.arrow"));
@@ -63,20 +60,14 @@ pub fn run(cfg: &Config) -> Result<Head> {
         data::check_compatible(&train, &train_path, &val, &val_path)?;
         Some(val)
     } else if cfg.c.len() > 1 {
-        return Err(Error::NoVal {
-            path: val_path,
-            count: cfg.c.len(),
-        });
+        return Err(Error::NoVal { path: val_path, count: cfg.c.len() });
     } else {
         None
     };
 
     let (mean, scale) = if cfg.standardize {
         let mean = train.x.mean_axis(Axis(0)).expect("train has rows");
-        let std = train
-            .x
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 0.0 { s } else { 1.0 });
+        let std = train.x.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
         (Some(mean), Some(std))
     } else {
         (None, None)
@@ -89,11 +80,7 @@ pub fn run(cfg: &Config) -> Result<Head> {
     };
     let x_train = scaled(&train.x);
     let x_val = val.as_ref().map(|v| scaled(&v.x));
-    let opts = lbfgs::Options {
-        max_iter: cfg.max_iter,
-        gtol: cfg.tol,
-        ..lbfgs::Options::default()
-    };
+    let opts = lbfgs::Options { max_iter: cfg.max_iter, gtol: cfg.tol, ..lbfgs::Options::default() };
     let mut best: Option<(f64, logreg::Linear, lbfgs::Outcome, f64)> = None;
     let mut selection = Vec::new();
     for &c in &cfg.c {
@@ -105,11 +92,7 @@ pub fn run(cfg: &Config) -> Result<Head> {
         tracing::info!(
             "C={c}: {} iterations{}, loss {:.6}{}",
             outcome.iterations,
-            if outcome.converged {
-                ""
-            } else {
-                " (not converged)"
-            },
+            if outcome.converged { "" } else { " (not converged)" },
             outcome.value,
             score.map_or(String::new(), |s| format!(", val accuracy {s:.4}"))
         );
@@ -126,8 +109,7 @@ pub fn run(cfg: &Config) -> Result<Head> {
         }
     }
     let (chosen_c, model, outcome, _) = best.expect("at least one C");
-    let mut inputs =
-        BTreeMap::from([(train_name.to_owned(), graft_core::hash::file(&train_path)?)]);
+    let mut inputs = BTreeMap::from([(train_name.to_owned(), graft_core::hash::file(&train_path)?)]);
     if val.is_some() {
         inputs.insert(val_name.to_owned(), graft_core::hash::file(&val_path)?);
     }

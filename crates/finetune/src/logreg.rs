@@ -41,14 +41,7 @@ fn free_classes(classes: usize) -> usize {
 }
 
 /// Objective and gradient at `params` = free weights `[k, d]` then biases `[k]`.
-fn objective(
-    x: ArrayView2<'_, f64>,
-    y: &[usize],
-    classes: usize,
-    c: f64,
-    params: &[f64],
-    grad: &mut [f64],
-) -> f64 {
+fn objective(x: ArrayView2<'_, f64>, y: &[usize], classes: usize, c: f64, params: &[f64], grad: &mut [f64]) -> f64 {
     let (n, d) = x.dim();
     let k = free_classes(classes);
     let w = ArrayView2::from_shape((k, d), &params[..k * d]).expect("parameter layout");
@@ -84,27 +77,16 @@ fn objective(
 }
 
 /// Fits the model; `y[i]` is row i's class in `0..classes`.
-pub fn fit(
-    x: ArrayView2<'_, f64>,
-    y: &[usize],
-    classes: usize,
-    c: f64,
-    opts: Options,
-) -> (Linear, Outcome) {
+pub fn fit(x: ArrayView2<'_, f64>, y: &[usize], classes: usize, c: f64, opts: Options) -> (Linear, Outcome) {
     let d = x.ncols();
     let k = free_classes(classes);
-    let out = lbfgs::minimize(
-        |p, g| objective(x, y, classes, c, p, g),
-        vec![0.0; k * (d + 1)],
-        opts,
-    );
+    let out = lbfgs::minimize(|p, g| objective(x, y, classes, c, p, g), vec![0.0; k * (d + 1)], opts);
     let mut weight = Array2::zeros((classes, d));
     weight
         .slice_mut(s![classes - k.., ..])
         .assign(&ArrayView2::from_shape((k, d), &out.x[..k * d]).expect("parameter layout"));
     let mut bias = Array1::zeros(classes);
-    bias.slice_mut(s![classes - k..])
-        .assign(&ndarray::ArrayView1::from(&out.x[k * d..]));
+    bias.slice_mut(s![classes - k..]).assign(&ndarray::ArrayView1::from(&out.x[k * d..]));
     (Linear { weight, bias }, out)
 }
 
@@ -147,11 +129,7 @@ mod tests {
                 let num = (objective(x.view(), &y, classes, 0.7, &plus, &mut scratch)
                     - objective(x.view(), &y, classes, 0.7, &minus, &mut scratch))
                     / (2.0 * h);
-                assert!(
-                    (num - g[j]).abs() < 1e-6,
-                    "classes {classes} param {j}: {num} vs {}",
-                    g[j]
-                );
+                assert!((num - g[j]).abs() < 1e-6, "classes {classes} param {j}: {num} vs {}", g[j]);
             }
         }
     }
@@ -168,14 +146,7 @@ mod tests {
         let correct = p
             .axis_iter(Axis(0))
             .zip(&y)
-            .filter(|(r, c)| {
-                r.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .unwrap()
-                    .0
-                    == **c
-            })
+            .filter(|(r, c)| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 == **c)
             .count();
         assert!(correct >= 70, "{correct}/90");
     }

@@ -80,27 +80,16 @@ impl Stage {
 
 /// Reads and validates a pipeline file; returns it with its stages in run order.
 pub fn load(path: &Path) -> Result<(Pipeline, Vec<String>)> {
-    let text = fs_err::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let pipeline: Pipeline = serde_norway::from_str(&text).map_err(|source| Error::Parse {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = fs_err::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let pipeline: Pipeline =
+        serde_norway::from_str(&text).map_err(|source| Error::Parse { path: path.to_owned(), source })?;
     if pipeline.version != 1 {
         return Err(Error::Invalid {
             path: path.to_owned(),
-            message: format!(
-                "`version: {}` is not supported; expected `version: 1`",
-                pipeline.version
-            ),
+            message: format!("`version: {}` is not supported; expected `version: 1`", pipeline.version),
         });
     }
-    let order = run_order(&pipeline).map_err(|message| Error::Invalid {
-        path: path.to_owned(),
-        message,
-    })?;
+    let order = run_order(&pipeline).map_err(|message| Error::Invalid { path: path.to_owned(), message })?;
     Ok((pipeline, order))
 }
 
@@ -111,10 +100,7 @@ fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
     for (name, stage) in &p.stages {
         for out in &stage.outs {
             if let Some(other) = writer.insert(out.as_path(), name) {
-                return Err(format!(
-                    "`{}` is an output of both stage `{other}` and stage `{name}`",
-                    out.display()
-                ));
+                return Err(format!("`{}` is an output of both stage `{other}` and stage `{name}`", out.display()));
             }
         }
     }
@@ -122,12 +108,7 @@ fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
         let mut up: Vec<&str> = stage
             .deps
             .iter()
-            .filter_map(|d| {
-                writer
-                    .iter()
-                    .find(|(out, _)| d.starts_with(out))
-                    .map(|(_, n)| *n)
-            })
+            .filter_map(|d| writer.iter().find(|(out, _)| d.starts_with(out)).map(|(_, n)| *n))
             .collect();
         up.dedup();
         up
@@ -137,17 +118,10 @@ fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
     while !remaining.is_empty() {
         let ready = remaining
             .iter()
-            .position(|n| {
-                upstream(&p.stages[*n])
-                    .iter()
-                    .all(|u| order.iter().any(|o| o == u))
-            })
+            .position(|n| upstream(&p.stages[*n]).iter().all(|u| order.iter().any(|o| o == u)))
             .ok_or_else(|| {
                 let names: Vec<String> = remaining.iter().map(|n| format!("`{n}`")).collect();
-                format!(
-                    "stages {} depend on each other in a cycle",
-                    names.join(", ")
-                )
+                format!("stages {} depend on each other in a cycle", names.join(", "))
             })?;
         order.push(remaining.remove(ready).clone());
     }
@@ -170,41 +144,22 @@ mod tests {
         assert_eq!(run_order(&p).unwrap(), ["a", "b"]);
         assert_eq!(
             p.stages["b"].argv(),
-            [
-                "--input",
-                "x/out",
-                "--text-column",
-                "t",
-                "--c",
-                "0.1",
-                "--c",
-                "1",
-                "--standardize",
-                "true"
-            ]
+            ["--input", "x/out", "--text-column", "t", "--c", "0.1", "--c", "1", "--standardize", "true"]
         );
     }
 
     #[test]
     fn rejects_cycles_and_shared_outputs() {
-        let cycle = parse(
-            "version: 1\nstages:\n  a: {cmd: x, deps: [b], outs: [a]}\n  b: {cmd: x, deps: [a], outs: [b]}\n",
-        );
+        let cycle =
+            parse("version: 1\nstages:\n  a: {cmd: x, deps: [b], outs: [a]}\n  b: {cmd: x, deps: [a], outs: [b]}\n");
         assert!(run_order(&cycle).unwrap_err().contains("cycle"));
-        let twice =
-            parse("version: 1\nstages:\n  a: {cmd: x, outs: [o]}\n  b: {cmd: x, outs: [o]}\n");
-        assert!(
-            run_order(&twice)
-                .unwrap_err()
-                .contains("both stage `a` and stage `b`")
-        );
+        let twice = parse("version: 1\nstages:\n  a: {cmd: x, outs: [o]}\n  b: {cmd: x, outs: [o]}\n");
+        assert!(run_order(&twice).unwrap_err().contains("both stage `a` and stage `b`"));
     }
 
     #[test]
     fn unknown_key_names_the_key() {
-        let err =
-            serde_norway::from_str::<Pipeline>("version: 1\nstages:\n  a: {cmd: x, dep: [b]}\n")
-                .unwrap_err();
+        let err = serde_norway::from_str::<Pipeline>("version: 1\nstages:\n  a: {cmd: x, dep: [b]}\n").unwrap_err();
         assert!(err.to_string().contains("dep"), "{err}");
     }
 }

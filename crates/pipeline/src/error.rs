@@ -26,10 +26,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("stage `{stage}` failed ({status})")]
-    StageFailed {
-        stage: String,
-        status: std::process::ExitStatus,
-    },
+    StageFailed { stage: String, status: std::process::ExitStatus },
     #[error("stage `{stage}` did not write its output `{}`", path.display())]
     MissingOut { stage: String, path: PathBuf },
     #[error(transparent)]

@@ -22,10 +22,7 @@ pub fn path_hash(path: &Path) -> Result<String> {
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
-    let read = |source| graft_core::Error::Read {
-        path: dir.to_owned(),
-        source,
-    };
+    let read = |source| graft_core::Error::Read { path: dir.to_owned(), source };
     for entry in fs_err::read_dir(dir).map_err(read)? {
         let entry = entry.map_err(read)?;
         let path = entry.path();

@@ -2,6 +2,7 @@
 
 pub mod definition;
 mod error;
+pub mod export;
 mod fingerprint;
 pub mod runner;
 

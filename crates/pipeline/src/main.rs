@@ -9,6 +9,7 @@ use graft_pipeline::Outcome;
 ///
 /// Example:
 ///   graft run pipelines/rt-minilm.yaml
+///   graft export --to make pipelines/rt-minilm.yaml > pipelines/rt-minilm.mk
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -28,19 +29,31 @@ enum Command {
         #[command(flatten)]
         options: graft_pipeline::RunOptions,
     },
+    /// Writes the pipeline as a Makefile or shell script (to stdout) that runs the same
+    /// commands; keep it beside the pipeline file.
+    Export {
+        /// Output format.
+        #[arg(long = "to", value_enum)]
+        format: graft_pipeline::export::Format,
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     match cli.command {
-        Command::Run { pipeline, options } => {
-            cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
-                let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
-                if !options.dry_run {
-                    let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
-                    tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
-                }
+        Command::Run { pipeline, options } => cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
+            let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
+            if !options.dry_run {
+                let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
+                tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
+            }
+        })),
+        Command::Export { format, pipeline } => {
+            cli::exit(graft_pipeline::export::export(&pipeline, format).map(|text| {
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             }))
         }
     }

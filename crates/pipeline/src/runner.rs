@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::{self, Stage};
 use crate::error::{Error, Result};
+use crate::export::shell_quote;
 use crate::fingerprint::path_hash;
 
 /// Options of `graft run`.
@@ -59,10 +60,7 @@ pub fn resolve_program(cmd: &str) -> PathBuf {
 
 pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outcome)>> {
     let (pipeline, order) = definition::load(pipeline_path)?;
-    let root = pipeline_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let lock_file = lock_path(pipeline_path);
     let mut lock = read_lock(&lock_file)?;
     let mut outcomes = Vec::new();
@@ -71,9 +69,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
         let program = resolve_program(&stage.cmd);
         let argv = stage.argv();
         if opts.dry_run {
-            let shown: Vec<String> = std::iter::once(program.display().to_string())
-                .chain(argv.iter().map(|a| shell_quote(a)))
-                .collect();
+            let shown: Vec<String> =
+                std::iter::once(program.display().to_string()).chain(argv.iter().map(|a| shell_quote(a))).collect();
             println_out(&format!("# {name}\n{}", shown.join(" ")));
             outcomes.push((name, Outcome::DryRun));
             continue;
@@ -81,9 +78,7 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
         let fingerprint = fingerprint(&name, stage, &program, &argv, root)?;
         let cached = lock.stages.get(&name).is_some_and(|l| {
             l.fingerprint == fingerprint
-                && l.outs
-                    .iter()
-                    .all(|(p, h)| path_hash(&root.join(p)).ok().as_ref() == Some(h))
+                && l.outs.iter().all(|(p, h)| path_hash(&root.join(p)).ok().as_ref() == Some(h))
         });
         if cached && !opts.force {
             tracing::info!("stage `{name}`: unchanged, skipped");
@@ -91,22 +86,15 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
             continue;
         }
         tracing::info!("stage `{name}`: {} {}", stage.cmd, argv.join(" "));
-        let status = Command::new(&program)
-            .args(&argv)
-            .current_dir(root)
-            .status()
-            .map_err(|source| Error::Spawn {
-                stage: name.clone(),
-                program: program.clone(),
-                source,
-            })?;
+        let status = Command::new(&program).args(&argv).current_dir(root).status().map_err(|source| Error::Spawn {
+            stage: name.clone(),
+            program: program.clone(),
+            source,
+        })?;
         if !status.success() {
             lock.stages.remove(&name);
             write_lock(&lock_file, &lock)?;
-            return Err(Error::StageFailed {
-                stage: name,
-                status,
-            });
+            return Err(Error::StageFailed { stage: name, status });
         }
         let mut outs = BTreeMap::new();
         for out in &stage.outs {
@@ -116,21 +104,14 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
             }
             outs.insert(out.clone(), path_hash(&path)?);
         }
-        lock.stages
-            .insert(name.clone(), LockedStage { fingerprint, outs });
+        lock.stages.insert(name.clone(), LockedStage { fingerprint, outs });
         write_lock(&lock_file, &lock)?;
         outcomes.push((name, Outcome::Ran));
     }
     Ok(outcomes)
 }
 
-fn fingerprint(
-    name: &str,
-    stage: &Stage,
-    program: &Path,
-    argv: &[String],
-    root: &Path,
-) -> Result<String> {
+fn fingerprint(name: &str, stage: &Stage, program: &Path, argv: &[String], root: &Path) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(stage.cmd.as_bytes());
     hasher.update(binary_version(name, program)?.as_bytes());
@@ -141,10 +122,7 @@ fn fingerprint(
     for dep in &stage.deps {
         let path = root.join(dep);
         if !path.exists() {
-            return Err(Error::MissingDep {
-                stage: name.to_owned(),
-                path,
-            });
+            return Err(Error::MissingDep { stage: name.to_owned(), path });
         }
         hasher.update(dep.to_string_lossy().as_bytes());
         hasher.update(path_hash(&path)?.as_bytes());
@@ -154,54 +132,30 @@ fn fingerprint(
 
 /// What `PROGRAM --version` prints: a new release of a stage reruns it.
 fn binary_version(stage: &str, program: &Path) -> Result<String> {
-    let out = Command::new(program)
-        .arg("--version")
-        .output()
-        .map_err(|source| Error::Spawn {
-            stage: stage.to_owned(),
-            program: program.to_owned(),
-            source,
-        })?;
+    let out = Command::new(program).arg("--version").output().map_err(|source| Error::Spawn {
+        stage: stage.to_owned(),
+        program: program.to_owned(),
+        source,
+    })?;
     if !out.status.success() {
-        return Err(Error::StageFailed {
-            stage: stage.to_owned(),
-            status: out.status,
-        });
+        return Err(Error::StageFailed { stage: stage.to_owned(), status: out.status });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn read_lock(path: &Path) -> Result<Lock> {
     match fs_err::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Lock {
-            path: path.to_owned(),
-            source,
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Lock { path: path.to_owned(), source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
-        Err(source) => Err(Error::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(Error::Read { path: path.to_owned(), source }),
     }
 }
 
 fn write_lock(path: &Path, lock: &Lock) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(lock).map_err(|source| graft_core::Error::Json {
-        what: "lock",
-        source,
-    })?;
+    let mut json =
+        serde_json::to_vec_pretty(lock).map_err(|source| graft_core::Error::Json { what: "lock", source })?;
     json.push(b'\n');
     Ok(graft_core::atomic::write_bytes(path, &json)?)
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[allow(clippy::print_stdout)] // --dry-run's commands are the requested output

@@ -13,36 +13,19 @@ pub enum Error {
         source: polars::error::PolarsError,
     },
     #[error("`{}` is not valid UTF-8: line {line}, byte offset {offset}", path.display())]
-    NotUtf8 {
-        path: PathBuf,
-        line: usize,
-        offset: usize,
-    },
+    NotUtf8 { path: PathBuf, line: usize, offset: usize },
     #[error("`{}` has no column `{column}` (columns: {available})", path.display())]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        available: String,
-    },
+    MissingColumn { path: PathBuf, column: String, available: String },
     #[error("`{}` has no data rows", path.display())]
     Empty { path: PathBuf },
     #[error("`{}`: no rows left after cleaning and filtering ({dropped})", path.display())]
     NothingLeft { path: PathBuf, dropped: String },
     #[error("label column `{column}` of `{}` has a single class (`{label}`): classification needs at least two", path.display())]
-    OneClass {
-        path: PathBuf,
-        column: String,
-        label: String,
-    },
+    OneClass { path: PathBuf, column: String, label: String },
     #[error("`--filter {0}` is malformed: expected COLUMN=VALUE")]
     BadFilter(String),
     #[error("id column `{column}` of `{}` repeats `{id}` (row {row})", path.display())]
-    DuplicateId {
-        path: PathBuf,
-        column: String,
-        id: String,
-        row: usize,
-    },
+    DuplicateId { path: PathBuf, column: String, id: String, row: usize },
     #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
     BadFractions { val: f64, test: f64 },
     #[error("cannot load tokenizer `{}`", path.display())]

@@ -60,83 +60,48 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let tokenizer = load_tokenizer(tokenizer_path, max_length)?;
     let table = read::read_table(cfg)?;
 
-    let mut summary = Summary {
-        rows_read: table.ids.len(),
-        ..Summary::default()
-    };
+    let mut summary = Summary { rows_read: table.ids.len(), ..Summary::default() };
     let rows = clean_rows(table, &mut summary);
     if rows.is_empty() {
-        return Err(Error::NothingLeft {
-            path: cfg.input.clone(),
-            dropped: format!("{:?}", summary.dropped),
-        });
+        return Err(Error::NothingLeft { path: cfg.input.clone(), dropped: format!("{:?}", summary.dropped) });
     }
     if let Some(column) = &cfg.id_column {
         check_unique_ids(&rows, cfg, column)?;
     }
     let labels = vocabulary(&rows, cfg)?;
-    let classes: Vec<usize> = rows
-        .iter()
-        .map(|r| labels.binary_search(&r.label).expect("label in vocabulary"))
-        .collect();
+    let classes: Vec<usize> =
+        rows.iter().map(|r| labels.binary_search(&r.label).expect("label in vocabulary")).collect();
     let assignment = split::stratified(&classes, labels.len(), val, test, cfg.seed);
 
     let inputs = BTreeMap::from([
         ("input".to_owned(), graft_core::hash::file(&cfg.input)?),
-        (
-            "tokenizer".to_owned(),
-            graft_core::hash::file(tokenizer_path)?,
-        ),
+        ("tokenizer".to_owned(), graft_core::hash::file(tokenizer_path)?),
     ]);
     let provenance = Provenance {
         stage: "preprocess".into(),
         graft_version: graft_core::VERSION.into(),
         labels: labels.clone(),
         rows: 0,
-        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json {
-            what: "config",
-            source,
-        })?,
-        tokenizer: Some(TokenizerId {
-            blake3: inputs["tokenizer"].clone(),
-            max_length,
-        }),
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        tokenizer: Some(TokenizerId { blake3: inputs["tokenizer"].clone(), max_length }),
         inputs,
         backbone: None,
     };
     progress.start("tokenising", rows.len() as u64);
     let mut pending = Vec::new();
     for split in Split::ALL {
-        let members: Vec<&Row> = rows
-            .iter()
-            .zip(&assignment)
-            .filter(|(_, s)| **s == split)
-            .map(|(r, _)| r)
-            .collect();
+        let members: Vec<&Row> = rows.iter().zip(&assignment).filter(|(_, s)| **s == split).map(|(r, _)| r).collect();
         if members.is_empty() {
             continue;
         }
-        let provenance = Provenance {
-            rows: members.len() as u64,
-            ..provenance.clone()
-        };
+        let provenance = Provenance { rows: members.len() as u64, ..provenance.clone() };
         let dest = cfg.out.join(format!("{}.arrow", split.name()));
         let tokenise = |texts: Vec<&str>| {
             tokenizer
                 .encode_batch(texts, true)
-                .map_err(|source| Error::Tokenizer {
-                    path: tokenizer_path.clone(),
-                    source,
-                })
+                .map_err(|source| Error::Tokenizer { path: tokenizer_path.clone(), source })
         };
-        pending.push(write_split(
-            &dest,
-            &provenance,
-            &members,
-            tokenise,
-            progress,
-            &mut summary.truncated,
-        )?);
+        pending.push(write_split(&dest, &provenance, &members, tokenise, progress, &mut summary.truncated)?);
         summary.written.insert(split.name(), members.len());
     }
     progress.finish();
@@ -159,12 +124,7 @@ fn clean_rows(table: read::Table, summary: &mut Summary) -> Vec<Row> {
             *summary.dropped.entry("empty text").or_default() += 1;
             continue;
         }
-        rows.push(Row {
-            index,
-            id,
-            text,
-            label: label.to_owned(),
-        });
+        rows.push(Row { index, id, text, label: label.to_owned() });
     }
     rows
 }
@@ -184,12 +144,7 @@ fn check_unique_ids(rows: &[Row], cfg: &Config, column: &str) -> Result<()> {
 
 /// The sorted label set; classification needs at least two labels.
 fn vocabulary(rows: &[Row], cfg: &Config) -> Result<Vec<String>> {
-    let labels: Vec<String> = rows
-        .iter()
-        .map(|r| r.label.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if labels.len() < 2 {
         return Err(Error::OneClass {
             path: cfg.input.clone(),
@@ -222,26 +177,17 @@ fn write_split(
         let mut ids = ListBuilder::new(Int32Builder::new());
         for enc in tokenise(texts.clone())? {
             *truncated += usize::from(!enc.get_overflowing().is_empty());
-            ids.values()
-                .extend(enc.get_ids().iter().map(|&t| Some(t as i32)));
+            ids.values().extend(enc.get_ids().iter().map(|&t| Some(t as i32)));
             ids.append(true);
         }
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(
-                chunk.iter().map(|r| r.id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunk.iter().map(|r| r.label.as_str()),
-            )),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.id.as_str()))),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.label.as_str()))),
             Arc::new(StringArray::from(texts)),
             Arc::new(ids.finish()),
         ];
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|source| {
-            graft_core::Error::Arrow {
-                path: dest.to_owned(),
-                source,
-            }
-        })?;
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
         writer.write(&batch)?;
         progress.advance(chunk.len() as u64);
     }
@@ -250,17 +196,9 @@ fn write_split(
 
 /// The spec's tokenizer with its own padding removed and truncation at `max_length`.
 pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<Tokenizer> {
-    let err = |source| Error::Tokenizer {
-        path: path.to_owned(),
-        source,
-    };
+    let err = |source| Error::Tokenizer { path: path.to_owned(), source };
     let mut tokenizer = Tokenizer::from_file(path).map_err(err)?;
     tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length,
-            ..TruncationParams::default()
-        }))
-        .map_err(err)?;
+    tokenizer.with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() })).map_err(err)?;
     Ok(tokenizer)
 }

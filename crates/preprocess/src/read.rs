@@ -18,66 +18,42 @@ pub struct Table {
 
 pub fn read_table(cfg: &Config) -> Result<Table> {
     let path = cfg.input.as_path();
-    let parse = |source| Error::Parse {
-        path: path.to_owned(),
-        source,
-    };
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let parse = |source| Error::Parse { path: path.to_owned(), source };
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let df = match ext.as_deref() {
         Some("csv") => CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
             .into_reader_with_file_handle(Cursor::new(read_utf8(path)?))
             .finish(),
-        Some("jsonl" | "ndjson") => JsonReader::new(Cursor::new(read_utf8(path)?))
-            .with_json_format(JsonFormat::JsonLines)
-            .finish(),
+        Some("jsonl" | "ndjson") => {
+            JsonReader::new(Cursor::new(read_utf8(path)?)).with_json_format(JsonFormat::JsonLines).finish()
+        }
         Some("parquet") => {
-            let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            let file =
+                fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
             ParquetReader::new(file.into_parts().0).finish()
         }
         _ => {
-            return Err(Error::UnknownFormat {
-                path: path.to_owned(),
-            });
+            return Err(Error::UnknownFormat { path: path.to_owned() });
         }
     }
     .map_err(parse)?;
     if df.height() == 0 {
-        return Err(Error::Empty {
-            path: path.to_owned(),
-        });
+        return Err(Error::Empty { path: path.to_owned() });
     }
     let strings = |name: &str| -> Result<Vec<Option<String>>> {
         let col = df.column(name).map_err(|_| Error::MissingColumn {
             path: path.to_owned(),
             column: name.to_owned(),
-            available: df
-                .get_column_names()
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: df.get_column_names().iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
         })?;
         let col = col.cast(&DataType::String).map_err(parse)?;
-        Ok(col
-            .str()
-            .map_err(parse)?
-            .iter()
-            .map(|s| s.map(str::to_owned))
-            .collect())
+        Ok(col.str().map_err(parse)?.iter().map(|s| s.map(str::to_owned)).collect())
     };
     let mut keep = vec![true; df.height()];
     for filter in &cfg.filters {
-        let (column, value) = filter
-            .split_once('=')
-            .ok_or_else(|| Error::BadFilter(filter.clone()))?;
+        let (column, value) = filter.split_once('=').ok_or_else(|| Error::BadFilter(filter.clone()))?;
         for (k, v) in keep.iter_mut().zip(strings(column)?) {
             *k &= v.as_deref() == Some(value);
         }
@@ -85,26 +61,12 @@ pub fn read_table(cfg: &Config) -> Result<Table> {
     let texts = strings(&cfg.text_column)?;
     let labels = strings(&cfg.label_column)?;
     let ids: Vec<String> = match &cfg.id_column {
-        Some(c) => strings(c)?
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect(),
+        Some(c) => strings(c)?.into_iter().map(Option::unwrap_or_default).collect(),
         None => (0..df.height()).map(|i| i.to_string()).collect(),
     };
-    let pick = |v: Vec<Option<String>>| {
-        v.into_iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(x, _)| x)
-            .collect()
-    };
+    let pick = |v: Vec<Option<String>>| v.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect();
     Ok(Table {
-        ids: ids
-            .into_iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(x, _)| x)
-            .collect(),
+        ids: ids.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect(),
         texts: pick(texts),
         labels: pick(labels),
     })
@@ -112,23 +74,14 @@ pub fn read_table(cfg: &Config) -> Result<Table> {
 
 /// The file's bytes, or an error naming the line of the first byte that is not UTF-8.
 fn read_utf8(path: &Path) -> Result<Vec<u8>> {
-    let bytes = fs_err::read(path).map_err(|source| graft_core::Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::Empty {
-            path: path.to_owned(),
-        });
+        return Err(Error::Empty { path: path.to_owned() });
     }
     if let Err(e) = std::str::from_utf8(&bytes) {
         let offset = e.valid_up_to();
         let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
-        return Err(Error::NotUtf8 {
-            path: path.to_owned(),
-            line,
-            offset,
-        });
+        return Err(Error::NotUtf8 { path: path.to_owned(), line, offset });
     }
     Ok(bytes)
 }

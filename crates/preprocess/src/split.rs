@@ -23,13 +23,7 @@ impl Split {
 
 /// Assigns each row a split so that every class is divided in the given fractions
 /// (rounded per class). `classes[i]` is row i's class id in `0..n_classes`.
-pub fn stratified(
-    classes: &[usize],
-    n_classes: usize,
-    val: f64,
-    test: f64,
-    seed: u64,
-) -> Vec<Split> {
+pub fn stratified(classes: &[usize], n_classes: usize, val: f64, test: f64, seed: u64) -> Vec<Split> {
     let mut by_class = vec![Vec::new(); n_classes];
     for (row, &c) in classes.iter().enumerate() {
         by_class[c].push(row);
@@ -60,12 +54,7 @@ mod tests {
         let classes: Vec<usize> = (0..1000).map(|i| usize::from(i % 4 == 0)).collect();
         let a = stratified(&classes, 2, 0.1, 0.2, 3);
         for (c, n) in [(0, 750.0), (1, 250.0)] {
-            let count = |s| {
-                a.iter()
-                    .zip(&classes)
-                    .filter(|&(x, &k)| *x == s && k == c)
-                    .count() as f64
-            };
+            let count = |s| a.iter().zip(&classes).filter(|&(x, &k)| *x == s && k == c).count() as f64;
             assert!((count(Split::Test) - n * 0.2).abs() <= 1.0);
             assert!((count(Split::Val) - n * 0.1).abs() <= 1.0);
         }

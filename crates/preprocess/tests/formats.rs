@@ -38,18 +38,8 @@ fn rows(out: &Path) -> Vec<(String, String, String, Vec<i32>)> {
             let tokens = column::<ListArray>(&b, "input_ids", &path, "").unwrap();
             for i in 0..b.num_rows() {
                 let t = tokens.value(i);
-                let t = t
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec();
-                all.push((
-                    split.to_owned(),
-                    ids.value(i).to_owned(),
-                    labels.value(i).to_owned(),
-                    t,
-                ));
+                let t = t.as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec();
+                all.push((split.to_owned(), ids.value(i).to_owned(), labels.value(i).to_owned(), t));
             }
         }
     }
@@ -89,17 +79,12 @@ fn every_format_gives_the_same_rows() {
     std::fs::write(&csv, text).unwrap();
 
     let jsonl = dir.path().join("in.jsonl");
-    let lines: Vec<String> = TEXTS
-        .iter()
-        .zip(&labels)
-        .map(|(t, l)| format!("{{\"review\": \"{t}\", \"sentiment\": {l}}}"))
-        .collect();
+    let lines: Vec<String> =
+        TEXTS.iter().zip(&labels).map(|(t, l)| format!("{{\"review\": \"{t}\", \"sentiment\": {l}}}")).collect();
     std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
 
     let parquet = dir.path().join("in.parquet");
-    ParquetWriter::new(std::fs::File::create(&parquet).unwrap())
-        .finish(&mut df)
-        .unwrap();
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
 
     let from_csv = preprocess(&csv, &dir.path().join("csv"));
     assert_eq!(from_csv.len(), 12);

@@ -32,12 +32,7 @@ pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
     let n = truth.len().max(1) as f64;
     let k = proba.first().map_or(0, Vec::len);
     let eps = f64::EPSILON;
-    let log_loss = -truth
-        .iter()
-        .zip(proba)
-        .map(|(&t, p)| p[t].clamp(eps, 1.0 - eps).ln())
-        .sum::<f64>()
-        / n;
+    let log_loss = -truth.iter().zip(proba).map(|(&t, p)| p[t].clamp(eps, 1.0 - eps).ln()).sum::<f64>() / n;
     let one_vs_rest = |score: BinaryScore| -> Option<f64> {
         let classes: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
         let mut sum = 0.0;
@@ -50,11 +45,7 @@ pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
     };
     let top_k_accuracy = (2..k.min(6))
         .map(|top| {
-            let hits = truth
-                .iter()
-                .zip(proba)
-                .filter(|&(&t, p)| p.iter().filter(|&&q| q > p[t]).count() < top)
-                .count();
+            let hits = truth.iter().zip(proba).filter(|&(&t, p)| p.iter().filter(|&&q| q > p[t]).count() < top).count();
             (top, hits as f64 / n)
         })
         .collect();
@@ -71,17 +62,12 @@ fn expected_calibration_error(truth: &[usize], proba: &[Vec<f64>]) -> f64 {
     // Per bin: summed confidence and number correct; ECE = sum_b |correct_b - conf_b| / n.
     let mut bins = [(0.0f64, 0.0f64); ECE_BINS];
     for (&t, p) in truth.iter().zip(proba) {
-        let (top, conf) = p
-            .iter()
-            .enumerate()
-            .fold((0, f64::MIN), |b, (i, &q)| if q > b.1 { (i, q) } else { b });
+        let (top, conf) = p.iter().enumerate().fold((0, f64::MIN), |b, (i, &q)| if q > b.1 { (i, q) } else { b });
         // Bins are (lo, hi], as in the usual definition; confidence 0 goes to the first.
         let b = ((conf * ECE_BINS as f64).ceil() as usize).clamp(1, ECE_BINS) - 1;
         bins[b].0 += conf;
         bins[b].1 += f64::from(u8::from(top == t));
     }
     let n = truth.len().max(1) as f64;
-    bins.iter()
-        .map(|&(conf, correct)| (correct - conf).abs() / n)
-        .sum()
+    bins.iter().map(|&(conf, correct)| (correct - conf).abs() / n).sum()
 }

@@ -20,12 +20,7 @@ pub struct Regression {
 
 pub fn regression(y: &[f64], pred: &[f64]) -> Regression {
     let n = y.len().max(1) as f64;
-    let mse = y
-        .iter()
-        .zip(pred)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum::<f64>()
-        / n;
+    let mse = y.iter().zip(pred).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
     let mae = y.iter().zip(pred).map(|(a, b)| (a - b).abs()).sum::<f64>() / n;
     let mean = y.iter().sum::<f64>() / n;
     let ss_tot: f64 = y.iter().map(|a| (a - mean).powi(2)).sum();

@@ -1,0 +1,95 @@
+//! The same pipeline as a Makefile or a shell script: one rule or command per stage, with
+//! exactly the argument vector `graft run` uses. Both are meant to live in the pipeline
+//! file's folder (paths are relative to it) and find the stage binaries on `PATH`, or in
+//! the folder `GRAFT_BIN` names.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::definition::{self, Pipeline};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A GNU Makefile (4.3+: grouped targets): one rule per stage, its outputs the targets.
+    Make,
+    /// A POSIX shell script that runs every stage in order.
+    Sh,
+}
+
+/// Renders `pipeline_path` in `format`.
+pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
+    let (pipeline, order) = definition::load(pipeline_path)?;
+    let source = pipeline_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    Ok(match format {
+        Format::Make => makefile(&pipeline, &order, &source),
+        Format::Sh => shell(&pipeline, &order, &source),
+    })
+}
+
+fn command(pipeline: &Pipeline, name: &str, bin: &str) -> String {
+    let stage = &pipeline.stages[name];
+    let mut words = vec![format!("{bin}{}", stage.cmd)];
+    words.extend(stage.argv().iter().map(|a| shell_quote(a)));
+    words.join(" ")
+}
+
+fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Exported by `graft export --to make` from {source}; keep it beside that file.");
+    let _ = writeln!(out, "# Stage binaries come from PATH, or from GRAFT_BIN (a folder ending in /).");
+    let _ = writeln!(out, "GRAFT_BIN ?=\n");
+    let _ = writeln!(out, ".PHONY: all {}", order.join(" "));
+    let _ = writeln!(out, "all: {}\n", order.join(" "));
+    for name in order {
+        let stage = &pipeline.stages[name];
+        let outs: Vec<String> = stage.outs.iter().map(|p| make_path(p)).collect();
+        let deps: Vec<String> = stage.deps.iter().map(|p| make_path(p)).collect();
+        let _ = writeln!(out, "{name}: {}", outs.join(" "));
+        let recipe =
+            command(pipeline, name, "$(GRAFT_BIN)").replace('$', "$$").replace("$$(GRAFT_BIN)", "$(GRAFT_BIN)");
+        if outs.is_empty() {
+            let _ = writeln!(out, "\t{recipe}\n");
+        } else {
+            let _ = writeln!(out, "{} &: {}\n\t{recipe}\n", outs.join(" "), deps.join(" "));
+        }
+    }
+    out
+}
+
+fn make_path(p: &Path) -> String {
+    p.to_string_lossy().replace('$', "$$").replace(' ', "\\ ")
+}
+
+fn shell(pipeline: &Pipeline, order: &[String], source: &str) -> String {
+    let mut out = String::from("#!/bin/sh\n");
+    let _ = writeln!(out, "# Exported by `graft export --to sh` from {source}; keep it beside that file.");
+    let _ = writeln!(out, "# Stage binaries come from PATH, or from GRAFT_BIN (a folder ending in /).");
+    let _ = writeln!(out, "set -eu\ncd \"$(dirname \"$0\")\"\nGRAFT_BIN=${{GRAFT_BIN:-}}\n");
+    for name in order {
+        let _ = writeln!(out, "echo \"graft: stage {name}\" >&2");
+        let _ = writeln!(out, "{}\n", command(pipeline, name, "\"$GRAFT_BIN\""));
+    }
+    out
+}
+
+/// Quotes a word for POSIX shells when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        assert_eq!(shell_quote("runs/a.arrow"), "runs/a.arrow");
+        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
