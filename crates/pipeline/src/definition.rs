@@ -93,9 +93,9 @@ pub fn load(path: &Path) -> Result<(Pipeline, Vec<String>)> {
     Ok((pipeline, order))
 }
 
-/// Stage names in an order where each runs after the stages whose outputs it reads:
-/// file order, except where a dependency requires otherwise.
-fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
+/// For each stage in file order, the stages whose outputs it reads. Errors when two stages
+/// write the same output.
+pub fn upstream(p: &Pipeline) -> Result<IndexMap<&str, Vec<&str>>, String> {
     let mut writer: IndexMap<&Path, &str> = IndexMap::new();
     for (name, stage) in &p.stages {
         for out in &stage.outs {
@@ -104,26 +104,35 @@ fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
             }
         }
     }
-    let upstream = |stage: &Stage| -> Vec<&str> {
-        let mut up: Vec<&str> = stage
-            .deps
-            .iter()
-            .filter_map(|d| writer.iter().find(|(out, _)| d.starts_with(out)).map(|(_, n)| *n))
-            .collect();
-        up.dedup();
-        up
-    };
+    Ok(p.stages
+        .iter()
+        .map(|(name, stage)| {
+            let mut up: Vec<&str> = stage
+                .deps
+                .iter()
+                .filter_map(|d| writer.iter().find(|(out, _)| d.starts_with(out)).map(|(_, n)| *n))
+                .collect();
+            up.dedup();
+            (name.as_str(), up)
+        })
+        .collect())
+}
+
+/// Stage names in an order where each runs after the stages whose outputs it reads:
+/// file order, except where a dependency requires otherwise.
+fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
+    let upstream = upstream(p)?;
     let mut order: Vec<String> = Vec::new();
-    let mut remaining: Vec<&String> = p.stages.keys().collect();
+    let mut remaining: Vec<&str> = upstream.keys().copied().collect();
     while !remaining.is_empty() {
         let ready = remaining
             .iter()
-            .position(|n| upstream(&p.stages[*n]).iter().all(|u| order.iter().any(|o| o == u)))
+            .position(|n| upstream[n].iter().all(|u| order.iter().any(|o| o == u)))
             .ok_or_else(|| {
                 let names: Vec<String> = remaining.iter().map(|n| format!("`{n}`")).collect();
                 format!("stages {} depend on each other in a cycle", names.join(", "))
             })?;
-        order.push(remaining.remove(ready).clone());
+        order.push(remaining.remove(ready).to_owned());
     }
     Ok(order)
 }

@@ -9,6 +9,52 @@ use std::path::Path;
 use crate::definition::{self, Pipeline};
 use crate::error::Result;
 
+/// Formats of `graft dag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DagFormat {
+    /// One line per stage: `stage <- upstream stages`.
+    Text,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
+}
+
+/// Renders the stage graph of `pipeline_path`.
+pub fn dag(pipeline_path: &Path, format: DagFormat) -> Result<String> {
+    let (pipeline, order) = definition::load(pipeline_path)?;
+    let upstream = definition::upstream(&pipeline).expect("validated by load");
+    let mut out = String::new();
+    match format {
+        DagFormat::Text => {
+            for name in &order {
+                let _ = writeln!(out, "{name} <- {}", upstream[name.as_str()].join(", "));
+            }
+        }
+        DagFormat::Mermaid => {
+            out.push_str("flowchart TD\n");
+            for name in &order {
+                let _ = writeln!(out, "    {name}[\"{name}: {}\"]", pipeline.stages[name].cmd);
+                for up in &upstream[name.as_str()] {
+                    let _ = writeln!(out, "    {up} --> {name}");
+                }
+            }
+        }
+        DagFormat::Dot => {
+            out.push_str("digraph pipeline {\n    rankdir=TB;\n");
+            for name in &order {
+                let _ = writeln!(out, "    \"{name}\" [label=\"{name}\\n{}\"];", pipeline.stages[name].cmd);
+                for up in &upstream[name.as_str()] {
+                    let _ = writeln!(out, "    \"{up}\" -> \"{name}\";");
+                }
+            }
+            out.push_str("}\n");
+        }
+    }
+    Ok(out)
+}
+
+/// Formats of `graft export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// A GNU Makefile (4.3+: grouped targets): one rule per stage, its outputs the targets.
@@ -85,6 +131,17 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dag_lists_each_stage_with_its_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(&p, "version: 1\nstages:\n  b: {cmd: graft-b, deps: [o/a/x], outs: [o/b]}\n  a: {cmd: graft-a, outs: [o/a]}\n  c: {cmd: graft-c, deps: [o/a, o/b]}\n").unwrap();
+        assert_eq!(dag(&p, DagFormat::Text).unwrap(), "a <- \nb <- a\nc <- a, b\n");
+        let dot = dag(&p, DagFormat::Dot).unwrap();
+        assert!(dot.contains("\"a\" -> \"b\";") && dot.contains("\"b\" -> \"c\";"), "{dot}");
+        assert!(dag(&p, DagFormat::Mermaid).unwrap().contains("    a --> c\n"));
+    }
 
     #[test]
     fn quotes_only_what_needs_it() {

@@ -29,6 +29,13 @@ enum Command {
         #[command(flatten)]
         options: graft_pipeline::RunOptions,
     },
+    /// Prints the stage graph.
+    Dag {
+        #[arg(long, value_enum, default_value = "text")]
+        format: graft_pipeline::export::DagFormat,
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
     /// Writes the pipeline as a Makefile or shell script (to stdout) that runs the same
     /// commands; keep it beside the pipeline file.
     Export {
@@ -51,10 +58,14 @@ fn main() -> ExitCode {
                 tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
             }
         })),
-        Command::Export { format, pipeline } => {
-            cli::exit(graft_pipeline::export::export(&pipeline, format).map(|text| {
-                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-            }))
-        }
+        Command::Export { format, pipeline } => print(graft_pipeline::export::export(&pipeline, format)),
+        Command::Dag { format, pipeline } => print(graft_pipeline::export::dag(&pipeline, format)),
     }
+}
+
+/// Writes a command's text result to stdout.
+fn print(result: graft_pipeline::Result<String>) -> ExitCode {
+    cli::exit(result.map(|text| {
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    }))
 }
