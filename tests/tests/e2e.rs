@@ -35,12 +35,10 @@ fn all_features(dir: &Path) -> Rows<f32> {
     all
 }
 
-#[test]
-fn features_match_an_independent_numpy_forward_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    features(dir.path(), &[]);
+/// Asserts that the features in `dir` are the reference's mean-pooled features.
+fn assert_reference_features(dir: &Path) {
     let expected = expected();
-    let got = all_features(dir.path());
+    let got = all_features(dir);
     // 80 labelled rows; one empty after cleaning and one without a label are dropped.
     assert_eq!(got.len(), 80);
     assert_eq!(got.len(), expected.as_object().unwrap().len());
@@ -51,6 +49,20 @@ fn features_match_an_independent_numpy_forward_pass() {
         let worst = f.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-4, "row {id}: max abs difference {worst}");
     }
+}
+
+#[test]
+fn features_match_an_independent_numpy_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    assert_reference_features(dir.path());
+}
+
+#[test]
+fn token_budget_batches_give_the_same_features() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &["--batch-size", "7", "--batch-tokens", "40"]);
+    assert_reference_features(dir.path());
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub struct Config {
     #[arg(long, default_value_t = 32)]
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Also cap each batch at this many padded tokens (rows x longest row); 0 for no cap.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub batch_tokens: usize,
     /// Pooling of token vectors, instead of the spec's.
     #[arg(long, value_enum)]
     #[serde(default)]

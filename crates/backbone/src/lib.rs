@@ -1,5 +1,6 @@
 //! `graft-backbone`: token ids -> pooled features from a pretrained ONNX backbone.
 
+mod batching;
 mod config;
 mod embed;
 mod error;
@@ -73,6 +74,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     };
     let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
     let mut summary = Summary { runtime, dim: 0, rows: BTreeMap::new() };
+    let limits = batching::Limits { rows: cfg.batch_size, tokens: cfg.batch_tokens };
     let mut pending = Vec::new();
     for (split, mut reader) in readers {
         progress.start(split, reader.provenance().rows);
@@ -84,7 +86,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
         let (done, written) =
-            embed_split(&mut reader, &mut embedder, cfg.batch_size.max(1), &dest, &mut prov, &mut backbone, progress)?;
+            embed_split(&mut reader, &mut embedder, limits, &dest, &mut prov, &mut backbone, progress)?;
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
@@ -98,7 +100,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
 fn embed_split(
     reader: &mut ArtifactReader,
     embedder: &mut Embedder,
-    batch_size: usize,
+    limits: batching::Limits,
     dest: &Path,
     prov: &mut Provenance,
     backbone: &mut BackboneId,
@@ -123,10 +125,9 @@ fn embed_split(
             return Err(Error::BadRow { path, row: rows_done + i as u64, message: "no tokens".into() });
         }
         // Batches of similar length waste less compute on padding; results go back in input order.
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| rows[i].len());
+        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let mut features: Vec<f32> = Vec::new();
-        for chunk in order.chunks(batch_size) {
+        for chunk in &batching::plan(&lengths, limits) {
             let batch: Vec<&[i32]> = chunk.iter().map(|&i| rows[i]).collect();
             let (f, dim) = embedder.embed(&batch).map_err(|source| Error::Inference {
                 path: path.clone(),
