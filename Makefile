@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup runtime build demo demo-imdb test lint fixtures clean
+.PHONY: all setup runtime build demo demo-imdb test bench-backbone lint fixtures clean
 
 all: build
 
@@ -41,6 +41,10 @@ demo-imdb: setup build
 ## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
 test: runtime build
 	$(CARGO) test --release --workspace
+
+## Backbone throughput against the Python onnxruntime package on the same model and tokens.
+bench-backbone: setup build
+	$(PY) scripts/bench_backbone.py --bin $(BIN)
 
 lint:
 	$(CARGO) fmt --all -- --check

