@@ -23,7 +23,7 @@ import onnxruntime as ort
 import pyarrow.ipc as ipc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bert_onnx import cosine, mean_pool  # noqa: E402
+from bert_onnx import cosine, embed_padded  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "models" / "all-minilm-l6-v2.yaml"
@@ -75,18 +75,8 @@ def reference(ids_list, threads):
     options.inter_op_num_threads = 1
     started = time.perf_counter()
     sess = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
-    out = []
-    for start in range(0, len(ids_list), 32):
-        batch = ids_list[start : start + 32]
-        ids = np.zeros((len(batch), max(map(len, batch))), np.int64)
-        mask = np.zeros_like(ids)
-        for r, x in enumerate(batch):
-            ids[r, : len(x)] = x
-            mask[r, : len(x)] = 1
-        (hidden,) = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-        pooled = mean_pool(hidden, mask)
-        out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
-    return time.perf_counter() - started, np.vstack(out)
+    features = embed_padded(sess, ids_list)
+    return time.perf_counter() - started, features
 
 
 def graft(d, bin_dir, threads, extra):

@@ -150,3 +150,20 @@ def cosine(a, b):
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     return (a * b).sum(-1)
+
+
+def embed_padded(sess, token_rows, batch_size=32):
+    """Mean-pooled, L2-normalised embeddings of token-id rows, fed `batch_size` rows at a
+    time in input order, each batch padded to its longest row (as sentence-transformers)."""
+    out = []
+    for start in range(0, len(token_rows), batch_size):
+        batch = token_rows[start : start + batch_size]
+        ids = np.zeros((len(batch), max(map(len, batch))), np.int64)
+        mask = np.zeros_like(ids)
+        for r, x in enumerate(batch):
+            ids[r, : len(x)] = x
+            mask[r, : len(x)] = 1
+        (hidden,) = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        pooled = mean_pool(hidden, mask)
+        out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+    return np.vstack(out)
