@@ -66,6 +66,32 @@ fn token_budget_batches_give_the_same_features() {
 }
 
 #[test]
+fn cuda_is_never_a_silent_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, spec, data) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"), dir.path().join("data"));
+    ok("graft-preprocess", &["--input", s(&input), "--spec", s(&spec), "--out", s(&data), "-q"]);
+    let out = dir.path().join("features");
+    let args = ["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "--device"];
+    // This build has no `cuda` feature: asking for CUDA fails and says why.
+    let err = user_error("graft-backbone", &[&args[..], &["cuda"]].concat());
+    assert!(err.contains("CUDA was asked for") && err.contains("`cuda` feature"), "{err}");
+    assert!(files_in(&out).is_empty());
+    let err = user_error("graft-backbone", &[&args[..], &["gpu"]].concat());
+    assert!(err.contains("`--device gpu`"), "{err}");
+    // Allowed to fall back, it runs on the CPU, warns, and records the provider it used.
+    let done = ok("graft-backbone", &[&args[..], &["cuda:1", "--allow-cpu-fallback"]].concat());
+    assert!(String::from_utf8_lossy(&done.stderr).contains("running on the CPU"));
+    let (provenance, rows) = read_features(&out.join("train.arrow"));
+    assert_eq!(provenance.backbone.unwrap().provider, "cpu");
+    assert!(!rows.is_empty());
+    let doctor = String::from_utf8_lossy(&ok("graft-backbone", &["doctor"]).stdout).into_owned();
+    assert!(
+        doctor.contains("loaded: ") && doctor.contains("libonnxruntime.so") && doctor.contains("cuda not usable"),
+        "{doctor}"
+    );
+}
+
+#[test]
 fn cls_pooling_matches_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &["--pooling", "cls"]);

@@ -37,6 +37,20 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub threads: usize,
+    /// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when usable, else the CPU). The provider
+    /// actually used is recorded in the output's metadata.
+    #[arg(long, default_value = "cpu")]
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// When CUDA is asked for and cannot be used, run on the CPU instead of failing
+    /// (`--allow-cpu-fallback` or `--allow-cpu-fallback true|false`).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    #[serde(default)]
+    pub allow_cpu_fallback: bool,
+}
+
+fn default_device() -> String {
+    "cpu".into()
 }
 
 fn default_batch_size() -> usize {

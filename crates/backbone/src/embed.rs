@@ -1,10 +1,7 @@
 //! One ONNX Runtime session and the padding, feeding and pooling around it.
 
-use std::path::Path;
-
 use graft_core::spec::{BackboneSpec, Pooling};
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 
 use crate::error::{Error, Result};
@@ -22,17 +19,9 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Opens the spec's model and checks that its inputs and output are the spec's.
-    pub fn new(
-        env: &ort::environment::Environment,
-        spec: &BackboneSpec,
-        pooling: Pooling,
-        normalize: bool,
-        threads: usize,
-    ) -> Result<Self> {
+    /// Wraps an open session of the spec's model, checking that its inputs and output are the spec's.
+    pub fn new(session: Session, spec: &BackboneSpec, pooling: Pooling, normalize: bool) -> Result<Self> {
         let path = spec.model.as_path();
-        let session =
-            open_session(env, path, threads).map_err(|source| Error::Model { path: path.to_owned(), source })?;
         let names = |outlets: &[ort::value::Outlet]| {
             outlets.iter().map(|o| format!("`{}`", o.name())).collect::<Vec<_>>().join(", ")
         };
@@ -108,12 +97,4 @@ pub enum EmbedError {
     Ort(#[from] ort::Error),
     #[error("output `{name}` has shape {shape:?}; pooling needs [batch, sequence, dim]")]
     Rank { name: String, shape: Vec<i64> },
-}
-
-fn open_session(env: &ort::environment::Environment, path: &Path, threads: usize) -> ort::Result<Session> {
-    let mut builder = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::All)?;
-    if threads > 0 {
-        builder = builder.with_intra_threads(threads)?;
-    }
-    builder.commit_from_file(path)
 }

@@ -31,6 +31,10 @@ pub enum Error {
     TokenizerMismatch { path: PathBuf, spec: PathBuf, found: String, expected: String },
     #[error("`{}` has no split files (train.arrow, val.arrow, test.arrow)", path.display())]
     NoSplits { path: PathBuf },
+    #[error("`--device {0}` is not a device: expected `cpu`, `cuda`, `cuda:N` or `auto`")]
+    BadDevice(String),
+    #[error("CUDA was asked for and cannot be used: {reason} (pass `--allow-cpu-fallback` to run on the CPU instead)")]
+    CudaUnavailable { reason: String },
     #[error("`{}` row {row}: {message}", path.display())]
     BadRow { path: PathBuf, row: u64, message: String },
 }

@@ -2,6 +2,7 @@
 
 mod batching;
 mod config;
+pub mod device;
 mod embed;
 mod error;
 mod pool;
@@ -29,6 +30,8 @@ pub use pool::pool;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub runtime: std::path::PathBuf,
+    /// Execution provider used (`cpu`, `cuda:N`).
+    pub provider: String,
     pub dim: usize,
     /// Rows and real (unpadded) tokens embedded, by split.
     pub rows: BTreeMap<&'static str, (u64, u64)>,
@@ -39,7 +42,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let spec = BackboneSpec::load(&cfg.spec)?;
     let pooling = cfg.pooling.unwrap_or(spec.pooling);
     let normalize = cfg.normalize.unwrap_or(spec.normalize);
-    let mut embedder = Embedder::new(env, &spec, pooling, normalize, cfg.threads)?;
+    let device: device::Device = cfg.device.parse()?;
+    let opened = device::open(env, &spec.model, cfg.threads, device, cfg.allow_cpu_fallback)?;
+    let provider = opened.provider;
+    let mut embedder = Embedder::new(opened.session, &spec, pooling, normalize)?;
     let model_blake3 = graft_core::hash::file(&spec.model)?;
     let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
 
@@ -70,10 +76,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         pooling: pooling.as_str().into(),
         normalize,
         dim: 0,
-        provider: "cpu".into(),
+        provider,
     };
     let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
-    let mut summary = Summary { runtime, dim: 0, rows: BTreeMap::new() };
+    let mut summary = Summary { runtime, provider: backbone.provider.clone(), dim: 0, rows: BTreeMap::new() };
     let limits = batching::Limits { rows: cfg.batch_size, tokens: cfg.batch_tokens };
     let mut pending = Vec::new();
     for (split, mut reader) in readers {
@@ -169,6 +175,23 @@ fn embed_split(
     let writer =
         writer.ok_or_else(|| Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() })?;
     Ok(((rows_done, tokens), writer.finish()?))
+}
+
+/// What `graft-backbone doctor` prints: the library searched for and loaded, its build,
+/// and whether CUDA can be used.
+pub fn doctor() -> Result<String> {
+    use std::fmt::Write;
+    let mut out = String::from("ONNX Runtime library, looked for in order:\n");
+    for candidate in runtime::candidates() {
+        let state = if candidate.is_file() { "present" } else { "absent" };
+        let _ = writeln!(out, "  {state:<8}{}", candidate.display());
+    }
+    let (_, loaded) = runtime::init()?;
+    let _ = writeln!(out, "loaded: {}", loaded.display());
+    let _ = writeln!(out, "build: {}", ort::info());
+    let cuda = device::cuda_status().map_or_else(|why| format!("not usable: {why}"), |()| "usable".to_owned());
+    let _ = writeln!(out, "execution providers: cpu usable; cuda {cuda}");
+    Ok(out)
 }
 
 /// `fixed_size_list<float32, dim>`, the features column type.

@@ -24,8 +24,9 @@ pub struct Config {
     #[arg(long, default_value_t = 1e-6)]
     #[serde(default = "default_tol")]
     pub tol: f64,
-    /// Standardise features with the train split's mean and standard deviation.
-    #[arg(long)]
+    /// Standardise features with the train split's mean and standard deviation
+    /// (`--standardize` or `--standardize true|false`).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     #[serde(default)]
     pub standardize: bool,
 }

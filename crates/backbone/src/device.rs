@@ -1,0 +1,120 @@
+//! Where inference runs. CUDA is used only when asked for, and never falls back to the CPU
+//! silently: without `--allow-cpu-fallback` a CUDA request that cannot be met is an error
+//! carrying ONNX Runtime's reason, and the provider actually used is recorded.
+
+use std::path::Path;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+
+use crate::error::{Error, Result};
+
+/// `--device`: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when it can be used, else the CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(i32),
+    Auto,
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            "auto" => Ok(Device::Auto),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| Error::BadDevice(s.to_owned())),
+        }
+    }
+}
+
+/// An open session and the execution provider it runs on (`cpu` or `cuda:N`).
+#[derive(Debug)]
+pub struct Opened {
+    pub session: Session,
+    pub provider: String,
+}
+
+fn builder(env: &Environment, threads: usize) -> ort::Result<SessionBuilder> {
+    let mut builder = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::All)?;
+    if threads > 0 {
+        builder = builder.with_intra_threads(threads)?;
+    }
+    Ok(builder)
+}
+
+pub fn open(
+    env: &Environment,
+    path: &Path,
+    threads: usize,
+    device: Device,
+    allow_cpu_fallback: bool,
+) -> Result<Opened> {
+    let model_err = |source| Error::Model { path: path.to_owned(), source };
+    if device != Device::Cpu {
+        match open_cuda(env, path, threads, device) {
+            Ok(opened) => return Ok(opened),
+            Err(reason) if device == Device::Auto || allow_cpu_fallback => {
+                tracing::warn!("CUDA cannot be used ({reason}); running on the CPU");
+            }
+            Err(reason) => return Err(Error::CudaUnavailable { reason }),
+        }
+    }
+    let session = builder(env, threads).and_then(|mut b| b.commit_from_file(path)).map_err(model_err)?;
+    Ok(Opened { session, provider: "cpu".into() })
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(env: &Environment, path: &Path, threads: usize, device: Device) -> Result<Opened, String> {
+    let id = match device {
+        Device::Cuda(id) => id,
+        _ => 0,
+    };
+    let cuda = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
+    let session = builder(env, threads)
+        .and_then(|b| Ok(b.with_execution_providers([cuda])?))
+        .and_then(|mut b| b.commit_from_file(path))
+        .map_err(|e| e.to_string())?;
+    Ok(Opened { session, provider: format!("cuda:{id}") })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_: &Environment, _: &Path, _: usize, _: Device) -> Result<Opened, String> {
+    Err("this graft-backbone was built without the `cuda` feature".into())
+}
+
+/// Whether this build can use CUDA, and if not, why.
+pub fn cuda_status() -> Result<(), String> {
+    #[cfg(feature = "cuda")]
+    {
+        use ort::ep::ExecutionProvider;
+        match ort::ep::CUDA::is_available() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the loaded ONNX Runtime library has no CUDA execution provider".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    Err("built without the `cuda` feature".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
+        assert_eq!("auto".parse::<Device>().unwrap(), Device::Auto);
+        assert!("gpu".parse::<Device>().unwrap_err().to_string().contains("`--device gpu`"));
+    }
+}
