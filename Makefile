@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup runtime build demo demo-imdb test bench-backbone lint fixtures clean
+.PHONY: all setup setup-cuda runtime build build-cuda demo demo-imdb test bench-backbone lint fixtures clean
 
 all: build
 
@@ -19,8 +19,16 @@ runtime:
 setup:
 	scripts/setup_assets.sh all
 
+## ONNX Runtime with its CUDA provider (onnxruntime-gpu wheel; CUDA 13 and cuDNN 9 to run).
+setup-cuda:
+	scripts/setup_assets.sh cuda
+
 build:
 	$(CARGO) build --release --workspace --bins
+
+## graft-backbone with the CUDA execution provider (`--device cuda`).
+build-cuda:
+	$(CARGO) build --release -p graft-backbone --features cuda
 
 ## Rotten Tomatoes through all four stages, checked against scikit-learn, metrics printed last.
 demo: setup build

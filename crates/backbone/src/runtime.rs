@@ -6,11 +6,16 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 
 const LIB_NAME: &str = "libonnxruntime.so";
+/// `make setup` puts the CPU library here, `make setup-cuda` the one with the CUDA provider.
+#[cfg(not(feature = "cuda"))]
 const ASSET_DIR: &str = ".graft/onnxruntime";
+#[cfg(feature = "cuda")]
+const ASSET_DIR: &str = ".graft/onnxruntime-cuda";
 
 /// Where the library is looked for, in order: `ORT_DYLIB_PATH`; beside the executable;
-/// `.graft/onnxruntime/` (filled by `make setup`) in the current folder or the nearest
-/// parent that has one; and that folder in the source tree this binary was built from.
+/// `.graft/onnxruntime/` (`.graft/onnxruntime-cuda/` in a `cuda` build) in the current folder
+/// or the nearest parent that has one; and that folder in the source tree this binary was
+/// built from.
 pub fn candidates() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
