@@ -92,6 +92,52 @@ fn cuda_is_never_a_silent_fallback() {
 }
 
 #[test]
+fn merged_shards_equal_the_unsharded_run() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (spec, data) = (fixture("tiny/tiny.yaml"), dir.path().join("data"));
+    let mut shard_dirs = Vec::new();
+    for i in [2, 0, 1] {
+        let out = dir.path().join(format!("shard{i}"));
+        ok(
+            "graft-backbone",
+            &["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "--shard", &format!("{i}/3"), "-q"],
+        );
+        shard_dirs.push(out);
+    }
+    // A shard alone is refused downstream.
+    let err =
+        user_error("graft-finetune", &["--features", s(&shard_dirs[0]), "--out", s(&dir.path().join("h")), "--c", "1"]);
+    assert!(err.contains("shard 2/3") && err.contains("graft-backbone merge"), "{err}");
+    let merged = dir.path().join("merged");
+    let mut args = vec!["merge", "--out", s(&merged), "-q"];
+    args.extend(shard_dirs.iter().map(|d| s(d)));
+    ok("graft-backbone", &args);
+    for split in ["train", "val", "test"] {
+        let (whole_prov, whole) = read_features(&dir.path().join(format!("features/{split}.arrow")));
+        let (merged_prov, rows) = read_features(&merged.join(format!("{split}.arrow")));
+        assert_eq!(merged_prov.rows, whole_prov.rows);
+        assert_eq!(merged_prov.shard, None);
+        assert_eq!(rows.keys().collect::<Vec<_>>(), whole.keys().collect::<Vec<_>>());
+        for (id, (label, f)) in &rows {
+            assert_eq!(label, &whole[id].0);
+            assert!(f.iter().zip(&whole[id].1).all(|(a, b)| (a - b).abs() < 1e-5), "{split} row {id}");
+        }
+    }
+    // Row order is the unsharded order too.
+    let order = |p: &Path| -> Vec<String> {
+        let mut r = graft_core::artifact::ArtifactReader::open(p).unwrap();
+        let mut ids = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            let col = graft_core::artifact::column::<arrow::array::StringArray>(&b, "id", p, "").unwrap();
+            ids.extend(col.iter().map(|v| v.unwrap().to_owned()));
+        }
+        ids
+    };
+    assert_eq!(order(&merged.join("train.arrow")), order(&dir.path().join("features/train.arrow")));
+}
+
+#[test]
 fn cls_pooling_matches_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &["--pooling", "cls"]);

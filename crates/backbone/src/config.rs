@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     #[serde(default)]
     pub allow_cpu_fallback: bool,
+    /// Embed only shard I of N (`I/N`): the rows whose position in each split is I modulo N.
+    /// `graft-backbone merge` joins the N outputs into what one run would have written.
+    #[arg(long, value_name = "I/N")]
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 fn default_device() -> String {

@@ -35,6 +35,10 @@ pub enum Error {
     BadDevice(String),
     #[error("CUDA was asked for and cannot be used: {reason} (pass `--allow-cpu-fallback` to run on the CPU instead)")]
     CudaUnavailable { reason: String },
+    #[error("`--shard {0}`")]
+    BadShard(String),
+    #[error("cannot merge shards: {0}")]
+    Merge(String),
     #[error("`{}` row {row}: {message}", path.display())]
     BadRow { path: PathBuf, row: u64, message: String },
 }

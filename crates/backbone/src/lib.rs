@@ -5,6 +5,7 @@ mod config;
 pub mod device;
 mod embed;
 mod error;
+pub mod merge;
 mod pool;
 pub mod runtime;
 
@@ -16,7 +17,7 @@ use arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, column};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, Shard, column};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::BackboneSpec;
@@ -42,6 +43,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let spec = BackboneSpec::load(&cfg.spec)?;
     let pooling = cfg.pooling.unwrap_or(spec.pooling);
     let normalize = cfg.normalize.unwrap_or(spec.normalize);
+    let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;
     let opened = device::open(env, &spec.model, cfg.threads, device, cfg.allow_cpu_fallback)?;
     let provider = opened.provider;
@@ -89,6 +91,11 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         prov.stage = "backbone".into();
         prov.graft_version = graft_core::VERSION.into();
         prov.params = params.clone();
+        prov.shard = shard;
+        if let Some(shard) = shard {
+            let (rows, index, count) = (prov.rows, u64::from(shard.index), u64::from(shard.count));
+            prov.rows = (rows + count - 1).saturating_sub(index) / count;
+        }
         prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
         let (done, written) =
@@ -114,8 +121,14 @@ fn embed_split(
 ) -> Result<((u64, u64), Pending)> {
     let path = reader.path().to_owned();
     let mut writer: Option<ArtifactWriter> = None;
-    let (mut rows_done, mut tokens) = (0u64, 0u64);
+    let (mut rows_done, mut tokens, mut rows_read) = (0u64, 0u64, 0u64);
     while let Some(batch) = reader.next_batch()? {
+        let first = rows_read;
+        rows_read += batch.num_rows() as u64;
+        let batch = match prov.shard {
+            Some(shard) => take_shard(&batch, first, shard, &path)?,
+            None => batch,
+        };
         let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
         let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
         let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
@@ -192,6 +205,15 @@ pub fn doctor() -> Result<String> {
     let cuda = device::cuda_status().map_or_else(|why| format!("not usable: {why}"), |()| "usable".to_owned());
     let _ = writeln!(out, "execution providers: cpu usable; cuda {cuda}");
     Ok(out)
+}
+
+/// The rows of `batch` in `shard`, given that the batch starts at row `first` of its split.
+fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Result<RecordBatch> {
+    let keep: arrow::array::BooleanArray = (0..batch.num_rows() as u64)
+        .map(|i| Some((first + i) % u64::from(shard.count) == u64::from(shard.index)))
+        .collect();
+    arrow::compute::filter_record_batch(batch, &keep)
+        .map_err(|source| graft_core::Error::Arrow { path: path.to_owned(), source }.into())
 }
 
 /// `fixed_size_list<float32, dim>`, the features column type.

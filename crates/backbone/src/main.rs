@@ -1,4 +1,5 @@
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -9,6 +10,8 @@ use graft_core::cli;
 /// Examples:
 ///   graft-backbone --spec models/all-minilm-l6-v2.yaml --input runs/rt/data --out runs/rt/features
 ///   graft-backbone --spec models/all-minilm-l6-v2.yaml --input runs/rt/data --out runs/rt/features --device cuda
+///   graft-backbone ... --shard 0/2 --out runs/rt/f0; graft-backbone ... --shard 1/2 --out runs/rt/f1
+///   graft-backbone merge --out runs/rt/features runs/rt/f0 runs/rt/f1
 ///   graft-backbone doctor
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
@@ -26,6 +29,15 @@ struct Cli {
 enum Command {
     /// Reports which ONNX Runtime library is loaded, its build, and whether CUDA can be used.
     Doctor,
+    /// Joins the outputs of `--shard 0/N` .. `--shard N-1/N` into one unsharded output.
+    Merge {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The N shard output folders, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +47,11 @@ fn main() -> ExitCode {
         (Some(Command::Doctor), _) => cli::exit(graft_backbone::doctor().map(|report| {
             let _ = std::io::stdout().write_all(report.as_bytes());
         })),
+        (Some(Command::Merge { out, shards }), _) => {
+            cli::exit(graft_backbone::merge::merge(&shards, &out).map(|rows| {
+                tracing::info!("merged {} shards: {rows:?} rows into {}", shards.len(), out.display());
+            }))
+        }
         (None, Some(config)) => embed(&config, cli.quiet),
         (None, None) => {
             eprintln!("error: give --spec, --input and --out, or a subcommand (see --help)");

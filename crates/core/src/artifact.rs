@@ -40,6 +40,36 @@ pub struct Provenance {
     pub tokenizer: Option<TokenizerId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backbone: Option<BackboneId>,
+    /// Set when the file holds one shard of a split (`--shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count`: the rows whose 0-based position in the split is `index` modulo `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// Parses `I/N` with `0 <= I < N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Shard { index, count }),
+            _ => Err(format!("`{s}` is not a shard: expected I/N with 0 <= I < N, e.g. 0/4")),
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// Identifies how text was tokenised.
@@ -210,6 +240,7 @@ mod tests {
             inputs: BTreeMap::from([("input".into(), "abc".into())]),
             tokenizer: None,
             backbone: None,
+            shard: None,
         }
     }
 
@@ -234,6 +265,13 @@ mod tests {
             ids.extend(col.iter().map(|s| s.unwrap().to_owned()));
         }
         assert_eq!(ids, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn parses_shards() {
+        assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
+        assert!("4/4".parse::<Shard>().unwrap_err().contains("`4/4`"));
+        assert!("x".parse::<Shard>().is_err());
     }
 
     #[test]

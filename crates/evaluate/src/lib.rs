@@ -151,6 +151,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         .into(),
         tokenizer: feats.provenance.tokenizer.clone(),
         backbone: Some(feats.backbone.clone()),
+        shard: None,
     };
     let schema = provenance.attach(fields)?;
     let dest = cfg.out.join(PREDICTIONS_FILE);

@@ -25,6 +25,9 @@ pub fn read_features(path: &Path) -> Result<Features> {
     let mut reader = ArtifactReader::open(path)?;
     let provenance = reader.provenance().clone();
     let backbone = provenance.backbone.clone().ok_or_else(|| Error::NotFeatures { path: path.to_owned() })?;
+    if let Some(shard) = provenance.shard {
+        return Err(Error::Shard { path: path.to_owned(), shard: shard.to_string() });
+    }
     let dim = backbone.dim;
     let (mut ids, mut labels, mut classes, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     while let Some(batch) = reader.next_batch()? {

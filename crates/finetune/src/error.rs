@@ -4,6 +4,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Core(#[from] graft_core::Error),
+    #[error("`{}` holds only shard {shard} of its split: join the shards with `graft-backbone merge` first", path.display())]
+    Shard { path: PathBuf, shard: String },
     #[error("`{}` is not a features file: it has no backbone provenance", path.display())]
     NotFeatures { path: PathBuf },
     #[error("`{}` comes from another backbone than `{}`: {found} vs {expected}", path.display(), reference.display())]

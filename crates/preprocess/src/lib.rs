@@ -86,6 +86,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         tokenizer: Some(TokenizerId { blake3: inputs["tokenizer"].clone(), max_length }),
         inputs,
         backbone: None,
+        shard: None,
     };
     progress.start("tokenising", rows.len() as u64);
     let mut pending = Vec::new();
