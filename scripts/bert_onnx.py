@@ -90,8 +90,14 @@ def build_graph(w, cfg, name="bert"):
 
     node("Identity", [x], "last_hidden_state")
     ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
-    out = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])
-    graph = helper.make_graph(nodes, name, ids, [out], initializer=inits)
+    # Every layer is a declared output, so features can come from any of them; ONNX Runtime
+    # computes only what a run asks for.
+    outs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])]
+    outs += [
+        helper.make_tensor_value_info(f"hidden_state_{i}", TensorProto.FLOAT, ["batch", "sequence", hidden])
+        for i in range(cfg["num_hidden_layers"] + 1)
+    ]
+    graph = helper.make_graph(nodes, name, ids, outs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graft")
     model.ir_version = 8
     onnx.checker.check_model(model)

@@ -139,6 +139,7 @@ def write_tiny():
         hidden = forward(weights, CFG, ids, mask)
         expected[rid] = {
             "mean": [round(float(v), 7) for v in mean_pool(hidden[-1], mask)[0]],
+            "mean_layer_1": [round(float(v), 7) for v in mean_pool(hidden[1], mask)[0]],
             "cls": [round(float(v), 7) for v in hidden[-1][0, 0]],
             "tokens": int(ids.shape[1]),
         }

@@ -138,6 +138,54 @@ fn merged_shards_equal_the_unsharded_run() {
 }
 
 #[test]
+fn features_from_an_inner_layer_and_from_several_layers() {
+    let expected = expected();
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &["--outputs", "hidden_state_1"]);
+    let layer1 = all_features(dir.path());
+    for (id, (_, f)) in &layer1 {
+        let want: Vec<f64> = serde_json::from_value(expected[id]["mean_layer_1"].clone()).unwrap();
+        assert!(cosine(f, &want) >= 0.9999, "row {id}");
+    }
+    let (provenance, _) = read_features(&dir.path().join("features/train.arrow"));
+    assert_eq!(provenance.backbone.unwrap().outputs, ["hidden_state_1"]);
+
+    let both = tempfile::tempdir().unwrap();
+    features(both.path(), &["--outputs", "hidden_state_1,last_hidden_state"]);
+    let mean = tempfile::tempdir().unwrap();
+    features(mean.path(), &["--outputs", "hidden_state_1,last_hidden_state", "--combine", "mean"]);
+    let concat = all_features(both.path());
+    let averaged = all_features(mean.path());
+    for (id, (_, f)) in &concat {
+        let (first, last): (Vec<f64>, Vec<f64>) = (
+            serde_json::from_value(expected[id]["mean_layer_1"].clone()).unwrap(),
+            serde_json::from_value(expected[id]["mean"].clone()).unwrap(),
+        );
+        assert_eq!(f.len(), 32);
+        assert!(cosine(&f[..16], &first) >= 0.9999 && cosine(&f[16..], &last) >= 0.9999, "row {id}");
+        let avg: Vec<f64> = first.iter().zip(&last).map(|(a, b)| (a + b) / 2.0).collect();
+        assert!(cosine(&averaged[id].1, &avg) >= 0.9999, "row {id}");
+    }
+    let (provenance, _) = read_features(&both.path().join("features/train.arrow"));
+    let backbone = provenance.backbone.unwrap();
+    assert_eq!((backbone.dim, backbone.combine.as_deref()), (32, Some("concat")));
+    let err = user_error(
+        "graft-backbone",
+        &[
+            "--spec",
+            s(&fixture("tiny/tiny.yaml")),
+            "--input",
+            s(&dir.path().join("data")),
+            "--out",
+            s(&dir.path().join("x")),
+            "--outputs",
+            "hidden_state_9",
+        ],
+    );
+    assert!(err.contains("no output `hidden_state_9`") && err.contains("`hidden_state_2`"), "{err}");
+}
+
+#[test]
 fn cls_pooling_matches_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &["--pooling", "cls"]);

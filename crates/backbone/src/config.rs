@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use graft_core::spec::Pooling;
+use graft_core::spec::{Combine, Pooling};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `graft-backbone`.
@@ -25,6 +25,15 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub batch_tokens: usize,
+    /// Graph outputs to take features from, instead of the spec's `output` (comma-separated;
+    /// e.g. `hidden_state_3` for layer 3 of MiniLM, or the last four layers).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// How the pooled vectors of several outputs are joined.
+    #[arg(long, value_enum, default_value = "concat")]
+    #[serde(default)]
+    pub combine: Combine,
     /// Pooling of token vectors, instead of the spec's.
     #[arg(long, value_enum)]
     #[serde(default)]

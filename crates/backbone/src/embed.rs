@@ -1,26 +1,47 @@
 //! One ONNX Runtime session and the padding, feeding and pooling around it.
 
-use graft_core::spec::{BackboneSpec, Pooling};
-use ort::session::Session;
+use graft_core::spec::{BackboneSpec, Combine, Pooling};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 
 use crate::error::{Error, Result};
-use crate::pool::pool;
+use crate::pool::{normalize_rows, pool};
 
-#[derive(Debug)]
+/// Which graph outputs become features, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureSpec {
+    /// Graph outputs, each `[batch, seq, dim]`.
+    pub outputs: Vec<String>,
+    pub combine: Combine,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
 pub struct Embedder {
     session: Session,
     input_ids: String,
     attention_mask: Option<String>,
     token_type_ids: Option<String>,
-    output: String,
+    outputs: Vec<String>,
+    combine: Combine,
+    run_options: RunOptions<HasSelectedOutputs>,
     pooling: Pooling,
     normalize: bool,
 }
 
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("outputs", &self.outputs)
+            .field("pooling", &self.pooling)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Embedder {
-    /// Wraps an open session of the spec's model, checking that its inputs and output are the spec's.
-    pub fn new(session: Session, spec: &BackboneSpec, pooling: Pooling, normalize: bool) -> Result<Self> {
+    /// Wraps an open session of the spec's model, checking that its inputs are the spec's and
+    /// that it has the `outputs` to pool features from.
+    pub fn new(session: Session, spec: &BackboneSpec, features: &FeatureSpec) -> Result<Self> {
         let path = spec.model.as_path();
         let names = |outlets: &[ort::value::Outlet]| {
             outlets.iter().map(|o| format!("`{}`", o.name())).collect::<Vec<_>>().join(", ")
@@ -41,21 +62,29 @@ impl Embedder {
         if let Some(unfed) = session.inputs().iter().find(|i| !fed.iter().any(|f| f.as_str() == i.name())) {
             return Err(Error::UnfedInput { path: path.to_owned(), name: unfed.name().to_owned() });
         }
-        if !session.outputs().iter().any(|o| o.name() == spec.output) {
-            return Err(Error::MissingOutput {
-                path: path.to_owned(),
-                name: spec.output.clone(),
-                available: names(session.outputs()),
-            });
+        let mut selector = OutputSelector::no_default();
+        for name in &features.outputs {
+            if !session.outputs().iter().any(|o| o.name() == name) {
+                return Err(Error::MissingOutput {
+                    path: path.to_owned(),
+                    name: name.clone(),
+                    available: names(session.outputs()),
+                });
+            }
+            selector = selector.with(name.clone());
         }
+        let run_options =
+            RunOptions::new().map_err(|source| Error::Model { path: path.to_owned(), source })?.with_outputs(selector);
         Ok(Self {
             session,
             input_ids: spec.inputs.input_ids.clone(),
             attention_mask: spec.inputs.attention_mask.clone(),
             token_type_ids: spec.inputs.token_type_ids.clone(),
-            output: spec.output.clone(),
-            pooling,
-            normalize,
+            outputs: features.outputs.clone(),
+            combine: features.combine,
+            run_options,
+            pooling: features.pooling,
+            normalize: features.normalize,
         })
     }
 
@@ -78,15 +107,64 @@ impl Embedder {
         if let Some(name) = &self.token_type_ids {
             inputs.push((name.as_str(), Tensor::from_array((shape, vec![0i64; rows.len() * seq]))?.into_dyn()));
         }
-        let outputs = self.session.run(inputs)?;
-        let (dims, hidden) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
-        let dims: Vec<i64> = dims.iter().copied().collect();
-        if dims.len() != 3 || dims[0] as usize != rows.len() || dims[1] as usize != seq {
-            return Err(EmbedError::Rank { name: self.output.clone(), shape: dims });
-        }
-        let dim = dims[2] as usize;
+        let outputs = self.session.run_with_options(inputs, &self.run_options)?;
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        Ok((pool(hidden, seq, dim, &lengths, self.pooling, self.normalize), dim))
+        let mut pooled: Vec<(Vec<f32>, usize)> = Vec::with_capacity(self.outputs.len());
+        for name in &self.outputs {
+            let (dims, hidden) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
+            let dims: Vec<i64> = dims.iter().copied().collect();
+            if dims.len() != 3 || dims[0] as usize != rows.len() || dims[1] as usize != seq {
+                return Err(EmbedError::Rank { name: name.clone(), shape: dims });
+            }
+            let dim = dims[2] as usize;
+            pooled.push((pool(hidden, seq, dim, &lengths, self.pooling), dim));
+        }
+        let (mut features, dim) = combine(pooled, rows.len(), self.combine, &self.outputs)?;
+        if self.normalize {
+            normalize_rows(&mut features, dim);
+        }
+        Ok((features, dim))
+    }
+}
+
+/// Joins the pooled `[rows, dim_i]` matrices of several outputs into one `[rows, dim]`.
+fn combine(
+    mut pooled: Vec<(Vec<f32>, usize)>,
+    rows: usize,
+    how: Combine,
+    names: &[String],
+) -> Result<(Vec<f32>, usize), EmbedError> {
+    if pooled.len() == 1 {
+        return Ok(pooled.pop().expect("one output"));
+    }
+    match how {
+        Combine::Concat => {
+            let dim: usize = pooled.iter().map(|p| p.1).sum();
+            let mut out = Vec::with_capacity(rows * dim);
+            for r in 0..rows {
+                for (values, d) in &pooled {
+                    out.extend_from_slice(&values[r * d..(r + 1) * d]);
+                }
+            }
+            Ok((out, dim))
+        }
+        Combine::Mean => {
+            let dim = pooled[0].1;
+            if let Some(i) = pooled.iter().position(|p| p.1 != dim) {
+                return Err(EmbedError::Dims {
+                    first: names[0].clone(),
+                    dim,
+                    other: names[i].clone(),
+                    other_dim: pooled[i].1,
+                });
+            }
+            let scale = 1.0 / pooled.len() as f32;
+            let mut out = vec![0f32; rows * dim];
+            for (values, _) in &pooled {
+                out.iter_mut().zip(values).for_each(|(o, v)| *o += v * scale);
+            }
+            Ok((out, dim))
+        }
     }
 }
 
@@ -97,4 +175,6 @@ pub enum EmbedError {
     Ort(#[from] ort::Error),
     #[error("output `{name}` has shape {shape:?}; pooling needs [batch, sequence, dim]")]
     Rank { name: String, shape: Vec<i64> },
+    #[error("`--combine mean` needs outputs of one size: `{first}` has {dim}, `{other}` has {other_dim}")]
+    Dims { first: String, dim: usize, other: String, other_dim: usize },
 }

@@ -23,9 +23,9 @@ use graft_core::progress::Progress;
 use graft_core::spec::BackboneSpec;
 
 pub use config::Config;
-pub use embed::{EmbedError, Embedder};
+pub use embed::{EmbedError, Embedder, FeatureSpec};
 pub use error::{Error, Result};
-pub use pool::pool;
+pub use pool::{normalize_rows, pool};
 
 /// What a run wrote, for the binary to report.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let device: device::Device = cfg.device.parse()?;
     let opened = device::open(env, &spec.model, cfg.threads, device, cfg.allow_cpu_fallback)?;
     let provider = opened.provider;
-    let mut embedder = Embedder::new(opened.session, &spec, pooling, normalize)?;
+    let outputs = if cfg.outputs.is_empty() { vec![spec.output.clone()] } else { cfg.outputs.clone() };
+    let features = FeatureSpec { outputs: outputs.clone(), combine: cfg.combine, pooling, normalize };
+    let mut embedder = Embedder::new(opened.session, &spec, &features)?;
     let model_blake3 = graft_core::hash::file(&spec.model)?;
     let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
 
@@ -74,7 +76,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let mut backbone = BackboneId {
         spec: spec.name.clone(),
         model_blake3,
-        outputs: vec![spec.output.clone()],
+        combine: (outputs.len() > 1).then(|| cfg.combine.as_str().to_owned()),
+        outputs,
         pooling: pooling.as_str().into(),
         normalize,
         dim: 0,

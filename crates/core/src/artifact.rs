@@ -87,6 +87,9 @@ pub struct BackboneId {
     pub spec: String,
     pub model_blake3: String,
     pub outputs: Vec<String>,
+    /// How several outputs were joined (`concat` or `mean`); absent for one output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combine: Option<String>,
     pub pooling: String,
     pub normalize: bool,
     pub dim: usize,
@@ -99,6 +102,7 @@ impl BackboneId {
     pub fn same_features(&self, other: &BackboneId) -> bool {
         self.model_blake3 == other.model_blake3
             && self.outputs == other.outputs
+            && self.combine == other.combine
             && self.pooling == other.pooling
             && self.normalize == other.normalize
             && self.dim == other.dim

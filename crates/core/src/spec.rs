@@ -73,6 +73,26 @@ pub enum Pooling {
     Cls,
 }
 
+/// How the pooled vectors of several outputs become one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Combine {
+    /// Side by side: the dimensions add up.
+    #[default]
+    Concat,
+    /// Element-wise mean: the outputs must have one dimension.
+    Mean,
+}
+
+impl Combine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Combine::Concat => "concat",
+            Combine::Mean => "mean",
+        }
+    }
+}
+
 impl Pooling {
     pub fn as_str(self) -> &'static str {
         match self {
