@@ -158,9 +158,10 @@ def cosine(a, b):
     return (a * b).sum(-1)
 
 
-def embed_padded(sess, token_rows, batch_size=32):
-    """Mean-pooled, L2-normalised embeddings of token-id rows, fed `batch_size` rows at a
-    time in input order, each batch padded to its longest row (as sentence-transformers)."""
+def embed_padded(sess, token_rows, batch_size=32, outputs=("last_hidden_state",), combine="concat", normalize=True):
+    """Mean-pooled embeddings of token-id rows, fed `batch_size` rows at a time in input
+    order, each batch padded to its longest row (as sentence-transformers). Several outputs
+    are pooled separately and joined by `combine` (concat or mean), then L2-normalised."""
     out = []
     for start in range(0, len(token_rows), batch_size):
         batch = token_rows[start : start + batch_size]
@@ -169,7 +170,10 @@ def embed_padded(sess, token_rows, batch_size=32):
         for r, x in enumerate(batch):
             ids[r, : len(x)] = x
             mask[r, : len(x)] = 1
-        (hidden,) = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-        pooled = mean_pool(hidden, mask)
-        out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+        hidden = sess.run(list(outputs), {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        pooled = [mean_pool(h, mask) for h in hidden]
+        joined = np.concatenate(pooled, axis=1) if combine == "concat" else np.mean(pooled, axis=0)
+        if normalize:
+            joined = joined / np.linalg.norm(joined, axis=1, keepdims=True)
+        out.append(joined)
     return np.vstack(out)

@@ -3,11 +3,13 @@
     python scripts/check_features.py RUN SPEC_MODEL.onnx [--rows N]
 
 Reads RUN/data/test.arrow (token ids) and RUN/features/test.arrow, runs the ONNX model
-with graph optimisations off on the first N rows (padded per batch), mean-pools and
-L2-normalises (the spec of the demo pipelines), and requires cosine similarity >= 0.9999 per row.
+with graph optimisations off on the first N rows (padded per batch), takes the outputs the
+features' metadata names, mean-pools each, joins and L2-normalises them as it says, and
+requires cosine similarity >= 0.9999 per row.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,9 +35,14 @@ def main():
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
     rows = tokens.column("input_ids").to_pylist()[: args.rows]
-    sims = cosine(embed_padded(sess, rows), graft[: len(rows)])
+    backbone = json.loads(feats.schema.metadata[b"graft"])["backbone"]
+    if backbone["pooling"] != "mean":
+        sys.exit(f"this check computes mean pooling; the features use {backbone['pooling']}")
+    ours = embed_padded(sess, rows, outputs=backbone["outputs"], combine=backbone.get("combine", "concat"), normalize=backbone["normalize"])
+    sims = cosine(ours, graft[: len(rows)])
     worst = float(np.min(sims))
-    print(f"features of {len(sims)} test rows against Python onnxruntime: min cosine {worst:.7f} (required >= 0.9999)")
+    print(f"features ({'+'.join(backbone['outputs'])}) of {len(sims)} test rows against Python onnxruntime: "
+          f"min cosine {worst:.7f} (required >= 0.9999)")
     if worst < 0.9999:
         sys.exit(1)
 
