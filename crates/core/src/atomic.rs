@@ -38,10 +38,6 @@ impl Pending {
         self.temp.as_file_mut()
     }
 
-    pub fn dest(&self) -> &Path {
-        &self.dest
-    }
-
     /// Flushes to disk and renames into place.
     pub fn commit(self) -> Result<()> {
         let write = |source| Error::Write { path: self.dest.clone(), source };
