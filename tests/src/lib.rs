@@ -30,19 +30,19 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Runs a binary, returning its output; the test's own environment is inherited.
-pub fn run(name: &str, args: &[&str]) -> Output {
+pub fn run<A: AsRef<std::ffi::OsStr>>(name: &str, args: &[A]) -> Output {
     Command::new(bin(name)).args(args).output().expect("spawn binary")
 }
 
 /// Runs a binary and asserts success, showing stderr otherwise.
-pub fn ok(name: &str, args: &[&str]) -> Output {
+pub fn ok<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(name: &str, args: &[A]) -> Output {
     let out = run(name, args);
     assert!(out.status.success(), "{name} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 /// Runs a binary that must fail with exit code 1; returns its stderr.
-pub fn user_error(name: &str, args: &[&str]) -> String {
+pub fn user_error<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(name: &str, args: &[A]) -> String {
     let out = run(name, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{name} {args:?}: expected exit 1, stderr:\n{stderr}");

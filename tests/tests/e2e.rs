@@ -23,6 +23,15 @@ fn features(dir: &Path, backbone_args: &[&str]) {
     ok("graft-backbone", &args);
 }
 
+/// Arguments of graft-backbone on the tiny model over `dir/data`, writing `dir/out`.
+fn tiny_backbone_args(dir: &Path, out: &str, extra: &[&str]) -> Vec<String> {
+    let spec = fixture("tiny/tiny.yaml");
+    let (data, out) = (dir.join("data"), dir.join(out));
+    let mut args: Vec<String> = ["--spec", s(&spec), "--input", s(&data), "--out", s(&out)].map(String::from).to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 fn expected() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("tiny/expected_features.json")).unwrap()).unwrap()
 }
@@ -169,19 +178,7 @@ fn features_from_an_inner_layer_and_from_several_layers() {
     let (provenance, _) = read_features(&both.path().join("features/train.arrow"));
     let backbone = provenance.backbone.unwrap();
     assert_eq!((backbone.dim, backbone.combine.as_deref()), (32, Some("concat")));
-    let err = user_error(
-        "graft-backbone",
-        &[
-            "--spec",
-            s(&fixture("tiny/tiny.yaml")),
-            "--input",
-            s(&dir.path().join("data")),
-            "--out",
-            s(&dir.path().join("x")),
-            "--outputs",
-            "hidden_state_9",
-        ],
-    );
+    let err = user_error("graft-backbone", &tiny_backbone_args(dir.path(), "x", &["--outputs", "hidden_state_9"]));
     assert!(err.contains("no output `hidden_state_9`") && err.contains("`hidden_state_2`"), "{err}");
 }
 
@@ -439,20 +436,7 @@ mod bad_input {
         let (feats, head) = (dir.path().join("features"), dir.path().join("head"));
         ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
         let other = dir.path().join("other");
-        ok(
-            "graft-backbone",
-            &[
-                "--spec",
-                s(&fixture("tiny/tiny.yaml")),
-                "--input",
-                s(&dir.path().join("data")),
-                "--out",
-                s(&other),
-                "--pooling",
-                "cls",
-                "-q",
-            ],
-        );
+        ok("graft-backbone", &tiny_backbone_args(dir.path(), "other", &["--pooling", "cls", "-q"]));
         let out = dir.path().join("eval");
         let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&other), "--out", s(&out)]);
         assert!(
