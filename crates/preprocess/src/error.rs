@@ -12,8 +12,21 @@ pub enum Error {
         #[source]
         source: polars::error::PolarsError,
     },
-    #[error("`{}` is not valid UTF-8: line {line}, byte offset {offset}", path.display())]
-    NotUtf8 { path: PathBuf, line: usize, offset: usize },
+    #[error("cannot parse `{}`", path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("`{}` line {line} is not a JSON object", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("`{}` is not valid UTF-8 at line {line}", path.display())]
+    NotUtf8 { path: PathBuf, line: usize },
     #[error("`{}` has no column `{column}` (columns: {available})", path.display())]
     MissingColumn { path: PathBuf, column: String, available: String },
     #[error("`{}` has no data rows", path.display())]
@@ -22,9 +35,11 @@ pub enum Error {
     NothingLeft { path: PathBuf, dropped: String },
     #[error("label column `{column}` of `{}` has a single class (`{label}`): classification needs at least two", path.display())]
     OneClass { path: PathBuf, column: String, label: String },
+    #[error("`{}` changed while it was being read", path.display())]
+    Changed { path: PathBuf },
     #[error("`--filter {0}` is malformed: expected COLUMN=VALUE")]
     BadFilter(String),
-    #[error("id column `{column}` of `{}` repeats `{id}` (row {row})", path.display())]
+    #[error("id column `{column}` of `{}` repeats `{id}` (data row {row}, counting from 0)", path.display())]
     DuplicateId { path: PathBuf, column: String, id: String, row: usize },
     #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
     BadFractions { val: f64, test: f64 },

@@ -42,13 +42,28 @@ pub struct Summary {
 /// A row kept after cleaning.
 #[derive(Debug)]
 struct Row {
-    /// 0-based index among the input's (filtered) rows.
-    index: usize,
     id: String,
     text: String,
     label: String,
 }
 
+/// The row's trimmed label and cleaned text, or `None` (counted by reason) when either is empty.
+fn keep(row: read::RawRow, dropped: &mut BTreeMap<&'static str, usize>) -> Option<Row> {
+    let Some(label) = row.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) else {
+        *dropped.entry("missing label").or_default() += 1;
+        return None;
+    };
+    let text = clean_text(row.text.as_deref().unwrap_or(""));
+    if text.is_empty() {
+        *dropped.entry("empty text").or_default() += 1;
+        return None;
+    }
+    Some(Row { id: row.id, text, label: label.to_owned() })
+}
+
+/// Reads the input twice, holding only labels between the passes: the first pass decides
+/// which rows are kept and the split of each, the second cleans, tokenises and writes them
+/// batch by batch.
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (val, test) = (cfg.val_fraction, cfg.test_fraction);
     if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
@@ -58,20 +73,37 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let tokenizer_path = &spec.text().tokenizer;
     let max_length = cfg.max_length.unwrap_or(spec.text().max_length);
     let tokenizer = load_tokenizer(tokenizer_path, max_length)?;
-    let table = read::read_table(cfg)?;
 
-    let mut summary = Summary { rows_read: table.ids.len(), ..Summary::default() };
-    let rows = clean_rows(table, &mut summary);
-    if rows.is_empty() {
-        return Err(Error::NothingLeft { path: cfg.input.clone(), dropped: format!("{:?}", summary.dropped) });
+    let mut summary = Summary::default();
+    let mut rows = read::Rows::open(cfg)?;
+    // Per row that passes the filters: its label when kept.
+    let mut kept: Vec<Option<String>> = Vec::new();
+    let mut ids = HashSet::new();
+    while let Some(raw) = rows.next_row()? {
+        let row = keep(raw, &mut summary.dropped);
+        if let (Some(column), Some(row)) = (&cfg.id_column, &row)
+            && !ids.insert(row.id.clone())
+        {
+            let id = row.id.clone();
+            return Err(Error::DuplicateId {
+                path: cfg.input.clone(),
+                column: column.clone(),
+                id,
+                row: rows.read() - 1,
+            });
+        }
+        kept.push(row.map(|r| r.label));
     }
-    if let Some(column) = &cfg.id_column {
-        check_unique_ids(&rows, cfg, column)?;
+    drop(ids);
+    summary.rows_read = kept.len();
+    if rows.read() == 0 {
+        return Err(Error::Empty { path: cfg.input.clone() });
     }
-    let labels = vocabulary(&rows, cfg)?;
+    let labels = vocabulary(kept.iter().flatten(), cfg)?;
     let classes: Vec<usize> =
-        rows.iter().map(|r| labels.binary_search(&r.label).expect("label in vocabulary")).collect();
+        kept.iter().flatten().map(|l| labels.binary_search(l).expect("label in vocabulary")).collect();
     let assignment = split::stratified(&classes, labels.len(), val, test, cfg.seed);
+    drop(classes);
 
     let inputs = BTreeMap::from([
         ("input".to_owned(), graft_core::hash::file(&cfg.input)?),
@@ -88,22 +120,35 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         backbone: None,
         shard: None,
     };
-    progress.start("tokenising", rows.len() as u64);
-    let mut pending = Vec::new();
+    let mut writers: Vec<Option<SplitWriter>> = Vec::new();
     for split in Split::ALL {
-        let members: Vec<&Row> = rows.iter().zip(&assignment).filter(|(_, s)| **s == split).map(|(r, _)| r).collect();
-        if members.is_empty() {
+        let count = assignment.iter().filter(|s| **s == split).count();
+        summary.written.insert(split.name(), count);
+        let dest = cfg.out.join(format!("{}.arrow", split.name()));
+        let provenance = Provenance { rows: count as u64, ..provenance.clone() };
+        writers.push(if count > 0 { Some(SplitWriter::create(dest, &provenance)?) } else { None });
+    }
+    summary.written.retain(|_, n| *n > 0);
+
+    let tokenise = |texts: Vec<&str>| {
+        tokenizer.encode_batch(texts, true).map_err(|source| Error::Tokenizer { path: tokenizer_path.clone(), source })
+    };
+    progress.start("tokenising", assignment.len() as u64);
+    let mut rows = read::Rows::open(cfg)?;
+    let mut splits = assignment.iter();
+    for label in &kept {
+        let raw = rows.next_row()?.ok_or_else(|| Error::Changed { path: cfg.input.clone() })?;
+        if label.is_none() {
             continue;
         }
-        let provenance = Provenance { rows: members.len() as u64, ..provenance.clone() };
-        let dest = cfg.out.join(format!("{}.arrow", split.name()));
-        let tokenise = |texts: Vec<&str>| {
-            tokenizer
-                .encode_batch(texts, true)
-                .map_err(|source| Error::Tokenizer { path: tokenizer_path.clone(), source })
-        };
-        pending.push(write_split(&dest, &provenance, &members, tokenise, progress, &mut summary.truncated)?);
-        summary.written.insert(split.name(), members.len());
+        let row = keep(raw, &mut BTreeMap::new()).ok_or_else(|| Error::Changed { path: cfg.input.clone() })?;
+        let split = *splits.next().expect("one split per kept row");
+        let writer = writers[split as usize].as_mut().expect("a writer for every split with rows");
+        writer.push(row, &tokenise, progress, &mut summary.truncated)?;
+    }
+    let mut pending = Vec::new();
+    for writer in writers.into_iter().flatten() {
+        pending.push(writer.finish(&tokenise, progress, &mut summary.truncated)?);
     }
     progress.finish();
     graft_core::atomic::commit_all(pending)?;
@@ -111,69 +156,56 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Cleans texts and drops rows with an empty text or no label, counting them by reason.
-fn clean_rows(table: read::Table, summary: &mut Summary) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let columns = table.ids.into_iter().zip(table.texts).zip(table.labels);
-    for (index, ((id, text), label)) in columns.enumerate() {
-        let Some(label) = label.as_deref().map(str::trim).filter(|l| !l.is_empty()) else {
-            *summary.dropped.entry("missing label").or_default() += 1;
-            continue;
-        };
-        let text = clean_text(text.as_deref().unwrap_or(""));
-        if text.is_empty() {
-            *summary.dropped.entry("empty text").or_default() += 1;
-            continue;
-        }
-        rows.push(Row { index, id, text, label: label.to_owned() });
-    }
-    rows
-}
-
-fn check_unique_ids(rows: &[Row], cfg: &Config, column: &str) -> Result<()> {
-    let mut seen = HashSet::new();
-    match rows.iter().find(|r| !seen.insert(r.id.as_str())) {
-        Some(r) => Err(Error::DuplicateId {
-            path: cfg.input.clone(),
-            column: column.to_owned(),
-            id: r.id.clone(),
-            row: r.index,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// The sorted label set; classification needs at least two labels.
-fn vocabulary(rows: &[Row], cfg: &Config) -> Result<Vec<String>> {
-    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    if labels.len() < 2 {
-        return Err(Error::OneClass {
-            path: cfg.input.clone(),
-            column: cfg.label_column.clone(),
-            label: labels[0].clone(),
-        });
+fn vocabulary<'a>(labels: impl Iterator<Item = &'a String>, cfg: &Config) -> Result<Vec<String>> {
+    let labels: Vec<String> = labels.cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    match labels.len() {
+        0 => Err(Error::NothingLeft { path: cfg.input.clone(), dropped: "every row lacks a label or a text".into() }),
+        1 => {
+            Err(Error::OneClass { path: cfg.input.clone(), column: cfg.label_column.clone(), label: labels[0].clone() })
+        }
+        _ => Ok(labels),
     }
-    Ok(labels)
 }
 
-/// Tokenises one split's rows batch by batch into `dest` (committed later by the caller).
-fn write_split(
-    dest: &Path,
-    provenance: &Provenance,
-    rows: &[&Row],
-    tokenise: impl Fn(Vec<&str>) -> Result<Vec<Encoding>>,
-    progress: &dyn Progress,
-    truncated: &mut usize,
-) -> Result<Pending> {
-    let token_ids = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
-    let schema = provenance.attach(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("label", DataType::Utf8, false),
-        Field::new("text", DataType::Utf8, false),
-        Field::new("input_ids", token_ids, false),
-    ])?;
-    let mut writer = ArtifactWriter::create(dest, &schema)?;
-    for chunk in rows.chunks(BATCH_ROWS) {
+/// One split's output file, written a batch of rows at a time.
+struct SplitWriter {
+    writer: ArtifactWriter,
+    dest: std::path::PathBuf,
+    buffer: Vec<Row>,
+}
+
+impl SplitWriter {
+    fn create(dest: std::path::PathBuf, provenance: &Provenance) -> Result<Self> {
+        let token_ids = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
+        let schema = provenance.attach(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("label", DataType::Utf8, false),
+            Field::new("text", DataType::Utf8, false),
+            Field::new("input_ids", token_ids, false),
+        ])?;
+        Ok(Self { writer: ArtifactWriter::create(&dest, &schema)?, dest, buffer: Vec::with_capacity(BATCH_ROWS) })
+    }
+
+    fn push(
+        &mut self,
+        row: Row,
+        tokenise: &Tokenise<'_>,
+        progress: &dyn Progress,
+        truncated: &mut usize,
+    ) -> Result<()> {
+        self.buffer.push(row);
+        if self.buffer.len() >= BATCH_ROWS {
+            self.flush(tokenise, progress, truncated)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, tokenise: &Tokenise<'_>, progress: &dyn Progress, truncated: &mut usize) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.buffer);
         let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
         let mut ids = ListBuilder::new(Int32Builder::new());
         for enc in tokenise(texts.clone())? {
@@ -187,13 +219,21 @@ fn write_split(
             Arc::new(StringArray::from(texts)),
             Arc::new(ids.finish()),
         ];
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        writer.write(&batch)?;
+        let batch = RecordBatch::try_new(self.writer.schema(), columns)
+            .map_err(|source| graft_core::Error::Arrow { path: self.dest.clone(), source })?;
+        self.writer.write(&batch)?;
         progress.advance(chunk.len() as u64);
+        Ok(())
     }
-    Ok(writer.finish()?)
+
+    fn finish(mut self, tokenise: &Tokenise<'_>, progress: &dyn Progress, truncated: &mut usize) -> Result<Pending> {
+        self.flush(tokenise, progress, truncated)?;
+        Ok(self.writer.finish()?)
+    }
 }
+
+/// Tokenises a batch of texts.
+type Tokenise<'a> = dyn Fn(Vec<&str>) -> Result<Vec<Encoding>> + 'a;
 
 /// The spec's tokenizer with its own padding removed and truncation at `max_length`.
 pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<Tokenizer> {

@@ -1,87 +1,239 @@
-//! Reads raw tables (CSV, JSONL, Parquet) into the three columns graft needs.
+//! Reads raw tables row by row: CSV (csv crate) and JSONL stream with flat memory;
+//! Parquet is read whole by polars. Each pass over the input opens a fresh [`Rows`].
 
-use std::io::Cursor;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// The rows of the input that pass the filters, as strings.
-#[derive(Debug, Default)]
-pub struct Table {
-    pub ids: Vec<String>,
-    pub texts: Vec<Option<String>>,
-    pub labels: Vec<Option<String>>,
+/// One input row that passed the filters, its fields as strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    /// The id column's value, or the row's 0-based index among all data rows.
+    pub id: String,
+    pub text: Option<String>,
+    pub label: Option<String>,
 }
 
-pub fn read_table(cfg: &Config) -> Result<Table> {
-    let path = cfg.input.as_path();
-    let parse = |source| Error::Parse { path: path.to_owned(), source };
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let df = match ext.as_deref() {
-        Some("csv") => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .into_reader_with_file_handle(Cursor::new(read_utf8(path)?))
-            .finish(),
-        Some("jsonl" | "ndjson") => {
-            JsonReader::new(Cursor::new(read_utf8(path)?)).with_json_format(JsonFormat::JsonLines).finish()
-        }
-        Some("parquet") => {
-            let file =
-                fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
-            ParquetReader::new(file.into_parts().0).finish()
-        }
-        _ => {
-            return Err(Error::UnknownFormat { path: path.to_owned() });
+/// The input's rows, in file order.
+pub struct Rows {
+    source: Source,
+    path: PathBuf,
+    /// Data rows read so far, filtered or not.
+    read: usize,
+}
+
+enum Source {
+    Csv { reader: csv::Reader<BufReader<File>>, columns: Columns, record: csv::StringRecord },
+    Jsonl { lines: std::io::Split<BufReader<File>>, names: Names, line: usize },
+    Table { ids: Option<Vec<Option<String>>>, texts: Vec<Option<String>>, labels: Vec<Option<String>>, keep: Vec<bool> },
+}
+
+/// Positions of the needed CSV columns.
+struct Columns {
+    text: usize,
+    label: usize,
+    id: Option<usize>,
+    filters: Vec<(usize, String)>,
+}
+
+/// Names of the needed JSONL keys.
+struct Names {
+    text: String,
+    label: String,
+    id: Option<String>,
+    filters: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rows").field("path", &self.path).field("read", &self.read).finish_non_exhaustive()
+    }
+}
+
+fn filters(cfg: &Config) -> Result<Vec<(String, String)>> {
+    cfg.filters
+        .iter()
+        .map(|f| {
+            f.split_once('=').map(|(c, v)| (c.to_owned(), v.to_owned())).ok_or_else(|| Error::BadFilter(f.clone()))
+        })
+        .collect()
+}
+
+fn missing(path: &Path, column: &str, available: impl Iterator<Item = String>) -> Error {
+    let available: Vec<String> = available.map(|c| format!("`{c}`")).collect();
+    Error::MissingColumn { path: path.to_owned(), column: column.to_owned(), available: available.join(", ") }
+}
+
+fn open_file(path: &Path) -> Result<BufReader<File>> {
+    let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
+    Ok(BufReader::with_capacity(1 << 16, file.into_parts().0))
+}
+
+impl Rows {
+    pub fn open(cfg: &Config) -> Result<Self> {
+        let path = cfg.input.as_path();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let source = match ext.as_deref() {
+            Some("csv") => open_csv(cfg, path)?,
+            Some("jsonl" | "ndjson") => open_jsonl(cfg, path)?,
+            Some("parquet") => open_parquet(cfg, path)?,
+            _ => return Err(Error::UnknownFormat { path: path.to_owned() }),
+        };
+        Ok(Self { source, path: path.to_owned(), read: 0 })
+    }
+
+    /// Data rows read so far, including those the filters dropped.
+    pub fn read(&self) -> usize {
+        self.read
+    }
+
+    /// The next row that passes the filters.
+    pub fn next_row(&mut self) -> Result<Option<RawRow>> {
+        loop {
+            let index = self.read;
+            let row = match &mut self.source {
+                Source::Csv { reader, columns, record } => {
+                    if !reader.read_record(record).map_err(|e| csv_error(&self.path, e))? {
+                        return Ok(None);
+                    }
+                    let field = |i: usize| record.get(i).map(str::to_owned);
+                    let keep = columns.filters.iter().all(|(c, v)| record.get(*c) == Some(v.as_str()));
+                    keep.then(|| RawRow {
+                        id: columns.id.and_then(field).unwrap_or_else(|| index.to_string()),
+                        text: field(columns.text),
+                        label: field(columns.label),
+                    })
+                }
+                Source::Jsonl { lines, names, line } => {
+                    let Some(object) = next_object(lines, line, &self.path)? else { return Ok(None) };
+                    let field = |k: &str| object.get(k).and_then(scalar);
+                    let keep = names.filters.iter().all(|(c, v)| field(c).as_deref() == Some(v.as_str()));
+                    keep.then(|| RawRow {
+                        id: names.id.as_deref().and_then(field).unwrap_or_else(|| index.to_string()),
+                        text: field(&names.text),
+                        label: field(&names.label),
+                    })
+                }
+                Source::Table { ids, texts, labels, keep } => {
+                    if index >= texts.len() {
+                        return Ok(None);
+                    }
+                    keep[index].then(|| RawRow {
+                        id: ids.as_ref().and_then(|i| i[index].clone()).unwrap_or_else(|| index.to_string()),
+                        text: texts[index].clone(),
+                        label: labels[index].clone(),
+                    })
+                }
+            };
+            self.read += 1;
+            if let Some(row) = row {
+                return Ok(Some(row));
+            }
         }
     }
-    .map_err(parse)?;
-    if df.height() == 0 {
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    if let csv::ErrorKind::Utf8 { pos, .. } = e.kind() {
+        let line = pos.as_ref().map_or(0, |p| p.line() as usize);
+        return Error::NotUtf8 { path: path.to_owned(), line };
+    }
+    Error::Csv { path: path.to_owned(), source: e }
+}
+
+fn open_csv(cfg: &Config, path: &Path) -> Result<Source> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_file(path)?);
+    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    if headers.iter().all(|h| h.trim().is_empty()) {
         return Err(Error::Empty { path: path.to_owned() });
     }
-    let strings = |name: &str| -> Result<Vec<Option<String>>> {
-        let col = df.column(name).map_err(|_| Error::MissingColumn {
+    let find = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| missing(path, name, headers.iter().map(str::to_owned)))
+    };
+    let columns = Columns {
+        text: find(&cfg.text_column)?,
+        label: find(&cfg.label_column)?,
+        id: cfg.id_column.as_deref().map(find).transpose()?,
+        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((find(&c)?, v))).collect::<Result<_>>()?,
+    };
+    Ok(Source::Csv { reader, columns, record: csv::StringRecord::new() })
+}
+
+/// A JSON scalar as text; null and nested values are absent.
+fn scalar(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The next non-blank line's object; `line` counts lines read (1-based after the call).
+fn next_object(
+    lines: &mut std::io::Split<BufReader<File>>,
+    line: &mut usize,
+    path: &Path,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    for bytes in lines.by_ref() {
+        *line += 1;
+        let bytes = bytes.map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::NotUtf8 { path: path.to_owned(), line: *line })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        return serde_json::from_str(text).map(Some).map_err(|source| Error::Json {
             path: path.to_owned(),
-            column: name.to_owned(),
-            available: df.get_column_names().iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
-        })?;
+            line: *line,
+            source,
+        });
+    }
+    Ok(None)
+}
+
+fn open_jsonl(cfg: &Config, path: &Path) -> Result<Source> {
+    // The first object names the keys the data has.
+    let mut line = 0;
+    let mut lines = open_file(path)?.split(b'\n');
+    let Some(first) = next_object(&mut lines, &mut line, path)? else {
+        return Err(Error::Empty { path: path.to_owned() });
+    };
+    let check = |name: &str| {
+        if first.contains_key(name) { Ok(name.to_owned()) } else { Err(missing(path, name, first.keys().cloned())) }
+    };
+    let names = Names {
+        text: check(&cfg.text_column)?,
+        label: check(&cfg.label_column)?,
+        id: cfg.id_column.as_deref().map(check).transpose()?,
+        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((check(&c)?, v))).collect::<Result<_>>()?,
+    };
+    Ok(Source::Jsonl { lines: open_file(path)?.split(b'\n'), names, line: 0 })
+}
+
+fn open_parquet(cfg: &Config, path: &Path) -> Result<Source> {
+    let parse = |source| Error::Parse { path: path.to_owned(), source };
+    let df = ParquetReader::new(open_file(path)?.into_inner()).finish().map_err(parse)?;
+    let strings = |name: &str| -> Result<Vec<Option<String>>> {
+        let col =
+            df.column(name).map_err(|_| missing(path, name, df.get_column_names().iter().map(|c| c.to_string())))?;
         let col = col.cast(&DataType::String).map_err(parse)?;
         Ok(col.str().map_err(parse)?.iter().map(|s| s.map(str::to_owned)).collect())
     };
     let mut keep = vec![true; df.height()];
-    for filter in &cfg.filters {
-        let (column, value) = filter.split_once('=').ok_or_else(|| Error::BadFilter(filter.clone()))?;
-        for (k, v) in keep.iter_mut().zip(strings(column)?) {
-            *k &= v.as_deref() == Some(value);
+    for (column, value) in filters(cfg)? {
+        for (k, v) in keep.iter_mut().zip(strings(&column)?) {
+            *k &= v.as_deref() == Some(value.as_str());
         }
     }
-    let texts = strings(&cfg.text_column)?;
-    let labels = strings(&cfg.label_column)?;
-    let ids: Vec<String> = match &cfg.id_column {
-        Some(c) => strings(c)?.into_iter().map(Option::unwrap_or_default).collect(),
-        None => (0..df.height()).map(|i| i.to_string()).collect(),
-    };
-    let pick = |v: Vec<Option<String>>| v.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect();
-    Ok(Table {
-        ids: ids.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect(),
-        texts: pick(texts),
-        labels: pick(labels),
+    Ok(Source::Table {
+        ids: cfg.id_column.as_deref().map(strings).transpose()?,
+        texts: strings(&cfg.text_column)?,
+        labels: strings(&cfg.label_column)?,
+        keep,
     })
-}
-
-/// The file's bytes, or an error naming the line of the first byte that is not UTF-8.
-fn read_utf8(path: &Path) -> Result<Vec<u8>> {
-    let bytes = fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::Empty { path: path.to_owned() });
-    }
-    if let Err(e) = std::str::from_utf8(&bytes) {
-        let offset = e.valid_up_to();
-        let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
-        return Err(Error::NotUtf8 { path: path.to_owned(), line, offset });
-    }
-    Ok(bytes)
 }
