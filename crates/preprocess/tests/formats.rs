@@ -92,3 +92,31 @@ fn every_format_gives_the_same_rows() {
     assert_eq!(preprocess(&jsonl, &dir.path().join("jsonl")), from_csv);
     assert_eq!(preprocess(&parquet, &dir.path().join("parquet")), from_csv);
 }
+
+#[test]
+fn malformed_jsonl_line_and_missing_key_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let run = |text: &str| {
+        std::fs::write(&input, text).unwrap();
+        let cfg = graft_preprocess::Config {
+            input: input.clone(),
+            out: dir.path().join("out"),
+            spec: spec(),
+            text_column: "review".into(),
+            label_column: "sentiment".into(),
+            id_column: None,
+            filters: vec![],
+            val_fraction: 0.0,
+            test_fraction: 0.0,
+            seed: 1,
+            max_length: None,
+        };
+        graft_preprocess::run(&cfg, &Silent).unwrap_err().to_string()
+    };
+    let err = run("{\"review\": \"good\", \"sentiment\": 1}\n{\"review\": \"bad\", \"sentiment\": 0\n");
+    assert!(err.contains("in.jsonl") && err.contains("line 2"), "{err}");
+    let err = run("{\"text\": \"good\", \"sentiment\": 1}\n");
+    assert!(err.contains("no column `review`") && err.contains("`text`"), "{err}");
+    assert!(!dir.path().join("out").exists());
+}
