@@ -52,11 +52,16 @@ pub fn commit_all(pending: Vec<Pending>) -> Result<()> {
     pending.into_iter().try_for_each(Pending::commit)
 }
 
-/// Writes `bytes` to `dest` atomically.
-pub fn write_bytes(dest: &Path, bytes: &[u8]) -> Result<()> {
+/// `bytes` written to a pending `dest`, to be committed with the rest of a stage's outputs.
+pub fn pending_bytes(dest: &Path, bytes: &[u8]) -> Result<Pending> {
     let mut p = Pending::create(dest)?;
     p.file().write_all(bytes).map_err(|source| Error::Write { path: dest.to_owned(), source })?;
-    p.commit()
+    Ok(p)
+}
+
+/// Writes `bytes` to `dest` atomically.
+pub fn write_bytes(dest: &Path, bytes: &[u8]) -> Result<()> {
+    pending_bytes(dest, bytes)?.commit()
 }
 
 #[cfg(test)]

@@ -176,10 +176,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut json =
         serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
     json.push(b'\n');
-    let metrics_path = cfg.out.join(METRICS_FILE);
-    let mut metrics_file = graft_core::atomic::Pending::create(&metrics_path)?;
-    std::io::Write::write_all(metrics_file.file(), &json)
-        .map_err(|source| graft_core::Error::Write { path: metrics_path, source })?;
+    let metrics_file = graft_core::atomic::pending_bytes(&cfg.out.join(METRICS_FILE), &json)?;
     graft_core::atomic::commit_all(vec![predictions, metrics_file])?;
     Ok(report)
 }

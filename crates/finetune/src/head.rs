@@ -104,13 +104,10 @@ impl Head {
         let mut json =
             serde_json::to_vec_pretty(&self.info).map_err(|source| graft_core::Error::Json { what: "head", source })?;
         json.push(b'\n');
-        let mut out = Vec::new();
-        for (path, data) in [(weights_path, bytes), (dir.join(INFO_FILE), json)] {
-            let mut p = graft_core::atomic::Pending::create(&path)?;
-            std::io::Write::write_all(p.file(), &data).map_err(|source| graft_core::Error::Write { path, source })?;
-            out.push(p);
-        }
-        Ok(out)
+        Ok(vec![
+            graft_core::atomic::pending_bytes(&weights_path, &bytes)?,
+            graft_core::atomic::pending_bytes(&dir.join(INFO_FILE), &json)?,
+        ])
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
