@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-cuda runtime build build-cuda demo demo-imdb test bench-backbone lint fixtures clean
+.PHONY: all setup setup-cuda runtime build build-cuda demo demo-imdb test bench-backbone bench-finetune lint fixtures clean
 
 all: build
 
@@ -53,6 +53,12 @@ test: runtime build
 ## Backbone throughput against the Python onnxruntime package on the same model and tokens.
 bench-backbone: setup build
 	$(PY) scripts/bench_backbone.py --bin $(BIN)
+
+## Head training against scikit-learn's LogisticRegression on the IMDB features (runs the IMDB
+## pipeline first; cached after the first time).
+bench-finetune: setup build
+	$(BIN)/graft run pipelines/imdb-minilm.yaml
+	$(PY) scripts/bench_finetune.py --features runs/imdb-minilm/features --bin $(BIN)
 
 lint:
 	$(CARGO) fmt --all -- --check

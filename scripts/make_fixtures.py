@@ -146,6 +146,31 @@ def write_tiny():
     (TINY / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
 
 
+def as_f32(x):
+    return x.astype(np.float32).astype(np.float64)
+
+
+def logreg_case(x, y, x_test, y_test, classes, c, class_weight):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, tol=1e-10, max_iter=10000, class_weight=class_weight).fit(x, y)
+    weights = class_weight if not isinstance(class_weight, dict) else {str(k): v for k, v in class_weight.items()}
+    return {
+        "c": c,
+        "classes": classes,
+        "class_weight": weights,
+        "x": x.tolist(),
+        "y": y.tolist(),
+        "coef": model.coef_.tolist(),
+        "intercept": model.intercept_.tolist(),
+        "x_test": x_test.tolist(),
+        "y_test": y_test.tolist(),
+        "pred": model.predict(x_test).tolist(),
+        "proba": model.predict_proba(x_test).tolist(),
+        "accuracy": float((model.predict(x_test) == y_test).mean()),
+    }
+
+
 def write_sklearn():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -157,20 +182,23 @@ def write_sklearn():
         n, d = 150, 6
         centres = rng.normal(0, 1.0, (classes, d))
         y = rng.integers(0, classes, n)
-        x = centres[y] + rng.normal(0, 1.2, (n, d))
-        model = LogisticRegression(C=c, tol=1e-10, max_iter=10000).fit(x, y)
-        coef = model.coef_
-        intercept = model.intercept_
-        cases[name] = {
-            "c": c,
-            "classes": classes,
-            "x": x.round(6).tolist(),
-            "y": y.tolist(),
-            "coef": coef.tolist(),
-            "intercept": intercept.tolist(),
-            "pred": model.predict(x.round(6)).tolist(),
-            "proba": model.predict_proba(x.round(6)).tolist(),
-        }
+        # Features are float32 in graft's files: fit on values float32 holds exactly.
+        x = as_f32(centres[y] + rng.normal(0, 1.2, (n, d)))
+        cases[name] = logreg_case(x, y, x, y, classes, c, None)
+    # Class weights, on imbalanced data with a held-out test set (own generator, so the
+    # cases above and the metric fixtures below keep their draws).
+    weighted = np.random.default_rng(11)
+    for name, classes, c, weights, prior in [
+        ("binary_balanced", 2, 1.0, "balanced", [0.85, 0.15]),
+        ("multiclass_weighted", 3, 0.3, {0: 1.0, 1: 3.0, 2: 0.5}, [0.5, 0.2, 0.3]),
+    ]:
+        n, d = 400, 8
+        centres = weighted.normal(0, 0.8, (classes, d))
+        y = weighted.choice(classes, size=n, p=prior)
+        x = as_f32(centres[y] + weighted.normal(0, 1.0, (n, d)))
+        y_test = weighted.choice(classes, size=200, p=prior)
+        x_test = as_f32(centres[y_test] + weighted.normal(0, 1.0, (200, d)))
+        cases[name] = logreg_case(x, y, x_test, y_test, classes, c, weights)
     (SKLEARN / "logreg.json").write_text(json.dumps(cases) + "\n")
 
     metrics = {}
@@ -274,6 +302,7 @@ def write_sklearn_scores():
 
 
 if __name__ == "__main__":
-    write_tiny()
+    if "--sklearn-only" not in sys.argv:
+        write_tiny()
     write_sklearn()
     print(f"wrote {TINY} and {SKLEARN}")

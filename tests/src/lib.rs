@@ -5,11 +5,57 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use arrow::array::{Array, FixedSizeListArray, Float32Array, ListArray, StringArray};
-use graft_core::artifact::{ArtifactReader, Provenance, column};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, Provenance, column};
 
 /// Rows of a split by id: (label, values).
 pub type Rows<T> = BTreeMap<String, (String, Vec<T>)>;
+
+/// A path as the `&str` an argument list wants.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// preprocess + backbone on the fixture reviews into `dir/data` and `dir/features`; extra
+/// backbone flags appended.
+pub fn features(dir: &Path, backbone_args: &[&str]) {
+    let spec = fixture("tiny/tiny.yaml");
+    let data = dir.join("data");
+    ok(
+        "graft-preprocess",
+        &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "--id-column", "id", "-q"],
+    );
+    let out = dir.join("features");
+    let mut args = vec!["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "-q"];
+    args.extend_from_slice(backbone_args);
+    ok("graft-backbone", &args);
+}
+
+/// Writes a features file with the given provenance and rows `(id, label, features)`, as
+/// graft-backbone lays it out; for crafting bad inputs.
+pub fn write_features(path: &Path, provenance: &Provenance, rows: &[(String, String, Vec<f32>)]) {
+    let dim = rows.first().map_or(0, |r| r.2.len());
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("features", DataType::FixedSizeList(item.clone(), dim as i32), false),
+    ];
+    let schema = provenance.attach(fields).unwrap();
+    let values = Float32Array::from(rows.iter().flat_map(|r| r.2.iter().copied()).collect::<Vec<f32>>());
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+        Arc::new(FixedSizeListArray::new(item, dim as i32, Arc::new(values), None)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut w = ArtifactWriter::create(path, &schema).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap().commit().unwrap();
+}
 
 /// `tests/fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {

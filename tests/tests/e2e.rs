@@ -5,24 +5,6 @@ use std::path::Path;
 
 use graft_e2e::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// preprocess + backbone on the fixture reviews into `dir`; extra backbone flags appended.
-fn features(dir: &Path, backbone_args: &[&str]) {
-    let spec = fixture("tiny/tiny.yaml");
-    let data = dir.join("data");
-    ok(
-        "graft-preprocess",
-        &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--out", s(&data), "--id-column", "id", "-q"],
-    );
-    let out = dir.join("features");
-    let mut args = vec!["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "-q"];
-    args.extend_from_slice(backbone_args);
-    ok("graft-backbone", &args);
-}
-
 /// Arguments of graft-backbone on the tiny model over `dir/data`, writing `dir/out`.
 fn tiny_backbone_args(dir: &Path, out: &str, extra: &[&str]) -> Vec<String> {
     let spec = fixture("tiny/tiny.yaml");

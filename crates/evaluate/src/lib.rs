@@ -57,8 +57,10 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadSummary {
-    pub kind: String,
-    pub c: f64,
+    pub kind: graft_finetune::HeadKind,
+    /// Logistic regression's chosen C.
+    pub c: Option<f64>,
+    pub temperature: f64,
     pub train_rows: usize,
 }
 
@@ -168,8 +170,9 @@ pub fn run(cfg: &Config) -> Result<Report> {
         probabilities,
         backbone: feats.backbone,
         head: HeadSummary {
-            kind: head.info.architecture.kind.clone(),
+            kind: head.info.architecture.kind,
             c: head.info.training.chosen_c,
+            temperature: head.info.temperature,
             train_rows: head.info.training.train_rows,
         },
     };

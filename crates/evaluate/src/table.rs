@@ -10,11 +10,11 @@ pub fn render(report: &Report) -> String {
     let width = m.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         s,
-        "{} split: {} rows, head {} (C={}) on {} ({}, dim {})",
+        "{} split: {} rows, head {}{} on {} ({}, dim {})",
         report.split,
         m.rows,
         report.head.kind,
-        report.head.c,
+        report.head.c.map_or(String::new(), |c| format!(" (C={c})")),
         report.backbone.spec,
         report.backbone.pooling,
         report.backbone.dim

@@ -1,42 +1,205 @@
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Parameters of `graft-finetune`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
+use crate::mlp::{Activation, Monitor};
+use crate::optim::{Optimizer, Schedule};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// L2-regularised logistic regression (L-BFGS), scikit-learn's objective.
+    #[value(name = "logistic_regression", alias = "logreg")]
+    LogisticRegression,
+    /// Multi-layer perceptron trained by SGD, Adam or AdamW.
+    Mlp,
+}
+
+impl std::fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HeadKind::LogisticRegression => "logistic_regression",
+            HeadKind::Mlp => "mlp",
+        })
+    }
+}
+
+/// One entry of the C grid: a number, or `auto`: ten values from 1e-4 to 1e4 (as
+/// scikit-learn's `LogisticRegressionCV`), chosen by 5-fold cross-validation unless
+/// `--folds` says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CValue {
+    Value(f64),
+    Auto(AutoWord),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoWord {
+    Auto,
+}
+
+impl FromStr for CValue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(CValue::Auto(AutoWord::Auto)),
+            v => v.parse().map(CValue::Value).map_err(|_| format!("`{v}` is neither a number nor `auto`")),
+        }
+    }
+}
+
+/// The C values to try, and whether the grid is the automatic one.
+pub fn c_grid(values: &[CValue]) -> (Vec<f64>, bool) {
+    if values.iter().any(|v| matches!(v, CValue::Auto(_))) {
+        ((0..10).map(|i| 10f64.powf(-4.0 + 8.0 * f64::from(i) / 9.0)).collect(), true)
+    } else {
+        (values.iter().map(|v| if let CValue::Value(c) = v { *c } else { unreachable!() }).collect(), false)
+    }
+}
+
+/// Row weights by class: `none`, `balanced` (n / (classes * count), as scikit-learn) or
+/// `LABEL=WEIGHT,...` (unlisted classes weigh 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    None,
+    Balanced,
+    #[serde(untagged)]
+    Given(std::collections::BTreeMap<String, f64>),
+}
+
+impl FromStr for ClassWeight {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "none" => Ok(ClassWeight::None),
+            "balanced" => Ok(ClassWeight::Balanced),
+            list => list
+                .split(',')
+                .map(|pair| {
+                    let (label, weight) = pair.split_once('=').ok_or(format!("`{pair}` is not LABEL=WEIGHT"))?;
+                    let w: f64 = weight.trim().parse().map_err(|_| format!("`{weight}` is not a number"))?;
+                    Ok((label.trim().to_owned(), w))
+                })
+                .collect::<Result<_, String>>()
+                .map(ClassWeight::Given),
+        }
+    }
+}
+
+/// What `graft-finetune` runs on. Every training key can be given on the command line
+/// (`--label-smoothing 0.1`), in a pipeline file, or in a YAML file passed with `--config`
+/// (`label_smoothing: 0.1`); the command line wins over the file.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Folder of `graft-backbone` output (`train.arrow`, and `val.arrow` to choose C).
-    #[arg(long)]
+    /// Folder of `graft-backbone` output (`train.arrow`, and `val.arrow` for model selection).
     pub features: PathBuf,
     /// Output folder for `head.safetensors` and `head.json`.
-    #[arg(long)]
     pub out: PathBuf,
-    /// Inverse L2 strength(s), as scikit-learn's `C`; with several, the best on val is kept.
-    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100")]
-    #[serde(default = "default_c")]
-    pub c: Vec<f64>,
-    /// Most L-BFGS iterations per fit.
-    #[arg(long, default_value_t = 1000)]
-    #[serde(default = "default_max_iter")]
-    pub max_iter: usize,
-    /// Stop when no gradient component exceeds this.
-    #[arg(long, default_value_t = 1e-6)]
-    #[serde(default = "default_tol")]
-    pub tol: f64,
+    pub params: HeadConfig,
+}
+
+/// How the head is built and trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadConfig {
+    /// Head architecture.
+    #[arg(long, value_enum, default_value = "logistic_regression")]
+    pub head: HeadKind,
     /// Standardise features with the train split's mean and standard deviation
     /// (`--standardize` or `--standardize true|false`).
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
-    #[serde(default)]
     pub standardize: bool,
+    /// Class weights: `none`, `balanced`, or `LABEL=WEIGHT,...`.
+    #[arg(long, default_value = "none")]
+    pub class_weight: ClassWeight,
+    /// Keep this fraction of each class of the train split (seeded by `--seed`).
+    #[arg(long)]
+    pub train_fraction: Option<f64>,
+    /// Keep at most K train rows per class (seeded by `--seed`).
+    #[arg(long, value_name = "K")]
+    pub per_class: Option<usize>,
+    /// Fit a softmax temperature on val so that probabilities are calibrated.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub calibrate: bool,
+    /// Seed of subsampling, initialisation, shuffling, dropout and folds.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Logistic regression: inverse L2 strength(s), as scikit-learn's `C`; with several, the
+    /// best on val (or by `--folds`) is kept; `auto`: ten values from 1e-4 to 1e4 by 5-fold CV.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100")]
+    pub c: Vec<CValue>,
+    /// Logistic regression: choose C by k-fold cross-validation on train (0: on val; 5 with `auto`).
+    #[arg(long, default_value_t = 0)]
+    pub folds: usize,
+    /// Logistic regression: most L-BFGS iterations per fit.
+    #[arg(long, default_value_t = 1000)]
+    pub max_iter: usize,
+    /// Logistic regression: stop when no gradient component exceeds this.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+
+    /// MLP: hidden layer widths.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub hidden: Vec<usize>,
+    /// MLP: activation between layers.
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: Activation,
+    /// MLP: dropout probability after each hidden layer.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+    /// MLP: optimiser.
+    #[arg(long, value_enum, default_value = "adamw")]
+    pub optimizer: Optimizer,
+    /// MLP: peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// MLP: SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// MLP: weight decay (decoupled for AdamW, L2 otherwise); biases are not decayed.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// MLP: learning-rate schedule after warm-up.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: Schedule,
+    /// MLP: epochs of linear warm-up.
+    #[arg(long, default_value_t = 1)]
+    pub warmup_epochs: usize,
+    /// MLP, step schedule: epochs between decays.
+    #[arg(long, default_value_t = 10)]
+    pub lr_step: usize,
+    /// MLP, step schedule: factor of each decay.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_gamma: f64,
+    /// MLP: most epochs.
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// MLP: rows per mini-batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// MLP: clip the gradient's global L2 norm to this.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// MLP: label smoothing of the cross-entropy targets.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// MLP: stop after this many epochs without improvement on val, keeping the best epoch.
+    #[arg(long, default_value_t = 8)]
+    pub patience: usize,
+    /// MLP: what early stopping watches on val.
+    #[arg(long, value_enum, default_value = "loss")]
+    pub monitor: Monitor,
 }
 
-fn default_c() -> Vec<f64> {
-    vec![0.01, 0.1, 1.0, 10.0, 100.0]
-}
-fn default_max_iter() -> usize {
-    1000
-}
-fn default_tol() -> f64 {
-    1e-6
+impl Default for HeadConfig {
+    fn default() -> Self {
+        use clap::FromArgMatches;
+        let matches = <Self as clap::Args>::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
+        Self::from_arg_matches(&matches).expect("defaults parse")
+    }
 }

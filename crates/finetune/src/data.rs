@@ -16,7 +16,8 @@ pub struct Features {
     pub labels: Vec<String>,
     /// Class id per row: the label's index in `provenance.labels`.
     pub classes: Vec<usize>,
-    pub x: Array2<f64>,
+    /// `[rows, dim]`, float32 as the backbone wrote them.
+    pub x: Array2<f32>,
     pub provenance: Provenance,
     pub backbone: BackboneId,
 }
@@ -46,6 +47,14 @@ pub fn read_features(path: &Path) -> Result<Features> {
         };
         for i in 0..batch.num_rows() {
             let row = ids.len();
+            if id.is_null(i) || label.is_null(i) || feats.is_null(i) {
+                return Err(Error::BadRow {
+                    path: path.to_owned(),
+                    row,
+                    id: if id.is_null(i) { String::new() } else { id.value(i).into() },
+                    message: "has no id, label or features (null)".into(),
+                });
+            }
             let (id, lab) = (id.value(i), label.value(i));
             let Some(class) = provenance.labels.iter().position(|l| l == lab) else {
                 return Err(Error::BadRow {
@@ -65,11 +74,14 @@ pub fn read_features(path: &Path) -> Result<Features> {
                     message: format!("feature {j} is {}", v[j]),
                 });
             }
-            values.extend(v.iter().map(|&x| f64::from(x)));
+            values.extend_from_slice(v);
             ids.push(id.to_owned());
             labels.push(lab.to_owned());
             classes.push(class);
         }
+    }
+    if ids.len() as u64 != provenance.rows {
+        return Err(Error::RowCount { path: path.to_owned(), found: ids.len() as u64, expected: provenance.rows });
     }
     let x = Array2::from_shape_vec((ids.len(), dim), values).expect("rows times dim values");
     Ok(Features { ids, labels, classes, x, provenance, backbone })

@@ -14,14 +14,20 @@ pub enum Error {
     LabelMismatch { path: PathBuf, reference: PathBuf, found: Vec<String>, expected: Vec<String> },
     #[error("`{}` row {row} (id `{id}`): {message}", path.display())]
     BadRow { path: PathBuf, row: usize, id: String, message: String },
+    #[error("`{}` holds {found} rows but its metadata says {expected}: the file is truncated or was altered", path.display())]
+    RowCount { path: PathBuf, found: u64, expected: u64 },
+    #[error("`{key}`: {message}")]
+    BadParam { key: &'static str, message: String },
+    #[error("head config `{}`: {message}", path.display())]
+    ConfigFile { path: PathBuf, message: String },
     #[error("`{}` is missing: training needs a train split", path.display())]
     NoTrain { path: PathBuf },
-    #[error("choosing C among {count} values needs a validation split, and `{}` is missing", path.display())]
-    NoVal { path: PathBuf, count: usize },
-    #[error("`--c` values must be positive and finite, got {0:?}")]
-    BadC(Vec<f64>),
+    #[error("{what} needs a validation split, and `{}` is missing", path.display())]
+    NoVal { path: PathBuf, what: String },
     #[error("train split `{}` lacks class `{class}` of the label set", path.display())]
     MissingClass { path: PathBuf, class: String },
+    #[error("train split `{}`: class `{class}` has {count} rows, fewer than the {folds} folds", path.display())]
+    TooFewForFolds { path: PathBuf, class: String, count: usize, folds: usize },
     #[error("head `{}`: {message}", path.display())]
     BadHead { path: PathBuf, message: String },
     #[error("cannot read head `{}`", path.display())]

@@ -1,5 +1,5 @@
-//! The trained head on disk: `head.safetensors` (weights, float64) and `head.json`
-//! (architecture, labels, feature space, training record), both written atomically.
+//! The trained head on disk: `head.safetensors` (weights) and `head.json` (architecture,
+//! labels, feature space, training record), both written atomically.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,11 +9,12 @@ use ndarray::{Array1, Array2, ArrayView2};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{HeadConfig, HeadKind};
 use crate::error::{Error, Result};
-use crate::logreg::Linear;
+use crate::logreg::{Linear, softmax_rows};
+use crate::mlp::{Activation, Dense, Epoch, Mlp};
 
-pub const FORMAT: &str = "graft-head/1";
+pub const FORMAT: &str = "graft-head/2";
 pub const WEIGHTS_FILE: &str = "head.safetensors";
 pub const INFO_FILE: &str = "head.json";
 
@@ -23,12 +24,14 @@ pub struct HeadInfo {
     pub format: String,
     pub graft_version: String,
     pub architecture: Architecture,
-    /// Class names; class i is row i of the weights.
+    /// Class names; class i is output i of the head.
     pub labels: Vec<String>,
     /// The feature space the head was trained in; other features are refused.
     pub backbone: BackboneId,
     /// Features are standardised with the stored `mean` and `scale` before the head.
     pub standardize: bool,
+    /// Logits are divided by this before the softmax (fitted on val with `--calibrate`).
+    pub temperature: f64,
     pub training: Training,
     /// blake3 of the training inputs, by split.
     pub inputs: BTreeMap<String, String>,
@@ -37,65 +40,154 @@ pub struct HeadInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Architecture {
-    pub kind: String,
+    pub kind: HeadKind,
     pub classes: usize,
     pub dim: usize,
+    /// Hidden layer widths (MLP).
+    pub hidden: Vec<usize>,
+    pub activation: Option<Activation>,
+    pub parameters: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Training {
-    pub config: Config,
+    pub config: HeadConfig,
+    /// Train rows used (after `train_fraction` / `per_class`).
     pub train_rows: usize,
-    pub chosen_c: f64,
-    /// Every C tried, with its validation accuracy when there is a val split.
+    /// Weight of each class's rows in the loss.
+    pub class_weights: Vec<f64>,
+    /// Logistic regression: the C kept and every C tried.
+    pub chosen_c: Option<f64>,
     pub selection: Vec<Candidate>,
-    /// Objective after each L-BFGS iteration of the kept fit.
-    pub history: Vec<f64>,
+    /// Logistic regression: objective after each L-BFGS iteration of the kept fit.
+    pub objective: Vec<f64>,
+    /// MLP: one record per epoch, and the epoch whose weights were kept.
+    pub epochs: Vec<Epoch>,
+    pub best_epoch: Option<usize>,
+    /// Val cross-entropy before and after temperature scaling.
+    pub calibration: Option<Calibration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Candidate {
     pub c: f64,
-    pub val_accuracy: Option<f64>,
+    /// Accuracy on val, or the mean over cross-validation folds.
+    pub score: Option<f64>,
+    /// Per-fold accuracies with `folds`.
+    pub fold_scores: Vec<f64>,
+    /// The fit on the whole train split (every C when choosing on val, the kept C with folds).
+    pub fit: Option<Fit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fit {
     pub iterations: usize,
     pub converged: bool,
+    /// Final objective.
     pub loss: f64,
+}
+
+impl Fit {
+    pub fn of(outcome: &crate::lbfgs::Outcome) -> Self {
+        Self { iterations: outcome.iterations, converged: outcome.converged, loss: outcome.value }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub val_loss_before: f64,
+    pub val_loss_after: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    Linear(Linear),
+    Mlp(Mlp),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
     pub info: HeadInfo,
-    pub model: Linear,
+    pub model: Model,
     /// Standardisation, when `info.standardize`.
     pub mean: Option<Array1<f64>>,
     pub scale: Option<Array1<f64>>,
 }
 
-impl Head {
-    /// Class probabilities `[n, classes]` of raw features `x`.
-    pub fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        match (&self.mean, &self.scale) {
-            (Some(m), Some(s)) => self.model.predict_proba(((&x - m) / s).view()),
-            _ => self.model.predict_proba(x),
+/// `(x - mean) / scale`, computed in float64 and stored as float32 as the features are.
+pub fn standardized(x: ArrayView2<'_, f32>, mean: &Array1<f64>, scale: &Array1<f64>) -> Array2<f32> {
+    let mut out = x.to_owned();
+    for mut row in out.rows_mut() {
+        for ((v, m), s) in row.iter_mut().zip(mean).zip(scale) {
+            *v = ((f64::from(*v) - m) / s) as f32;
         }
+    }
+    out
+}
+
+impl Model {
+    /// Logits `[n, classes]` of (already standardised) features.
+    pub fn logits(&self, x: ArrayView2<'_, f32>) -> Array2<f64> {
+        match self {
+            Model::Linear(m) => m.logits(x),
+            Model::Mlp(m) => m.logits(x).mapv(f64::from),
+        }
+    }
+}
+
+impl Head {
+    /// Logits `[n, classes]` of raw features `x`, divided by the temperature.
+    pub fn logits(&self, x: ArrayView2<'_, f32>) -> Array2<f64> {
+        let mut z = match (&self.mean, &self.scale) {
+            (Some(m), Some(s)) => self.model.logits(standardized(x, m, s).view()),
+            _ => self.model.logits(x),
+        };
+        if self.info.temperature != 1.0 {
+            z.mapv_inplace(|v| v / self.info.temperature);
+        }
+        z
+    }
+
+    /// Class probabilities `[n, classes]` of raw features `x`.
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Array2<f64> {
+        let mut z = self.logits(x);
+        softmax_rows(&mut z);
+        z
     }
 
     /// Serialises both files; the caller commits them.
     pub fn to_files(&self, dir: &Path) -> Result<Vec<graft_core::atomic::Pending>> {
-        let mut tensors: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
-            ("bias", vec![self.model.bias.len()], le_bytes(self.model.bias.iter())),
-            ("weight", self.model.weight.shape().to_vec(), le_bytes(self.model.weight.iter())),
-        ];
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        match &self.model {
+            Model::Linear(m) => {
+                tensors.push(("bias".into(), Dtype::F64, vec![m.bias.len()], le64(m.bias.iter())));
+                tensors.push(("weight".into(), Dtype::F64, m.weight.shape().to_vec(), le64(m.weight.iter())));
+            }
+            Model::Mlp(m) => {
+                for (i, layer) in m.layers.iter().enumerate() {
+                    tensors.push((
+                        format!("layers.{i}.bias"),
+                        Dtype::F32,
+                        vec![layer.bias.len()],
+                        le32(layer.bias.iter()),
+                    ));
+                    let shape = layer.weight.shape().to_vec();
+                    tensors.push((format!("layers.{i}.weight"), Dtype::F32, shape, le32(layer.weight.iter())));
+                }
+            }
+        }
         if let (Some(m), Some(s)) = (&self.mean, &self.scale) {
-            tensors.push(("mean", vec![m.len()], le_bytes(m.iter())));
-            tensors.push(("scale", vec![s.len()], le_bytes(s.iter())));
+            tensors.push(("mean".into(), Dtype::F64, vec![m.len()], le64(m.iter())));
+            tensors.push(("scale".into(), Dtype::F64, vec![s.len()], le64(s.iter())));
         }
         let views: Vec<(&str, TensorView<'_>)> = tensors
             .iter()
-            .map(|(n, shape, bytes)| {
-                (*n, TensorView::new(Dtype::F64, shape.clone(), bytes).expect("shape matches bytes"))
+            .map(|(n, dtype, shape, bytes)| {
+                (n.as_str(), TensorView::new(*dtype, shape.clone(), bytes).expect("shape matches bytes"))
             })
             .collect();
         let weights_path = dir.join(WEIGHTS_FILE);
@@ -125,25 +217,61 @@ impl Head {
         let bytes = read(&weights_path)?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
-        let (k, d) = (info.architecture.classes, info.architecture.dim);
-        let get = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
+        let get = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
             let t = st.tensor(name).map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
-            if t.dtype() != Dtype::F64 || t.shape() != shape {
-                return Err(bad(format!("tensor `{name}` is {:?} {:?}, expected F64 {shape:?}", t.dtype(), t.shape())));
+            if t.dtype() != dtype || t.shape() != shape {
+                return Err(bad(format!(
+                    "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
             }
-            Ok(t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+            Ok(t.data().to_vec())
         };
-        let weight = Array2::from_shape_vec((k, d), get("weight", &[k, d])?).expect("checked shape");
-        let bias = Array1::from(get("bias", &[k])?);
+        let f64s = |b: Vec<u8>| -> Vec<f64> {
+            b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+        };
+        let f32s = |b: Vec<u8>| -> Vec<f32> {
+            b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+        };
+        let arch = &info.architecture;
+        let (k, d) = (arch.classes, arch.dim);
+        let model = match arch.kind {
+            HeadKind::LogisticRegression => {
+                let weight =
+                    Array2::from_shape_vec((k, d), f64s(get("weight", Dtype::F64, &[k, d])?)).expect("checked");
+                let bias = Array1::from(f64s(get("bias", Dtype::F64, &[k])?));
+                Model::Linear(Linear { weight, bias })
+            }
+            HeadKind::Mlp => {
+                let activation = arch.activation.ok_or_else(|| bad("an MLP head needs `activation`".into()))?;
+                let dims: Vec<usize> = std::iter::once(d).chain(arch.hidden.iter().copied()).chain([k]).collect();
+                let mut layers = Vec::new();
+                for (i, w) in dims.windows(2).enumerate() {
+                    let weight = get(&format!("layers.{i}.weight"), Dtype::F32, &[w[0], w[1]])?;
+                    let weight = Array2::from_shape_vec((w[0], w[1]), f32s(weight)).expect("checked");
+                    let bias = Array1::from(f32s(get(&format!("layers.{i}.bias"), Dtype::F32, &[w[1]])?));
+                    layers.push(Dense { weight, bias });
+                }
+                Model::Mlp(Mlp { layers, activation })
+            }
+        };
         let (mean, scale) = if info.standardize {
-            (Some(Array1::from(get("mean", &[d])?)), Some(Array1::from(get("scale", &[d])?)))
+            (
+                Some(Array1::from(f64s(get("mean", Dtype::F64, &[d])?))),
+                Some(Array1::from(f64s(get("scale", Dtype::F64, &[d])?))),
+            )
         } else {
             (None, None)
         };
-        Ok(Self { info, model: Linear { weight, bias }, mean, scale })
+        Ok(Self { info, model, mean, scale })
     }
 }
 
-fn le_bytes<'a>(values: impl Iterator<Item = &'a f64>) -> Vec<u8> {
+fn le64<'a>(values: impl Iterator<Item = &'a f64>) -> Vec<u8> {
+    values.flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn le32<'a>(values: impl Iterator<Item = &'a f32>) -> Vec<u8> {
     values.flat_map(|v| v.to_le_bytes()).collect()
 }

@@ -1,24 +1,30 @@
 //! `graft-finetune`: trains a head on frozen backbone features.
 
+pub mod calibrate;
 mod config;
 pub mod data;
 mod error;
 pub mod head;
 pub mod lbfgs;
 pub mod logreg;
+pub mod mlp;
+pub mod optim;
+pub mod sample;
+mod select;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use graft_core::artifact::SPLITS;
 use ndarray::{Array2, Axis};
 
-pub use config::Config;
+pub use config::{AutoWord, CValue, ClassWeight, Config, HeadConfig, HeadKind, c_grid};
 pub use error::{Error, Result};
-pub use head::{Candidate, Head, HeadInfo};
+pub use head::{Candidate, Head, HeadInfo, Model};
 
 /// Fraction of rows whose most probable class is their class.
-pub fn accuracy(proba: &Array2<f64>, classes: &[usize]) -> f64 {
-    let correct = proba
+pub fn accuracy(scores: &Array2<f64>, classes: &[usize]) -> f64 {
+    let correct = scores
         .axis_iter(Axis(0))
         .zip(classes)
         .filter(|(row, c)| argmax(row.as_slice().expect("contiguous rows")) == **c)
@@ -37,107 +43,284 @@ pub fn argmax(values: &[f64]) -> usize {
     best
 }
 
-/// Trains the head and writes it; returns what was written.
-pub fn run(cfg: &Config) -> Result<Head> {
-    if cfg.c.is_empty() || cfg.c.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
-        return Err(Error::BadC(cfg.c.clone()));
+/// Applies a `--config` YAML file: its keys fill every training key not given in
+/// `explicit` (the keys set on the command line). Unknown keys are refused.
+pub fn apply_config_file(params: &HeadConfig, path: &Path, explicit: &[String]) -> Result<HeadConfig> {
+    let bad = |message: String| Error::ConfigFile { path: path.to_owned(), message };
+    let text = fs_err::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let from_file: HeadConfig = serde_norway::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let to_map = |c: &HeadConfig| match serde_json::to_value(c) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => unreachable!("a struct serialises to a map"),
+    };
+    let mut merged = to_map(&from_file);
+    for (key, value) in to_map(params) {
+        if explicit.contains(&key) {
+            merged.insert(key, value);
+        }
     }
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| bad(e.to_string()))
+}
+
+fn check_params(p: &HeadConfig) -> Result<()> {
+    let bad = |key, message: String| Err(Error::BadParam { key, message });
+    let (cs, _) = c_grid(&p.c);
+    if cs.is_empty() || cs.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+        return bad("c", format!("values must be positive and finite, got {cs:?}"));
+    }
+    if let Some(f) = p.train_fraction
+        && !(f > 0.0 && f <= 1.0)
+    {
+        return bad("train_fraction", format!("must be in (0, 1], got {f}"));
+    }
+    if p.per_class == Some(0) {
+        return bad("per_class", "must be at least 1".into());
+    }
+    if p.folds == 1 {
+        return bad("folds", "cross-validation needs at least 2 folds (0 chooses on val)".into());
+    }
+    if !(0.0..1.0).contains(&p.dropout) {
+        return bad("dropout", format!("must be in [0, 1), got {}", p.dropout));
+    }
+    if !(0.0..1.0).contains(&p.label_smoothing) {
+        return bad("label_smoothing", format!("must be in [0, 1), got {}", p.label_smoothing));
+    }
+    if !(p.lr.is_finite() && p.lr > 0.0) {
+        return bad("lr", format!("must be positive, got {}", p.lr));
+    }
+    if p.epochs == 0 || p.batch_size == 0 {
+        return bad(if p.epochs == 0 { "epochs" } else { "batch_size" }, "must be at least 1".into());
+    }
+    if p.hidden.contains(&0) {
+        return bad("hidden", format!("layer widths must be at least 1, got {:?}", p.hidden));
+    }
+    if p.clip_norm.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+        return bad("clip_norm", "must be positive".into());
+    }
+    Ok(())
+}
+
+/// Per-class loss weights given the class ids of the training rows.
+pub fn class_weights(spec: &ClassWeight, labels: &[String], classes: &[usize]) -> Result<Vec<f64>> {
+    let k = labels.len();
+    match spec {
+        ClassWeight::None => Ok(vec![1.0; k]),
+        ClassWeight::Balanced => {
+            let mut counts = vec![0usize; k];
+            classes.iter().for_each(|&c| counts[c] += 1);
+            Ok(counts.iter().map(|&n| classes.len() as f64 / (k as f64 * n.max(1) as f64)).collect())
+        }
+        ClassWeight::Given(map) => {
+            let mut w = vec![1.0; k];
+            for (label, weight) in map {
+                let Some(i) = labels.iter().position(|l| l == label) else {
+                    return Err(Error::BadParam {
+                        key: "class_weight",
+                        message: format!("`{label}` is not a class; classes are {labels:?}"),
+                    });
+                };
+                if !(weight.is_finite() && *weight > 0.0) {
+                    return Err(Error::BadParam { key: "class_weight", message: format!("`{label}` weight {weight}") });
+                }
+                w[i] = *weight;
+            }
+            Ok(w)
+        }
+    }
+}
+
+/// Trains the head and writes it; returns what was written. `on_epoch` sees the MLP's
+/// per-epoch records as they complete.
+pub fn run(cfg: &Config, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
+    let p = &cfg.params;
+    check_params(p)?;
+    let (train, val) = read_splits(&cfg.features, p)?;
+    let mut head = fit(p, &train, val.as_ref(), on_epoch)?;
+    head.info.inputs.insert(SPLITS[0].to_owned(), graft_core::hash::file(&train.path)?);
+    if let Some(v) = &val {
+        head.info.inputs.insert(SPLITS[1].to_owned(), graft_core::hash::file(&v.path)?);
+    }
+    graft_core::atomic::commit_all(head.to_files(&cfg.out)?)?;
+    Ok(head)
+}
+
+/// A split read from disk, and where from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: std::path::PathBuf,
+    pub features: data::Features,
+}
+
+/// Reads train (required) and val (when present, or an error when `p` needs it).
+pub fn read_splits(dir: &Path, p: &HeadConfig) -> Result<(Loaded, Option<Loaded>)> {
     let [train_name, val_name, _] = SPLITS;
-    let train_path = cfg.features.join(format!("{train_name}.arrow"));
+    let train_path = dir.join(format!("{train_name}.arrow"));
     if !train_path.exists() {
         return Err(Error::NoTrain { path: train_path });
     }
     let train = data::read_features(&train_path)?;
-    let labels = train.provenance.labels.clone();
-    for (class, name) in labels.iter().enumerate() {
-        if !train.classes.contains(&class) {
-            return Err(Error::MissingClass { path: train_path, class: name.clone() });
-        }
-    }
-    let val_path = cfg.features.join(format!("{val_name}.arrow"));
+    let val_path = dir.join(format!("{val_name}.arrow"));
+    let (cs, auto) = c_grid(&p.c);
     let val = if val_path.exists() {
         let val = data::read_features(&val_path)?;
         data::check_compatible(&train, &train_path, &val, &val_path)?;
-        Some(val)
-    } else if cfg.c.len() > 1 {
-        return Err(Error::NoVal { path: val_path, count: cfg.c.len() });
+        Some(Loaded { path: val_path, features: val })
     } else {
+        let needs = if p.calibrate {
+            Some("`calibrate`".to_owned())
+        } else if p.head == HeadKind::LogisticRegression && cs.len() > 1 && p.folds == 0 && !auto {
+            Some(format!("choosing C among {} values without `folds`", cs.len()))
+        } else {
+            None
+        };
+        if let Some(what) = needs {
+            return Err(Error::NoVal { path: val_path, what });
+        }
         None
     };
+    Ok((Loaded { path: train_path, features: train }, val))
+}
 
-    let (mean, scale) = if cfg.standardize {
-        let mean = train.x.mean_axis(Axis(0)).expect("train has rows");
-        let std = train.x.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
+/// Trains a head on `train`, selecting and stopping on `val` when given; writes nothing.
+pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
+    check_params(p)?;
+    let train_path = &train.path;
+    let labels = train.features.provenance.labels.clone();
+    let (mut x_train, mut y_train) = (train.features.x.view(), train.features.classes.clone());
+    let subset;
+    if p.train_fraction.is_some() || p.per_class.is_some() {
+        let rows = sample::subsample(&y_train, labels.len(), p.train_fraction, p.per_class, p.seed);
+        subset = x_train.select(Axis(0), &rows);
+        x_train = subset.view();
+        y_train = rows.iter().map(|&i| y_train[i]).collect();
+    }
+    for (class, name) in labels.iter().enumerate() {
+        if !y_train.contains(&class) {
+            return Err(Error::MissingClass { path: train_path.clone(), class: name.clone() });
+        }
+    }
+    let (cs, auto) = c_grid(&p.c);
+    let folds = if p.folds == 0 && auto { 5 } else { p.folds };
+    let (mean, scale) = if p.standardize {
+        let x64 = x_train.mapv(f64::from);
+        let mean = x64.mean_axis(Axis(0)).expect("train has rows");
+        let std = x64.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
         (Some(mean), Some(std))
     } else {
         (None, None)
     };
-    let scaled = |x: &Array2<f64>| -> Array2<f64> {
-        match (&mean, &scale) {
-            (Some(m), Some(s)) => (x - m) / s,
-            _ => x.clone(),
+    let prepare = |x: ndarray::ArrayView2<'_, f32>| -> Option<Array2<f32>> {
+        mean.as_ref().zip(scale.as_ref()).map(|(m, s)| head::standardized(x, m, s))
+    };
+    let scaled_train = prepare(x_train);
+    let x_train = scaled_train.as_ref().map_or(x_train, |x| x.view());
+    let scaled_val = val.and_then(|v| prepare(v.features.x.view()));
+    let val_split =
+        val.map(|v| (scaled_val.as_ref().map_or(v.features.x.view(), |x| x.view()), &v.features.classes[..]));
+    let weights = class_weights(&p.class_weight, &labels, &y_train)?;
+    let row_weights: Option<Vec<f64>> =
+        (p.class_weight != ClassWeight::None).then(|| y_train.iter().map(|&c| weights[c]).collect());
+
+    let mut record = head::Training {
+        config: p.clone(),
+        train_rows: y_train.len(),
+        class_weights: weights,
+        chosen_c: None,
+        selection: Vec::new(),
+        objective: Vec::new(),
+        epochs: Vec::new(),
+        best_epoch: None,
+        calibration: None,
+    };
+    let (model, hidden, activation) = match p.head {
+        HeadKind::LogisticRegression => {
+            let problem =
+                logreg::Problem { x: x_train, y: &y_train, classes: labels.len(), row_weights: row_weights.as_deref() };
+            if folds > 0 {
+                select::check_folds(train_path, &y_train, &labels, folds)?;
+            }
+            let chosen = select::choose_c(&problem, &cs, folds, val_split, p)?;
+            record.chosen_c = Some(chosen.c);
+            record.selection = chosen.candidates;
+            record.objective = chosen.outcome.trace;
+            (Model::Linear(chosen.model), Vec::new(), None)
+        }
+        HeadKind::Mlp => {
+            let settings = mlp::Training {
+                epochs: p.epochs,
+                batch_size: p.batch_size,
+                dropout: p.dropout,
+                optimizer: optim::Settings {
+                    optimizer: p.optimizer,
+                    lr: p.lr,
+                    momentum: p.momentum,
+                    weight_decay: p.weight_decay,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                },
+                schedule: p.schedule,
+                warmup_epochs: p.warmup_epochs,
+                lr_step: p.lr_step,
+                lr_gamma: p.lr_gamma,
+                clip_norm: p.clip_norm,
+                label_smoothing: p.label_smoothing,
+                patience: Some(p.patience),
+                monitor: p.monitor,
+                seed: p.seed,
+            };
+            let train_split = mlp::Split { x: x_train, y: &y_train, row_weights: row_weights.as_deref() };
+            let val_split = val_split.map(|(x, y)| mlp::Split { x, y, row_weights: None });
+            let fitted = mlp::train(
+                &train_split,
+                val_split.as_ref(),
+                labels.len(),
+                &p.hidden,
+                p.activation,
+                &settings,
+                on_epoch,
+            );
+            record.epochs = fitted.history;
+            record.best_epoch = Some(fitted.best_epoch);
+            (Model::Mlp(fitted.model), p.hidden.clone(), Some(p.activation))
         }
     };
-    let x_train = scaled(&train.x);
-    let x_val = val.as_ref().map(|v| scaled(&v.x));
-    let opts = lbfgs::Options { max_iter: cfg.max_iter, gtol: cfg.tol, ..lbfgs::Options::default() };
-    let mut best: Option<(f64, logreg::Linear, lbfgs::Outcome, f64)> = None;
-    let mut selection = Vec::new();
-    for &c in &cfg.c {
-        let (model, outcome) = logreg::fit(x_train.view(), &train.classes, labels.len(), c, opts);
-        let score = match (&x_val, &val) {
-            (Some(x), Some(v)) => Some(accuracy(&model.predict_proba(x.view()), &v.classes)),
-            _ => None,
-        };
-        tracing::info!(
-            "C={c}: {} iterations{}, loss {:.6}{}",
-            outcome.iterations,
-            if outcome.converged { "" } else { " (not converged)" },
-            outcome.value,
-            score.map_or(String::new(), |s| format!(", val accuracy {s:.4}"))
-        );
-        selection.push(Candidate {
-            c,
-            val_accuracy: score,
-            iterations: outcome.iterations,
-            converged: outcome.converged,
-            loss: outcome.value,
+    let mut temperature = 1.0;
+    if p.calibrate
+        && let Some((x, y)) = val_split
+    {
+        let z = model.logits(x);
+        temperature = calibrate::fit_temperature(z.view(), y);
+        record.calibration = Some(head::Calibration {
+            val_loss_before: calibrate::nll(z.view(), y, 1.0),
+            val_loss_after: calibrate::nll(z.view(), y, temperature),
         });
-        let s = score.unwrap_or(0.0);
-        if best.as_ref().is_none_or(|b| s > b.3) {
-            best = Some((c, model, outcome, s));
-        }
     }
-    let (chosen_c, model, outcome, _) = best.expect("at least one C");
-    let mut inputs = BTreeMap::from([(train_name.to_owned(), graft_core::hash::file(&train_path)?)]);
-    if val.is_some() {
-        inputs.insert(val_name.to_owned(), graft_core::hash::file(&val_path)?);
-    }
-    let head = Head {
+    let parameters = match &model {
+        Model::Linear(m) => m.weight.len() + m.bias.len(),
+        Model::Mlp(m) => m.parameter_count(),
+    };
+    Ok(Head {
         info: HeadInfo {
             format: head::FORMAT.into(),
             graft_version: graft_core::VERSION.into(),
             architecture: head::Architecture {
-                kind: "logistic_regression".into(),
+                kind: p.head,
                 classes: labels.len(),
-                dim: train.backbone.dim,
+                dim: train.features.backbone.dim,
+                hidden,
+                activation,
+                parameters,
             },
             labels,
-            backbone: train.backbone.clone(),
-            standardize: cfg.standardize,
-            training: head::Training {
-                config: cfg.clone(),
-                train_rows: train.ids.len(),
-                chosen_c,
-                selection,
-                history: outcome.trace,
-            },
-            inputs,
+            backbone: train.features.backbone.clone(),
+            standardize: p.standardize,
+            temperature,
+            training: record,
+            inputs: BTreeMap::new(),
         },
         model,
         mean,
         scale,
-    };
-    graft_core::atomic::commit_all(head.to_files(&cfg.out)?)?;
-    Ok(head)
+    })
 }

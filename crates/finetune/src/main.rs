@@ -1,34 +1,166 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use graft_core::cli;
+use graft_finetune::{Config, HeadConfig, HeadKind};
 
-/// Trains a logistic-regression head on backbone features, choosing C on the val split.
+/// Trains a head on backbone features: logistic regression (C chosen on val or by
+/// cross-validation) or an MLP (early stopping on val).
 ///
-/// Example:
+/// Examples:
 ///   graft-finetune --features runs/rt/features --out runs/rt/head --c 0.1,1,10
+///   graft-finetune --features runs/rt/features --out runs/rt/mlp --head mlp --hidden 512 --epochs 30
+///   graft-finetune --features runs/rt/features --out runs/rt/head --config heads/mlp.yaml
+///   graft-finetune bench --features runs/imdb/features --c 10
 #[derive(Debug, Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
-    config: graft_finetune::Config,
+    paths: Option<Paths>,
+    #[command(flatten)]
+    params: HeadConfig,
     /// Warnings and errors only.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     quiet: bool,
 }
 
+/// Where to read and write.
+#[derive(Debug, clap::Args)]
+struct Paths {
+    /// Folder of `graft-backbone` output (`train.arrow`, and `val.arrow` for model selection).
+    #[arg(long)]
+    features: PathBuf,
+    /// Output folder for `head.safetensors` and `head.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// YAML file of training keys (the options below, in snake_case); the command line wins.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Times training (reading excluded) and prints one JSON line: seconds (best of
+    /// `--repeat`), iterations or epochs, and test accuracy when `test.arrow` exists.
+    Bench {
+        #[arg(long)]
+        features: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[command(flatten)]
+        params: HeadConfig,
+    },
+}
+
 fn main() -> ExitCode {
-    let cli: Cli = cli::parse();
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(1)
+    });
     cli::init_logging(cli.quiet);
-    cli::exit(graft_finetune::run(&cli.config).map(|head| {
-        let t = &head.info.training;
+    match (cli.command, cli.paths) {
+        (Some(Command::Bench { features, repeat, params }), _) => cli::exit(bench(&features, repeat, &params)),
+        (None, Some(paths)) => {
+            let mut config = Config { features: paths.features, out: paths.out, params: cli.params };
+            if let Some(path) = paths.config {
+                let explicit: Vec<String> = matches
+                    .ids()
+                    .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                    .map(|id| id.to_string())
+                    .collect();
+                match graft_finetune::apply_config_file(&config.params, &path, &explicit) {
+                    Ok(params) => config.params = params,
+                    Err(e) => return cli::exit(Err(e)),
+                }
+            }
+            cli::exit(train(&config))
+        }
+        (None, None) => {
+            eprintln!("error: give --features and --out, or a subcommand (see --help)");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn train(config: &Config) -> graft_finetune::Result<()> {
+    let mut header = false;
+    let head = graft_finetune::run(config, |e| {
+        if !header {
+            tracing::info!("epoch  train_loss  val_loss  val_acc  lr");
+            header = true;
+        }
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
         tracing::info!(
-            "kept C={} ({} train rows, {} classes, dim {}); wrote {}",
-            t.chosen_c,
-            t.train_rows,
-            head.info.architecture.classes,
-            head.info.architecture.dim,
-            cli.config.out.display()
+            "{:>5}  {:>10.4}  {:>8}  {:>7}  {:.2e}",
+            e.epoch,
+            e.train_loss,
+            opt(e.val_loss),
+            opt(e.val_accuracy),
+            e.lr
         );
-    }))
+    })?;
+    let t = &head.info.training;
+    let chosen = match head.info.architecture.kind {
+        HeadKind::LogisticRegression => format!("C={}", t.chosen_c.unwrap_or(f64::NAN)),
+        HeadKind::Mlp => format!("epoch {} of {}", t.best_epoch.unwrap_or(0), t.epochs.len()),
+    };
+    let calibrated = t.calibration.as_ref().map_or(String::new(), |c| {
+        format!(
+            ", temperature {:.3} (val loss {:.4} -> {:.4})",
+            head.info.temperature, c.val_loss_before, c.val_loss_after
+        )
+    });
+    tracing::info!(
+        "kept {chosen} ({} train rows, {} classes, dim {}){calibrated}; wrote {}",
+        t.train_rows,
+        head.info.architecture.classes,
+        head.info.architecture.dim,
+        config.out.display()
+    );
+    Ok(())
+}
+
+fn bench(features: &std::path::Path, repeat: usize, params: &HeadConfig) -> graft_finetune::Result<()> {
+    let (train, val) = graft_finetune::read_splits(features, params)?;
+    let test_path = features.join("test.arrow");
+    let test = test_path.exists().then(|| graft_finetune::data::read_features(&test_path)).transpose()?;
+    let mut best = f64::INFINITY;
+    let mut head = None;
+    for _ in 0..repeat.max(1) {
+        let started = Instant::now();
+        let fitted = graft_finetune::fit(params, &train, val.as_ref(), |_| {})?;
+        best = best.min(started.elapsed().as_secs_f64());
+        head = Some(fitted);
+    }
+    let head = head.expect("at least one run");
+    let t = &head.info.training;
+    let steps = match head.info.architecture.kind {
+        HeadKind::LogisticRegression => t.selection.iter().filter_map(|c| c.fit.as_ref()).map(|f| f.iterations).sum(),
+        HeadKind::Mlp => t.epochs.len(),
+    };
+    let accuracy = test.map(|t| graft_finetune::accuracy(&head.predict_proba(t.x.view()), &t.classes));
+    let line = serde_json::json!({
+        "head": head.info.architecture.kind,
+        "rows": t.train_rows,
+        "dim": head.info.architecture.dim,
+        "threads": rayon::current_num_threads(),
+        "seconds": best,
+        "steps": steps,
+        "chosen_c": t.chosen_c,
+        "test_accuracy": accuracy,
+    });
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{line}");
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! Runs a pipeline's stages in order as child processes, skipping those whose
-//! fingerprint (binary version, arguments, input contents) matches the lock file.
+//! fingerprint (binary version and contents, arguments, input contents) matches the lock file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +115,8 @@ fn fingerprint(name: &str, stage: &Stage, program: &Path, argv: &[String], root:
     let mut hasher = blake3::Hasher::new();
     hasher.update(stage.cmd.as_bytes());
     hasher.update(binary_version(name, program)?.as_bytes());
+    // The binary's contents too: a rebuilt stage (same version, changed code) reruns.
+    hasher.update(graft_core::hash::file(program)?.as_bytes());
     for a in argv {
         hasher.update(a.as_bytes());
         hasher.update(&[0]);
