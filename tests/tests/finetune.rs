@@ -242,3 +242,67 @@ mod bad_input {
         assert!(err.contains("fewer than the 40 folds"), "{err}");
     }
 }
+
+#[test]
+fn mteb_protocol_draws_k_per_class_and_reports_mean_and_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (feats, out) = (dir.path().join("features"), dir.path().join("mteb"));
+    let run = |seed: &str| {
+        ok(
+            "graft-evaluate",
+            &[
+                "mteb",
+                "--features",
+                s(&feats),
+                "--per-class",
+                "4",
+                "--experiments",
+                "5",
+                "--seed",
+                seed,
+                "--out",
+                s(&out),
+            ],
+        );
+        serde_json::from_slice::<Value>(&std::fs::read(out.join("mteb.json")).unwrap()).unwrap()
+    };
+    let a = run("1");
+    let runs = a["scores_per_experiment"].as_array().unwrap();
+    assert_eq!(runs.len(), 5);
+    let acc: Vec<f64> = runs.iter().map(|r| r["accuracy"].as_f64().unwrap()).collect();
+    let mean = acc.iter().sum::<f64>() / 5.0;
+    let std = (acc.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 5.0).sqrt();
+    assert!((a["mean"]["accuracy"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!((a["std"]["accuracy"].as_f64().unwrap() - std).abs() < 1e-12);
+    assert!(runs.iter().all(|r| r["ap"].is_f64()), "binary labels report ap");
+    assert_eq!(a, run("1"));
+    assert_ne!(a["scores_per_experiment"], run("2")["scores_per_experiment"]);
+    let err = user_error("graft-evaluate", &["mteb", "--features", s(&feats), "--per-class", "0"]);
+    assert!(err.contains("per_class"), "{err}");
+}
+
+#[test]
+fn learning_curve_points_equal_separately_trained_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (feats, out, head, eval) =
+        (dir.path().join("features"), dir.path().join("curve"), dir.path().join("head"), dir.path().join("eval"));
+    ok(
+        "graft-finetune",
+        &["curve", "--features", s(&feats), "--sizes", "2,8", "--repeats", "2", "--c", "1", "--out", s(&out), "-q"],
+    );
+    let curve: Value = serde_json::from_slice(&std::fs::read(out.join("curve.json")).unwrap()).unwrap();
+    let points = curve["points"].as_array().unwrap();
+    assert_eq!(points.iter().map(|p| p["train_rows"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 16]);
+    // The second repeat of 8 per class is seed 1: train that head on its own and evaluate it.
+    ok(
+        "graft-finetune",
+        &["--features", s(&feats), "--out", s(&head), "--per-class", "8", "--seed", "1", "--c", "1", "-q"],
+    );
+    ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
+    let metrics: Value = serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
+    let accuracies = points[1]["accuracies"].as_array().unwrap();
+    assert_eq!(accuracies.len(), 2);
+    assert!((accuracies[1].as_f64().unwrap() - metrics["metrics"]["accuracy"].as_f64().unwrap()).abs() < 1e-12);
+}

@@ -1,6 +1,7 @@
 //! `graft-evaluate`: a trained head on one split's features -> predictions and metrics.
 
 pub mod metrics;
+pub mod mteb;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub enum Error {
     LabelMismatch { features: PathBuf, head: PathBuf, found: Vec<String>, expected: Vec<String> },
     #[error("`{}` has no split `{split}`", dir.display())]
     NoSplit { dir: PathBuf, split: String },
+    #[error("mteb: {0}")]
+    BadProtocol(String),
     #[error("cannot read metrics `{}`", path.display())]
     Metrics {
         path: PathBuf,

@@ -11,6 +11,7 @@ use graft_core::cli;
 /// Examples:
 ///   graft-evaluate --head runs/rt/head --features runs/rt/features --out runs/rt/eval
 ///   graft-evaluate show runs/rt/eval
+///   graft-evaluate mteb --features runs/rt/features --per-class 8 --experiments 10
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Prints the table of an earlier evaluation (its folder or metrics.json).
     Show { metrics: PathBuf },
+    /// MTEB's classification protocol (K labelled rows per class, n draws, logistic
+    /// regression, test split): mean and spread, comparable with published MTEB scores.
+    Mteb(graft_evaluate::mteb::Protocol),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,11 @@ fn main() -> ExitCode {
     cli::init_logging(cli.quiet);
     let report = match (cli.command, cli.config) {
         (Some(Command::Show { metrics }), _) => graft_evaluate::load_report(&metrics),
+        (Some(Command::Mteb(protocol)), _) => {
+            return cli::exit(graft_evaluate::mteb::run(&protocol).map(|r| {
+                let _ = std::io::stdout().write_all(graft_evaluate::mteb::render(&r).as_bytes());
+            }));
+        }
         (None, Some(config)) => graft_evaluate::run(&config),
         (None, None) => {
             eprintln!("error: give --head, --features and --out, or a subcommand (see --help)");

@@ -2,6 +2,7 @@
 
 pub mod calibrate;
 mod config;
+pub mod curve;
 pub mod data;
 mod error;
 pub mod head;

@@ -5,6 +5,7 @@ use std::time::Instant;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use graft_core::cli;
+use graft_finetune::curve::Size;
 use graft_finetune::{Config, HeadConfig, HeadKind};
 
 /// Trains a head on backbone features: logistic regression (C chosen on val or by
@@ -45,6 +46,23 @@ struct Paths {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Learning curve: test accuracy against labelled rows per class (`--sizes 8,32,128`)
+    /// or train fractions (`--fractions 0.01,0.1,1`), each trained `--repeats` times on
+    /// seeded subsets; prints a table and writes `curve.json` with `--out`.
+    Curve {
+        #[arg(long)]
+        features: PathBuf,
+        #[arg(long, value_delimiter = ',', conflicts_with = "fractions")]
+        sizes: Vec<usize>,
+        #[arg(long, value_delimiter = ',')]
+        fractions: Vec<f64>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        params: HeadConfig,
+    },
     /// Times training (reading excluded) and prints one JSON line: seconds (best of
     /// `--repeat`), iterations or epochs, and test accuracy when `test.arrow` exists.
     Bench {
@@ -69,6 +87,14 @@ fn main() -> ExitCode {
     cli::init_logging(cli.quiet);
     match (cli.command, cli.paths) {
         (Some(Command::Bench { features, repeat, params }), _) => cli::exit(bench(&features, repeat, &params)),
+        (Some(Command::Curve { features, sizes, fractions, repeats, out, params }), _) => {
+            let sizes: Vec<Size> = if fractions.is_empty() {
+                sizes.into_iter().map(Size::PerClass).collect()
+            } else {
+                fractions.into_iter().map(Size::Fraction).collect()
+            };
+            cli::exit(curve(&features, &sizes, repeats, out.as_deref(), &params))
+        }
         (None, Some(paths)) => {
             let mut config = Config { features: paths.features, out: paths.out, params: cli.params };
             if let Some(path) = paths.config {
@@ -161,6 +187,33 @@ fn bench(features: &std::path::Path, repeat: usize, params: &HeadConfig) -> graf
     #[allow(clippy::print_stdout)]
     {
         println!("{line}");
+    }
+    Ok(())
+}
+
+fn curve(
+    features: &std::path::Path,
+    sizes: &[Size],
+    repeats: usize,
+    out: Option<&std::path::Path>,
+    params: &HeadConfig,
+) -> graft_finetune::Result<()> {
+    let curve = graft_finetune::curve::learning_curve(features, sizes, repeats, params)?;
+    if let Some(dir) = out {
+        graft_finetune::curve::write(dir, &curve)?;
+    }
+    let mut table =
+        format!("{:>14}  {:>10}  {} accuracy (mean ± std over {repeats})\n", "size", "train rows", curve.split);
+    for p in &curve.points {
+        let size = match p.size {
+            Size::PerClass(k) => format!("{k} per class"),
+            Size::Fraction(f) => format!("{f} of train"),
+        };
+        table.push_str(&format!("{size:>14}  {:>10}  {:.4} ± {:.4}\n", p.train_rows, p.accuracy_mean, p.accuracy_std));
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{table}");
     }
     Ok(())
 }

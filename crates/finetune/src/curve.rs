@@ -1,0 +1,85 @@
+//! Learning curves: test accuracy against the number of labelled train rows, each size
+//! trained `repeats` times on different seeded subsets with the same head config.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::HeadConfig;
+use crate::error::{Error, Result};
+
+pub const FILE: &str = "curve.json";
+
+/// How many labelled rows a point uses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Size {
+    PerClass(usize),
+    Fraction(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    pub size: Size,
+    /// Train rows used (the same for every repeat).
+    pub train_rows: usize,
+    pub accuracy_mean: f64,
+    /// Population standard deviation over repeats.
+    pub accuracy_std: f64,
+    pub accuracies: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Curve {
+    pub format: String,
+    /// The split accuracy is measured on.
+    pub split: String,
+    pub config: HeadConfig,
+    pub repeats: usize,
+    pub points: Vec<Point>,
+}
+
+/// Trains a head for every size and repeat (seed `params.seed + repeat`) and scores it on
+/// `test.arrow` (or `val.arrow` when there is no test split).
+pub fn learning_curve(features: &Path, sizes: &[Size], repeats: usize, params: &HeadConfig) -> Result<Curve> {
+    if sizes.is_empty() || repeats == 0 {
+        return Err(Error::BadParam { key: "sizes", message: "give at least one size and one repeat".into() });
+    }
+    let (train, val) = crate::read_splits(features, params)?;
+    let (split, scored) = match features.join("test.arrow") {
+        p if p.exists() => ("test", crate::data::read_features(&p)?),
+        _ => ("val", crate::data::read_features(&features.join("val.arrow"))?),
+    };
+    let mut points = Vec::new();
+    for &size in sizes {
+        let mut accuracies = Vec::new();
+        let mut train_rows = 0;
+        for r in 0..repeats {
+            let mut p = params.clone();
+            p.seed = params.seed + r as u64;
+            (p.per_class, p.train_fraction) = match size {
+                Size::PerClass(k) => (Some(k), None),
+                Size::Fraction(f) => (None, Some(f)),
+            };
+            let head = crate::fit(&p, &train, val.as_ref(), |_| {})?;
+            train_rows = head.info.training.train_rows;
+            accuracies.push(crate::accuracy(&head.logits(scored.x.view()), &scored.classes));
+        }
+        let mean = accuracies.iter().sum::<f64>() / repeats as f64;
+        let std = (accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / repeats as f64).sqrt();
+        tracing::info!("{size:?}: {train_rows} rows, accuracy {mean:.4} ± {std:.4}");
+        points.push(Point { size, train_rows, accuracy_mean: mean, accuracy_std: std, accuracies });
+    }
+    Ok(Curve { format: "graft-curve/1".into(), split: split.into(), config: params.clone(), repeats, points })
+}
+
+/// Writes `curve.json` into `dir` atomically.
+pub fn write(dir: &Path, curve: &Curve) -> Result<()> {
+    let mut json =
+        serde_json::to_vec_pretty(curve).map_err(|source| graft_core::Error::Json { what: "curve", source })?;
+    json.push(b'\n');
+    graft_core::atomic::commit_all(vec![graft_core::atomic::pending_bytes(&dir.join(FILE), &json)?])?;
+    Ok(())
+}
