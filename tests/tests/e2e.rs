@@ -83,6 +83,31 @@ fn cuda_is_never_a_silent_fallback() {
 }
 
 #[test]
+fn more_shards_than_rows_give_empty_shards_that_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (spec, data) = (fixture("tiny/tiny.yaml"), dir.path().join("data"));
+    // val and test have 8 rows: shards 8 and 9 of 10 are empty there.
+    let shard_dirs: Vec<_> = (0..10).map(|i| dir.path().join(format!("shard{i}"))).collect();
+    for (i, out) in shard_dirs.iter().enumerate() {
+        let shard = format!("{i}/10");
+        ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(out), "--shard", &shard, "-q"]);
+    }
+    let (prov, rows) = read_features(&shard_dirs[9].join("val.arrow"));
+    assert_eq!((prov.rows, rows.len()), (0, 0));
+    assert_eq!(prov.backbone.unwrap().dim, 16);
+    let merged = dir.path().join("merged");
+    let mut args = vec!["merge", "--out", s(&merged), "-q"];
+    args.extend(shard_dirs.iter().map(|d| s(d)));
+    ok("graft-backbone", &args);
+    for split in ["train", "val", "test"] {
+        let (_, whole) = read_features(&dir.path().join(format!("features/{split}.arrow")));
+        let (_, rows) = read_features(&merged.join(format!("{split}.arrow")));
+        assert_eq!(rows.keys().collect::<Vec<_>>(), whole.keys().collect::<Vec<_>>(), "{split}");
+    }
+}
+
+#[test]
 fn merged_shards_equal_the_unsharded_run() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &[]);
@@ -423,6 +448,34 @@ mod bad_input {
         let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&other), "--out", s(&out)]);
         assert!(
             err.contains("other/test.arrow") && err.contains("pooling cls") && err.contains("pooling mean"),
+            "{err}"
+        );
+        assert!(files_in(&out).is_empty());
+    }
+
+    #[test]
+    fn row_longer_than_the_spec_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, spec) = (dir.path().join("data"), fixture("tiny/tiny.yaml"));
+        // Tokens up to 40 long from a spec that accepts 12.
+        ok(
+            "graft-preprocess",
+            &[
+                "--input",
+                s(&fixture("tiny/reviews.csv")),
+                "--spec",
+                s(&spec),
+                "--out",
+                s(&data),
+                "--max-length",
+                "40",
+                "-q",
+            ],
+        );
+        let out = dir.path().join("features");
+        let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)]);
+        assert!(
+            err.contains("train.arrow") && err.contains("tokens; spec") && err.contains("accepts at most 12"),
             "{err}"
         );
         assert!(files_in(&out).is_empty());

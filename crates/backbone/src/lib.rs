@@ -101,8 +101,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         }
         prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
+        let max_tokens = (spec.text().max_length, cfg.spec.as_path());
         let (done, written) =
-            embed_split(&mut reader, &mut embedder, limits, &dest, &mut prov, &mut backbone, progress)?;
+            embed_split(&mut reader, &mut embedder, limits, max_tokens, &dest, &mut prov, &mut backbone, progress)?;
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
@@ -113,10 +114,14 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
 }
 
 /// Embeds one split file, batch by batch; returns (rows, tokens) and the pending output.
+/// `max_tokens` is the spec's `text.max_length` and the spec's path: longer rows are refused
+/// before the model sees them.
+#[allow(clippy::too_many_arguments)]
 fn embed_split(
     reader: &mut ArtifactReader,
     embedder: &mut Embedder,
     limits: batching::Limits,
+    max_tokens: (usize, &Path),
     dest: &Path,
     prov: &mut Provenance,
     backbone: &mut BackboneId,
@@ -132,6 +137,9 @@ fn embed_split(
             Some(shard) => take_shard(&batch, first, shard, &path)?,
             None => batch,
         };
+        if batch.num_rows() == 0 {
+            continue;
+        }
         let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
         let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
         let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
@@ -145,6 +153,16 @@ fn embed_split(
             (0..lists.len()).map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize]).collect();
         if let Some(i) = rows.iter().position(|r| r.is_empty()) {
             return Err(Error::BadRow { path, row: rows_done + i as u64, message: "no tokens".into() });
+        }
+        if let Some(i) = rows.iter().position(|r| r.len() > max_tokens.0) {
+            let message = format!(
+                "(id `{}`) has {} tokens; spec `{}` accepts at most {} (`text.max_length`)",
+                ids.value(i),
+                rows[i].len(),
+                max_tokens.1.display(),
+                max_tokens.0
+            );
+            return Err(Error::BadRow { path, row: rows_done + i as u64, message });
         }
         // Batches of similar length waste less compute on padding; results go back in input order.
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
@@ -188,8 +206,24 @@ fn embed_split(
         writer.write(&out)?;
         rows_done += rows.len() as u64;
     }
-    let writer =
-        writer.ok_or_else(|| Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() })?;
+    let writer = match writer {
+        Some(w) => w,
+        // A shard of a split with fewer rows than shards is empty but valid: its file needs
+        // the feature width, which one embedded token gives.
+        None if prov.shard.is_some() => {
+            let (_, dim) =
+                embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
+            prov.backbone = Some(BackboneId { dim, ..backbone.clone() });
+            backbone.dim = dim;
+            let schema = prov.attach(vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("label", DataType::Utf8, false),
+                Field::new("features", features_type(dim as i32), false),
+            ])?;
+            ArtifactWriter::create(dest, &schema)?
+        }
+        None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
+    };
     Ok(((rows_done, tokens), writer.finish()?))
 }
 
