@@ -222,6 +222,7 @@ def write_sklearn():
         }
     (SKLEARN / "metrics.json").write_text(json.dumps(metrics) + "\n")
     write_sklearn_scores()
+    write_mcnemar()
 
 
 def ece(truth, proba, bins=15):
@@ -230,6 +231,15 @@ def ece(truth, proba, bins=15):
     correct = proba.argmax(1) == truth
     b = np.clip(np.ceil(conf * bins).astype(int), 1, bins) - 1
     return float(sum(abs(correct[b == i].sum() - conf[b == i].sum()) for i in range(bins)) / len(truth))
+
+
+def write_mcnemar():
+    """McNemar's exact test: scipy's two-sided binomial test on the discordant pairs."""
+    from scipy.stats import binomtest
+
+    cases = [(0, 0), (0, 5), (3, 3), (10, 25), (25, 10), (40, 60), (120, 95), (900, 1000), (1, 300)]
+    rows = [[b, c, 1.0 if b + c == 0 else float(binomtest(min(b, c), b + c, 0.5).pvalue)] for b, c in cases]
+    (SKLEARN / "mcnemar.json").write_text(json.dumps(rows) + "\n")
 
 
 def write_sklearn_scores():
@@ -305,4 +315,4 @@ if __name__ == "__main__":
     if "--sklearn-only" not in sys.argv:
         write_tiny()
     write_sklearn()
-    print(f"wrote {TINY} and {SKLEARN}")
+    print(f"wrote {SKLEARN}" if "--sklearn-only" in sys.argv else f"wrote {TINY} and {SKLEARN}")

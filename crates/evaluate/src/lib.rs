@@ -1,8 +1,10 @@
 //! `graft-evaluate`: a trained head on one split's features -> predictions and metrics.
 
+pub mod compare;
 pub mod metrics;
 pub mod mteb;
 mod table;
+pub mod uncertainty;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +38,18 @@ pub struct Config {
     /// Output folder for `metrics.json` and `predictions.arrow`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Bootstrap resamples for the 95% intervals of accuracy and macro F1 (0: none).
+    #[arg(long, default_value_t = 1000)]
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_bootstrap() -> usize {
+    1000
 }
 
 fn default_split() -> String {
@@ -49,10 +63,23 @@ pub struct Report {
     pub format: String,
     pub split: String,
     pub metrics: Classification,
+    /// 95% percentile-bootstrap intervals of the headline metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
     /// Metrics of the predicted probabilities.
     pub probabilities: Probabilistic,
     pub backbone: BackboneId,
     pub head: HeadSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intervals {
+    pub resamples: usize,
+    pub seed: u64,
+    pub confidence: f64,
+    pub accuracy: uncertainty::Interval,
+    pub macro_f1: uncertainty::Interval,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +104,8 @@ pub enum Error {
     LabelMismatch { features: PathBuf, head: PathBuf, found: Vec<String>, expected: Vec<String> },
     #[error("`{}` has no split `{split}`", dir.display())]
     NoSplit { dir: PathBuf, split: String },
+    #[error("`{}` and `{}` are not predictions on the same rows: {message}", a.display(), b.display())]
+    NotComparable { a: PathBuf, b: PathBuf, message: String },
     #[error("mteb: {0}")]
     BadProtocol(String),
     #[error("cannot read metrics `{}`", path.display())]
@@ -126,6 +155,24 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let pred: Vec<usize> = proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
     let labels = &head.info.labels;
     let metrics = metrics::classification(&feats.classes, &pred, labels);
+    let intervals = (cfg.bootstrap > 0 && !pred.is_empty()).then(|| {
+        let n = pred.len();
+        let resample =
+            |rows: &[usize]| -> (Vec<usize>, Vec<usize>) { rows.iter().map(|&r| (feats.classes[r], pred[r])).unzip() };
+        let interval = |stat: fn(&Classification) -> f64| {
+            uncertainty::bootstrap(n, cfg.bootstrap, 0.95, cfg.seed, |rows| {
+                let (t, p) = resample(rows);
+                stat(&metrics::classification(&t, &p, labels))
+            })
+        };
+        Intervals {
+            resamples: cfg.bootstrap,
+            seed: cfg.seed,
+            confidence: 0.95,
+            accuracy: interval(|m| m.accuracy),
+            macro_f1: interval(|m| m.macro_f1),
+        }
+    });
     let rows: Vec<Vec<f64>> = proba.rows().into_iter().map(|r| r.to_vec()).collect();
     let probabilities = metrics::probabilistic(&feats.classes, &rows);
 
@@ -170,6 +217,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         format: "graft-metrics/1".into(),
         split: cfg.split.clone(),
         metrics,
+        intervals,
         probabilities,
         backbone: feats.backbone,
         head: HeadSummary {

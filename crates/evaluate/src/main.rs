@@ -11,6 +11,7 @@ use graft_core::cli;
 /// Examples:
 ///   graft-evaluate --head runs/rt/head --features runs/rt/features --out runs/rt/eval
 ///   graft-evaluate show runs/rt/eval
+///   graft-evaluate compare runs/a/eval runs/b/eval
 ///   graft-evaluate mteb --features runs/rt/features --per-class 8 --experiments 10
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
@@ -28,6 +29,16 @@ struct Cli {
 enum Command {
     /// Prints the table of an earlier evaluation (its folder or metrics.json).
     Show { metrics: PathBuf },
+    /// Compares two prediction files (or eval folders) on the same rows: accuracies, a
+    /// paired-bootstrap interval of the difference, McNemar's exact test.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        bootstrap: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// MTEB's classification protocol (K labelled rows per class, n draws, logistic
     /// regression, test split): mean and spread, comparable with published MTEB scores.
     Mteb(graft_evaluate::mteb::Protocol),
@@ -38,6 +49,11 @@ fn main() -> ExitCode {
     cli::init_logging(cli.quiet);
     let report = match (cli.command, cli.config) {
         (Some(Command::Show { metrics }), _) => graft_evaluate::load_report(&metrics),
+        (Some(Command::Compare { a, b, bootstrap, seed }), _) => {
+            return cli::exit(graft_evaluate::compare::compare(&a, &b, bootstrap, seed).map(|c| {
+                let _ = std::io::stdout().write_all(graft_evaluate::compare::render(&c).as_bytes());
+            }));
+        }
         (Some(Command::Mteb(protocol)), _) => {
             return cli::exit(graft_evaluate::mteb::run(&protocol).map(|r| {
                 let _ = std::io::stdout().write_all(graft_evaluate::mteb::render(&r).as_bytes());

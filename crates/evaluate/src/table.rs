@@ -19,8 +19,14 @@ pub fn render(report: &Report) -> String {
         report.backbone.pooling,
         report.backbone.dim
     );
-    let _ = writeln!(s, "accuracy  {:.4}", m.accuracy);
-    let _ = writeln!(s, "macro F1  {:.4}", m.macro_f1);
+    let ci = |f: fn(&crate::Intervals) -> crate::uncertainty::Interval| {
+        report.intervals.as_ref().map_or(String::new(), |i| {
+            let v = f(i);
+            format!("  [{:.4}, {:.4}] ({:.0}% bootstrap)", v.low, v.high, 100.0 * i.confidence)
+        })
+    };
+    let _ = writeln!(s, "accuracy  {:.4}{}", m.accuracy, ci(|i| i.accuracy));
+    let _ = writeln!(s, "macro F1  {:.4}{}", m.macro_f1, ci(|i| i.macro_f1));
     let p = &report.probabilities;
     let defined = |v: Option<f64>| v.map_or("undefined".to_owned(), |v| format!("{v:.4}"));
     let _ = writeln!(
