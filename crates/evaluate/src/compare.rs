@@ -33,7 +33,7 @@ fn read(path: &Path) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
     let mut reader = ArtifactReader::open(&path)?;
     let (mut ids, mut truth, mut pred) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(batch) = reader.next_batch()? {
-        let get = |name| column::<StringArray>(&batch, name, &path, "utf8").map(|c| c.clone());
+        let get = |name| column::<StringArray>(&batch, name, &path, "utf8").cloned();
         let (i, t, p) = (get("id")?, get("label")?, get("pred")?);
         ids.extend(i.iter().map(|v| v.unwrap_or_default().to_owned()));
         truth.extend(t.iter().map(|v| v.unwrap_or_default().to_owned()));
