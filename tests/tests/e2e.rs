@@ -298,6 +298,29 @@ fn pipeline_runs_every_stage_then_skips_what_has_not_changed() {
 }
 
 #[test]
+fn run_selects_stages_with_until_from_and_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pipeline = tiny_pipeline(root);
+    let graft = |args: &[&str]| {
+        let mut all = vec!["run", s(&pipeline)];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&ok("graft", &all).stderr).into_owned()
+    };
+    let log = graft(&["--until", "backbone"]);
+    assert!(log.contains("2 stages: 2 ran"), "{log}");
+    assert!(root.join("run/features/train.arrow").is_file() && !root.join("run/head").exists());
+    let log = graft(&["--from", "finetune"]);
+    assert!(log.contains("2 stages: 2 ran"), "{log}");
+    assert!(root.join("run/eval/metrics.json").is_file());
+    // -q quiets the stages too; only the runner's summary is missing at warn level.
+    let log = graft(&["--only", "evaluate", "--force", "-q"]);
+    assert!(!log.contains("INFO"), "{log}");
+    let err = user_error("graft", &["run", s(&pipeline), "--only", "train"]);
+    assert!(err.contains("p.yaml") && err.contains("no stage `train`") && err.contains("finetune"), "{err}");
+}
+
+#[test]
 fn exported_makefile_and_script_reproduce_graft_run() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

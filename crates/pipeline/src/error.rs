@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("`{}` has no stage `{stage}`; its stages are {known:?}", path.display())]
+    UnknownStage { path: PathBuf, stage: String, known: Vec<String> },
     #[error("cannot read `{}`", path.display())]
     Read {
         path: PathBuf,

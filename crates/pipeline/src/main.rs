@@ -51,13 +51,16 @@ fn main() -> ExitCode {
     let cli: Cli = cli::parse();
     cli::init_logging(cli.quiet);
     match cli.command {
-        Command::Run { pipeline, options } => cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
-            let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
-            if !options.dry_run {
-                let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
-                tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
-            }
-        })),
+        Command::Run { pipeline, mut options } => {
+            options.quiet = cli.quiet;
+            cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
+                let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
+                if !options.dry_run {
+                    let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
+                    tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
+                }
+            }))
+        }
         Command::Export { format, pipeline } => print(graft_pipeline::export::export(&pipeline, format)),
         Command::Dag { format, pipeline } => print(graft_pipeline::export::dag(&pipeline, format)),
     }

@@ -21,6 +21,68 @@ pub struct RunOptions {
     /// Print the commands that would run, run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only these stages (repeatable); their inputs must already exist.
+    #[arg(long, value_name = "STAGE")]
+    pub only: Vec<String>,
+    /// This stage and every stage downstream of it.
+    #[arg(long, value_name = "STAGE")]
+    pub from: Option<String>,
+    /// This stage and every stage upstream of it.
+    #[arg(long, value_name = "STAGE")]
+    pub until: Option<String>,
+    /// Stages log warnings and errors only (set by `graft -q`).
+    #[arg(skip)]
+    pub quiet: bool,
+}
+
+/// The stages `opts` selects, in run order; an unknown stage name is an error.
+fn select(
+    pipeline_path: &Path,
+    pipeline: &definition::Pipeline,
+    order: Vec<String>,
+    opts: &RunOptions,
+) -> Result<Vec<String>> {
+    let up = definition::upstream(pipeline).expect("validated by load");
+    let known = |name: &String| -> Result<()> {
+        if pipeline.stages.contains_key(name) {
+            Ok(())
+        } else {
+            Err(Error::UnknownStage {
+                path: pipeline_path.to_owned(),
+                stage: name.clone(),
+                known: pipeline.stages.keys().cloned().collect(),
+            })
+        }
+    };
+    // Closure of `start` along `next` (upstream or downstream edges).
+    let reach = |start: &str, downstream: bool| -> std::collections::BTreeSet<String> {
+        let mut seen = std::collections::BTreeSet::from([start.to_owned()]);
+        let mut stack = vec![start.to_owned()];
+        while let Some(n) = stack.pop() {
+            let next: Vec<&str> = if downstream {
+                up.iter().filter(|(_, ups)| ups.contains(&n.as_str())).map(|(name, _)| *name).collect()
+            } else {
+                up.get(n.as_str()).cloned().unwrap_or_default()
+            };
+            for m in next {
+                if seen.insert(m.to_owned()) {
+                    stack.push(m.to_owned());
+                }
+            }
+        }
+        seen
+    };
+    for name in opts.only.iter().chain(&opts.from).chain(&opts.until) {
+        known(name)?;
+    }
+    let from = opts.from.as_deref().map(|f| reach(f, true));
+    let until = opts.until.as_deref().map(|u| reach(u, false));
+    Ok(order
+        .into_iter()
+        .filter(|n| opts.only.is_empty() || opts.only.contains(n))
+        .filter(|n| from.as_ref().is_none_or(|s| s.contains(n)))
+        .filter(|n| until.as_ref().is_none_or(|s| s.contains(n)))
+        .collect())
 }
 
 /// `<pipeline>.lock`: what each stage last ran with and wrote.
@@ -60,6 +122,7 @@ pub fn resolve_program(cmd: &str) -> PathBuf {
 
 pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outcome)>> {
     let (pipeline, order) = definition::load(pipeline_path)?;
+    let order = select(pipeline_path, &pipeline, order, opts)?;
     let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let lock_file = lock_path(pipeline_path);
     let mut lock = read_lock(&lock_file)?;
@@ -86,7 +149,12 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outco
             continue;
         }
         tracing::info!("stage `{name}`: {} {}", stage.cmd, argv.join(" "));
-        let status = Command::new(&program).args(&argv).current_dir(root).status().map_err(|source| Error::Spawn {
+        let mut command = Command::new(&program);
+        command.args(&argv).current_dir(root);
+        if opts.quiet && std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        let status = command.status().map_err(|source| Error::Spawn {
             stage: name.clone(),
             program: program.clone(),
             source,
