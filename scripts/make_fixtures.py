@@ -171,6 +171,23 @@ def logreg_case(x, y, x_test, y_test, classes, c, class_weight):
     }
 
 
+def ridge_case(rng):
+    from sklearn.linear_model import Ridge
+
+    n, d, alpha = 150, 6, 3.0
+    x = as_f32(rng.normal(0, 1.0, (n, d)) + rng.normal(0, 2.0, d))
+    y = x @ rng.normal(0, 1.0, d) + 4.0 + rng.normal(0, 0.5, n)
+    model = Ridge(alpha=alpha).fit(x, y)
+    return {
+        "alpha": alpha,
+        "x": x.tolist(),
+        "y": y.tolist(),
+        "coef": model.coef_.tolist(),
+        "intercept": float(model.intercept_),
+        "pred": model.predict(x).tolist(),
+    }
+
+
 def write_sklearn():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -199,6 +216,7 @@ def write_sklearn():
         y_test = weighted.choice(classes, size=200, p=prior)
         x_test = as_f32(centres[y_test] + weighted.normal(0, 1.0, (200, d)))
         cases[name] = logreg_case(x, y, x_test, y_test, classes, c, weights)
+    cases["ridge"] = ridge_case(np.random.default_rng(13))
     (SKLEARN / "logreg.json").write_text(json.dumps(cases) + "\n")
 
     metrics = {}

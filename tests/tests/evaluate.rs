@@ -27,7 +27,7 @@ fn intervals_bracket_accuracy_and_compare_counts_discordant_rows() {
         );
     }
     let m = metrics(&d("eval_lr"));
-    let (acc, ci) = (m["metrics"]["accuracy"].as_f64().unwrap(), &m["intervals"]["accuracy"]);
+    let (acc, ci) = (m["metrics"]["accuracy"].as_f64().unwrap(), &m["intervals"]["metrics"]["accuracy"]);
     let (low, high) = (ci["low"].as_f64().unwrap(), ci["high"].as_f64().unwrap());
     assert!(low <= acc && acc <= high && low < high, "{acc} not in [{low}, {high}]");
     assert_eq!(m["intervals"], metrics(&d("eval_lr"))["intervals"], "seeded");

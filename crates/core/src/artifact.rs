@@ -28,7 +28,11 @@ pub const SPLITS: [&str; 3] = ["train", "val", "test"];
 pub struct Provenance {
     pub stage: String,
     pub graft_version: String,
-    /// Label vocabulary in its stable order; a label's index is its class id.
+    /// What the `label` column holds: a class name, or a number for regression.
+    #[serde(default, skip_serializing_if = "Task::is_classification")]
+    pub task: Task,
+    /// Label vocabulary in its stable order; a label's index is its class id. Empty for
+    /// regression.
     pub labels: Vec<String>,
     /// Rows in this file.
     pub rows: u64,
@@ -43,6 +47,23 @@ pub struct Provenance {
     /// Set when the file holds one shard of a split (`--shard I/N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+}
+
+/// The kind of target a data set has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Labels are class names.
+    #[default]
+    Classification,
+    /// Labels are real numbers, written as text.
+    Regression,
+}
+
+impl Task {
+    pub fn is_classification(&self) -> bool {
+        *self == Task::Classification
+    }
 }
 
 /// Shard `index` of `count`: the rows whose 0-based position in the split is `index` modulo `count`.
@@ -238,6 +259,7 @@ mod tests {
         Provenance {
             stage: "test".into(),
             graft_version: crate::VERSION.into(),
+            task: Task::Classification,
             labels: vec!["neg".into(), "pos".into()],
             rows: 4,
             params: serde_json::json!({"seed": 1}),

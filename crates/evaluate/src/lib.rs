@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance};
+use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance, Task};
 use graft_finetune::{Head, argmax, data};
 use serde::{Deserialize, Serialize};
 
-pub use metrics::{ClassMetrics, Classification, Probabilistic};
+pub use metrics::{ClassMetrics, Classification, Probabilistic, Regression};
 pub use table::render;
 
 pub const METRICS_FILE: &str = "metrics.json";
@@ -62,12 +62,13 @@ fn default_split() -> String {
 pub struct Report {
     pub format: String,
     pub split: String,
-    pub metrics: Classification,
+    pub metrics: Metrics,
     /// 95% percentile-bootstrap intervals of the headline metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intervals: Option<Intervals>,
-    /// Metrics of the predicted probabilities.
-    pub probabilities: Probabilistic,
+    /// Metrics of the predicted probabilities (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<Probabilistic>,
     pub backbone: BackboneId,
     pub head: HeadSummary,
 }
@@ -78,8 +79,16 @@ pub struct Intervals {
     pub resamples: usize,
     pub seed: u64,
     pub confidence: f64,
-    pub accuracy: uncertainty::Interval,
-    pub macro_f1: uncertainty::Interval,
+    /// By metric: accuracy and macro_f1, or rmse and r2.
+    pub metrics: std::collections::BTreeMap<String, uncertainty::Interval>,
+}
+
+/// Classification or regression metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Metrics {
+    Classification(Classification),
+    Regression(Regression),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +137,9 @@ impl graft_core::UserFacing for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A metric's name and how to compute it on resampled row indices.
+type NamedStatistic<'a> = (&'a str, &'a dyn Fn(&[usize]) -> f64);
+
 pub fn run(cfg: &Config) -> Result<Report> {
     let head = Head::load(&cfg.head)?;
     let path = cfg.features.join(format!("{}.arrow", cfg.split));
@@ -143,7 +155,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             expected: head.info.backbone.describe(),
         });
     }
-    if feats.provenance.labels != head.info.labels {
+    if feats.provenance.labels != head.info.labels || feats.provenance.task != head.info.task {
         return Err(Error::LabelMismatch {
             features: path,
             head: cfg.head.clone(),
@@ -151,48 +163,64 @@ pub fn run(cfg: &Config) -> Result<Report> {
             expected: head.info.labels.clone(),
         });
     }
-    let proba = head.predict_proba(feats.x.view());
-    let pred: Vec<usize> = proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
-    let labels = &head.info.labels;
-    let metrics = metrics::classification(&feats.classes, &pred, labels);
-    let intervals = (cfg.bootstrap > 0 && !pred.is_empty()).then(|| {
-        let n = pred.len();
-        let resample =
-            |rows: &[usize]| -> (Vec<usize>, Vec<usize>) { rows.iter().map(|&r| (feats.classes[r], pred[r])).unzip() };
-        let interval = |stat: fn(&Classification) -> f64| {
-            uncertainty::bootstrap(n, cfg.bootstrap, 0.95, cfg.seed, |rows| {
-                let (t, p) = resample(rows);
-                stat(&metrics::classification(&t, &p, labels))
-            })
-        };
-        Intervals {
+    let n = feats.ids.len();
+    let bootstrap = |stats: &[NamedStatistic<'_>]| -> Option<Intervals> {
+        (cfg.bootstrap > 0 && n > 0).then(|| Intervals {
             resamples: cfg.bootstrap,
             seed: cfg.seed,
             confidence: 0.95,
-            accuracy: interval(|m| m.accuracy),
-            macro_f1: interval(|m| m.macro_f1),
+            metrics: stats
+                .iter()
+                .map(|(name, f)| ((*name).to_owned(), uncertainty::bootstrap(n, cfg.bootstrap, 0.95, cfg.seed, f)))
+                .collect(),
+        })
+    };
+    let labels = &head.info.labels;
+    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(StringArray::from(feats.ids.clone())), Arc::new(StringArray::from(feats.labels.clone()))];
+    let (metrics, intervals, probabilities) = match head.info.task {
+        Task::Classification => {
+            let proba = head.predict_proba(feats.x.view());
+            let pred: Vec<usize> =
+                proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
+            let resampled = |rows: &[usize], stat: fn(&Classification) -> f64| {
+                let (t, p): (Vec<usize>, Vec<usize>) = rows.iter().map(|&r| (feats.classes[r], pred[r])).unzip();
+                stat(&metrics::classification(&t, &p, labels))
+            };
+            let intervals = bootstrap(&[
+                ("accuracy", &|rows| resampled(rows, |m| m.accuracy)),
+                ("macro_f1", &|rows| resampled(rows, |m| m.macro_f1)),
+            ]);
+            let rows: Vec<Vec<f64>> = proba.rows().into_iter().map(|r| r.to_vec()).collect();
+            fields.push(Field::new("pred", DataType::Utf8, false));
+            columns.push(Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))));
+            for (c, label) in labels.iter().enumerate() {
+                fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
+                columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
+            }
+            let m = metrics::classification(&feats.classes, &pred, labels);
+            (Metrics::Classification(m), intervals, Some(metrics::probabilistic(&feats.classes, &rows)))
         }
-    });
-    let rows: Vec<Vec<f64>> = proba.rows().into_iter().map(|r| r.to_vec()).collect();
-    let probabilities = metrics::probabilistic(&feats.classes, &rows);
-
-    let mut fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("label", DataType::Utf8, false),
-        Field::new("pred", DataType::Utf8, false),
-    ];
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(feats.ids.clone())),
-        Arc::new(StringArray::from(feats.labels.clone())),
-        Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))),
-    ];
-    for (c, label) in labels.iter().enumerate() {
-        fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
-        columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
-    }
+        Task::Regression => {
+            let pred = head.predict_values(feats.x.view());
+            let resampled = |rows: &[usize], stat: fn(&Regression) -> f64| {
+                let (t, p): (Vec<f64>, Vec<f64>) = rows.iter().map(|&r| (feats.targets[r], pred[r])).unzip();
+                stat(&metrics::regression(&t, &p))
+            };
+            let intervals =
+                bootstrap(&[("rmse", &|rows| resampled(rows, |m| m.rmse)), ("r2", &|rows| resampled(rows, |m| m.r2))]);
+            fields.push(Field::new("target", DataType::Float64, false));
+            columns.push(Arc::new(Float64Array::from(feats.targets.clone())));
+            fields.push(Field::new("pred", DataType::Float64, false));
+            columns.push(Arc::new(Float64Array::from(pred.clone())));
+            (Metrics::Regression(metrics::regression(&feats.targets, &pred)), intervals, None)
+        }
+    };
     let provenance = Provenance {
         stage: "evaluate".into(),
         graft_version: graft_core::VERSION.into(),
+        task: feats.provenance.task,
         labels: labels.clone(),
         rows: feats.ids.len() as u64,
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,

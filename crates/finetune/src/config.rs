@@ -12,8 +12,10 @@ pub enum HeadKind {
     /// L2-regularised logistic regression (L-BFGS), scikit-learn's objective.
     #[value(name = "logistic_regression", alias = "logreg")]
     LogisticRegression,
-    /// Multi-layer perceptron trained by SGD, Adam or AdamW.
+    /// Multi-layer perceptron trained by SGD, Adam or AdamW (classification or regression).
     Mlp,
+    /// Ridge regression in closed form, scikit-learn's `Ridge(alpha)` (regression).
+    Ridge,
 }
 
 impl std::fmt::Display for HeadKind {
@@ -21,8 +23,16 @@ impl std::fmt::Display for HeadKind {
         f.write_str(match self {
             HeadKind::LogisticRegression => "logistic_regression",
             HeadKind::Mlp => "mlp",
+            HeadKind::Ridge => "ridge",
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegressionLoss {
+    Mse,
+    Huber,
 }
 
 /// One entry of the C grid: a number, or `auto`: ten values from 1e-4 to 1e4 (as
@@ -142,6 +152,19 @@ pub struct HeadConfig {
     /// Logistic regression: stop when no gradient component exceeds this.
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
+
+    /// Ridge: L2 strength(s), as scikit-learn's `alpha`; with several, the lowest val MSE wins.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,1,10")]
+    pub alpha: Vec<f64>,
+    /// MLP regression: loss on the (standardised) target.
+    #[arg(long, value_enum, default_value = "mse")]
+    pub loss: RegressionLoss,
+    /// MLP regression, Huber loss: where squared turns linear (in target standard deviations).
+    #[arg(long, default_value_t = 1.0)]
+    pub huber_delta: f64,
+    /// MLP regression: train on the target standardised with train's mean and deviation.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    pub standardize_target: bool,
 
     /// MLP: hidden layer widths.
     #[arg(long, value_delimiter = ',', default_value = "256")]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use arrow::array::{Array, FixedSizeListArray, Float32Array, StringArray};
-use graft_core::artifact::{ArtifactReader, BackboneId, Provenance, column};
+use graft_core::artifact::{ArtifactReader, BackboneId, Provenance, Task, column};
 use ndarray::Array2;
 
 use crate::error::{Error, Result};
@@ -14,8 +14,10 @@ pub struct Features {
     pub ids: Vec<String>,
     /// Label text per row, as written.
     pub labels: Vec<String>,
-    /// Class id per row: the label's index in `provenance.labels`.
+    /// Class id per row: the label's index in `provenance.labels` (classification).
     pub classes: Vec<usize>,
+    /// The label as a number (regression).
+    pub targets: Vec<f64>,
     /// `[rows, dim]`, float32 as the backbone wrote them.
     pub x: Array2<f32>,
     pub provenance: Provenance,
@@ -31,6 +33,8 @@ pub fn read_features(path: &Path) -> Result<Features> {
     }
     let dim = backbone.dim;
     let (mut ids, mut labels, mut classes, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut targets = Vec::new();
+    let regression = provenance.task == Task::Regression;
     while let Some(batch) = reader.next_batch()? {
         let id = column::<StringArray>(&batch, "id", path, "utf8 row ids")?;
         let label = column::<StringArray>(&batch, "label", path, "utf8 labels")?;
@@ -56,14 +60,18 @@ pub fn read_features(path: &Path) -> Result<Features> {
                 });
             }
             let (id, lab) = (id.value(i), label.value(i));
-            let Some(class) = provenance.labels.iter().position(|l| l == lab) else {
-                return Err(Error::BadRow {
-                    path: path.to_owned(),
-                    row,
-                    id: id.into(),
-                    message: format!("label `{lab}` is not in the label set {:?}", provenance.labels),
-                });
-            };
+            let bad = |message: String| Error::BadRow { path: path.to_owned(), row, id: id.into(), message };
+            if regression {
+                match lab.trim().parse::<f64>() {
+                    Ok(t) if t.is_finite() => targets.push(t),
+                    _ => return Err(bad(format!("regression target `{lab}` is not a finite number"))),
+                }
+            } else {
+                let Some(class) = provenance.labels.iter().position(|l| l == lab) else {
+                    return Err(bad(format!("label `{lab}` is not in the label set {:?}", provenance.labels)));
+                };
+                classes.push(class);
+            }
             let start = feats.value_offset_at(i) as usize;
             let v = &flat.values()[start..start + dim];
             if let Some(j) = v.iter().position(|x| !x.is_finite()) {
@@ -77,14 +85,13 @@ pub fn read_features(path: &Path) -> Result<Features> {
             values.extend_from_slice(v);
             ids.push(id.to_owned());
             labels.push(lab.to_owned());
-            classes.push(class);
         }
     }
     if ids.len() as u64 != provenance.rows {
         return Err(Error::RowCount { path: path.to_owned(), found: ids.len() as u64, expected: provenance.rows });
     }
     let x = Array2::from_shape_vec((ids.len(), dim), values).expect("rows times dim values");
-    Ok(Features { ids, labels, classes, x, provenance, backbone })
+    Ok(Features { ids, labels, classes, targets, x, provenance, backbone })
 }
 
 /// Refuses `other` unless it shares `reference`'s feature space and label set.
@@ -102,7 +109,7 @@ pub fn check_compatible(
             expected: reference.backbone.describe(),
         });
     }
-    if reference.provenance.labels != other.provenance.labels {
+    if reference.provenance.labels != other.provenance.labels || reference.provenance.task != other.provenance.task {
         return Err(Error::LabelMismatch {
             path: other_path.to_owned(),
             reference: reference_path.to_owned(),

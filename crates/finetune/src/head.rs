@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use graft_core::artifact::BackboneId;
+use graft_core::artifact::{BackboneId, Task};
 use ndarray::{Array1, Array2, ArrayView2};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,8 @@ pub struct HeadInfo {
     pub format: String,
     pub graft_version: String,
     pub architecture: Architecture,
-    /// Class names; class i is output i of the head.
+    pub task: Task,
+    /// Class names; class i is output i of the head. Empty for regression.
     pub labels: Vec<String>,
     /// The feature space the head was trained in; other features are refused.
     pub backbone: BackboneId,
@@ -32,6 +33,9 @@ pub struct HeadInfo {
     pub standardize: bool,
     /// Logits are divided by this before the softmax (fitted on val with `--calibrate`).
     pub temperature: f64,
+    /// Regression: the output is `target_mean + target_scale * head(x)`.
+    pub target_mean: f64,
+    pub target_scale: f64,
     pub training: Training,
     /// blake3 of the training inputs, by split.
     pub inputs: BTreeMap<String, String>,
@@ -41,7 +45,8 @@ pub struct HeadInfo {
 #[serde(deny_unknown_fields)]
 pub struct Architecture {
     pub kind: HeadKind,
-    pub classes: usize,
+    /// Classes, or 1 for regression.
+    pub outputs: usize,
     pub dim: usize,
     /// Hidden layer widths (MLP).
     pub hidden: Vec<usize>,
@@ -57,6 +62,9 @@ pub struct Training {
     pub train_rows: usize,
     /// Weight of each class's rows in the loss.
     pub class_weights: Vec<f64>,
+    /// Ridge: the alpha kept and the val MSE of every alpha tried.
+    pub chosen_alpha: Option<f64>,
+    pub alpha_selection: Vec<(f64, Option<f64>)>,
     /// Logistic regression: the C kept and every C tried.
     pub chosen_c: Option<f64>,
     pub selection: Vec<Candidate>,
@@ -67,6 +75,25 @@ pub struct Training {
     pub best_epoch: Option<usize>,
     /// Val cross-entropy before and after temperature scaling.
     pub calibration: Option<Calibration>,
+}
+
+impl Training {
+    /// An empty record of training `config` on `train_rows` rows.
+    pub fn new(config: &HeadConfig, train_rows: usize) -> Self {
+        Self {
+            config: config.clone(),
+            train_rows,
+            class_weights: Vec::new(),
+            chosen_alpha: None,
+            alpha_selection: Vec::new(),
+            chosen_c: None,
+            selection: Vec::new(),
+            objective: Vec::new(),
+            epochs: Vec::new(),
+            best_epoch: None,
+            calibration: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +179,11 @@ impl Head {
         z
     }
 
+    /// Regression predictions of raw features `x`.
+    pub fn predict_values(&self, x: ArrayView2<'_, f32>) -> Vec<f64> {
+        self.logits(x).column(0).iter().map(|v| self.info.target_mean + self.info.target_scale * v).collect()
+    }
+
     /// Class probabilities `[n, classes]` of raw features `x`.
     pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Array2<f64> {
         let mut z = self.logits(x);
@@ -235,9 +267,9 @@ impl Head {
             b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
         };
         let arch = &info.architecture;
-        let (k, d) = (arch.classes, arch.dim);
+        let (k, d) = (arch.outputs, arch.dim);
         let model = match arch.kind {
-            HeadKind::LogisticRegression => {
+            HeadKind::LogisticRegression | HeadKind::Ridge => {
                 let weight =
                     Array2::from_shape_vec((k, d), f64s(get("weight", Dtype::F64, &[k, d])?)).expect("checked");
                 let bias = Array1::from(f64s(get("bias", Dtype::F64, &[k])?));

@@ -10,13 +10,15 @@ pub mod lbfgs;
 pub mod logreg;
 pub mod mlp;
 pub mod optim;
+mod regress;
+pub mod ridge;
 pub mod sample;
 mod select;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use graft_core::artifact::SPLITS;
+use graft_core::artifact::{SPLITS, Task};
 use ndarray::{Array2, Axis};
 
 pub use config::{AutoWord, CValue, ClassWeight, Config, HeadConfig, HeadKind, c_grid};
@@ -95,6 +97,12 @@ fn check_params(p: &HeadConfig) -> Result<()> {
     if p.hidden.contains(&0) {
         return bad("hidden", format!("layer widths must be at least 1, got {:?}", p.hidden));
     }
+    if p.alpha.is_empty() || p.alpha.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
+        return bad("alpha", format!("values must be positive and finite, got {:?}", p.alpha));
+    }
+    if !(p.huber_delta.is_finite() && p.huber_delta > 0.0) {
+        return bad("huber_delta", format!("must be positive, got {}", p.huber_delta));
+    }
     if p.clip_norm.is_some_and(|c| !c.is_finite() || c <= 0.0) {
         return bad("clip_norm", "must be positive".into());
     }
@@ -171,6 +179,8 @@ pub fn read_splits(dir: &Path, p: &HeadConfig) -> Result<(Loaded, Option<Loaded>
             Some("`calibrate`".to_owned())
         } else if p.head == HeadKind::LogisticRegression && cs.len() > 1 && p.folds == 0 && !auto {
             Some(format!("choosing C among {} values without `folds`", cs.len()))
+        } else if p.head == HeadKind::Ridge && p.alpha.len() > 1 {
+            Some(format!("choosing alpha among {} values", p.alpha.len()))
         } else {
             None
         };
@@ -185,6 +195,9 @@ pub fn read_splits(dir: &Path, p: &HeadConfig) -> Result<(Loaded, Option<Loaded>
 /// Trains a head on `train`, selecting and stopping on `val` when given; writes nothing.
 pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
     check_params(p)?;
+    if train.features.provenance.task == Task::Regression {
+        return regress::fit(p, train, val, on_epoch);
+    }
     let train_path = &train.path;
     let labels = train.features.provenance.labels.clone();
     let (mut x_train, mut y_train) = (train.features.x.view(), train.features.classes.clone());
@@ -202,37 +215,18 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
     }
     let (cs, auto) = c_grid(&p.c);
     let folds = if p.folds == 0 && auto { 5 } else { p.folds };
-    let (mean, scale) = if p.standardize {
-        let x64 = x_train.mapv(f64::from);
-        let mean = x64.mean_axis(Axis(0)).expect("train has rows");
-        let std = x64.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
-        (Some(mean), Some(std))
-    } else {
-        (None, None)
-    };
-    let prepare = |x: ndarray::ArrayView2<'_, f32>| -> Option<Array2<f32>> {
-        mean.as_ref().zip(scale.as_ref()).map(|(m, s)| head::standardized(x, m, s))
-    };
-    let scaled_train = prepare(x_train);
+    let scaling = Scaling::learn(p.standardize, x_train);
+    let scaled_train = scaling.apply(x_train);
     let x_train = scaled_train.as_ref().map_or(x_train, |x| x.view());
-    let scaled_val = val.and_then(|v| prepare(v.features.x.view()));
+    let scaled_val = val.and_then(|v| scaling.apply(v.features.x.view()));
     let val_split =
         val.map(|v| (scaled_val.as_ref().map_or(v.features.x.view(), |x| x.view()), &v.features.classes[..]));
     let weights = class_weights(&p.class_weight, &labels, &y_train)?;
     let row_weights: Option<Vec<f64>> =
         (p.class_weight != ClassWeight::None).then(|| y_train.iter().map(|&c| weights[c]).collect());
 
-    let mut record = head::Training {
-        config: p.clone(),
-        train_rows: y_train.len(),
-        class_weights: weights,
-        chosen_c: None,
-        selection: Vec::new(),
-        objective: Vec::new(),
-        epochs: Vec::new(),
-        best_epoch: None,
-        calibration: None,
-    };
+    let mut record = head::Training::new(p, y_train.len());
+    record.class_weights = weights;
     let (model, hidden, activation) = match p.head {
         HeadKind::LogisticRegression => {
             let problem =
@@ -247,31 +241,10 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
             (Model::Linear(chosen.model), Vec::new(), None)
         }
         HeadKind::Mlp => {
-            let settings = mlp::Training {
-                epochs: p.epochs,
-                batch_size: p.batch_size,
-                dropout: p.dropout,
-                optimizer: optim::Settings {
-                    optimizer: p.optimizer,
-                    lr: p.lr,
-                    momentum: p.momentum,
-                    weight_decay: p.weight_decay,
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    eps: 1e-8,
-                },
-                schedule: p.schedule,
-                warmup_epochs: p.warmup_epochs,
-                lr_step: p.lr_step,
-                lr_gamma: p.lr_gamma,
-                clip_norm: p.clip_norm,
-                label_smoothing: p.label_smoothing,
-                patience: Some(p.patience),
-                monitor: p.monitor,
-                seed: p.seed,
-            };
-            let train_split = mlp::Split { x: x_train, y: &y_train, row_weights: row_weights.as_deref() };
-            let val_split = val_split.map(|(x, y)| mlp::Split { x, y, row_weights: None });
+            let settings = mlp_settings(p, mlp::Loss::CrossEntropy { smoothing: p.label_smoothing });
+            let train_split =
+                mlp::Split { x: x_train, y: mlp::Target::Classes(&y_train), row_weights: row_weights.as_deref() };
+            let val_split = val_split.map(|(x, y)| mlp::Split { x, y: mlp::Target::Classes(y), row_weights: None });
             let fitted = mlp::train(
                 &train_split,
                 val_split.as_ref(),
@@ -285,6 +258,12 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
             record.best_epoch = Some(fitted.best_epoch);
             (Model::Mlp(fitted.model), p.hidden.clone(), Some(p.activation))
         }
+        HeadKind::Ridge => {
+            return Err(Error::BadParam {
+                key: "head",
+                message: "`ridge` is a regression head, and these features are labelled with classes".into(),
+            });
+        }
     };
     let mut temperature = 1.0;
     if p.calibrate
@@ -297,31 +276,100 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
             val_loss_after: calibrate::nll(z.view(), y, temperature),
         });
     }
-    let parameters = match &model {
-        Model::Linear(m) => m.weight.len() + m.bias.len(),
-        Model::Mlp(m) => m.parameter_count(),
+    let mut head = assemble(p, train, model, hidden, activation, scaling, record);
+    head.info.temperature = temperature;
+    Ok(head)
+}
+
+/// Feature standardisation learned on train (none unless asked for).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scaling {
+    mean: Option<ndarray::Array1<f64>>,
+    scale: Option<ndarray::Array1<f64>>,
+}
+
+impl Scaling {
+    pub(crate) fn learn(standardize: bool, x: ndarray::ArrayView2<'_, f32>) -> Self {
+        if !standardize {
+            return Self::default();
+        }
+        let x64 = x.mapv(f64::from);
+        let mean = x64.mean_axis(Axis(0)).expect("train has rows");
+        let std = x64.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
+        Self { mean: Some(mean), scale: Some(std) }
+    }
+
+    /// The standardised copy of `x`, or `None` when there is no scaling.
+    pub(crate) fn apply(&self, x: ndarray::ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+        self.mean.as_ref().zip(self.scale.as_ref()).map(|(m, s)| head::standardized(x, m, s))
+    }
+}
+
+pub(crate) fn mlp_settings(p: &HeadConfig, loss: mlp::Loss) -> mlp::Training {
+    mlp::Training {
+        epochs: p.epochs,
+        batch_size: p.batch_size,
+        dropout: p.dropout,
+        optimizer: optim::Settings {
+            optimizer: p.optimizer,
+            lr: p.lr,
+            momentum: p.momentum,
+            weight_decay: p.weight_decay,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+        schedule: p.schedule,
+        warmup_epochs: p.warmup_epochs,
+        lr_step: p.lr_step,
+        lr_gamma: p.lr_gamma,
+        clip_norm: p.clip_norm,
+        loss,
+        patience: Some(p.patience),
+        monitor: p.monitor,
+        seed: p.seed,
+    }
+}
+
+/// The head and its description, from a trained model.
+pub(crate) fn assemble(
+    p: &HeadConfig,
+    train: &Loaded,
+    model: Model,
+    hidden: Vec<usize>,
+    activation: Option<mlp::Activation>,
+    scaling: Scaling,
+    training: head::Training,
+) -> Head {
+    let (parameters, outputs) = match &model {
+        Model::Linear(m) => (m.weight.len() + m.bias.len(), m.bias.len()),
+        Model::Mlp(m) => (m.parameter_count(), m.layers.last().map_or(0, |l| l.bias.len())),
     };
-    Ok(Head {
+    let provenance = &train.features.provenance;
+    Head {
         info: HeadInfo {
             format: head::FORMAT.into(),
             graft_version: graft_core::VERSION.into(),
             architecture: head::Architecture {
                 kind: p.head,
-                classes: labels.len(),
+                outputs,
                 dim: train.features.backbone.dim,
                 hidden,
                 activation,
                 parameters,
             },
-            labels,
+            task: provenance.task,
+            labels: provenance.labels.clone(),
             backbone: train.features.backbone.clone(),
             standardize: p.standardize,
-            temperature,
-            training: record,
+            temperature: 1.0,
+            target_mean: 0.0,
+            target_scale: 1.0,
+            training,
             inputs: BTreeMap::new(),
         },
         model,
-        mean,
-        scale,
-    })
+        mean: scaling.mean,
+        scale: scaling.scale,
+    }
 }

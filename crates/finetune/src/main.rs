@@ -138,6 +138,7 @@ fn train(config: &Config) -> graft_finetune::Result<()> {
     let chosen = match head.info.architecture.kind {
         HeadKind::LogisticRegression => format!("C={}", t.chosen_c.unwrap_or(f64::NAN)),
         HeadKind::Mlp => format!("epoch {} of {}", t.best_epoch.unwrap_or(0), t.epochs.len()),
+        HeadKind::Ridge => format!("alpha={}", t.chosen_alpha.unwrap_or(f64::NAN)),
     };
     let calibrated = t.calibration.as_ref().map_or(String::new(), |c| {
         format!(
@@ -146,9 +147,9 @@ fn train(config: &Config) -> graft_finetune::Result<()> {
         )
     });
     tracing::info!(
-        "kept {chosen} ({} train rows, {} classes, dim {}){calibrated}; wrote {}",
+        "kept {chosen} ({} train rows, {} outputs, dim {}){calibrated}; wrote {}",
         t.train_rows,
-        head.info.architecture.classes,
+        head.info.architecture.outputs,
         head.info.architecture.dim,
         config.out.display()
     );
@@ -172,8 +173,11 @@ fn bench(features: &std::path::Path, repeat: usize, params: &HeadConfig) -> graf
     let steps = match head.info.architecture.kind {
         HeadKind::LogisticRegression => t.selection.iter().filter_map(|c| c.fit.as_ref()).map(|f| f.iterations).sum(),
         HeadKind::Mlp => t.epochs.len(),
+        HeadKind::Ridge => t.alpha_selection.len(),
     };
-    let accuracy = test.map(|t| graft_finetune::accuracy(&head.predict_proba(t.x.view()), &t.classes));
+    let accuracy = test
+        .filter(|_| head.info.task.is_classification())
+        .map(|t| graft_finetune::accuracy(&head.predict_proba(t.x.view()), &t.classes));
     let line = serde_json::json!({
         "head": head.info.architecture.kind,
         "rows": t.train_rows,

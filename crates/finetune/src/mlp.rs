@@ -107,7 +107,7 @@ pub struct Training {
     pub lr_step: usize,
     pub lr_gamma: f64,
     pub clip_norm: Option<f64>,
-    pub label_smoothing: f64,
+    pub loss: Loss,
     /// Stop after this many epochs without improvement of `monitor` on val.
     pub patience: Option<usize>,
     pub monitor: Monitor,
@@ -125,11 +125,63 @@ pub struct Epoch {
     pub lr: f64,
 }
 
-/// Rows, their classes and optional per-row weights.
+/// What the head is trained to minimise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// Softmax cross-entropy with targets smoothed by `smoothing` (classification).
+    CrossEntropy { smoothing: f64 },
+    /// Squared error of the single output (regression).
+    Mse,
+    /// Huber loss with threshold `delta` (regression): squared near 0, linear beyond.
+    Huber { delta: f64 },
+}
+
+/// Per-row targets: class ids, or real values for a one-output head.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Classes(&'a [usize]),
+    Values(&'a [f32]),
+}
+
+impl Target<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Target::Classes(c) => c.len(),
+            Target::Values(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn gather(&self, rows: &[usize]) -> Gathered {
+        match self {
+            Target::Classes(c) => Gathered::Classes(rows.iter().map(|&i| c[i]).collect()),
+            Target::Values(v) => Gathered::Values(rows.iter().map(|&i| v[i]).collect()),
+        }
+    }
+}
+
+enum Gathered {
+    Classes(Vec<usize>),
+    Values(Vec<f32>),
+}
+
+impl Gathered {
+    fn target(&self) -> Target<'_> {
+        match self {
+            Gathered::Classes(c) => Target::Classes(c),
+            Gathered::Values(v) => Target::Values(v),
+        }
+    }
+}
+
+/// Rows, their targets and optional per-row weights.
 #[derive(Debug, Clone, Copy)]
 pub struct Split<'a> {
     pub x: ArrayView2<'a, f32>,
-    pub y: &'a [usize],
+    pub y: Target<'a>,
     pub row_weights: Option<&'a [f64]>,
 }
 
@@ -141,19 +193,28 @@ pub struct Fitted {
     pub best_epoch: usize,
 }
 
-/// Mean cross-entropy and accuracy of `model` on `split` (unweighted, unsmoothed).
-pub fn score(model: &Mlp, split: &Split<'_>) -> (f64, f64) {
+/// Mean cross-entropy and accuracy of `model` on `split` (unweighted, unsmoothed), or for
+/// regression the mean squared error and no accuracy.
+pub fn score(model: &Mlp, split: &Split<'_>) -> (f64, Option<f64>) {
     let z = model.logits(split.x);
-    let (mut loss, mut correct) = (0.0, 0usize);
-    for (row, &y) in z.axis_iter(Axis(0)).zip(split.y) {
-        let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
-        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-        loss += lse - row[y];
-        correct += usize::from(crate::argmax(&row) == y);
-    }
     let n = split.y.len().max(1) as f64;
-    (loss / n, correct as f64 / n)
+    match split.y {
+        Target::Classes(y) => {
+            let (mut loss, mut correct) = (0.0, 0usize);
+            for (row, &y) in z.axis_iter(Axis(0)).zip(y) {
+                let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+                let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                loss += lse - row[y];
+                correct += usize::from(crate::argmax(&row) == y);
+            }
+            (loss / n, Some(correct as f64 / n))
+        }
+        Target::Values(y) => {
+            let se: f64 = z.column(0).iter().zip(y).map(|(p, t)| (f64::from(*p) - f64::from(*t)).powi(2)).sum();
+            (se / n, None)
+        }
+    }
 }
 
 type Gradients = Vec<(Array2<f32>, Array1<f32>)>;
@@ -163,9 +224,9 @@ type Gradients = Vec<(Array2<f32>, Array1<f32>)>;
 fn gradients(
     model: &Mlp,
     x: Array2<f32>,
-    y: &[usize],
+    y: Target<'_>,
     weights: &[f32],
-    smoothing: f32,
+    loss_kind: Loss,
     keep: f32,
     rng: &mut SplitMix64,
 ) -> (f64, Gradients) {
@@ -191,26 +252,48 @@ fn gradients(
         pre.push(z);
         h = a;
     }
-    // Loss, and its gradient with respect to the logits in place of them.
+    // Loss, and its gradient with respect to the outputs in place of them.
     let classes = h.ncols();
     let weight_sum: f32 = weights.iter().sum();
     let mut delta = h;
     let mut loss = 0.0f64;
-    for ((mut row, &yi), &w) in delta.axis_iter_mut(Axis(0)).zip(y).zip(weights) {
-        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let lse = f64::from(max) + row.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
-        let mut row_loss = 0.0f64;
-        for (c, z) in row.iter_mut().enumerate() {
-            let target = smoothing / classes as f32 + if c == yi { 1.0 - smoothing } else { 0.0 };
-            row_loss += f64::from(target) * (lse - f64::from(*z));
-            let p = (f64::from(*z) - lse).exp() as f32;
-            *z = w * (p - target) / weight_sum;
+    match (y, loss_kind) {
+        (Target::Classes(y), Loss::CrossEntropy { smoothing }) => {
+            let smoothing = smoothing as f32;
+            for ((mut row, &yi), &w) in delta.axis_iter_mut(Axis(0)).zip(y).zip(weights) {
+                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let lse = f64::from(max) + row.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
+                let mut row_loss = 0.0f64;
+                for (c, z) in row.iter_mut().enumerate() {
+                    let target = smoothing / classes as f32 + if c == yi { 1.0 - smoothing } else { 0.0 };
+                    row_loss += f64::from(target) * (lse - f64::from(*z));
+                    let p = (f64::from(*z) - lse).exp() as f32;
+                    *z = w * (p - target) / weight_sum;
+                }
+                loss += f64::from(w) * row_loss;
+            }
         }
-        loss += f64::from(w) * row_loss;
+        (Target::Values(y), Loss::Mse | Loss::Huber { .. }) => {
+            for ((mut row, &yi), &w) in delta.axis_iter_mut(Axis(0)).zip(y).zip(weights) {
+                let d = row[0] - yi;
+                let (l, g) = match loss_kind {
+                    Loss::Huber { delta } if f64::from(d.abs()) > delta => {
+                        let delta = delta as f32;
+                        (delta * (d.abs() - 0.5 * delta), delta * d.signum())
+                    }
+                    Loss::Huber { .. } => (0.5 * d * d, d),
+                    _ => (d * d, 2.0 * d),
+                };
+                row[0] = w * g / weight_sum;
+                loss += f64::from(w) * f64::from(l);
+            }
+        }
+        _ => unreachable!("the loss matches the target kind"),
     }
     let mut grads = Vec::with_capacity(depth);
     for i in (0..depth).rev() {
-        let gw = inputs[i].t().dot(&delta);
+        // Row-major like the weights, whatever layout the product chose.
+        let gw = inputs[i].t().dot(&delta).as_standard_layout().into_owned();
         let gb = delta.sum_axis(Axis(0));
         if i > 0 {
             let mut back = delta.dot(&model.layers[i].weight.t());
@@ -247,7 +330,6 @@ pub fn train(
     let steps_per_epoch = n.div_ceil(batch);
     let total_steps = steps_per_epoch * t.epochs;
     let warmup = steps_per_epoch * t.warmup_epochs;
-    let smoothing = t.label_smoothing as f32;
     let keep = 1.0 - t.dropout as f32;
     debug_assert!(classes == model.layers.last().map_or(0, |l| l.bias.len()));
     let mut order: Vec<usize> = (0..n).collect();
@@ -270,9 +352,9 @@ pub fn train(
             );
             step += 1;
             let x = train.x.select(Axis(0), rows);
-            let y: Vec<usize> = rows.iter().map(|&i| train.y[i]).collect();
+            let y = train.y.gather(rows);
             let weights: Vec<f32> = rows.iter().map(|&i| train.row_weights.map_or(1.0, |w| w[i] as f32)).collect();
-            let (batch_loss, mut grads) = gradients(&model, x, &y, &weights, smoothing, keep, &mut rng);
+            let (batch_loss, mut grads) = gradients(&model, x, y.target(), &weights, t.loss, keep, &mut rng);
             epoch_loss += batch_loss * rows.len() as f64;
             if let Some(max_norm) = t.clip_norm {
                 let norm = grads
@@ -301,15 +383,15 @@ pub fn train(
             epoch,
             train_loss: epoch_loss / n.max(1) as f64,
             val_loss: scored.map(|s| s.0),
-            val_accuracy: scored.map(|s| s.1),
+            val_accuracy: scored.and_then(|s| s.1),
             lr,
         };
         on_epoch(&record);
         history.push(record);
         if let Some((loss, accuracy)) = scored {
-            let value = match t.monitor {
-                Monitor::Accuracy => accuracy,
-                Monitor::Loss => -loss,
+            let value = match (t.monitor, accuracy) {
+                (Monitor::Accuracy, Some(accuracy)) => accuracy,
+                _ => -loss,
             };
             if best.as_ref().is_none_or(|b| value > b.0) {
                 best = Some((value, epoch, model.clone()));
@@ -351,7 +433,7 @@ mod tests {
             lr_step: 10,
             lr_gamma: 0.5,
             clip_norm: Some(5.0),
-            label_smoothing: 0.05,
+            loss: Loss::CrossEntropy { smoothing: 0.05 },
             patience: Some(15),
             monitor: Monitor::Loss,
             seed: 3,
@@ -378,11 +460,18 @@ mod tests {
     fn gradients_match_finite_differences() {
         let (x, y) = rings(16, 1);
         let weights: Vec<f32> = (0..16).map(|i| 0.5 + (i % 3) as f32).collect();
-        for activation in [Activation::Relu, Activation::Gelu] {
-            let model = Mlp::new(&[2, 6, 3], activation, &mut SplitMix64::new(4));
+        let values: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin() * 2.0).collect();
+        let cases = [
+            (Activation::Relu, Target::Classes(&y), Loss::CrossEntropy { smoothing: 0.1 }, 3),
+            (Activation::Gelu, Target::Classes(&y), Loss::CrossEntropy { smoothing: 0.1 }, 3),
+            (Activation::Gelu, Target::Values(&values), Loss::Mse, 1),
+            (Activation::Gelu, Target::Values(&values), Loss::Huber { delta: 0.5 }, 1),
+        ];
+        for (activation, target, kind, outputs) in cases {
+            let model = Mlp::new(&[2, 6, outputs], activation, &mut SplitMix64::new(4));
             let mut rng = SplitMix64::new(0);
-            let loss = |m: &Mlp, rng: &mut SplitMix64| gradients(m, x.clone(), &y, &weights, 0.1, 1.0, rng).0;
-            let (_, grads) = gradients(&model, x.clone(), &y, &weights, 0.1, 1.0, &mut rng);
+            let loss = |m: &Mlp, rng: &mut SplitMix64| gradients(m, x.clone(), target, &weights, kind, 1.0, rng).0;
+            let (_, grads) = gradients(&model, x.clone(), target, &weights, kind, 1.0, &mut rng);
             let h = 1e-2f32;
             for (l, (gw, gb)) in grads.iter().enumerate() {
                 for (j, g) in gw.iter().chain(gb.iter()).enumerate() {
@@ -414,15 +503,17 @@ mod tests {
         for opt in [Optimizer::Sgd, Optimizer::Adam, Optimizer::Adamw] {
             for activation in [Activation::Relu, Activation::Gelu] {
                 let fitted = train(
-                    &Split { x: x.view(), y: &y, row_weights: None },
-                    Some(&Split { x: vx.view(), y: &vy, row_weights: None }),
+                    &Split { x: x.view(), y: Target::Classes(&y), row_weights: None },
+                    Some(&Split { x: vx.view(), y: Target::Classes(&vy), row_weights: None }),
                     2,
                     &[32],
                     activation,
                     &settings(opt),
                     |_| {},
                 );
-                let (_, acc) = score(&fitted.model, &Split { x: vx.view(), y: &vy, row_weights: None });
+                let (_, acc) =
+                    score(&fitted.model, &Split { x: vx.view(), y: Target::Classes(&vy), row_weights: None });
+                let acc = acc.expect("classification");
                 assert!(acc > 0.95, "{opt:?} {activation:?}: val accuracy {acc}");
                 let best = &fitted.history[fitted.best_epoch - 1];
                 assert!(fitted.history.iter().all(|e| e.val_loss >= best.val_loss), "best epoch restored");
@@ -431,9 +522,35 @@ mod tests {
     }
 
     #[test]
+    fn regression_head_fits_a_nonlinear_function() {
+        // y = sin(3 x0) + x1², which no linear head fits; checked with MSE and Huber.
+        let mut rng = SplitMix64::new(5);
+        let x = Array2::from_shape_simple_fn((800, 2), || (2.0 * rng.next_f64() - 1.0) as f32);
+        let y: Vec<f32> = x.rows().into_iter().map(|r| (3.0 * r[0]).sin() + r[1] * r[1]).collect();
+        let (train_x, val_x) = (x.slice(ndarray::s![..600, ..]), x.slice(ndarray::s![600.., ..]));
+        let variance = {
+            let m = y[600..].iter().sum::<f32>() / 200.0;
+            y[600..].iter().map(|v| f64::from((v - m).powi(2))).sum::<f64>() / 200.0
+        };
+        for loss in [Loss::Mse, Loss::Huber { delta: 1.0 }] {
+            let mut t = settings(Optimizer::Adam);
+            t.loss = loss;
+            t.dropout = 0.0;
+            t.epochs = 200;
+            t.patience = Some(30);
+            let train_split = Split { x: train_x, y: Target::Values(&y[..600]), row_weights: None };
+            let val = Split { x: val_x, y: Target::Values(&y[600..]), row_weights: None };
+            let fitted = train(&train_split, Some(&val), 1, &[32], Activation::Gelu, &t, |_| {});
+            let (mse, acc) = score(&fitted.model, &val);
+            assert!(acc.is_none());
+            assert!(mse < 0.05 * variance, "{loss:?}: val MSE {mse} against variance {variance}");
+        }
+    }
+
+    #[test]
     fn training_is_reproducible_and_depends_on_the_seed() {
         let (x, y) = rings(200, 1);
-        let split = Split { x: x.view(), y: &y, row_weights: None };
+        let split = Split { x: x.view(), y: Target::Classes(&y), row_weights: None };
         let mut t = settings(Optimizer::Adamw);
         t.epochs = 5;
         let a = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {});

@@ -91,3 +91,21 @@ fn balanced_class_weights_match_scikit_learn() {
 fn given_class_weights_match_scikit_learn() {
     check(&fixture()["multiclass_weighted"]);
 }
+
+#[test]
+fn ridge_matches_scikit_learn() {
+    let case = &fixture()["ridge"];
+    let x = matrix(&case["x"]);
+    let y: Vec<f64> = serde_json::from_value(case["y"].clone()).unwrap();
+    let model = graft_finetune::ridge::fit(x.view(), &y, case["alpha"].as_f64().unwrap());
+    let coef: Vec<f64> = serde_json::from_value(case["coef"].clone()).unwrap();
+    for (j, want) in coef.iter().enumerate() {
+        assert!((model.weight[[0, j]] - want).abs() < 1e-9, "coef[{j}]: {} vs {want}", model.weight[[0, j]]);
+    }
+    let intercept = case["intercept"].as_f64().unwrap();
+    assert!((model.bias[0] - intercept).abs() < 1e-9, "intercept {} vs {intercept}", model.bias[0]);
+    let pred: Vec<f64> = serde_json::from_value(case["pred"].clone()).unwrap();
+    for (got, want) in model.logits(x.view()).column(0).iter().zip(&pred) {
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    }
+}

@@ -20,7 +20,12 @@ pub struct Config {
     #[arg(long, default_value = "text")]
     #[serde(default = "default_text_column")]
     pub text_column: String,
-    /// Column holding the class label.
+    /// `classification` (labels are class names, split stratified by class) or `regression`
+    /// (labels are numbers, split at random).
+    #[arg(long, value_enum, default_value = "classification")]
+    #[serde(default)]
+    pub task: graft_core::artifact::Task,
+    /// Column holding the class label or the regression target.
     #[arg(long, default_value = "label")]
     #[serde(default = "default_label_column")]
     pub label_column: String,

@@ -41,6 +41,8 @@ pub enum Error {
     BadFilter(String),
     #[error("id column `{column}` of `{}` repeats `{id}` (data row {row}, counting from 0)", path.display())]
     DuplicateId { path: PathBuf, column: String, id: String, row: usize },
+    #[error("`{}` data row {row} (counting from 0): column `{column}` holds `{value}`, not a number (the task is regression)", path.display())]
+    NotNumeric { path: PathBuf, column: String, row: usize, value: String },
     #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
     BadFractions { val: f64, test: f64 },
     #[error("cannot load tokenizer `{}`", path.display())]

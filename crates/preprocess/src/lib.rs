@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Builder, ListBuilder, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactWriter, Provenance, TokenizerId};
+use graft_core::artifact::{ArtifactWriter, Provenance, Task, TokenizerId};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::BackboneSpec;
@@ -92,6 +92,17 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                 row: rows.read() - 1,
             });
         }
+        if cfg.task == Task::Regression
+            && let Some(r) = &row
+            && !r.label.trim().parse::<f64>().is_ok_and(f64::is_finite)
+        {
+            return Err(Error::NotNumeric {
+                path: cfg.input.clone(),
+                column: cfg.label_column.clone(),
+                row: rows.read() - 1,
+                value: r.label.clone(),
+            });
+        }
         kept.push(row.map(|r| r.label));
     }
     drop(ids);
@@ -99,10 +110,17 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     if rows.read() == 0 {
         return Err(Error::Empty { path: cfg.input.clone() });
     }
-    let labels = vocabulary(kept.iter().flatten(), cfg)?;
-    let classes: Vec<usize> =
-        kept.iter().flatten().map(|l| labels.binary_search(l).expect("label in vocabulary")).collect();
-    let assignment = split::stratified(&classes, labels.len(), val, test, cfg.seed);
+    // Regression splits at random: every row in one stratum.
+    let (labels, classes): (Vec<String>, Vec<usize>) = match cfg.task {
+        Task::Classification => {
+            let labels = vocabulary(kept.iter().flatten(), cfg)?;
+            let classes =
+                kept.iter().flatten().map(|l| labels.binary_search(l).expect("label in vocabulary")).collect();
+            (labels, classes)
+        }
+        Task::Regression => (Vec::new(), vec![0; kept.iter().flatten().count()]),
+    };
+    let assignment = split::stratified(&classes, labels.len().max(1), val, test, cfg.seed);
     drop(classes);
 
     let inputs = BTreeMap::from([
@@ -112,6 +130,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let provenance = Provenance {
         stage: "preprocess".into(),
         graft_version: graft_core::VERSION.into(),
+        task: cfg.task,
         labels: labels.clone(),
         rows: 0,
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,

@@ -1,0 +1,145 @@
+//! Regression end to end on the tiny fixture: a numeric target through preprocess, the
+//! backbone, ridge and MLP heads, and evaluate's regression metrics.
+
+use std::path::Path;
+
+use graft_e2e::*;
+use serde_json::Value;
+
+/// The fixture reviews with a numeric `score` column (pos around +2, neg around -2);
+/// `bad_row` puts a word in that row's score instead.
+fn scored_csv(dir: &Path, bad_row: Option<usize>) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fixture("tiny/reviews.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let path = dir.join("scored.csv");
+    let mut w = csv::Writer::from_path(&path).unwrap();
+    w.write_record(["id", "text", "score"]).unwrap();
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.unwrap();
+        let score = match (rec.get(2).unwrap(), bad_row == Some(i)) {
+            (_, true) => "lots".to_owned(),
+            ("", _) => String::new(),
+            (label, _) => format!("{:.3}", if label == "pos" { 2.0 } else { -2.0 } + 0.01 * i as f64),
+        };
+        w.write_record([rec.get(0).unwrap(), rec.get(1).unwrap(), score.as_str()]).unwrap();
+    }
+    w.flush().unwrap();
+    path
+}
+
+fn prepare(dir: &Path) {
+    let (spec, csv) = (fixture("tiny/tiny.yaml"), scored_csv(dir, None));
+    let (data, feats) = (dir.join("data"), dir.join("features"));
+    ok(
+        "graft-preprocess",
+        &[
+            "--input",
+            s(&csv),
+            "--spec",
+            s(&spec),
+            "--out",
+            s(&data),
+            "--task",
+            "regression",
+            "--label-column",
+            "score",
+            "-q",
+        ],
+    );
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&feats), "-q"]);
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn ridge_and_mlp_heads_evaluate_with_regression_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let d = |n: &str| dir.path().join(n);
+    let (prov, rows) = read_features(&d("features/train.arrow"));
+    assert_eq!(prov.task, graft_core::artifact::Task::Regression);
+    assert!(prov.labels.is_empty() && rows.len() == 64);
+
+    ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&d("ridge")), "--head", "ridge", "-q"]);
+    let head = json(&d("ridge/head.json"));
+    assert_eq!(head["task"], "regression");
+    assert_eq!(head["training"]["alpha_selection"].as_array().unwrap().len(), 3);
+    let chosen = head["training"]["chosen_alpha"].as_f64().unwrap();
+    let best = head["training"]["alpha_selection"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by(|a, b| a[1].as_f64().unwrap().total_cmp(&b[1].as_f64().unwrap()))
+        .unwrap()[0]
+        .as_f64()
+        .unwrap();
+    assert_eq!(chosen, best, "the lowest val MSE wins");
+
+    let mlp = ["--head", "mlp", "--hidden", "16", "--loss", "huber", "--epochs", "30", "--lr", "0.01", "-q"];
+    let (feats, mlp_dir) = (d("features"), d("mlp"));
+    let mut args = vec!["--features", s(&feats), "--out", s(&mlp_dir)];
+    args.extend_from_slice(&mlp);
+    ok("graft-finetune", &args);
+    assert!(json(&d("mlp/head.json"))["target_scale"].as_f64().unwrap() > 1.0, "the target is standardised");
+
+    for head in ["ridge", "mlp"] {
+        let eval = d(&format!("eval_{head}"));
+        let out = ok("graft-evaluate", &["--head", s(&d(head)), "--features", s(&d("features")), "--out", s(&eval)]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("RMSE"));
+        let m = json(&eval.join("metrics.json"));
+        // Recompute R² and RMSE from predictions.arrow.
+        let path = eval.join("predictions.arrow");
+        let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
+        let b = r.next_batch().unwrap().unwrap();
+        let col = |n: &str| {
+            graft_core::artifact::column::<arrow::array::Float64Array>(&b, n, &path, "").unwrap().values().to_vec()
+        };
+        let (y, p) = (col("target"), col("pred"));
+        let mean = y.iter().sum::<f64>() / y.len() as f64;
+        let ss_res: f64 = y.iter().zip(&p).map(|(a, b)| (a - b).powi(2)).sum();
+        let ss_tot: f64 = y.iter().map(|a| (a - mean).powi(2)).sum();
+        assert!((m["metrics"]["r2"].as_f64().unwrap() - (1.0 - ss_res / ss_tot)).abs() < 1e-9);
+        assert!((m["metrics"]["rmse"].as_f64().unwrap() - (ss_res / y.len() as f64).sqrt()).abs() < 1e-9);
+        let ci = &m["intervals"]["metrics"]["r2"];
+        assert!(ci["low"].as_f64().unwrap() <= ci["high"].as_f64().unwrap(), "{ci}");
+    }
+}
+
+#[test]
+fn non_numeric_targets_and_classification_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = fixture("tiny/tiny.yaml");
+    let csv = scored_csv(dir.path(), Some(5));
+    let data = dir.path().join("bad");
+    let err = user_error(
+        "graft-preprocess",
+        &["--input", s(&csv), "--spec", s(&spec), "--out", s(&data), "--task", "regression", "--label-column", "score"],
+    );
+    assert!(err.contains("scored.csv") && err.contains("row 5") && err.contains("`lots`"), "{err}");
+    assert!(files_in(&data).is_empty());
+
+    prepare(dir.path());
+    let feats = dir.path().join("features");
+    let train = feats.join("train.arrow");
+    let (prov, rows) = read_features(&train);
+    let mut rows: Vec<(String, String, Vec<f32>)> = rows.into_iter().map(|(id, (l, f))| (id, l, f)).collect();
+    rows[2].1 = "n/a".into();
+    write_features(&train, &prov, &rows);
+    let head = dir.path().join("head");
+    let err = user_error("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--head", "ridge"]);
+    assert!(err.contains("train.arrow") && err.contains("row 2") && err.contains("target `n/a`"), "{err}");
+    assert!(files_in(&head).is_empty());
+
+    prepare(dir.path());
+    for (extra, key) in [
+        (&["--head", "logistic_regression", "--c", "1"][..], "head"),
+        (&["--head", "ridge", "--class-weight", "balanced"][..], "class_weight"),
+    ] {
+        let mut args = vec!["--features", s(&feats), "--out", s(&head)];
+        args.extend_from_slice(extra);
+        let err = user_error("graft-finetune", &args);
+        assert!(err.contains(key) && err.contains("regression"), "{err}");
+    }
+}
