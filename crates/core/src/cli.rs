@@ -40,11 +40,23 @@ pub fn init_logging(quiet: bool) {
 pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
     visible: bool,
+    unit: &'static str,
 }
 
 impl Bar {
+    /// A bar counting rows.
     pub fn new(quiet: bool) -> Self {
-        Self { bar: Mutex::new(None), visible: !quiet && std::io::stderr().is_terminal() }
+        Self::counting(quiet, "rows")
+    }
+
+    /// A bar counting `unit`s.
+    pub fn counting(quiet: bool, unit: &'static str) -> Self {
+        Self { bar: Mutex::new(None), visible: !quiet && std::io::stderr().is_terminal(), unit }
+    }
+
+    /// Whether the bar is drawn (stderr is a terminal and not quiet).
+    pub fn visible(&self) -> bool {
+        self.visible
     }
 }
 
@@ -56,9 +68,12 @@ impl Progress for Bar {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(&format!(
+                "{{msg:>12}} [{{bar:30}}] {{pos}}/{{len}} {} {{per_sec}} eta {{eta}}",
+                self.unit
+            ))
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));

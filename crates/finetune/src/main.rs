@@ -5,6 +5,7 @@ use std::time::Instant;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use graft_core::cli;
+use graft_core::progress::Progress;
 use graft_finetune::curve::Size;
 use graft_finetune::{Config, HeadConfig, HeadKind};
 
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
                     Err(e) => return cli::exit(Err(e)),
                 }
             }
-            cli::exit(train(&config))
+            cli::exit(train(&config, cli.quiet))
         }
         (None, None) => {
             eprintln!("error: give --features and --out, or a subcommand (see --help)");
@@ -117,23 +118,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn train(config: &Config) -> graft_finetune::Result<()> {
-    let mut header = false;
+/// One row of the per-epoch table.
+fn epoch_line(e: &graft_finetune::mlp::Epoch) -> String {
+    let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+    format!("{:>5}  {:>10.4}  {:>8}  {:>7}  {:.2e}", e.epoch, e.train_loss, opt(e.val_loss), opt(e.val_accuracy), e.lr)
+}
+
+const EPOCH_HEADER: &str = "epoch  train_loss  val_loss  val_acc  lr";
+
+fn train(config: &Config, quiet: bool) -> graft_finetune::Result<()> {
+    // Long runs on a terminal show a bar while training and the table after it; otherwise
+    // each epoch's row is logged as it completes.
+    let bar = cli::Bar::counting(quiet, "epochs");
+    let with_bar = bar.visible() && config.params.head == HeadKind::Mlp && config.params.epochs > 30;
+    if with_bar {
+        bar.start("training", config.params.epochs as u64);
+    } else if config.params.head == HeadKind::Mlp {
+        tracing::info!("{EPOCH_HEADER}");
+    }
     let head = graft_finetune::run(config, |e| {
-        if !header {
-            tracing::info!("epoch  train_loss  val_loss  val_acc  lr");
-            header = true;
+        if with_bar {
+            bar.advance(1);
+        } else {
+            tracing::info!("{}", epoch_line(e));
         }
-        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
-        tracing::info!(
-            "{:>5}  {:>10.4}  {:>8}  {:>7}  {:.2e}",
-            e.epoch,
-            e.train_loss,
-            opt(e.val_loss),
-            opt(e.val_accuracy),
-            e.lr
-        );
-    })?;
+    });
+    bar.finish();
+    let head = head?;
+    if with_bar {
+        tracing::info!("{EPOCH_HEADER}");
+        for e in &head.info.training.epochs {
+            tracing::info!("{}", epoch_line(e));
+        }
+    }
     let t = &head.info.training;
     let chosen = match head.info.architecture.kind {
         HeadKind::LogisticRegression => format!("C={}", t.chosen_c.unwrap_or(f64::NAN)),
