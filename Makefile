@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-cuda runtime build build-cuda demo demo-imdb test bench-backbone bench-finetune lint fixtures clean
+.PHONY: all setup setup-cuda runtime chromium build build-cuda demo demo-imdb test bench-backbone bench-finetune report-screenshot lint fixtures clean
 
 all: build
 
@@ -46,8 +46,12 @@ demo-imdb: setup build
 	@echo
 	$(BIN)/graft-evaluate show runs/imdb-minilm/eval
 
+## Headless Chromium (Debian package) for the report test.
+chromium:
+	scripts/setup_chromium.sh
+
 ## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
-test: runtime build
+test: runtime chromium build
 	$(CARGO) test --release --workspace
 
 ## Backbone throughput against the Python onnxruntime package on the same model and tokens.
@@ -59,6 +63,11 @@ bench-backbone: setup build
 bench-finetune: setup build
 	$(BIN)/graft run pipelines/imdb-minilm.yaml
 	$(PY) scripts/bench_finetune.py --features runs/imdb-minilm/features --bin $(BIN)
+
+## The demo's report.html rendered by headless Chromium into runs/rt-minilm/eval/report.png.
+report-screenshot: demo chromium
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2600 \
+		--screenshot=$(CURDIR)/runs/rt-minilm/eval/report.png file://$(CURDIR)/runs/rt-minilm/eval/report.html
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -271,8 +271,10 @@ def write_sklearn_scores():
         matthews_corrcoef,
         mean_absolute_error,
         mean_squared_error,
+        precision_recall_curve,
         precision_recall_fscore_support,
         r2_score,
+        roc_curve,
         roc_auc_score,
         top_k_accuracy_score,
     )
@@ -303,6 +305,10 @@ def write_sklearn_scores():
             p, r, f, _ = precision_recall_fscore_support(truth, pred, labels=labels, average=avg, zero_division=0)
             case[avg] = [p, r, f]
         if k == 2:
+            fpr, tpr, _ = roc_curve(truth, proba[:, 1], drop_intermediate=False)
+            precision, recall, _ = precision_recall_curve(truth, proba[:, 1])
+            case["roc_curve"] = [fpr.tolist(), tpr.tolist()]
+            case["pr_curve"] = [recall.tolist(), precision.tolist()]
             case["roc_auc"] = roc_auc_score(truth, proba[:, 1])
             case["average_precision"] = average_precision_score(truth, proba[:, 1])
         else:

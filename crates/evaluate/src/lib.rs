@@ -3,6 +3,8 @@
 pub mod compare;
 pub mod metrics;
 pub mod mteb;
+pub mod report;
+pub mod svg;
 mod table;
 pub mod uncertainty;
 
@@ -38,6 +40,10 @@ pub struct Config {
     /// Output folder for `metrics.json` and `predictions.arrow`.
     #[arg(long)]
     pub out: PathBuf,
+    /// A learning curve (`curve.json` from `graft-finetune curve --out`) to draw in the report.
+    #[arg(long)]
+    #[serde(default)]
+    pub curve: Option<PathBuf>,
     /// Bootstrap resamples for the 95% intervals of accuracy and macro F1 (0: none).
     #[arg(long, default_value_t = 1000)]
     #[serde(default = "default_bootstrap")]
@@ -117,7 +123,7 @@ pub enum Error {
     NotComparable { a: PathBuf, b: PathBuf, message: String },
     #[error("mteb: {0}")]
     BadProtocol(String),
-    #[error("cannot read metrics `{}`", path.display())]
+    #[error("cannot read `{}`", path.display())]
     Metrics {
         path: PathBuf,
         #[source]
@@ -179,7 +185,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
     let mut columns: Vec<ArrayRef> =
         vec![Arc::new(StringArray::from(feats.ids.clone())), Arc::new(StringArray::from(feats.labels.clone()))];
-    let (metrics, intervals, probabilities) = match head.info.task {
+    let (metrics, intervals, probabilities, scored) = match head.info.task {
         Task::Classification => {
             let proba = head.predict_proba(feats.x.view());
             let pred: Vec<usize> =
@@ -200,7 +206,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
                 columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
             }
             let m = metrics::classification(&feats.classes, &pred, labels);
-            (Metrics::Classification(m), intervals, Some(metrics::probabilistic(&feats.classes, &rows)))
+            let probabilistic = metrics::probabilistic(&feats.classes, &rows);
+            (Metrics::Classification(m), intervals, Some(probabilistic), Scored::Classes(rows))
         }
         Task::Regression => {
             let pred = head.predict_values(feats.x.view());
@@ -214,7 +221,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             columns.push(Arc::new(Float64Array::from(feats.targets.clone())));
             fields.push(Field::new("pred", DataType::Float64, false));
             columns.push(Arc::new(Float64Array::from(pred.clone())));
-            (Metrics::Regression(metrics::regression(&feats.targets, &pred)), intervals, None)
+            (Metrics::Regression(metrics::regression(&feats.targets, &pred)), intervals, None, Scored::Values(pred))
         }
     };
     let provenance = Provenance {
@@ -259,8 +266,56 @@ pub fn run(cfg: &Config) -> Result<Report> {
         serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
     json.push(b'\n');
     let metrics_file = graft_core::atomic::pending_bytes(&cfg.out.join(METRICS_FILE), &json)?;
-    graft_core::atomic::commit_all(vec![predictions, metrics_file])?;
+    let curve = cfg.curve.as_deref().map(load_curve).transpose()?;
+    let features_hash = graft_core::hash::file(&path)?;
+    let mut provenance = vec![
+        ("graft".to_owned(), graft_core::VERSION.to_owned()),
+        ("features".to_owned(), format!("{} (blake3 {features_hash})", path.display())),
+        (
+            "head".to_owned(),
+            format!("{} ({}, graft {})", cfg.head.display(), head.info.format, head.info.graft_version),
+        ),
+        ("backbone".to_owned(), report.backbone.describe()),
+        ("model blake3".to_owned(), report.backbone.model_blake3.clone()),
+        ("provider".to_owned(), report.backbone.provider.clone()),
+        ("train rows".to_owned(), head.info.training.train_rows.to_string()),
+    ];
+    for (split, hash) in &head.info.inputs {
+        provenance.push((format!("head trained on {split}"), format!("blake3 {hash}")));
+    }
+    let config = serde_json::to_string(&head.info.training.config).unwrap_or_default();
+    provenance.push(("head config".to_owned(), config));
+    let page = report::Page {
+        title: format!("graft evaluation: {} on {}", head.info.architecture.kind, report.backbone.spec),
+        report: &report,
+        head: Some(&head.info),
+        classes: match &scored {
+            Scored::Classes(rows) => Some((&feats.classes, rows)),
+            Scored::Values(_) => None,
+        },
+        values: match &scored {
+            Scored::Values(pred) => Some((&feats.targets, pred)),
+            Scored::Classes(_) => None,
+        },
+        curve: curve.as_ref(),
+        members: &[],
+        provenance,
+    };
+    let html = graft_core::atomic::pending_bytes(&cfg.out.join(report::FILE), report::html(&page).as_bytes())?;
+    graft_core::atomic::commit_all(vec![predictions, metrics_file, html])?;
     Ok(report)
+}
+
+/// What each row was scored: class probabilities, or a value.
+enum Scored {
+    Classes(Vec<Vec<f64>>),
+    Values(Vec<f64>),
+}
+
+/// A `curve.json` from `graft-finetune curve --out`.
+fn load_curve(path: &Path) -> Result<graft_finetune::curve::Curve> {
+    let bytes = fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path: path.to_owned(), source })
 }
 
 /// Reads a `metrics.json`, given it or the folder holding it.

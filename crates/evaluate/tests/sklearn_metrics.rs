@@ -99,3 +99,33 @@ fn regression_metrics_match_scikit_learn_and_scipy() {
         close(r.spearman.unwrap(), f("spearman"), "spearman");
     }
 }
+
+#[test]
+fn roc_and_precision_recall_curves_match_scikit_learn() {
+    use graft_evaluate::metrics::{pr_curve, roc_curve};
+    let mut checked = 0;
+    for (name, case) in scores()["classification"].as_object().unwrap() {
+        let Some(roc) = case["roc_curve"].as_array() else { continue };
+        let truth: Vec<usize> = serde_json::from_value(case["truth"].clone()).unwrap();
+        let proba: Vec<Vec<f64>> = serde_json::from_value(case["proba"].clone()).unwrap();
+        let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
+        let scores: Vec<f64> = proba.iter().map(|p| p[1]).collect();
+        let series = |v: &serde_json::Value| -> Vec<f64> { serde_json::from_value(v.clone()).unwrap() };
+        let (fpr, tpr) = (series(&roc[0]), series(&roc[1]));
+        let got = roc_curve(&positive, &scores);
+        assert_eq!(got.len(), fpr.len(), "{name}: ROC points");
+        for (i, (x, y)) in got.iter().enumerate() {
+            assert!((x - fpr[i]).abs() < 1e-12 && (y - tpr[i]).abs() < 1e-12, "{name} ROC point {i}");
+        }
+        // scikit-learn lists precision-recall by increasing threshold and ends with (0, 1).
+        let (recall, precision) = (series(&case["pr_curve"][0]), series(&case["pr_curve"][1]));
+        let got = pr_curve(&positive, &scores);
+        assert_eq!(got.len(), recall.len() - 1, "{name}: PR points");
+        for (i, (r, p)) in got.iter().enumerate() {
+            let j = recall.len() - 2 - i;
+            assert!((r - recall[j]).abs() < 1e-12 && (p - precision[j]).abs() < 1e-12, "{name} PR point {i}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "both binary cases carry curves");
+}

@@ -8,6 +8,6 @@ mod rank;
 mod regression;
 
 pub use confusion::{ClassMetrics, Classification, classification};
-pub use probability::{Probabilistic, probabilistic};
-pub use rank::{average_ranks, binary_average_precision, binary_roc_auc};
+pub use probability::{Probabilistic, probabilistic, reliability_bins};
+pub use rank::{average_ranks, binary_average_precision, binary_roc_auc, pr_curve, roc_curve};
 pub use regression::{Regression, regression};

@@ -58,16 +58,23 @@ pub fn probabilistic(truth: &[usize], proba: &[Vec<f64>]) -> Probabilistic {
     }
 }
 
-fn expected_calibration_error(truth: &[usize], proba: &[Vec<f64>]) -> f64 {
-    // Per bin: summed confidence and number correct; ECE = sum_b |correct_b - conf_b| / n.
-    let mut bins = [(0.0f64, 0.0f64); ECE_BINS];
+/// Per confidence bin (top-class probability in (lo, hi], `ECE_BINS` equal widths): the
+/// summed confidence, the number of correct rows and the number of rows.
+pub fn reliability_bins(truth: &[usize], proba: &[Vec<f64>]) -> Vec<(f64, f64, usize)> {
+    let mut bins = vec![(0.0f64, 0.0f64, 0usize); ECE_BINS];
     for (&t, p) in truth.iter().zip(proba) {
         let (top, conf) = p.iter().enumerate().fold((0, f64::MIN), |b, (i, &q)| if q > b.1 { (i, q) } else { b });
-        // Bins are (lo, hi], as in the usual definition; confidence 0 goes to the first.
+        // Confidence 0 goes to the first bin.
         let b = ((conf * ECE_BINS as f64).ceil() as usize).clamp(1, ECE_BINS) - 1;
         bins[b].0 += conf;
         bins[b].1 += f64::from(u8::from(top == t));
+        bins[b].2 += 1;
     }
+    bins
+}
+
+/// ECE = sum over bins of |correct - summed confidence| / n.
+fn expected_calibration_error(truth: &[usize], proba: &[Vec<f64>]) -> f64 {
     let n = truth.len().max(1) as f64;
-    bins.iter().map(|&(conf, correct)| (correct - conf).abs() / n).sum()
+    reliability_bins(truth, proba).iter().map(|&(conf, correct, _)| (correct - conf).abs() / n).sum()
 }

@@ -34,17 +34,11 @@ pub fn binary_roc_auc(positive: &[bool], scores: &[f64]) -> Option<f64> {
     Some(u / (n_pos as f64 * n_neg as f64))
 }
 
-/// scikit-learn's `average_precision_score`: sum over score thresholds of
-/// (recall increase) x precision; `None` when there is no positive row.
-pub fn binary_average_precision(positive: &[bool], scores: &[f64]) -> Option<f64> {
-    let n_pos = positive.iter().filter(|&&p| p).count();
-    if n_pos == 0 {
-        return None;
-    }
+/// True and false positives after each distinct score threshold, highest first.
+fn threshold_counts(positive: &[bool], scores: &[f64]) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut fp, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
-    let mut i = 0;
+    let (mut tp, mut fp, mut out, mut i) = (0usize, 0usize, Vec::new(), 0);
     while i < order.len() {
         let threshold = scores[order[i]];
         while i < order.len() && scores[order[i]] == threshold {
@@ -55,8 +49,49 @@ pub fn binary_average_precision(positive: &[bool], scores: &[f64]) -> Option<f64
             }
             i += 1;
         }
-        let recall = tp as f64 / n_pos as f64;
-        ap += (recall - last_recall) * tp as f64 / (tp + fp) as f64;
+        out.push((tp, fp));
+    }
+    out
+}
+
+/// The ROC curve as (false positive rate, true positive rate) points from (0, 0), one per
+/// distinct threshold (scikit-learn's `roc_curve(drop_intermediate=False)`); empty without
+/// both classes.
+pub fn roc_curve(positive: &[bool], scores: &[f64]) -> Vec<(f64, f64)> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return Vec::new();
+    }
+    std::iter::once((0.0, 0.0))
+        .chain(threshold_counts(positive, scores).into_iter().map(|(tp, fp)| (fp as f64 / n_neg, tp as f64 / n_pos)))
+        .collect()
+}
+
+/// The precision-recall curve as (recall, precision) points, one per distinct threshold;
+/// empty without a positive row.
+pub fn pr_curve(positive: &[bool], scores: &[f64]) -> Vec<(f64, f64)> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    if n_pos == 0.0 {
+        return Vec::new();
+    }
+    threshold_counts(positive, scores)
+        .into_iter()
+        .map(|(tp, fp)| (tp as f64 / n_pos, tp as f64 / (tp + fp) as f64))
+        .collect()
+}
+
+/// scikit-learn's `average_precision_score`: sum over score thresholds of
+/// (recall increase) x precision; `None` when there is no positive row.
+pub fn binary_average_precision(positive: &[bool], scores: &[f64]) -> Option<f64> {
+    let curve = pr_curve(positive, scores);
+    if curve.is_empty() {
+        return None;
+    }
+    let mut last_recall = 0.0;
+    let mut ap = 0.0;
+    for (recall, precision) in curve {
+        ap += (recall - last_recall) * precision;
         last_recall = recall;
     }
     Some(ap)

@@ -1,0 +1,318 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing fetched)
+//! with the headline metrics and their intervals, per-class results, confusion matrix,
+//! ROC, precision-recall and reliability plots, training and learning curves, fusion
+//! members, and provenance. Every piece of text from data is escaped.
+
+use std::fmt::Write;
+
+use graft_finetune::HeadKind;
+use graft_finetune::curve::{Curve, Size};
+use graft_finetune::head::HeadInfo;
+
+use crate::metrics::{self, Classification, Regression};
+use crate::svg::{Axis, Chart, Mark, Series, escape, heatmap};
+use crate::{Metrics, Report};
+
+pub const FILE: &str = "report.html";
+
+/// What the page is drawn from.
+#[derive(Debug)]
+pub struct Page<'a> {
+    pub title: String,
+    pub report: &'a Report,
+    pub head: Option<&'a HeadInfo>,
+    /// Classification: each row's class and probabilities.
+    pub classes: Option<(&'a [usize], &'a [Vec<f64>])>,
+    /// Regression: each row's target and prediction.
+    pub values: Option<(&'a [f64], &'a [f64])>,
+    pub curve: Option<&'a Curve>,
+    /// Fusion: each member's name and report.
+    pub members: &'a [(String, Report)],
+    pub provenance: Vec<(String, String)>,
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}\
+th:first-child,td:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:12px}\
+.chart{background:#fafafa;border:1px solid #e5e5e5}.ct{font-size:13px;font-weight:600}.tk{font-size:10px}\
+.al{font-size:11px}.lg{font-size:11px}.note{color:#666;font-size:13px}code{font-size:12px}\
+table.prov td{text-align:left;word-break:break-all}table.prov td:first-child{white-space:nowrap;word-break:normal}";
+
+fn ci(report: &Report, name: &str) -> String {
+    match report.intervals.as_ref().and_then(|i| i.metrics.get(name).map(|v| (v, i.confidence))) {
+        Some((v, c)) => format!("[{:.4}, {:.4}] <span class=\"note\">{:.0}%</span>", v.low, v.high, 100.0 * c),
+        None => String::new(),
+    }
+}
+
+fn defined(v: Option<f64>) -> String {
+    v.map_or("<span class=\"note\">undefined</span>".to_owned(), |v| format!("{v:.4}"))
+}
+
+pub fn html(page: &Page<'_>) -> String {
+    let r = page.report;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>",
+        t = escape(&page.title)
+    );
+    let _ = write!(
+        s,
+        "<p class=\"note\">{} split, head <code>{}</code> on <code>{}</code> ({} pooling, dim {}).</p>",
+        escape(&r.split),
+        r.head.kind,
+        escape(&r.backbone.spec),
+        escape(&r.backbone.pooling),
+        r.backbone.dim
+    );
+    match &r.metrics {
+        Metrics::Classification(m) => classification(&mut s, page, m),
+        Metrics::Regression(m) => regression(&mut s, page, m),
+    }
+    if let Some(head) = page.head {
+        training(&mut s, head);
+    }
+    if let Some(curve) = page.curve {
+        learning_curve(&mut s, curve);
+    }
+    s.push_str("<h2>Provenance</h2><table class=\"prov\">");
+    for (k, v) in &page.provenance {
+        let _ = write!(s, "<tr><td>{}</td><td><code>{}</code></td></tr>", escape(k), escape(v));
+    }
+    s.push_str("</table></body></html>\n");
+    s
+}
+
+fn classification(s: &mut String, page: &Page<'_>, m: &Classification) {
+    let r = page.report;
+    s.push_str("<h2>Headline</h2><table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>");
+    let _ = write!(s, "<tr><td>accuracy</td><td>{:.4}</td><td>{}</td></tr>", m.accuracy, ci(r, "accuracy"));
+    let _ = write!(s, "<tr><td>macro F1</td><td>{:.4}</td><td>{}</td></tr>", m.macro_f1, ci(r, "macro_f1"));
+    let _ = write!(s, "<tr><td>balanced accuracy</td><td>{:.4}</td><td></td></tr>", m.balanced_accuracy);
+    let _ = write!(s, "<tr><td>Matthews correlation</td><td>{:.4}</td><td></td></tr>", m.mcc);
+    let _ = write!(s, "<tr><td>Cohen's kappa</td><td>{}</td><td></td></tr>", defined(m.cohen_kappa));
+    if let Some(p) = &r.probabilities {
+        let _ = write!(s, "<tr><td>ROC-AUC</td><td>{}</td><td></td></tr>", defined(p.roc_auc));
+        let _ = write!(s, "<tr><td>average precision</td><td>{}</td><td></td></tr>", defined(p.average_precision));
+        let _ = write!(s, "<tr><td>log-loss</td><td>{:.4}</td><td></td></tr>", p.log_loss);
+        let _ = write!(
+            s,
+            "<tr><td>expected calibration error</td><td>{:.4}</td><td></td></tr>",
+            p.expected_calibration_error
+        );
+    }
+    s.push_str("</table>");
+    if !page.members.is_empty() {
+        members(s, page);
+    }
+    s.push_str(
+        "<h2>Per class</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>",
+    );
+    for c in &m.per_class {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+            escape(&c.label),
+            c.precision,
+            c.recall,
+            c.f1,
+            c.support
+        );
+    }
+    s.push_str("</table><h2>Errors and scores</h2><div class=\"grid\">");
+    let labels: Vec<String> = m.per_class.iter().map(|c| c.label.clone()).collect();
+    s.push_str(&heatmap("Confusion matrix", &labels, &m.confusion, "predicted", "true"));
+    if let Some((truth, proba)) = page.classes {
+        let k = labels.len();
+        // Two classes: the positive class only; more: one curve per class against the rest.
+        let shown: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
+        let (mut roc, mut pr) = (Vec::new(), Vec::new());
+        for c in shown {
+            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+            let scores: Vec<f64> = proba.iter().map(|p| p[c]).collect();
+            let auc = metrics::binary_roc_auc(&positive, &scores);
+            let name = format!("{} (AUC {})", labels[c], auc.map_or("undefined".into(), |a| format!("{a:.3}")));
+            roc.push(Series { name, points: metrics::roc_curve(&positive, &scores), mark: Mark::Line });
+            let ap = metrics::binary_average_precision(&positive, &scores);
+            let name = format!("{} (AP {})", labels[c], ap.map_or("undefined".into(), |a| format!("{a:.3}")));
+            pr.push(Series { name, points: metrics::pr_curve(&positive, &scores), mark: Mark::Line });
+        }
+        roc.push(Series { name: "chance".into(), points: vec![(0.0, 0.0), (1.0, 1.0)], mark: Mark::Dashed });
+        let unit = |label: &str| Axis::linear(label, 0.0, 1.0);
+        let chart =
+            |title: &str, x: &str, y: &str, series| Chart { title: title.into(), x: unit(x), y: unit(y), series };
+        s.push_str(&chart("ROC", "false positive rate", "true positive rate", roc).render());
+        s.push_str(&chart("Precision-recall", "recall", "precision", pr).render());
+        let bins = metrics::reliability_bins(truth, proba);
+        let points: Vec<(f64, f64)> =
+            bins.iter().filter(|b| b.2 > 0).map(|&(conf, correct, n)| (conf / n as f64, correct / n as f64)).collect();
+        let series = vec![
+            Series { name: "model".into(), points, mark: Mark::LineDots },
+            Series { name: "perfectly calibrated".into(), points: vec![(0.0, 0.0), (1.0, 1.0)], mark: Mark::Dashed },
+        ];
+        s.push_str(&chart("Reliability (top class)", "mean confidence", "accuracy", series).render());
+    }
+    s.push_str("</div>");
+}
+
+fn members(s: &mut String, page: &Page<'_>) {
+    s.push_str(
+        "<h2>Fusion members</h2><table><tr><th>member</th><th>accuracy</th><th>macro F1</th><th>log-loss</th></tr>",
+    );
+    let row = |s: &mut String, name: &str, r: &Report| {
+        if let Metrics::Classification(m) = &r.metrics {
+            let loss = r.probabilities.as_ref().map_or("-".into(), |p| format!("{:.4}", p.log_loss));
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{loss}</td></tr>",
+                escape(name),
+                m.accuracy,
+                m.macro_f1
+            );
+        }
+    };
+    for (name, r) in page.members {
+        row(s, name, r);
+    }
+    row(s, "fusion", page.report);
+    s.push_str("</table>");
+}
+
+fn regression(s: &mut String, page: &Page<'_>, m: &Regression) {
+    let r = page.report;
+    s.push_str("<h2>Headline</h2><table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>");
+    let _ = write!(s, "<tr><td>RMSE</td><td>{:.4}</td><td>{}</td></tr>", m.rmse, ci(r, "rmse"));
+    let _ = write!(s, "<tr><td>R²</td><td>{:.4}</td><td>{}</td></tr>", m.r2, ci(r, "r2"));
+    let _ = write!(s, "<tr><td>MAE</td><td>{:.4}</td><td></td></tr>", m.mae);
+    let _ = write!(s, "<tr><td>Pearson</td><td>{}</td><td></td></tr>", defined(m.pearson));
+    let _ = write!(s, "<tr><td>Spearman</td><td>{}</td><td></td></tr>", defined(m.spearman));
+    s.push_str("</table>");
+    if let Some((y, pred)) = page.values {
+        let all = || y.iter().chain(pred.iter()).copied();
+        let (x_axis, y_axis) = (Axis::fit("target", all(), false), Axis::fit("prediction", all(), false));
+        let (lo, hi) = (x_axis.min, x_axis.max);
+        let chart = Chart {
+            title: "Prediction against target".into(),
+            x: x_axis,
+            y: y_axis,
+            series: vec![
+                Series {
+                    name: "rows".into(),
+                    points: y.iter().copied().zip(pred.iter().copied()).collect(),
+                    mark: Mark::Dots,
+                },
+                Series { name: "y = x".into(), points: vec![(lo, lo), (hi, hi)], mark: Mark::Dashed },
+            ],
+        };
+        let _ = write!(s, "<h2>Predictions</h2><div class=\"grid\">{}</div>", chart.render());
+    }
+}
+
+fn training(s: &mut String, head: &HeadInfo) {
+    let t = &head.training;
+    let mut charts = Vec::new();
+    let epoch = |f: fn(&graft_finetune::mlp::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
+        t.epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
+    };
+    match head.architecture.kind {
+        HeadKind::Mlp => {
+            let (train, val) = (epoch(|e| Some(e.train_loss)), epoch(|e| e.val_loss));
+            let kept: Vec<(f64, f64)> =
+                t.best_epoch.and_then(|b| val.iter().copied().find(|p| p.0 == b as f64)).into_iter().collect();
+            let values = train.iter().chain(&val).map(|p| p.1);
+            charts.push(Chart {
+                title: "Training loss".into(),
+                x: Axis::fit("epoch", train.iter().map(|p| p.0), false),
+                y: Axis::fit("loss", values, false),
+                series: vec![
+                    Series { name: "train".into(), points: train.clone(), mark: Mark::Line },
+                    Series { name: "val".into(), points: val, mark: Mark::Line },
+                    Series { name: "kept epoch".into(), points: kept, mark: Mark::Dots },
+                ],
+            });
+            let acc = epoch(|e| e.val_accuracy);
+            if !acc.is_empty() {
+                charts.push(Chart {
+                    title: "Val accuracy".into(),
+                    x: Axis::fit("epoch", acc.iter().map(|p| p.0), false),
+                    y: Axis::fit("accuracy", acc.iter().map(|p| p.1), false),
+                    series: vec![Series { name: "val".into(), points: acc, mark: Mark::LineDots }],
+                });
+            }
+        }
+        HeadKind::LogisticRegression => {
+            let objective: Vec<(f64, f64)> =
+                t.objective.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect();
+            charts.push(Chart {
+                title: "L-BFGS objective (kept C)".into(),
+                x: Axis::fit("iteration", objective.iter().map(|p| p.0), false),
+                y: Axis::fit("objective", objective.iter().map(|p| p.1), false),
+                series: vec![Series { name: "objective".into(), points: objective, mark: Mark::Line }],
+            });
+            let scores: Vec<(f64, f64)> = t.selection.iter().filter_map(|c| c.score.map(|v| (c.c, v))).collect();
+            if !scores.is_empty() {
+                charts.push(Chart {
+                    title: "Choice of C".into(),
+                    x: Axis::fit("C", scores.iter().map(|p| p.0), true),
+                    y: Axis::fit("accuracy (val or cross-validated)", scores.iter().map(|p| p.1), false),
+                    series: vec![Series { name: "score".into(), points: scores, mark: Mark::LineDots }],
+                });
+            }
+        }
+        HeadKind::Ridge => {
+            let mse: Vec<(f64, f64)> = t.alpha_selection.iter().filter_map(|(a, m)| m.map(|m| (*a, m))).collect();
+            if !mse.is_empty() {
+                charts.push(Chart {
+                    title: "Choice of alpha".into(),
+                    x: Axis::fit("alpha", mse.iter().map(|p| p.0), true),
+                    y: Axis::fit("val MSE", mse.iter().map(|p| p.1), false),
+                    series: vec![Series { name: "val MSE".into(), points: mse, mark: Mark::LineDots }],
+                });
+            }
+        }
+    }
+    s.push_str("<h2>Training</h2><div class=\"grid\">");
+    for c in charts {
+        s.push_str(&c.render());
+    }
+    s.push_str("</div>");
+}
+
+fn learning_curve(s: &mut String, curve: &Curve) {
+    let point = |f: fn(&graft_finetune::curve::Point) -> f64| -> Vec<(f64, f64)> {
+        curve.points.iter().map(|p| (p.train_rows as f64, f(p))).collect()
+    };
+    let (mean, low, high) = (
+        point(|p| p.accuracy_mean),
+        point(|p| p.accuracy_mean - p.accuracy_std),
+        point(|p| p.accuracy_mean + p.accuracy_std),
+    );
+    // The band's outline: along the lower edge, back along the upper one.
+    let band: Vec<(f64, f64)> = low.iter().chain(high.iter().rev()).copied().collect();
+    let chart = Chart {
+        title: format!("Learning curve ({} accuracy, {} repeats)", curve.split, curve.repeats),
+        x: Axis::fit("labelled train rows", mean.iter().map(|p| p.0), true),
+        y: Axis::fit("accuracy", low.iter().chain(&high).map(|p| p.1), false),
+        series: vec![
+            Series { name: "mean".into(), points: mean, mark: Mark::LineDots },
+            Series { name: "mean ± std".into(), points: band, mark: Mark::Dashed },
+        ],
+    };
+    s.push_str("<h2>Learning curve</h2><div class=\"grid\">");
+    s.push_str(&chart.render());
+    s.push_str("</div><table><tr><th>size</th><th>train rows</th><th>accuracy</th><th>std</th></tr>");
+    for p in &curve.points {
+        let size = match p.size {
+            Size::PerClass(k) => format!("{k} per class"),
+            Size::Fraction(f) => format!("{f} of train"),
+        };
+        let _ = write!(
+            s,
+            "<tr><td>{size}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+            p.train_rows, p.accuracy_mean, p.accuracy_std
+        );
+    }
+    s.push_str("</table>");
+}
