@@ -55,3 +55,157 @@ fn intervals_bracket_accuracy_and_compare_counts_discordant_rows() {
         "{err}"
     );
 }
+
+/// id, label, pred and the probability columns of a predictions file.
+fn read_predictions(path: &Path) -> (graft_core::artifact::Provenance, Vec<String>, Vec<String>, Vec<Vec<f64>>) {
+    let path = path.join("predictions.arrow");
+    let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
+    let prov = r.provenance().clone();
+    let b = r.next_batch().unwrap().unwrap();
+    let text = |n: &str| {
+        let c = graft_core::artifact::column::<arrow::array::StringArray>(&b, n, &path, "").unwrap();
+        (0..b.num_rows()).map(|i| c.value(i).to_owned()).collect::<Vec<_>>()
+    };
+    let proba: Vec<Vec<f64>> = (0..b.num_rows())
+        .map(|i| {
+            prov.labels
+                .iter()
+                .map(|l| {
+                    graft_core::artifact::column::<arrow::array::Float64Array>(&b, &format!("prob_{l}"), &path, "")
+                        .unwrap()
+                        .value(i)
+                })
+                .collect()
+        })
+        .collect();
+    (prov.clone(), text("label"), text("pred"), proba)
+}
+
+#[test]
+fn fusion_averages_weights_and_votes_members_on_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let d = |n: &str| dir.path().join(n);
+    let feats = d("features");
+    let heads: [(&str, &[&str]); 3] = [
+        ("a", &["--c", "0.1"]),
+        ("b", &["--head", "mlp", "--hidden", "8", "--epochs", "4", "--seed", "1"]),
+        ("c", &["--head", "mlp", "--hidden", "4", "--epochs", "2", "--seed", "2"]),
+    ];
+    for (name, extra) in heads {
+        let head = d(name);
+        let mut args = vec!["--features", s(&feats), "--out", s(&head), "-q"];
+        args.extend_from_slice(extra);
+        ok("graft-finetune", &args);
+        for split in ["test", "val"] {
+            let out = d(&format!("{name}_{split}"));
+            ok(
+                "graft-evaluate",
+                &["--head", s(&head), "--features", s(&feats), "--split", split, "--out", s(&out), "-q"],
+            );
+        }
+    }
+    let members = [d("a_test"), d("b_test"), d("c_test")];
+    let fuse = |out: &str, extra: &[&str]| {
+        let mut args = vec!["fuse".to_owned(), s(&members[0]).into(), s(&members[1]).into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(["--out".to_owned(), s(&d(out)).into(), "-q".into()]);
+        ok("graft-evaluate", &args);
+        read_predictions(&d(out))
+    };
+    let (_, truth, _, pa) = read_predictions(&members[0]);
+    let (_, _, _, pb) = read_predictions(&members[1]);
+    let close = |got: &[Vec<f64>], want: &dyn Fn(usize, usize) -> f64| {
+        for (i, row) in got.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                assert!((v - want(i, c)).abs() < 1e-12, "row {i} class {c}: {v} vs {}", want(i, c));
+            }
+        }
+    };
+    let (_, _, pred, mean) = fuse("mean", &[]);
+    close(&mean, &|i, c| (pa[i][c] + pb[i][c]) / 2.0);
+    let metrics: Value = serde_json::from_slice(&std::fs::read(d("mean/metrics.json")).unwrap()).unwrap();
+    let correct = truth.iter().zip(&pred).filter(|(t, p)| t == p).count() as f64 / truth.len() as f64;
+    assert!((metrics["metrics"]["accuracy"].as_f64().unwrap() - correct).abs() < 1e-12);
+    assert!(std::fs::read_to_string(d("mean/report.html")).unwrap().contains("Fusion members"));
+
+    let (_, _, _, weighted) = fuse("weighted", &["--method", "weighted", "--weights", "1,3"]);
+    close(&weighted, &|i, c| (pa[i][c] + 3.0 * pb[i][c]) / 4.0);
+
+    let val = format!("{},{}", s(&d("a_val")), s(&d("b_val")));
+    fuse("fitted", &["--method", "weighted", "--val", &val]);
+    let fitted: Value = serde_json::from_slice(&std::fs::read(d("fitted/metrics.json")).unwrap()).unwrap();
+    let w: Vec<f64> = serde_json::from_value(fitted["fusion"]["weights"].clone()).unwrap();
+    assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9 && w.iter().all(|v| (0.0..=1.0).contains(v)), "{w:?}");
+
+    // Three members vote; a two-member vote could tie.
+    let out = d("vote");
+    ok(
+        "graft-evaluate",
+        &["fuse", s(&members[0]), s(&members[1]), s(&members[2]), "--method", "vote", "--out", s(&out), "-q"],
+    );
+    let (_, _, voted, _) = read_predictions(&out);
+    let preds: Vec<Vec<String>> = members.iter().map(|m| read_predictions(m).2).collect();
+    for (i, v) in voted.iter().enumerate() {
+        let votes = preds.iter().filter(|p| p[i] == *v).count();
+        assert!(votes >= 2, "row {i}: {v} has {votes} of 3 votes");
+    }
+}
+
+#[test]
+fn fusion_refuses_other_rows_bad_probabilities_and_wrong_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let d = |n: &str| dir.path().join(n);
+    ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&d("h")), "--c", "1", "-q"]);
+    for split in ["test", "val"] {
+        let out = d(split);
+        ok(
+            "graft-evaluate",
+            &["--head", s(&d("h")), "--features", s(&d("features")), "--split", split, "--out", s(&out), "-q"],
+        );
+    }
+    let refused = |args: &[&str]| {
+        let out = d("fused");
+        let mut all = vec!["fuse"];
+        all.extend_from_slice(args);
+        all.extend(["--out", s(&out)]);
+        let err = user_error("graft-evaluate", &all);
+        assert!(files_in(&out).is_empty());
+        err
+    };
+    let err = refused(&[s(&d("test")), s(&d("val"))]);
+    assert!(err.contains("not predictions on the same rows"), "{err}");
+    let err = refused(&[s(&d("test")), s(&d("test")), "--method", "weighted", "--weights", "1,2,3"]);
+    assert!(err.contains("2 members need 2 non-negative weights"), "{err}");
+    // Probabilities that do not sum to 1.
+    let (prov, truth, pred, mut proba) = read_predictions(&d("test"));
+    proba[3][0] += 0.2;
+    let bad = d("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let mut fields = vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("label", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("pred", arrow::datatypes::DataType::Utf8, false),
+    ];
+    let ids: Vec<String> = (0..truth.len()).map(|i| format!("{i}")).collect();
+    let mut columns: Vec<arrow::array::ArrayRef> = vec![
+        std::sync::Arc::new(arrow::array::StringArray::from(ids)),
+        std::sync::Arc::new(arrow::array::StringArray::from(truth)),
+        std::sync::Arc::new(arrow::array::StringArray::from(pred)),
+    ];
+    for (c, l) in prov.labels.iter().enumerate() {
+        fields.push(arrow::datatypes::Field::new(format!("prob_{l}"), arrow::datatypes::DataType::Float64, false));
+        columns.push(std::sync::Arc::new(arrow::array::Float64Array::from(
+            proba.iter().map(|p| p[c]).collect::<Vec<_>>(),
+        )));
+    }
+    let schema = prov.attach(fields).unwrap();
+    let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let path = bad.join("predictions.arrow");
+    let mut w = graft_core::artifact::ArtifactWriter::create(&path, &schema).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap().commit().unwrap();
+    let err = refused(&[s(&d("test")), s(&bad)]);
+    assert!(err.contains("bad/predictions.arrow") && err.contains("row 3") && err.contains("do not sum to 1"), "{err}");
+}

@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::StringArray;
-use graft_core::artifact::{ArtifactReader, column};
 use serde::{Deserialize, Serialize};
 
+use crate::Result;
+use crate::predictions::Predictions;
 use crate::uncertainty::{self, Interval};
-use crate::{Error, PREDICTIONS_FILE, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,39 +26,11 @@ pub struct Comparison {
     pub mcnemar_p: f64,
 }
 
-/// A predictions file's ids, true labels and predicted labels.
-fn read(path: &Path) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
-    let path = if path.is_dir() { path.join(PREDICTIONS_FILE) } else { path.to_owned() };
-    let mut reader = ArtifactReader::open(&path)?;
-    let (mut ids, mut truth, mut pred) = (Vec::new(), Vec::new(), Vec::new());
-    while let Some(batch) = reader.next_batch()? {
-        let get = |name| column::<StringArray>(&batch, name, &path, "utf8").cloned();
-        let (i, t, p) = (get("id")?, get("label")?, get("pred")?);
-        ids.extend(i.iter().map(|v| v.unwrap_or_default().to_owned()));
-        truth.extend(t.iter().map(|v| v.unwrap_or_default().to_owned()));
-        pred.extend(p.iter().map(|v| v.unwrap_or_default().to_owned()));
-    }
-    Ok((ids, truth, pred))
-}
-
 pub fn compare(a: &Path, b: &Path, resamples: usize, seed: u64) -> Result<Comparison> {
-    let (ids_a, truth_a, pred_a) = read(a)?;
-    let (ids_b, truth_b, pred_b) = read(b)?;
-    let mismatch = |message: String| Error::NotComparable { a: a.to_owned(), b: b.to_owned(), message };
-    if ids_a.len() != ids_b.len() {
-        return Err(mismatch(format!("{} rows against {}", ids_a.len(), ids_b.len())));
-    }
-    if let Some(i) = (0..ids_a.len()).find(|&i| ids_a[i] != ids_b[i]) {
-        return Err(mismatch(format!("row {i} is `{}` in one and `{}` in the other", ids_a[i], ids_b[i])));
-    }
-    if let Some(i) = (0..ids_a.len()).find(|&i| truth_a[i] != truth_b[i]) {
-        return Err(mismatch(format!(
-            "row {i} (id `{}`) has label `{}` against `{}`",
-            ids_a[i], truth_a[i], truth_b[i]
-        )));
-    }
-    let right_a: Vec<bool> = (0..ids_a.len()).map(|i| pred_a[i] == truth_a[i]).collect();
-    let right_b: Vec<bool> = (0..ids_a.len()).map(|i| pred_b[i] == truth_b[i]).collect();
+    let (pa, pb) = (Predictions::read(a)?, Predictions::read(b)?);
+    pa.check_same_rows(&pb)?;
+    let right = |p: &Predictions| -> Vec<bool> { (0..p.ids.len()).map(|i| p.pred[i] == p.truth[i]).collect() };
+    let (right_a, right_b) = (right(&pa), right(&pb));
     let n = right_a.len();
     let acc = |right: &[bool], rows: &mut dyn Iterator<Item = usize>| {
         let (mut hit, mut total) = (0usize, 0usize);

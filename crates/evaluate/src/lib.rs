@@ -1,8 +1,10 @@
 //! `graft-evaluate`: a trained head on one split's features -> predictions and metrics.
 
 pub mod compare;
+pub mod fuse;
 pub mod metrics;
 pub mod mteb;
+pub mod predictions;
 pub mod report;
 pub mod svg;
 mod table;
@@ -76,7 +78,35 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probabilities: Option<Probabilistic>,
     pub backbone: BackboneId,
-    pub head: HeadSummary,
+    /// The head evaluated (none for fused predictions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadSummary>,
+    /// How fused predictions were made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<fuse::Fusion>,
+}
+
+impl Report {
+    /// The report of predictions not made by one head: fusion members and their fusion.
+    pub(crate) fn fused(
+        provenance: &Provenance,
+        metrics: Classification,
+        intervals: Option<Intervals>,
+        probabilities: Option<Probabilistic>,
+        backbone: BackboneId,
+        fusion: Option<fuse::Fusion>,
+    ) -> Self {
+        Self {
+            format: "graft-metrics/1".into(),
+            split: provenance.params.get("split").and_then(|s| s.as_str()).unwrap_or("unknown").to_owned(),
+            metrics: Metrics::Classification(metrics),
+            intervals,
+            probabilities,
+            backbone,
+            head: None,
+            fusion,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +151,10 @@ pub enum Error {
     NoSplit { dir: PathBuf, split: String },
     #[error("`{}` and `{}` are not predictions on the same rows: {message}", a.display(), b.display())]
     NotComparable { a: PathBuf, b: PathBuf, message: String },
+    #[error("`{}` row {row}: {message}", path.display())]
+    BadPredictions { path: PathBuf, row: usize, message: String },
+    #[error("fuse: {0}")]
+    BadFusion(String),
     #[error("mteb: {0}")]
     BadProtocol(String),
     #[error("cannot read `{}`", path.display())]
@@ -255,12 +289,13 @@ pub fn run(cfg: &Config) -> Result<Report> {
         intervals,
         probabilities,
         backbone: feats.backbone,
-        head: HeadSummary {
+        head: Some(HeadSummary {
             kind: head.info.architecture.kind,
             c: head.info.training.chosen_c,
             temperature: head.info.temperature,
             train_rows: head.info.training.train_rows,
-        },
+        }),
+        fusion: None,
     };
     let mut json =
         serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;

@@ -12,6 +12,7 @@ use graft_core::cli;
 ///   graft-evaluate --head runs/rt/head --features runs/rt/features --out runs/rt/eval
 ///   graft-evaluate show runs/rt/eval
 ///   graft-evaluate compare runs/a/eval runs/b/eval
+///   graft-evaluate fuse runs/a/eval runs/b/eval --method weighted --val runs/a/val,runs/b/val --out runs/fused
 ///   graft-evaluate mteb --features runs/rt/features --per-class 8 --experiments 10
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
@@ -39,6 +40,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Fuses several heads' predictions on the same rows (mean, weighted, vote) and
+    /// evaluates the fusion beside each member.
+    Fuse(graft_evaluate::fuse::FuseConfig),
     /// MTEB's classification protocol (K labelled rows per class, n draws, logistic
     /// regression, test split): mean and spread, comparable with published MTEB scores.
     Mteb(graft_evaluate::mteb::Protocol),
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
     cli::init_logging(cli.quiet);
     let report = match (cli.command, cli.config) {
         (Some(Command::Show { metrics }), _) => graft_evaluate::load_report(&metrics),
+        (Some(Command::Fuse(fuse)), _) => graft_evaluate::fuse::fuse(&fuse),
         (Some(Command::Compare { a, b, bootstrap, seed }), _) => {
             return cli::exit(graft_evaluate::compare::compare(&a, &b, bootstrap, seed).map(|c| {
                 let _ = std::io::stdout().write_all(graft_evaluate::compare::render(&c).as_bytes());

@@ -60,9 +60,9 @@ pub fn html(page: &Page<'_>) -> String {
     );
     let _ = write!(
         s,
-        "<p class=\"note\">{} split, head <code>{}</code> on <code>{}</code> ({} pooling, dim {}).</p>",
+        "<p class=\"note\">{} split, {} on <code>{}</code> ({} pooling, dim {}).</p>",
         escape(&r.split),
-        r.head.kind,
+        escape(&crate::table::describe_head(r)),
         escape(&r.backbone.spec),
         escape(&r.backbone.pooling),
         r.backbone.dim

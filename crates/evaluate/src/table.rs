@@ -4,6 +4,15 @@ use std::fmt::Write;
 
 use crate::{Metrics, Report};
 
+/// `head KIND (C=..)`, or the fusion's method and member count.
+pub fn describe_head(report: &Report) -> String {
+    match (&report.head, &report.fusion) {
+        (Some(h), _) => format!("head {}{}", h.kind, h.c.map_or(String::new(), |c| format!(" (C={c})"))),
+        (None, Some(f)) => format!("{:?} fusion of {} heads", f.method, f.members.len()).to_lowercase(),
+        (None, None) => "predictions".into(),
+    }
+}
+
 pub fn render(report: &Report) -> String {
     let mut s = String::new();
     let rows = match &report.metrics {
@@ -12,11 +21,10 @@ pub fn render(report: &Report) -> String {
     };
     let _ = writeln!(
         s,
-        "{} split: {} rows, head {}{} on {} ({}, dim {})",
+        "{} split: {} rows, {} on {} ({}, dim {})",
         report.split,
         rows,
-        report.head.kind,
-        report.head.c.map_or(String::new(), |c| format!(" (C={c})")),
+        describe_head(report),
         report.backbone.spec,
         report.backbone.pooling,
         report.backbone.dim
@@ -64,6 +72,11 @@ pub fn render(report: &Report) -> String {
                     "{:<width$}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
                     c.label, c.precision, c.recall, c.f1, c.support
                 );
+            }
+            if let Some(f) = &report.fusion {
+                for ((path, w), acc) in f.members.iter().zip(&f.weights).zip(&f.member_accuracy) {
+                    let _ = writeln!(s, "member {} (weight {w:.3}): accuracy {acc:.4}", path.display());
+                }
             }
             let _ = writeln!(s, "confusion (rows: true, columns: predicted)");
             for (c, row) in m.per_class.iter().zip(&m.confusion) {
