@@ -178,34 +178,49 @@ fn fusion_refuses_other_rows_bad_probabilities_and_wrong_weights() {
     assert!(err.contains("not predictions on the same rows"), "{err}");
     let err = refused(&[s(&d("test")), s(&d("test")), "--method", "weighted", "--weights", "1,2,3"]);
     assert!(err.contains("2 members need 2 non-negative weights"), "{err}");
-    // Probabilities that do not sum to 1.
-    let (prov, truth, pred, mut proba) = read_predictions(&d("test"));
-    proba[3][0] += 0.2;
+    // Probabilities that do not sum to 1, and a label outside the label set.
+    let (prov, truth, pred, proba) = read_predictions(&d("test"));
+    let mut off = proba.clone();
+    off[3][0] += 0.2;
     let bad = d("bad");
-    std::fs::create_dir_all(&bad).unwrap();
+    write_predictions(&bad, &prov, &truth, &pred, &off);
+    let mut unknown = pred.clone();
+    unknown[5] = "maybe".into();
+    write_predictions(&d("unknown"), &prov, &truth, &unknown, &proba);
+    let err = refused(&[s(&d("test")), s(&d("unknown"))]);
+    assert!(err.contains("unknown/predictions.arrow") && err.contains("row 5") && err.contains("`maybe`"), "{err}");
+    let err = refused(&[s(&d("test")), s(&bad)]);
+    assert!(err.contains("bad/predictions.arrow") && err.contains("row 3") && err.contains("do not sum to 1"), "{err}");
+}
+
+/// Writes `dir/predictions.arrow` with these rows, as graft-evaluate lays it out.
+fn write_predictions(
+    dir: &Path,
+    prov: &graft_core::artifact::Provenance,
+    truth: &[String],
+    pred: &[String],
+    proba: &[Vec<f64>],
+) {
+    use arrow::datatypes::{DataType, Field};
+    use std::sync::Arc;
     let mut fields = vec![
-        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("label", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("pred", arrow::datatypes::DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("pred", DataType::Utf8, false),
     ];
     let ids: Vec<String> = (0..truth.len()).map(|i| format!("{i}")).collect();
     let mut columns: Vec<arrow::array::ArrayRef> = vec![
-        std::sync::Arc::new(arrow::array::StringArray::from(ids)),
-        std::sync::Arc::new(arrow::array::StringArray::from(truth)),
-        std::sync::Arc::new(arrow::array::StringArray::from(pred)),
+        Arc::new(arrow::array::StringArray::from(ids)),
+        Arc::new(arrow::array::StringArray::from(truth.to_vec())),
+        Arc::new(arrow::array::StringArray::from(pred.to_vec())),
     ];
     for (c, l) in prov.labels.iter().enumerate() {
-        fields.push(arrow::datatypes::Field::new(format!("prob_{l}"), arrow::datatypes::DataType::Float64, false));
-        columns.push(std::sync::Arc::new(arrow::array::Float64Array::from(
-            proba.iter().map(|p| p[c]).collect::<Vec<_>>(),
-        )));
+        fields.push(Field::new(format!("prob_{l}"), DataType::Float64, false));
+        columns.push(Arc::new(arrow::array::Float64Array::from(proba.iter().map(|p| p[c]).collect::<Vec<_>>())));
     }
     let schema = prov.attach(fields).unwrap();
     let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let path = bad.join("predictions.arrow");
-    let mut w = graft_core::artifact::ArtifactWriter::create(&path, &schema).unwrap();
+    let mut w = graft_core::artifact::ArtifactWriter::create(&dir.join("predictions.arrow"), &schema).unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap().commit().unwrap();
-    let err = refused(&[s(&d("test")), s(&bad)]);
-    assert!(err.contains("bad/predictions.arrow") && err.contains("row 3") && err.contains("do not sum to 1"), "{err}");
 }
