@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-cuda runtime chromium build build-cuda demo demo-imdb test bench-backbone bench-finetune report-screenshot lint fixtures clean
+.PHONY: all setup setup-cuda runtime chromium build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline report-screenshot lint fixtures clean
 
 all: build
 
@@ -63,6 +63,10 @@ bench-backbone: setup build
 bench-finetune: setup build
 	$(BIN)/graft run pipelines/imdb-minilm.yaml
 	$(PY) scripts/bench_finetune.py --features runs/imdb-minilm/features --bin $(BIN)
+
+## No-change re-run of a pipeline over 2 GiB of inputs, against its first (hashing) run.
+bench-pipeline: build
+	scripts/bench_pipeline.sh $(BIN)
 
 ## The demo's report.html rendered by headless Chromium into runs/rt-minilm/eval/report.png.
 report-screenshot: demo chromium

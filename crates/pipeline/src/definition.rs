@@ -1,6 +1,7 @@
 //! Pipeline files (`version: 1`): named stages, each a graft binary with its arguments,
 //! the paths it reads (`deps`) and the paths it writes (`outs`). Paths are relative to
-//! the pipeline file's folder.
+//! the pipeline file's folder. `params`, `include` and `matrix` are resolved by
+//! [`crate::expand`] before anything runs.
 
 use std::path::{Path, PathBuf};
 
@@ -9,37 +10,66 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A pipeline file.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
+    /// Format version; only 1.
     pub version: u32,
     #[serde(default)]
     pub description: Option<String>,
+    /// Files whose `params`, `matrix` and `stages` are merged in (paths relative to this
+    /// file; this file's params win, a stage name may appear once).
+    #[serde(default)]
+    pub include: Vec<PathBuf>,
+    /// Values stages use as `${params.NAME}`; `graft run --set params.NAME=VALUE` overrides.
+    #[serde(default)]
+    pub params: IndexMap<String, Scalar>,
+    /// Sweep axes: a stage that uses `${matrix.NAME}` runs once per value of each axis it
+    /// uses, so stages that use fewer axes are shared between combinations.
+    #[serde(default)]
+    pub matrix: IndexMap<String, Vec<Scalar>>,
+    /// Where the sweep's comparison table is written (default `<pipeline>.sweep.json`).
+    #[serde(default)]
+    pub sweep_out: Option<PathBuf>,
     pub stages: IndexMap<String, Stage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One stage: a graft binary and its flags.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// The stage binary, e.g. `graft-backbone`.
     pub cmd: String,
     /// Flags: `key: value` becomes `--key value` (underscores as dashes); a list repeats the flag.
+    /// Strings may use `${params.NAME}`, `${matrix.NAME}` and `${env.NAME}`.
     #[serde(default)]
     pub args: IndexMap<String, Arg>,
+    /// Files or folders the stage reads.
     #[serde(default)]
     pub deps: Vec<PathBuf>,
+    /// Files or folders the stage writes.
     #[serde(default)]
     pub outs: Vec<PathBuf>,
+    /// Airflow export: run this (graft-backbone) stage as N shards mapped over
+    /// `--shard I/N`, then merge them.
+    #[serde(default)]
+    pub shards: Option<u32>,
+    /// Matrix values this expanded stage was made with (set by expansion).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub combination: IndexMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A flag's value: one scalar, or a list that repeats the flag.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Arg {
     Scalar(Scalar),
     List(Vec<Scalar>),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     Bool(bool),
@@ -78,8 +108,17 @@ impl Stage {
     }
 }
 
-/// Reads and validates a pipeline file; returns it with its stages in run order.
-pub fn load(path: &Path) -> Result<(Pipeline, Vec<String>)> {
+/// The JSON Schema of pipeline files, generated from these types
+/// (committed as `schemas/pipeline.schema.json`).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Pipeline);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    text.push('\n');
+    text
+}
+
+/// Parses one pipeline file as written.
+pub fn parse(path: &Path) -> Result<Pipeline> {
     let text = fs_err::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let pipeline: Pipeline =
         serde_norway::from_str(&text).map_err(|source| Error::Parse { path: path.to_owned(), source })?;
@@ -89,6 +128,13 @@ pub fn load(path: &Path) -> Result<(Pipeline, Vec<String>)> {
             message: format!("`version: {}` is not supported; expected `version: 1`", pipeline.version),
         });
     }
+    Ok(pipeline)
+}
+
+/// Reads and validates a pipeline file, applies `overrides` (`--set`), resolves includes,
+/// params and the matrix; returns the expanded stages and their run order.
+pub fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, Vec<String>)> {
+    let pipeline = crate::expand::expand(path, parse(path)?, overrides)?;
     let order = run_order(&pipeline).map_err(|message| Error::Invalid { path: path.to_owned(), message })?;
     Ok((pipeline, order))
 }
@@ -164,6 +210,16 @@ mod tests {
         assert!(run_order(&cycle).unwrap_err().contains("cycle"));
         let twice = parse("version: 1\nstages:\n  a: {cmd: x, outs: [o]}\n  b: {cmd: x, outs: [o]}\n");
         assert!(run_order(&twice).unwrap_err().contains("both stage `a` and stage `b`"));
+    }
+
+    #[test]
+    fn committed_json_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/pipeline.schema.json");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(committed == json_schema(), "{path} is stale: run `graft schema > schemas/pipeline.schema.json`");
+        for key in ["\"matrix\"", "\"params\"", "\"stages\"", "\"deps\"", "\"shards\""] {
+            assert!(committed.contains(key), "{key}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum DagFormat {
 
 /// Renders the stage graph of `pipeline_path`.
 pub fn dag(pipeline_path: &Path, format: DagFormat) -> Result<String> {
-    let (pipeline, order) = definition::load(pipeline_path)?;
+    let (pipeline, order) = definition::load(pipeline_path, &[])?;
     let upstream = definition::upstream(&pipeline).expect("validated by load");
     let mut out = String::new();
     match format {
@@ -32,11 +32,13 @@ pub fn dag(pipeline_path: &Path, format: DagFormat) -> Result<String> {
             }
         }
         DagFormat::Mermaid => {
+            // Node ids by position: expanded stage names hold brackets and commas.
+            let id = |name: &str| format!("s{}", order.iter().position(|n| n == name).expect("a stage"));
             out.push_str("flowchart TD\n");
             for name in &order {
-                let _ = writeln!(out, "    {name}[\"{name}: {}\"]", pipeline.stages[name].cmd);
+                let _ = writeln!(out, "    {}[\"{name}: {}\"]", id(name), pipeline.stages[name].cmd);
                 for up in &upstream[name.as_str()] {
-                    let _ = writeln!(out, "    {up} --> {name}");
+                    let _ = writeln!(out, "    {} --> {}", id(up), id(name));
                 }
             }
         }
@@ -65,7 +67,7 @@ pub enum Format {
 
 /// Renders `pipeline_path` in `format`.
 pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
-    let (pipeline, order) = definition::load(pipeline_path)?;
+    let (pipeline, order) = definition::load(pipeline_path, &[])?;
     let source = pipeline_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     Ok(match format {
         Format::Make => makefile(&pipeline, &order, &source),
@@ -85,13 +87,14 @@ fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> String {
     let _ = writeln!(out, "# Exported by `graft export --to make` from {source}; keep it beside that file.");
     let _ = writeln!(out, "# Stage binaries come from PATH, or from GRAFT_BIN (a folder ending in /).");
     let _ = writeln!(out, "GRAFT_BIN ?=\n");
-    let _ = writeln!(out, ".PHONY: all {}", order.join(" "));
-    let _ = writeln!(out, "all: {}\n", order.join(" "));
-    for name in order {
+    let targets: Vec<String> = order.iter().map(|n| make_target(n)).collect();
+    let _ = writeln!(out, ".PHONY: all {}", targets.join(" "));
+    let _ = writeln!(out, "all: {}\n", targets.join(" "));
+    for (name, target) in order.iter().zip(&targets) {
         let stage = &pipeline.stages[name];
         let outs: Vec<String> = stage.outs.iter().map(|p| make_path(p)).collect();
         let deps: Vec<String> = stage.deps.iter().map(|p| make_path(p)).collect();
-        let _ = writeln!(out, "{name}: {}", outs.join(" "));
+        let _ = writeln!(out, "{target}: {}", outs.join(" "));
         let recipe =
             command(pipeline, name, "$(GRAFT_BIN)").replace('$', "$$").replace("$$(GRAFT_BIN)", "$(GRAFT_BIN)");
         if outs.is_empty() {
@@ -101,6 +104,11 @@ fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> String {
         }
     }
     out
+}
+
+/// A stage name as a make target: characters make would read as syntax become `_`.
+fn make_target(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
 fn make_path(p: &Path) -> String {
@@ -140,7 +148,18 @@ mod tests {
         assert_eq!(dag(&p, DagFormat::Text).unwrap(), "a <- \nb <- a\nc <- a, b\n");
         let dot = dag(&p, DagFormat::Dot).unwrap();
         assert!(dot.contains("\"a\" -> \"b\";") && dot.contains("\"b\" -> \"c\";"), "{dot}");
-        assert!(dag(&p, DagFormat::Mermaid).unwrap().contains("    a --> c\n"));
+        let mermaid = dag(&p, DagFormat::Mermaid).unwrap();
+        assert!(mermaid.contains("    s0[\"a: graft-a\"]") && mermaid.contains("    s0 --> s2\n"), "{mermaid}");
+    }
+
+    #[test]
+    fn expanded_stage_names_become_plain_make_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(&p, "version: 1\nmatrix: {c: [1, 10]}\nstages:\n  h: {cmd: graft-h, args: {c: '${matrix.c}'}, outs: ['h${matrix.c}']}\n").unwrap();
+        let make = export(&p, Format::Make).unwrap();
+        assert!(make.contains("all: h_c_1_ h_c_10_\n"), "{make}");
+        assert!(make.contains("h_c_10_: h10\nh10 &: \n\t$(GRAFT_BIN)graft-h --c 10\n"), "{make}");
     }
 
     #[test]

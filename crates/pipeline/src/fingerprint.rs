@@ -1,27 +1,85 @@
-//! Content hashes of stage inputs: a file's blake3, or a folder's files, in path order.
+//! Content hashes of stage inputs and outputs: a file's blake3, or a folder's files in path
+//! order. Files are hashed in parallel, and a file whose size and modification time are
+//! those recorded in the hash cache is not read again.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-/// blake3 over the relative paths and contents of every file under `path`.
-pub fn path_hash(path: &Path) -> Result<String> {
-    if path.is_file() {
-        return Ok(graft_core::hash::file(path)?);
-    }
-    let mut files = Vec::new();
-    collect(path, path, &mut files)?;
-    files.sort();
-    let mut hasher = blake3::Hasher::new();
-    for rel in files {
-        hasher.update(rel.to_string_lossy().as_bytes());
-        hasher.update(&[0]);
-        hasher.update(graft_core::hash::file(&path.join(&rel))?.as_bytes());
-    }
-    Ok(hasher.finalize().to_hex().to_string())
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    size: u64,
+    mtime_ns: u128,
+    blake3: String,
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+/// blake3 by absolute path, valid while size and mtime are unchanged; kept in a JSON file
+/// (`X.hashes.json` beside pipeline `X.yaml`).
+#[derive(Debug, Default)]
+pub struct HashCache {
+    file: Option<PathBuf>,
+    entries: Mutex<BTreeMap<PathBuf, Entry>>,
+}
+
+impl HashCache {
+    /// The cache stored at `file` (empty when missing or unreadable: it is only a cache).
+    pub fn load(file: &Path) -> Self {
+        let entries = fs_err::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        Self { file: Some(file.to_owned()), entries: Mutex::new(entries) }
+    }
+
+    /// Writes the cache back atomically.
+    pub fn save(&self) -> Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let entries = self.entries.lock().expect("hash cache lock");
+        let json =
+            serde_json::to_vec(&*entries).map_err(|source| graft_core::Error::Json { what: "hash cache", source })?;
+        Ok(graft_core::atomic::write_bytes(file, &json)?)
+    }
+
+    fn file_hash(&self, path: &Path) -> Result<String> {
+        let read = |source| graft_core::Error::Read { path: path.to_owned(), source };
+        let meta = fs_err::metadata(path).map_err(read)?;
+        let mtime_ns = meta.modified().map_err(read)?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        if let Some(e) = self.entries.lock().expect("hash cache lock").get(&key)
+            && e.size == meta.len()
+            && e.mtime_ns == mtime_ns
+        {
+            return Ok(e.blake3.clone());
+        }
+        let blake3 = graft_core::hash::file(path)?;
+        let entry = Entry { size: meta.len(), mtime_ns, blake3: blake3.clone() };
+        self.entries.lock().expect("hash cache lock").insert(key, entry);
+        Ok(blake3)
+    }
+
+    /// blake3 of a file, or over the relative paths and contents of every file under a folder.
+    pub fn path_hash(&self, path: &Path) -> Result<String> {
+        if path.is_file() {
+            return self.file_hash(path);
+        }
+        let mut files = Vec::new();
+        collect(path, path, &mut files)?;
+        files.sort();
+        let hashes: Vec<String> = files.par_iter().map(|rel| self.file_hash(&path.join(rel))).collect::<Result<_>>()?;
+        let mut hasher = blake3::Hasher::new();
+        for (rel, hash) in files.iter().zip(hashes) {
+            hasher.update(rel.to_string_lossy().as_bytes());
+            hasher.update(&[0]);
+            hasher.update(hash.as_bytes());
+        }
+        Ok(hasher.finalize().to_hex().to_string())
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let read = |source| graft_core::Error::Read { path: dir.to_owned(), source };
     for entry in fs_err::read_dir(dir).map_err(read)? {
         let entry = entry.map_err(read)?;
@@ -41,18 +99,41 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn folder_hash_follows_contents_and_names() {
         let d = tempfile::tempdir().unwrap();
+        let cache = HashCache::default();
         std::fs::create_dir(d.path().join("s")).unwrap();
         std::fs::write(d.path().join("s/a"), b"1").unwrap();
-        let h1 = super::path_hash(d.path()).unwrap();
-        assert_eq!(h1, super::path_hash(d.path()).unwrap());
+        let h1 = cache.path_hash(d.path()).unwrap();
+        assert_eq!(h1, cache.path_hash(d.path()).unwrap());
         std::fs::write(d.path().join("s/a"), b"2").unwrap();
-        let h2 = super::path_hash(d.path()).unwrap();
+        let h2 = cache.path_hash(d.path()).unwrap();
         assert_ne!(h1, h2);
         std::fs::rename(d.path().join("s/a"), d.path().join("s/b")).unwrap();
         std::fs::write(d.path().join("s/b"), b"2").unwrap();
-        assert_ne!(h2, super::path_hash(d.path()).unwrap());
+        assert_ne!(h2, cache.path_hash(d.path()).unwrap());
+    }
+
+    #[test]
+    fn cached_hash_is_reused_until_size_or_mtime_change() {
+        let d = tempfile::tempdir().unwrap();
+        let (file, store) = (d.path().join("f"), d.path().join("cache.json"));
+        std::fs::write(&file, b"abc").unwrap();
+        let cache = HashCache::load(&store);
+        let real = cache.path_hash(&file).unwrap();
+        cache.save().unwrap();
+        // Same size and mtime, different content: a reloaded cache answers from its record.
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::fs::write(&file, b"xyz").unwrap();
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(HashCache::load(&store).path_hash(&file).unwrap(), real);
+        // A new mtime makes it read the file again.
+        let later = mtime + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(later).unwrap();
+        assert_eq!(HashCache::load(&store).path_hash(&file).unwrap(), graft_core::hash::file(&file).unwrap());
+        assert_ne!(real, graft_core::hash::file(&file).unwrap());
     }
 }

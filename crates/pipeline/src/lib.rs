@@ -2,9 +2,11 @@
 
 pub mod definition;
 mod error;
+pub mod expand;
 pub mod export;
 mod fingerprint;
 pub mod runner;
+pub mod sweep;
 
 pub use error::{Error, Result};
-pub use runner::{Outcome, RunOptions, run};
+pub use runner::{Outcome, RunOptions, State, Summary, run, status};

@@ -29,6 +29,16 @@ enum Command {
         #[command(flatten)]
         options: graft_pipeline::RunOptions,
     },
+    /// Says for each stage whether it is up to date, and if not why; runs nothing.
+    Status {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Overrides, as for `run`.
+        #[arg(long = "set", value_name = "TARGET=VALUE")]
+        set: Vec<String>,
+    },
+    /// Prints the JSON Schema of pipeline files (for editors and validators).
+    Schema,
     /// Prints the stage graph.
     Dag {
         #[arg(long, value_enum, default_value = "text")]
@@ -53,16 +63,36 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { pipeline, mut options } => {
             options.quiet = cli.quiet;
-            cli::exit(graft_pipeline::run(&pipeline, &options).map(|outcomes| {
+            cli::exit(graft_pipeline::run(&pipeline, &options).map(|summary| {
+                let outcomes = &summary.outcomes;
                 let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
                 if !options.dry_run {
                     let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
                     tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
                 }
+                if let Some(sweep) = &summary.sweep {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stdout(),
+                        graft_pipeline::sweep::render(sweep).as_bytes(),
+                    );
+                }
             }))
         }
         Command::Export { format, pipeline } => print(graft_pipeline::export::export(&pipeline, format)),
         Command::Dag { format, pipeline } => print(graft_pipeline::export::dag(&pipeline, format)),
+        Command::Schema => print(Ok(graft_pipeline::definition::json_schema())),
+        Command::Status { pipeline, set } => print(graft_pipeline::status(&pipeline, &set).map(|states| {
+            let mut text = String::new();
+            for (name, state) in states {
+                match state {
+                    graft_pipeline::State::UpToDate => text.push_str(&format!("{name}: up to date\n")),
+                    graft_pipeline::State::Stale(reasons) => {
+                        text.push_str(&format!("{name}: stale: {}\n", reasons.join("; ")));
+                    }
+                }
+            }
+            text
+        })),
     }
 }
 

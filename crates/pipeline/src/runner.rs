@@ -1,16 +1,18 @@
-//! Runs a pipeline's stages in order as child processes, skipping those whose
-//! fingerprint (binary version and contents, arguments, input contents) matches the lock file.
+//! Runs a pipeline's stages as child processes, independent ones in parallel up to
+//! `--jobs`, skipping those whose inputs (binary version and contents, arguments, input
+//! contents) match what the lock file recorded; explains what is stale (`graft status`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{self, Stage};
+use crate::definition::{self, Pipeline, Stage};
 use crate::error::{Error, Result};
 use crate::export::shell_quote;
-use crate::fingerprint::path_hash;
+use crate::fingerprint::HashCache;
 
 /// Options of `graft run`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -30,6 +32,12 @@ pub struct RunOptions {
     /// This stage and every stage upstream of it.
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
+    /// Override a param or a stage flag: `params.NAME=VALUE` or `STAGE.KEY=VALUE` (repeatable).
+    #[arg(long = "set", value_name = "TARGET=VALUE")]
+    pub set: Vec<String>,
+    /// Run at most this many independent stages at once.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
     /// Stages log warnings and errors only (set by `graft -q`).
     #[arg(skip)]
     pub quiet: bool,
@@ -96,7 +104,39 @@ pub struct Lock {
 #[serde(deny_unknown_fields)]
 pub struct LockedStage {
     pub fingerprint: String,
+    /// `--version` and blake3 of the stage binary.
+    #[serde(default)]
+    pub binary: String,
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// blake3 of each input.
+    #[serde(default)]
+    pub deps: BTreeMap<PathBuf, String>,
+    /// blake3 of each output as written.
     pub outs: BTreeMap<PathBuf, String>,
+}
+
+/// What a stage would run with now.
+#[derive(Debug, Clone, PartialEq)]
+struct Inputs {
+    binary: String,
+    argv: Vec<String>,
+    deps: BTreeMap<PathBuf, String>,
+}
+
+impl Inputs {
+    fn fingerprint(&self, cmd: &str) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for part in [cmd, &self.binary].into_iter().chain(self.argv.iter().map(String::as_str)) {
+            hasher.update(part.as_bytes());
+            hasher.update(&[0]);
+        }
+        for (dep, hash) in &self.deps {
+            hasher.update(dep.to_string_lossy().as_bytes());
+            hasher.update(hash.as_bytes());
+        }
+        hasher.finalize().to_hex().to_string()
+    }
 }
 
 /// What happened to each stage.
@@ -111,93 +151,267 @@ pub fn lock_path(pipeline: &Path) -> PathBuf {
     pipeline.with_extension("lock")
 }
 
-/// Finds a stage binary: beside the running `graft`, else on `PATH`.
+/// Finds a stage binary: beside the running `graft`, else the first on `PATH`, else the
+/// bare name (spawning it then reports the error).
 pub fn resolve_program(cmd: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(cmd)))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(cmd))
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join(cmd)));
+    let on_path = || {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).map(|d| d.join(cmd)).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    beside.into_iter().chain(on_path()).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(cmd))
 }
 
-pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Vec<(String, Outcome)>> {
-    let (pipeline, order) = definition::load(pipeline_path)?;
-    let order = select(pipeline_path, &pipeline, order, opts)?;
-    let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let lock_file = lock_path(pipeline_path);
-    let mut lock = read_lock(&lock_file)?;
-    let mut outcomes = Vec::new();
-    for name in order {
-        let stage = &pipeline.stages[&name];
-        let program = resolve_program(&stage.cmd);
-        let argv = stage.argv();
-        if opts.dry_run {
-            let shown: Vec<String> =
-                std::iter::once(program.display().to_string()).chain(argv.iter().map(|a| shell_quote(a))).collect();
-            println_out(&format!("# {name}\n{}", shown.join(" ")));
-            outcomes.push((name, Outcome::DryRun));
-            continue;
-        }
-        let fingerprint = fingerprint(&name, stage, &program, &argv, root)?;
-        let cached = lock.stages.get(&name).is_some_and(|l| {
-            l.fingerprint == fingerprint
-                && l.outs.iter().all(|(p, h)| path_hash(&root.join(p)).ok().as_ref() == Some(h))
-        });
-        if cached && !opts.force {
-            tracing::info!("stage `{name}`: unchanged, skipped");
-            outcomes.push((name, Outcome::Cached));
-            continue;
-        }
-        tracing::info!("stage `{name}`: {} {}", stage.cmd, argv.join(" "));
-        let mut command = Command::new(&program);
-        command.args(&argv).current_dir(root);
-        if opts.quiet && std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "warn");
-        }
-        let status = command.status().map_err(|source| Error::Spawn {
-            stage: name.clone(),
-            program: program.clone(),
-            source,
-        })?;
-        if !status.success() {
-            lock.stages.remove(&name);
-            write_lock(&lock_file, &lock)?;
-            return Err(Error::StageFailed { stage: name, status });
-        }
-        let mut outs = BTreeMap::new();
-        for out in &stage.outs {
-            let path = root.join(out);
-            if !path.exists() {
-                return Err(Error::MissingOut { stage: name, path });
-            }
-            outs.insert(out.clone(), path_hash(&path)?);
-        }
-        lock.stages.insert(name.clone(), LockedStage { fingerprint, outs });
-        write_lock(&lock_file, &lock)?;
-        outcomes.push((name, Outcome::Ran));
-    }
-    Ok(outcomes)
+/// The cache of file hashes kept beside the pipeline's lock file.
+pub fn hash_cache_path(pipeline: &Path) -> PathBuf {
+    pipeline.with_extension("hashes.json")
 }
 
-fn fingerprint(name: &str, stage: &Stage, program: &Path, argv: &[String], root: &Path) -> Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(stage.cmd.as_bytes());
-    hasher.update(binary_version(name, program)?.as_bytes());
-    // The binary's contents too: a rebuilt stage (same version, changed code) reruns.
-    hasher.update(graft_core::hash::file(program)?.as_bytes());
-    for a in argv {
-        hasher.update(a.as_bytes());
-        hasher.update(&[0]);
-    }
+fn root_of(pipeline_path: &Path) -> &Path {
+    pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The stages' run order, and for each the selected stages it waits for.
+fn waits(pipeline: &Pipeline, order: &[String]) -> HashMap<String, Vec<String>> {
+    let up = definition::upstream(pipeline).expect("validated by load");
+    order
+        .iter()
+        .map(|n| {
+            let ups = up[n.as_str()].iter().filter(|u| order.iter().any(|o| o == *u)).map(|u| (*u).to_owned());
+            (n.clone(), ups.collect())
+        })
+        .collect()
+}
+
+/// What `stage` would run with; its inputs must exist.
+fn inputs(
+    name: &str,
+    stage: &Stage,
+    root: &Path,
+    cache: &HashCache,
+    binaries: &mut HashMap<String, String>,
+) -> Result<Inputs> {
+    let program = resolve_program(&stage.cmd);
+    let binary = match binaries.get(&stage.cmd) {
+        Some(b) => b.clone(),
+        None => {
+            // The version and the binary's contents: a rebuilt stage reruns.
+            let b = format!("{} {}", binary_version(name, &program)?, graft_core::hash::file(&program)?);
+            binaries.insert(stage.cmd.clone(), b.clone());
+            b
+        }
+    };
+    let mut deps = BTreeMap::new();
     for dep in &stage.deps {
         let path = root.join(dep);
         if !path.exists() {
             return Err(Error::MissingDep { stage: name.to_owned(), path });
         }
-        hasher.update(dep.to_string_lossy().as_bytes());
-        hasher.update(path_hash(&path)?.as_bytes());
+        deps.insert(dep.clone(), cache.path_hash(&path)?);
     }
-    Ok(hasher.finalize().to_hex().to_string())
+    Ok(Inputs { binary, argv: stage.argv(), deps })
+}
+
+fn outputs_intact(locked: &LockedStage, root: &Path, cache: &HashCache) -> bool {
+    locked.outs.iter().all(|(p, h)| cache.path_hash(&root.join(p)).ok().as_ref() == Some(h))
+}
+
+/// What a run did, and the sweep's comparison when the pipeline has a matrix.
+#[derive(Debug)]
+pub struct Summary {
+    pub outcomes: Vec<(String, Outcome)>,
+    pub sweep: Option<crate::sweep::Sweep>,
+}
+
+pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
+    let (pipeline, order) = definition::load(pipeline_path, &opts.set)?;
+    let order = select(pipeline_path, &pipeline, order, opts)?;
+    let root = root_of(pipeline_path);
+    if opts.dry_run {
+        let mut outcomes = Vec::new();
+        for name in order {
+            let stage = &pipeline.stages[&name];
+            let program = resolve_program(&stage.cmd);
+            let shown: Vec<String> = std::iter::once(program.display().to_string())
+                .chain(stage.argv().iter().map(|a| shell_quote(a)))
+                .collect();
+            println_out(&format!("# {name}\n{}", shown.join(" ")));
+            outcomes.push((name, Outcome::DryRun));
+        }
+        return Ok(Summary { outcomes, sweep: None });
+    }
+    let lock_file = lock_path(pipeline_path);
+    let mut lock = read_lock(&lock_file)?;
+    let cache = HashCache::load(&hash_cache_path(pipeline_path));
+    let waits = waits(&pipeline, &order);
+    let mut binaries = HashMap::new();
+    let mut done: HashMap<String, Outcome> = HashMap::new();
+    let mut running: HashMap<String, Inputs> = HashMap::new();
+    let mut failure: Option<Error> = None;
+    let mut outcomes = Vec::new();
+    let (tx, rx) = mpsc::channel::<(String, std::io::Result<ExitStatus>)>();
+    loop {
+        // Start every stage whose upstream is done, up to `jobs` at a time.
+        let mut started = true;
+        while started && failure.is_none() {
+            started = false;
+            for name in &order {
+                if done.contains_key(name) || running.contains_key(name) || running.len() >= opts.jobs.max(1) {
+                    continue;
+                }
+                if !waits[name].iter().all(|u| done.contains_key(u)) {
+                    continue;
+                }
+                let stage = &pipeline.stages[name];
+                let now = match inputs(name, stage, root, &cache, &mut binaries) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                let fingerprint = now.fingerprint(&stage.cmd);
+                let cached = lock
+                    .stages
+                    .get(name)
+                    .is_some_and(|l| l.fingerprint == fingerprint && outputs_intact(l, root, &cache));
+                if cached && !opts.force {
+                    tracing::info!("stage `{name}`: unchanged, skipped");
+                    done.insert(name.clone(), Outcome::Cached);
+                    outcomes.push((name.clone(), Outcome::Cached));
+                    started = true;
+                    continue;
+                }
+                tracing::info!("stage `{name}`: {} {}", stage.cmd, now.argv.join(" "));
+                let mut command = Command::new(resolve_program(&stage.cmd));
+                command.args(&now.argv).current_dir(root);
+                if opts.quiet && std::env::var_os("RUST_LOG").is_none() {
+                    command.env("RUST_LOG", "warn");
+                }
+                let (tx, stage_name) = (tx.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let _ = tx.send((stage_name, command.status()));
+                });
+                running.insert(name.clone(), now);
+                started = true;
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let (name, status) = rx.recv().expect("a running stage reports back");
+        let now = running.remove(&name).expect("it was running");
+        let stage = &pipeline.stages[&name];
+        let result = status
+            .map_err(|source| Error::Spawn { stage: name.clone(), program: resolve_program(&stage.cmd), source })
+            .and_then(|status| {
+                if !status.success() {
+                    return Err(Error::StageFailed { stage: name.clone(), status });
+                }
+                let mut outs = BTreeMap::new();
+                for out in &stage.outs {
+                    let path = root.join(out);
+                    if !path.exists() {
+                        return Err(Error::MissingOut { stage: name.clone(), path });
+                    }
+                    outs.insert(out.clone(), cache.path_hash(&path)?);
+                }
+                Ok(outs)
+            });
+        match result {
+            Ok(outs) => {
+                let fingerprint = now.fingerprint(&stage.cmd);
+                let Inputs { binary, argv, deps } = now;
+                lock.stages.insert(name.clone(), LockedStage { fingerprint, binary, argv, deps, outs });
+                done.insert(name.clone(), Outcome::Ran);
+                outcomes.push((name, Outcome::Ran));
+            }
+            Err(e) => {
+                lock.stages.remove(&name);
+                failure.get_or_insert(e);
+            }
+        }
+        write_lock(&lock_file, &lock)?;
+    }
+    cache.save()?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let sweep = crate::sweep::collect(pipeline_path, &pipeline)?;
+    Ok(Summary { outcomes, sweep })
+}
+
+/// Whether a stage would run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    UpToDate,
+    Stale(Vec<String>),
+}
+
+/// `graft status`: each stage in run order with what makes it stale, without running anything.
+pub fn status(pipeline_path: &Path, set: &[String]) -> Result<Vec<(String, State)>> {
+    let (pipeline, order) = definition::load(pipeline_path, set)?;
+    let root = root_of(pipeline_path);
+    let lock = read_lock(&lock_path(pipeline_path))?;
+    let cache = HashCache::load(&hash_cache_path(pipeline_path));
+    let waits = waits(&pipeline, &order);
+    let mut binaries = HashMap::new();
+    let mut states: Vec<(String, State)> = Vec::new();
+    for name in &order {
+        let stage = &pipeline.stages[name];
+        let mut reasons: Vec<String> = waits[name]
+            .iter()
+            .filter(|u| states.iter().any(|(n, s)| n == *u && *s != State::UpToDate))
+            .map(|u| format!("upstream stage `{u}` will rerun"))
+            .collect();
+        let locked = lock.stages.get(name);
+        if locked.is_none() {
+            reasons.push("never ran".into());
+        }
+        match inputs(name, stage, root, &cache, &mut binaries) {
+            Err(Error::MissingDep { path, .. }) => {
+                reasons.push(format!("input `{}` does not exist yet", path.display()))
+            }
+            Err(e) => return Err(e),
+            Ok(now) => {
+                if let Some(l) = locked {
+                    if l.binary != now.binary {
+                        reasons.push(format!(
+                            "`{}` changed ({} -> {})",
+                            stage.cmd,
+                            short(&l.binary),
+                            short(&now.binary)
+                        ));
+                    }
+                    if l.argv != now.argv {
+                        reasons.push(format!("arguments changed: {:?} -> {:?}", l.argv, now.argv));
+                    }
+                    for (dep, hash) in &now.deps {
+                        if l.deps.get(dep) != Some(hash) {
+                            reasons.push(format!("input `{}` changed", dep.display()));
+                        }
+                    }
+                    for (out, hash) in &l.outs {
+                        if cache.path_hash(&root.join(out)).ok().as_ref() != Some(hash) {
+                            reasons.push(format!("output `{}` is missing or was modified", out.display()));
+                        }
+                    }
+                }
+            }
+        }
+        states.push((name.clone(), if reasons.is_empty() { State::UpToDate } else { State::Stale(reasons) }));
+    }
+    cache.save()?;
+    Ok(states)
+}
+
+/// A binary's record (`NAME VERSION BLAKE3`) with the hash cut to 12 digits.
+fn short(binary: &str) -> String {
+    match binary.rsplit_once(' ') {
+        Some((version, hash)) => format!("{version} {}", &hash[..hash.len().min(12)]),
+        None => binary.to_owned(),
+    }
 }
 
 /// What `PROGRAM --version` prints: a new release of a stage reruns it.

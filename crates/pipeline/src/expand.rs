@@ -1,0 +1,261 @@
+//! From a pipeline file as written to the stages that run: `include`s merged, `--set`
+//! overrides applied, each stage expanded over the matrix axes it uses, and `${params.X}`,
+//! `${matrix.X}`, `${env.X}` substituted in commands, arguments and paths.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use crate::definition::{Arg, Pipeline, Scalar, Stage, parse};
+use crate::error::{Error, Result};
+
+/// Name of the expanded stage `base` for one combination: `base[k=v,k2=v2]`.
+pub fn expanded_name(base: &str, combination: &IndexMap<String, String>) -> String {
+    if combination.is_empty() {
+        return base.to_owned();
+    }
+    let parts: Vec<String> = combination.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{base}[{}]", parts.join(","))
+}
+
+pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Result<Pipeline> {
+    let invalid = |message: String| Error::Invalid { path: path.to_owned(), message };
+    let root = path.parent().unwrap_or(Path::new(""));
+    for include in std::mem::take(&mut pipeline.include) {
+        let part = parse(&root.join(&include))?;
+        if !part.include.is_empty() {
+            return Err(invalid(format!("`{}` includes other files; includes do not nest", include.display())));
+        }
+        for (k, v) in part.params {
+            pipeline.params.entry(k).or_insert(v);
+        }
+        for (k, v) in part.matrix {
+            pipeline.matrix.entry(k).or_insert(v);
+        }
+        for (name, stage) in part.stages {
+            if pipeline.stages.contains_key(&name) {
+                return Err(invalid(format!("stage `{name}` is defined here and in `{}`", include.display())));
+            }
+            pipeline.stages.insert(name, stage);
+        }
+    }
+    for o in overrides {
+        apply_override(&mut pipeline, o).map_err(|m| invalid(format!("`--set {o}`: {m}")))?;
+    }
+    let params: IndexMap<String, String> = pipeline.params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let mut stages = IndexMap::new();
+    for (name, stage) in std::mem::take(&mut pipeline.stages) {
+        let axes = matrix_axes(&stage);
+        for axis in &axes {
+            if !pipeline.matrix.contains_key(axis) {
+                return Err(invalid(format!(
+                    "stage `{name}` uses `${{matrix.{axis}}}`, which `matrix:` does not define"
+                )));
+            }
+        }
+        for combination in combinations(&pipeline.matrix, &axes) {
+            let ctx = Context { params: &params, matrix: &combination };
+            let sub = |text: &str| -> Result<String> {
+                ctx.substitute(text).map_err(|m| invalid(format!("stage `{name}`: {m}")))
+            };
+            let scalar = |s: &Scalar| -> Result<Scalar> {
+                Ok(match s {
+                    Scalar::Str(t) => Scalar::Str(sub(t)?),
+                    other => other.clone(),
+                })
+            };
+            let mut args = IndexMap::new();
+            for (k, v) in &stage.args {
+                let v = match v {
+                    Arg::Scalar(s) => Arg::Scalar(scalar(s)?),
+                    Arg::List(l) => Arg::List(l.iter().map(scalar).collect::<Result<_>>()?),
+                };
+                args.insert(k.clone(), v);
+            }
+            let paths = |ps: &[PathBuf]| -> Result<Vec<PathBuf>> {
+                ps.iter().map(|p| sub(&p.to_string_lossy()).map(PathBuf::from)).collect()
+            };
+            let expanded = Stage {
+                cmd: sub(&stage.cmd)?,
+                args,
+                deps: paths(&stage.deps)?,
+                outs: paths(&stage.outs)?,
+                shards: stage.shards,
+                combination: combination.clone(),
+            };
+            stages.insert(expanded_name(&name, &combination), expanded);
+        }
+    }
+    pipeline.stages = stages;
+    Ok(pipeline)
+}
+
+/// `params.NAME=VALUE` or `STAGE.KEY=VALUE` (a stage flag).
+fn apply_override(p: &mut Pipeline, text: &str) -> std::result::Result<(), String> {
+    let (target, value) = text.split_once('=').ok_or("expected TARGET=VALUE")?;
+    let (scope, key) = target.split_once('.').ok_or("expected params.NAME or STAGE.KEY before `=`")?;
+    let value = Scalar::Str(value.to_owned());
+    if scope == "params" {
+        if !p.params.contains_key(key) {
+            return Err(format!("there is no param `{key}`; params are {:?}", p.params.keys().collect::<Vec<_>>()));
+        }
+        p.params.insert(key.to_owned(), value);
+        return Ok(());
+    }
+    let known: Vec<String> = p.stages.keys().cloned().collect();
+    let stage = p.stages.get_mut(scope).ok_or_else(|| format!("there is no stage `{scope}`; stages are {known:?}"))?;
+    stage.args.insert(key.to_owned(), Arg::Scalar(value));
+    Ok(())
+}
+
+/// Matrix axes a stage refers to, in first-use order.
+fn matrix_axes(stage: &Stage) -> Vec<String> {
+    let mut texts = vec![stage.cmd.clone()];
+    for v in stage.args.values() {
+        let scalars = match v {
+            Arg::Scalar(s) => std::slice::from_ref(s),
+            Arg::List(l) => l.as_slice(),
+        };
+        texts.extend(scalars.iter().filter_map(|s| if let Scalar::Str(t) = s { Some(t.clone()) } else { None }));
+    }
+    texts.extend(stage.deps.iter().chain(&stage.outs).map(|p| p.to_string_lossy().into_owned()));
+    let mut axes = Vec::new();
+    for t in texts {
+        for reference in references(&t) {
+            if let Some(axis) = reference.strip_prefix("matrix.")
+                && !axes.iter().any(|a| a == axis)
+            {
+                axes.push(axis.to_owned());
+            }
+        }
+    }
+    axes
+}
+
+/// Every `${...}` body in `text`.
+fn references(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else { break };
+        out.push(&rest[start + 2..start + 2 + len]);
+        rest = &rest[start + 2 + len + 1..];
+    }
+    out
+}
+
+/// All value combinations of `axes` (in the matrix's declaration order of values).
+fn combinations(matrix: &IndexMap<String, Vec<Scalar>>, axes: &[String]) -> Vec<IndexMap<String, String>> {
+    let mut out = vec![IndexMap::new()];
+    for axis in axes {
+        let values = &matrix[axis];
+        out = out
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(axis.clone(), v.to_string());
+                    c
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+struct Context<'a> {
+    params: &'a IndexMap<String, String>,
+    matrix: &'a IndexMap<String, String>,
+}
+
+impl Context<'_> {
+    fn substitute(&self, text: &str) -> std::result::Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let body_start = start + 2;
+            let len = rest[body_start..].find('}').ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+            let reference = &rest[body_start..body_start + len];
+            let value = match reference.split_once('.') {
+                Some(("params", k)) => {
+                    self.params.get(k).cloned().ok_or_else(|| format!("`${{{reference}}}`: there is no param `{k}`"))?
+                }
+                Some(("matrix", k)) => {
+                    self.matrix.get(k).cloned().ok_or_else(|| format!("`${{{reference}}}`: no matrix axis `{k}`"))?
+                }
+                Some(("env", k)) => std::env::var(k)
+                    .map_err(|_| format!("`${{{reference}}}`: environment variable `{k}` is not set"))?,
+                _ => return Err(format!("`${{{reference}}}` is neither params.NAME, matrix.NAME nor env.NAME")),
+            };
+            out.push_str(&value);
+            rest = &rest[body_start + len + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_text(yaml: &str, overrides: &[&str]) -> Result<Pipeline> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        expand(&path, parse(&path)?, &overrides)
+    }
+
+    const SWEEP: &str = "version: 1\nparams: {run: out}\nmatrix: {layer: [3, 6], pooling: [mean, cls], c: [1, 10]}\nstages:\n  data: {cmd: p, outs: ['${params.run}/data']}\n  feats:\n    cmd: b\n    args: {outputs: 'hidden_state_${matrix.layer}', pooling: '${matrix.pooling}', out: '${params.run}/f-${matrix.layer}-${matrix.pooling}'}\n    deps: ['${params.run}/data']\n    outs: ['${params.run}/f-${matrix.layer}-${matrix.pooling}']\n  head:\n    cmd: f\n    args: {c: '${matrix.c}', features: '${params.run}/f-${matrix.layer}-${matrix.pooling}'}\n    deps: ['${params.run}/f-${matrix.layer}-${matrix.pooling}']\n    outs: ['${params.run}/h-${matrix.layer}-${matrix.pooling}-${matrix.c}']\n";
+
+    #[test]
+    fn stages_expand_over_the_axes_they_use_only() {
+        let p = expand_text(SWEEP, &[]).unwrap();
+        let count = |prefix: &str| p.stages.keys().filter(|k| k.starts_with(prefix)).count();
+        assert_eq!((count("data"), count("feats"), count("head")), (1, 4, 8));
+        let f = &p.stages["feats[layer=6,pooling=cls]"];
+        assert_eq!(f.argv(), ["--outputs", "hidden_state_6", "--pooling", "cls", "--out", "out/f-6-cls"]);
+        assert_eq!(f.deps, [PathBuf::from("out/data")]);
+        let h = &p.stages["head[c=10,layer=3,pooling=mean]"];
+        assert_eq!(h.deps, [PathBuf::from("out/f-3-mean")]);
+        assert_eq!(h.combination.get("c").map(String::as_str), Some("10"));
+    }
+
+    #[test]
+    fn overrides_and_errors_name_what_is_wrong() {
+        let p = expand_text(SWEEP, &["params.run=elsewhere", "data.seed=7"]).unwrap();
+        assert_eq!(p.stages["data"].outs, [PathBuf::from("elsewhere/data")]);
+        assert_eq!(p.stages["data"].argv(), ["--seed", "7"]);
+        let err = expand_text(SWEEP, &["params.nope=1"]).unwrap_err().to_string();
+        assert!(err.contains("no param `nope`"), "{err}");
+        let err = expand_text(SWEEP, &["trainer.c=1"]).unwrap_err().to_string();
+        assert!(err.contains("no stage `trainer`"), "{err}");
+        let bad = "version: 1\nstages:\n  a: {cmd: x, args: {out: '${params.missing}'}}\n";
+        let err = expand_text(bad, &[]).unwrap_err().to_string();
+        assert!(err.contains("stage `a`") && err.contains("no param `missing`"), "{err}");
+        let bad = "version: 1\nstages:\n  a: {cmd: x, args: {out: '${matrix.k}'}}\n";
+        assert!(expand_text(bad, &[]).unwrap_err().to_string().contains("`matrix:` does not define"));
+        let bad = "version: 1\nstages:\n  a: {cmd: x, args: {out: '${env.GRAFT_TEST_SURELY_UNSET}'}}\n";
+        assert!(expand_text(bad, &[]).unwrap_err().to_string().contains("is not set"));
+    }
+
+    #[test]
+    fn includes_merge_params_and_stages() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("shared.yaml"),
+            "version: 1\nparams: {spec: m.yaml, seed: 1}\nstages:\n  prep: {cmd: p, args: {spec: '${params.spec}'}}\n",
+        )
+        .unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, "version: 1\ninclude: [shared.yaml]\nparams: {seed: 2}\nstages:\n  run: {cmd: r, args: {seed: '${params.seed}'}}\n").unwrap();
+        let p = expand(&path, parse(&path).unwrap(), &[]).unwrap();
+        assert_eq!(p.stages["prep"].argv(), ["--spec", "m.yaml"]);
+        assert_eq!(p.stages["run"].argv(), ["--seed", "2"], "the including file's params win");
+        std::fs::write(&path, "version: 1\ninclude: [shared.yaml]\nstages:\n  prep: {cmd: x}\n").unwrap();
+        let err = expand(&path, parse(&path).unwrap(), &[]).unwrap_err().to_string();
+        assert!(err.contains("stage `prep` is defined here and in `shared.yaml`"), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! `graft` pipelines end to end on the tiny fixture: sweeps, parallel runs, status,
+//! resuming after a failure.
+
+use std::path::{Path, PathBuf};
+
+use graft_e2e::*;
+use serde_json::Value;
+
+/// A sweep over pooling x C with shared stages, its outputs under `ROOT/run`.
+fn sweep_pipeline(root: &Path) -> PathBuf {
+    std::fs::copy(fixture("tiny/reviews.csv"), root.join("reviews.csv")).unwrap();
+    let yaml = format!(
+        r#"version: 1
+params: {{run: run, spec: "{spec}"}}
+matrix:
+  pooling: [mean, cls]
+  c: [0.1, 10]
+stages:
+  preprocess:
+    cmd: graft-preprocess
+    args: {{input: reviews.csv, spec: "${{params.spec}}", id_column: id, out: "${{params.run}}/data"}}
+    deps: [reviews.csv]
+    outs: ["${{params.run}}/data"]
+  backbone:
+    cmd: graft-backbone
+    args: {{spec: "${{params.spec}}", input: "${{params.run}}/data", pooling: "${{matrix.pooling}}", out: "${{params.run}}/features-${{matrix.pooling}}"}}
+    deps: ["${{params.run}}/data"]
+    outs: ["${{params.run}}/features-${{matrix.pooling}}"]
+  finetune:
+    cmd: graft-finetune
+    args: {{features: "${{params.run}}/features-${{matrix.pooling}}", c: "${{matrix.c}}", out: "${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}"}}
+    deps: ["${{params.run}}/features-${{matrix.pooling}}"]
+    outs: ["${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}"]
+  evaluate:
+    cmd: graft-evaluate
+    args: {{head: "${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}", features: "${{params.run}}/features-${{matrix.pooling}}", out: "${{params.run}}/eval-${{matrix.pooling}}-${{matrix.c}}"}}
+    deps: ["${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}", "${{params.run}}/features-${{matrix.pooling}}"]
+    outs: ["${{params.run}}/eval-${{matrix.pooling}}-${{matrix.c}}"]
+"#,
+        spec = s(&fixture("tiny/tiny.yaml"))
+    );
+    let path = root.join("sweep.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> (String, String) {
+    let out = ok("graft", args);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn sweep_shares_stages_ranks_combinations_and_runs_the_same_in_parallel() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let serial = sweep_pipeline(one.path());
+    let (table, log) = run(&["run", s(&serial)]);
+    // 1 preprocess + 2 backbones (one per pooling) + 4 heads + 4 evaluations.
+    assert!(log.contains("11 stages: 11 ran"), "{log}");
+    assert_eq!(log.matches("stage `backbone[").count(), 2, "{log}");
+    let sweep = json(&one.path().join("sweep.sweep.json"));
+    let rows = sweep["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let acc: Vec<f64> = rows.iter().map(|r| r["metrics"]["accuracy"].as_f64().unwrap()).collect();
+    assert!(acc.windows(2).all(|w| w[0] >= w[1]), "best first: {acc:?}");
+    for r in rows {
+        let (pooling, c) = (r["combination"]["pooling"].as_str().unwrap(), r["combination"]["c"].as_str().unwrap());
+        let m = json(&one.path().join(format!("run/eval-{pooling}-{c}/metrics.json")));
+        assert_eq!(m["metrics"]["accuracy"], r["metrics"]["accuracy"]);
+        assert!(table.contains(pooling), "{table}");
+    }
+    // Two jobs at a time give the same results.
+    let parallel = sweep_pipeline(two.path());
+    let (_, log) = run(&["run", s(&parallel), "--jobs", "2"]);
+    assert!(log.contains("11 stages: 11 ran"), "{log}");
+    assert_eq!(json(&two.path().join("sweep.sweep.json")), sweep);
+    let (_, log) = run(&["run", s(&parallel), "--jobs", "2"]);
+    assert!(log.contains("11 stages: 0 ran"), "{log}");
+}
+
+#[test]
+fn status_says_what_is_stale_and_why_and_a_failed_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pipeline = sweep_pipeline(root);
+    let (status, _) = run(&["status", s(&pipeline)]);
+    assert!(status.contains("preprocess: stale: never ran"), "{status}");
+    assert!(status.contains("upstream stage `preprocess` will rerun"), "{status}");
+
+    // A stage that fails: the stages before it stay recorded, only it and what follows rerun.
+    let err = user_error("graft", &["run", s(&pipeline), "--set", "evaluate.split=nosuch"]);
+    assert!(err.contains("stage `evaluate[") && err.contains("failed"), "{err}");
+    let (_, log) = run(&["run", s(&pipeline)]);
+    assert!(log.contains("stage `preprocess`: unchanged, skipped"), "{log}");
+    assert!(log.contains("stage `backbone[pooling=mean]`: unchanged, skipped"), "{log}");
+    assert!(log.contains("stage `evaluate[pooling=mean,c=0.1]`: graft-evaluate"), "{log}");
+
+    let (status, _) = run(&["status", s(&pipeline)]);
+    assert_eq!(status.matches("up to date").count(), 11, "{status}");
+    let (status, _) = run(&["status", s(&pipeline), "--set", "finetune.max_iter=5"]);
+    assert!(status.contains("finetune[pooling=cls,c=10]: stale: arguments changed"), "{status}");
+    std::fs::write(root.join("reviews.csv"), std::fs::read_to_string(root.join("reviews.csv")).unwrap() + "\n")
+        .unwrap();
+    let (status, _) = run(&["status", s(&pipeline)]);
+    assert!(status.contains("preprocess: stale: input `reviews.csv` changed"), "{status}");
+    std::fs::remove_file(root.join("run/eval-cls-10/report.html")).unwrap();
+    let (status, _) = run(&["status", s(&pipeline)]);
+    assert!(status.contains("output `run/eval-cls-10` is missing or was modified"), "{status}");
+}
