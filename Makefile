@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-cuda runtime chromium build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline report-screenshot lint fixtures clean
+.PHONY: all setup setup-cuda runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline report-screenshot lint fixtures clean
 
 all: build
 
@@ -50,8 +50,12 @@ demo-imdb: setup build
 chromium:
 	scripts/setup_chromium.sh
 
+## Apache Airflow (pinned, own virtual environment) for the Airflow export test.
+airflow:
+	scripts/setup_airflow.sh
+
 ## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
-test: runtime chromium build
+test: runtime chromium airflow build
 	$(CARGO) test --release --workspace
 
 ## Backbone throughput against the Python onnxruntime package on the same model and tokens.

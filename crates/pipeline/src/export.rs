@@ -63,6 +63,9 @@ pub enum Format {
     Make,
     /// A POSIX shell script that runs every stage in order.
     Sh,
+    /// An Apache Airflow DAG (Python): one BashOperator per stage; a stage with `shards: N`
+    /// becomes N mapped tasks (`--shard I/N`) and a merge task.
+    Airflow,
 }
 
 /// Renders `pipeline_path` in `format`.
@@ -72,6 +75,13 @@ pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
     Ok(match format {
         Format::Make => makefile(&pipeline, &order, &source),
         Format::Sh => shell(&pipeline, &order, &source),
+        Format::Airflow => {
+            let dir = std::path::absolute(
+                pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+            )
+            .map_err(|source| crate::Error::Read { path: pipeline_path.to_owned(), source })?;
+            airflow(&pipeline, &order, &source, &dir)
+        }
     })
 }
 
@@ -123,6 +133,96 @@ fn shell(pipeline: &Pipeline, order: &[String], source: &str) -> String {
     for name in order {
         let _ = writeln!(out, "echo \"graft: stage {name}\" >&2");
         let _ = writeln!(out, "{}\n", command(pipeline, name, "\"$GRAFT_BIN\""));
+    }
+    out
+}
+
+/// A Python string literal.
+fn py(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+/// An Airflow task id: letters, digits, `_`, `-` and `.` only.
+fn task_id(name: &str) -> String {
+    make_target(name)
+}
+
+fn airflow(pipeline: &Pipeline, order: &[String], source: &str, dir: &Path) -> String {
+    let upstream = definition::upstream(pipeline).expect("validated by load");
+    let dag_id = task_id(source.trim_end_matches(".yaml").trim_end_matches(".yml"));
+    let mut out = String::new();
+    let _ = writeln!(out, "# Exported by `graft export --to airflow` from {source}. Stages run in the pipeline's");
+    let _ = writeln!(out, "# folder (GRAFT_PIPELINE_DIR) with binaries from PATH or GRAFT_BIN (a folder ending in /).");
+    out.push_str("import os\nimport shlex\n\nimport pendulum\nfrom airflow import DAG\n");
+    out.push_str("try:\n    from airflow.providers.standard.operators.bash import BashOperator\nexcept ImportError:\n    from airflow.operators.bash import BashOperator\n\n");
+    let _ = writeln!(out, "PIPELINE_DIR = os.environ.get(\"GRAFT_PIPELINE_DIR\", {})", py(&dir.to_string_lossy()));
+    out.push_str("GRAFT_BIN = os.environ.get(\"GRAFT_BIN\", \"\")\n\n\n");
+    out.push_str(
+        "def command(cmd, *args):\n    \"\"\"The stage's command line, run from the pipeline's folder.\"\"\"\n",
+    );
+    out.push_str("    words = [GRAFT_BIN + cmd, *args]\n    return \"cd \" + shlex.quote(PIPELINE_DIR) + \" && \" + \" \".join(shlex.quote(w) for w in words)\n\n\n");
+    let _ = writeln!(
+        out,
+        "with DAG(dag_id={}, description={}, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz=\"UTC\"), catchup=False, tags=[\"graft\"]) as dag:",
+        py(&dag_id),
+        py(pipeline.description.as_deref().unwrap_or(source))
+    );
+    // The task each stage's downstream waits for (a sharded stage's merge).
+    let mut last: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for (index, name) in order.iter().enumerate() {
+        let stage = &pipeline.stages[name];
+        // Python names by position; task ids from the stage names.
+        let (var, id) = (format!("t{index}"), task_id(name));
+        let argv = stage.argv();
+        let args = |argv: &[String]| argv.iter().map(|a| py(a)).collect::<Vec<_>>().join(", ");
+        match stage.shards.filter(|&n| n > 1) {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "    {var} = BashOperator(task_id={}, bash_command=command({}, {}))",
+                    py(&id),
+                    py(&stage.cmd),
+                    args(&argv)
+                );
+                last.insert(name, var.clone());
+            }
+            Some(n) => {
+                // Each shard writes OUT.shard-I; the merge writes OUT.
+                let out_dir =
+                    argv.iter().position(|a| a == "--out").and_then(|i| argv.get(i + 1)).cloned().unwrap_or_default();
+                let shard_argv = |i: u32| -> Vec<String> {
+                    let mut a = argv.clone();
+                    if let Some(pos) = a.iter().position(|w| w == "--out") {
+                        a[pos + 1] = format!("{out_dir}.shard-{i}");
+                    }
+                    a.extend(["--shard".to_owned(), format!("{i}/{n}")]);
+                    a
+                };
+                let commands: Vec<String> =
+                    (0..n).map(|i| format!("command({}, {})", py(&stage.cmd), args(&shard_argv(i)))).collect();
+                let _ = writeln!(
+                    out,
+                    "    {var} = BashOperator.partial(task_id={}).expand(bash_command=[{}])",
+                    py(&id),
+                    commands.join(", ")
+                );
+                let mut merge = vec!["merge".to_owned(), "--out".to_owned(), out_dir.clone()];
+                merge.extend((0..n).map(|i| format!("{out_dir}.shard-{i}")));
+                let (merge_var, merge_id) = (format!("{var}_merge"), format!("{id}_merge"));
+                let _ = writeln!(
+                    out,
+                    "    {merge_var} = BashOperator(task_id={}, bash_command=command({}, {}))",
+                    py(&merge_id),
+                    py(&stage.cmd),
+                    args(&merge)
+                );
+                let _ = writeln!(out, "    {var} >> {merge_var}");
+                last.insert(name, merge_var);
+            }
+        }
+        for up in &upstream[name.as_str()] {
+            let _ = writeln!(out, "    {} >> {var}", last[up]);
+        }
     }
     out
 }

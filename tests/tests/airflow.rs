@@ -1,0 +1,82 @@
+//! `graft export --to airflow` loaded by real Apache Airflow (pinned, installed into
+//! `.graft/airflow-venv` by `make test`): no import errors, the task graph is the
+//! pipeline's, a sharded stage is a mapped task plus a merge, and the commands Airflow
+//! would run reproduce `graft run`'s metrics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use graft_e2e::*;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The tiny pipeline with the backbone in two shards.
+fn pipeline(root: &Path) -> PathBuf {
+    std::fs::copy(fixture("tiny/reviews.csv"), root.join("reviews.csv")).unwrap();
+    let spec = s(&fixture("tiny/tiny.yaml")).to_owned();
+    let yaml = format!(
+        "version: 1\nstages:\n  preprocess:\n    cmd: graft-preprocess\n    args: {{input: reviews.csv, spec: {spec}, id_column: id, out: run/data}}\n    deps: [reviews.csv]\n    outs: [run/data]\n  backbone:\n    cmd: graft-backbone\n    shards: 2\n    args: {{spec: {spec}, input: run/data, out: run/features}}\n    deps: [run/data]\n    outs: [run/features]\n  finetune:\n    cmd: graft-finetune\n    args: {{features: run/features, c: [0.1, 1], out: run/head}}\n    deps: [run/features]\n    outs: [run/head]\n  evaluate:\n    cmd: graft-evaluate\n    args: {{head: run/head, features: run/features, out: run/eval}}\n    deps: [run/head, run/features]\n    outs: [run/eval]\n"
+    );
+    let path = root.join("tiny-sharded.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn airflow_loads_the_exported_dag_and_its_commands_reproduce_graft_run() {
+    let python = repo().join(".graft/airflow-venv/bin/python");
+    assert!(python.is_file(), "{} missing: `make test` builds it (scripts/setup_airflow.sh)", python.display());
+    let dir = tempfile::tempdir().unwrap();
+    let (root, dags, home) = (dir.path().join("p"), dir.path().join("dags"), dir.path().join("airflow"));
+    for d in [&root, &dags, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let path = pipeline(&root);
+    let dag = ok("graft", &["export", "--to", "airflow", s(&path)]).stdout;
+    std::fs::write(dags.join("tiny_sharded.py"), dag).unwrap();
+    let bin_dir = format!("{}/", bin("graft").parent().unwrap().display());
+    let out = Command::new(&python)
+        .arg(repo().join("scripts/airflow_dag_graph.py"))
+        .arg(&dags)
+        .env("AIRFLOW_HOME", &home)
+        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        .env("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+        .env("GRAFT_BIN", &bin_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Airflow logs to stdout too; the JSON is the last line.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let loaded: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(loaded["errors"], serde_json::json!({}), "import errors");
+    let tasks = &loaded["dags"]["tiny-sharded"];
+    let upstream = |t: &str| -> Vec<String> { serde_json::from_value(tasks[t]["upstream"].clone()).unwrap() };
+    assert_eq!(tasks.as_object().unwrap().len(), 5, "{tasks}");
+    assert!(upstream("preprocess").is_empty());
+    assert_eq!(upstream("backbone"), ["preprocess"]);
+    assert_eq!(upstream("backbone_merge"), ["backbone"]);
+    assert_eq!(upstream("finetune"), ["backbone_merge"]);
+    assert_eq!(upstream("evaluate"), ["backbone_merge", "finetune"]);
+    assert_eq!(tasks["backbone"]["mapped"], true);
+    assert_eq!(tasks["backbone"]["commands"].as_array().unwrap().len(), 2);
+
+    // Run Airflow's commands in DAG order, then `graft run` in a second copy: same metrics.
+    for task in ["preprocess", "backbone", "backbone_merge", "finetune", "evaluate"] {
+        for cmd in tasks[task]["commands"].as_array().unwrap() {
+            let status = Command::new("sh").arg("-c").arg(cmd.as_str().unwrap()).status().unwrap();
+            assert!(status.success(), "{task}: {cmd}");
+        }
+    }
+    let other = dir.path().join("q");
+    std::fs::create_dir_all(&other).unwrap();
+    let path = pipeline(&other);
+    ok("graft", &["run", s(&path), "-q"]);
+    let metrics = |r: &Path| -> Value {
+        serde_json::from_slice(&std::fs::read(r.join("run/eval/metrics.json")).unwrap()).unwrap()
+    };
+    assert_eq!(metrics(&root)["metrics"], metrics(&other)["metrics"]);
+    assert_eq!(metrics(&root)["probabilities"], metrics(&other)["probabilities"]);
+}
