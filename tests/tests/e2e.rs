@@ -201,6 +201,38 @@ fn cls_pooling_matches_the_reference() {
 }
 
 #[test]
+fn max_and_mean_max_pooling_bound_and_extend_the_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let mean = all_features(dir.path());
+    for pooling in ["max", "mean_max"] {
+        let out = format!("f-{pooling}");
+        ok("graft-backbone", &tiny_backbone_args(dir.path(), &out, &["--pooling", pooling, "-q"]));
+        let mut got = BTreeMap::new();
+        for split in ["train", "val", "test"] {
+            got.extend(read_features(&dir.path().join(format!("{out}/{split}.arrow"))).1);
+        }
+        assert_eq!(got.len(), mean.len());
+        for (id, (_, m)) in &mean {
+            let f = &got[id].1;
+            // The max over tokens is at least their mean; mean_max is [mean, max].
+            let max = if pooling == "max" { &f[..] } else { &f[16..] };
+            assert_eq!(f.len(), if pooling == "max" { 16 } else { 32 }, "{pooling} width");
+            assert!(max.iter().zip(m).all(|(x, y)| x + 1e-6 >= *y), "{pooling} row {id}");
+            assert!(max.iter().zip(m).any(|(x, y)| x > y), "{pooling} row {id} has more than one token");
+            if pooling == "mean_max" {
+                assert!(f[..16].iter().zip(m).all(|(a, b)| (a - b).abs() < 1e-6), "row {id}: first half is the mean");
+            }
+        }
+    }
+    // Global average pooling needs feature maps, not token vectors.
+    let out = dir.path().join("gap");
+    let err = user_error("graft-backbone", &tiny_backbone_args(dir.path(), "gap", &["--pooling", "gap"]));
+    assert!(err.contains("last_hidden_state") && err.contains("[batch, channels, height, width]"), "{err}");
+    assert!(files_in(&out).is_empty());
+}
+
+#[test]
 fn preprocess_truncates_without_padding_and_splits_by_seed() {
     let dir = tempfile::tempdir().unwrap();
     let expected = expected();

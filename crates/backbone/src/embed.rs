@@ -5,7 +5,7 @@ use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 
 use crate::error::{Error, Result};
-use crate::pool::{normalize_rows, pool};
+use crate::pool::{global_average, normalize_rows, pool, pooled_dim};
 
 /// Which graph outputs become features, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +113,23 @@ impl Embedder {
         for name in &self.outputs {
             let (dims, hidden) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
             let dims: Vec<i64> = dims.iter().copied().collect();
-            if dims.len() != 3 || dims[0] as usize != rows.len() || dims[1] as usize != seq {
-                return Err(EmbedError::Rank { name: name.clone(), shape: dims });
+            let rank_error =
+                |expected: &'static str| EmbedError::Rank { name: name.clone(), shape: dims.clone(), expected };
+            if dims.first().is_none_or(|&b| b as usize != rows.len()) {
+                return Err(rank_error("a first dimension of one row per input"));
             }
-            let dim = dims[2] as usize;
-            pooled.push((pool(hidden, seq, dim, &lengths, self.pooling), dim));
+            match (self.pooling, dims.len()) {
+                (Pooling::Gap, 4) => {
+                    let (channels, spatial) = (dims[1] as usize, (dims[2] * dims[3]) as usize);
+                    pooled.push((global_average(hidden, rows.len(), channels, spatial), channels));
+                }
+                (Pooling::Gap, _) => return Err(rank_error("[batch, channels, height, width] for `gap`")),
+                (pooling, 3) if dims[1] as usize == seq => {
+                    let dim = dims[2] as usize;
+                    pooled.push((pool(hidden, seq, dim, &lengths, pooling), pooled_dim(dim, pooling)));
+                }
+                _ => return Err(rank_error("[batch, sequence, dim] for token pooling")),
+            }
         }
         let (mut features, dim) = combine(pooled, rows.len(), self.combine, &self.outputs)?;
         if self.normalize {
@@ -173,8 +185,8 @@ fn combine(
 pub enum EmbedError {
     #[error(transparent)]
     Ort(#[from] ort::Error),
-    #[error("output `{name}` has shape {shape:?}; pooling needs [batch, sequence, dim]")]
-    Rank { name: String, shape: Vec<i64> },
+    #[error("output `{name}` has shape {shape:?}; the pooling needs {expected}")]
+    Rank { name: String, shape: Vec<i64>, expected: &'static str },
     #[error("`--combine mean` needs outputs of one size: `{first}` has {dim}, `{other}` has {other_dim}")]
     Dims { first: String, dim: usize, other: String, other_dim: usize },
 }

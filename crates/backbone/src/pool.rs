@@ -2,26 +2,51 @@
 
 use graft_core::spec::Pooling;
 
+/// Width of the pooled vector of a `dim`-wide token vector.
+pub fn pooled_dim(dim: usize, pooling: Pooling) -> usize {
+    if pooling == Pooling::MeanMax { 2 * dim } else { dim }
+}
+
 /// Pools `hidden` (`[rows, seq, dim]`, row-major) over each row's first `lengths[r]`
-/// tokens; returns `[rows, dim]`.
+/// tokens; returns `[rows, pooled_dim(dim)]`. Not for `Gap` (see [`global_average`]).
 pub fn pool(hidden: &[f32], seq: usize, dim: usize, lengths: &[usize], pooling: Pooling) -> Vec<f32> {
-    let mut out = vec![0f32; lengths.len() * dim];
-    for (r, (&len, o)) in lengths.iter().zip(out.chunks_exact_mut(dim)).enumerate() {
+    let width = pooled_dim(dim, pooling);
+    let mut out = vec![0f32; lengths.len() * width];
+    for (r, (&len, o)) in lengths.iter().zip(out.chunks_exact_mut(width)).enumerate() {
         let row = &hidden[r * seq * dim..(r + 1) * seq * dim];
+        let tokens = || row.chunks_exact(dim).take(len.max(1));
+        let mean = |o: &mut [f32]| {
+            for token in tokens() {
+                o.iter_mut().zip(token).for_each(|(a, &x)| *a += x);
+            }
+            let inv = 1.0 / len.max(1) as f32;
+            o.iter_mut().for_each(|a| *a *= inv);
+        };
+        let max = |o: &mut [f32]| {
+            o.fill(f32::NEG_INFINITY);
+            for token in tokens() {
+                o.iter_mut().zip(token).for_each(|(a, &x)| *a = a.max(x));
+            }
+        };
         match pooling {
             Pooling::Cls => o.copy_from_slice(&row[..dim]),
-            Pooling::Mean => {
-                for token in row.chunks_exact(dim).take(len) {
-                    for (a, &x) in o.iter_mut().zip(token) {
-                        *a += x;
-                    }
-                }
-                let inv = 1.0 / len.max(1) as f32;
-                o.iter_mut().for_each(|a| *a *= inv);
+            Pooling::Mean => mean(o),
+            Pooling::Max => max(o),
+            Pooling::MeanMax => {
+                let (m, x) = o.split_at_mut(dim);
+                mean(m);
+                max(x);
             }
+            Pooling::Gap => unreachable!("global average pooling takes [batch, C, H, W]"),
         }
     }
     out
+}
+
+/// Global average pooling of `maps` (`[rows, channels, spatial]`, row-major): `[rows, channels]`.
+pub fn global_average(maps: &[f32], rows: usize, channels: usize, spatial: usize) -> Vec<f32> {
+    let inv = 1.0 / spatial.max(1) as f32;
+    maps.chunks_exact(spatial.max(1)).take(rows * channels).map(|plane| plane.iter().sum::<f32>() * inv).collect()
 }
 
 /// Scales each row of `rows` (`[n, dim]`) to unit L2 norm.
@@ -43,6 +68,18 @@ mod tests {
     fn mean_ignores_padding() {
         let out = pool(&HIDDEN, 3, 2, &[2, 3], Pooling::Mean);
         assert_eq!(out, [2., 3., 2., 1.]);
+    }
+
+    #[test]
+    fn max_and_mean_max_ignore_padding() {
+        assert_eq!(pool(&HIDDEN, 3, 2, &[2, 3], Pooling::Max), [3., 4., 4., 1.]);
+        assert_eq!(pool(&HIDDEN, 3, 2, &[2, 3], Pooling::MeanMax), [2., 3., 3., 4., 2., 1., 4., 1.]);
+    }
+
+    #[test]
+    fn global_average_pools_each_channel() {
+        // One row, two channels of 2x2.
+        assert_eq!(global_average(&[1., 2., 3., 4., 0., 0., 0., 8.], 1, 2, 4), [2.5, 2.]);
     }
 
     #[test]

@@ -62,15 +62,24 @@ impl Default for InputNames {
     }
 }
 
-/// How token vectors `[seq, dim]` become one vector per row.
+/// How a tensor per row becomes one vector per row: token vectors `[batch, seq, dim]` by
+/// mean, first token, max or mean and max side by side; feature maps `[batch, C, H, W]` by
+/// global average pooling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// Mean over real (unpadded) tokens.
     #[default]
     Mean,
     /// The first token (`[CLS]`).
     Cls,
+    /// Element-wise maximum over real tokens.
+    Max,
+    /// Mean and max side by side (twice the width).
+    #[value(name = "mean_max")]
+    MeanMax,
+    /// Global average pooling of `[batch, C, H, W]` over H and W.
+    Gap,
 }
 
 /// How the pooled vectors of several outputs become one.
@@ -98,6 +107,9 @@ impl Pooling {
         match self {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
+            Pooling::Max => "max",
+            Pooling::MeanMax => "mean_max",
+            Pooling::Gap => "gap",
         }
     }
 }

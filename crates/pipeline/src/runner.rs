@@ -286,6 +286,10 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 tracing::info!("stage `{name}`: {} {}", stage.cmd, now.argv.join(" "));
                 let mut command = Command::new(resolve_program(&stage.cmd));
                 command.args(&now.argv).current_dir(root);
+                // Stages print to stderr, so graft's stdout carries only its own results.
+                if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+                    command.stdout(fd);
+                }
                 if opts.quiet && std::env::var_os("RUST_LOG").is_none() {
                     command.env("RUST_LOG", "warn");
                 }
