@@ -107,6 +107,13 @@ def clean(text):
     return re.sub(r"\s+", " ", re.sub(r"<[A-Za-z/!][^>]*>", " ", text)).strip()
 
 
+def query0(weights, x):
+    """Layer 0's query projection of the embeddings (the graph's tensor `layer0/q`)."""
+    w = weights["encoder.layer.0.attention.self.query.weight"].astype(np.float64)
+    b = weights["encoder.layer.0.attention.self.query.bias"].astype(np.float64)
+    return x @ w.T + b
+
+
 def write_tiny():
     TINY.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20261122)
@@ -140,6 +147,8 @@ def write_tiny():
         expected[rid] = {
             "mean": [round(float(v), 7) for v in mean_pool(hidden[-1], mask)[0]],
             "mean_layer_1": [round(float(v), 7) for v in mean_pool(hidden[1], mask)[0]],
+            # An intermediate tensor, not a graph output: layer 0's query projection.
+            "mean_layer0_q": [round(float(v), 7) for v in mean_pool(query0(weights, hidden[0]), mask)[0]],
             "cls": [round(float(v), 7) for v in hidden[-1][0, 0]],
             "tokens": int(ids.shape[1]),
         }

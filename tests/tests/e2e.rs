@@ -186,7 +186,7 @@ fn features_from_an_inner_layer_and_from_several_layers() {
     let backbone = provenance.backbone.unwrap();
     assert_eq!((backbone.dim, backbone.combine.as_deref()), (32, Some("concat")));
     let err = user_error("graft-backbone", &tiny_backbone_args(dir.path(), "x", &["--outputs", "hidden_state_9"]));
-    assert!(err.contains("no output `hidden_state_9`") && err.contains("`hidden_state_2`"), "{err}");
+    assert!(err.contains("no tensor `hidden_state_9`") && err.contains("hidden_state_2"), "{err}");
 }
 
 #[test]
@@ -198,6 +198,31 @@ fn cls_pooling_matches_the_reference() {
         let want: Vec<f64> = serde_json::from_value(expected[&id]["cls"].clone()).unwrap();
         assert!(cosine(&f, &want) >= 0.9999, "row {id}");
     }
+}
+
+#[test]
+fn features_from_a_tensor_that_is_not_a_graph_output() {
+    // `layer0/q` (layer 0's query projection) is an intermediate tensor of the tiny model:
+    // the graph is edited in memory to expose it.
+    let inspect = ok("graft-backbone", &["inspect", s(&fixture("tiny/model.onnx"))]);
+    let listing = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    let line = listing.lines().find(|l| l.trim_start().starts_with("layer0/q ")).expect("layer0/q listed");
+    assert!(line.contains("Add") && line.contains("(batch, sequence, 16)"), "{line}");
+    assert!(listing.contains("last_hidden_state") && listing.contains("input_ids"), "{listing}");
+
+    let expected = expected();
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &["--outputs", "layer0/q"]);
+    let got = all_features(dir.path());
+    assert_eq!(got.len(), 80);
+    for (id, (_, f)) in &got {
+        let want: Vec<f64> = serde_json::from_value(expected[id]["mean_layer0_q"].clone()).unwrap();
+        let worst = f.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+        assert!(cosine(f, &want) >= 0.9999 && worst < 1e-4, "row {id}: max abs difference {worst}");
+    }
+    let err = user_error("graft-backbone", &tiny_backbone_args(dir.path(), "none", &["--outputs", "layer9/q"]));
+    assert!(err.contains("no tensor `layer9/q`") && err.contains("graft-backbone inspect"), "{err}");
+    assert!(files_in(&dir.path().join("none")).is_empty());
 }
 
 #[test]

@@ -46,6 +46,10 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub threads: usize,
+    /// ONNX Runtime graph optimisation: `disable`, `basic`, `extended` or `all`.
+    #[arg(long, value_enum, default_value = "all")]
+    #[serde(default)]
+    pub graph_optimization: crate::device::Optimization,
     /// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when usable, else the CPU). The provider
     /// actually used is recorded in the output's metadata.
     #[arg(long, default_value = "cpu")]

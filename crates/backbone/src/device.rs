@@ -42,24 +42,60 @@ pub struct Opened {
     pub provider: String,
 }
 
-fn builder(env: &Environment, threads: usize) -> ort::Result<SessionBuilder> {
-    let mut builder = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::All)?;
-    if threads > 0 {
-        builder = builder.with_intra_threads(threads)?;
+/// ONNX Runtime's graph optimisation level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimization {
+    /// None: the graph runs as written.
+    Disable,
+    /// Constant folding and redundant-node elimination.
+    Basic,
+    /// Plus node fusions (attention, GELU, layer norm...).
+    Extended,
+    /// Everything, including layout optimisations.
+    #[default]
+    All,
+}
+
+/// How sessions are built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Intra-op threads; 0 lets ONNX Runtime choose (one per core).
+    pub threads: usize,
+    pub optimization: Optimization,
+}
+
+fn builder(env: &Environment, options: SessionOptions) -> ort::Result<SessionBuilder> {
+    let level = match options.optimization {
+        Optimization::Disable => GraphOptimizationLevel::Disable,
+        Optimization::Basic => GraphOptimizationLevel::Level1,
+        Optimization::Extended => GraphOptimizationLevel::Level2,
+        Optimization::All => GraphOptimizationLevel::All,
+    };
+    let mut builder = Session::builder(env)?.with_optimization_level(level)?;
+    if options.threads > 0 {
+        builder = builder.with_intra_threads(options.threads)?;
     }
     Ok(builder)
 }
 
+/// A CPU session of `bytes` without graph optimisations: for reading tensor types and shapes.
+pub fn open_plain(env: &Environment, bytes: &[u8]) -> ort::Result<Session> {
+    builder(env, SessionOptions { threads: 1, optimization: Optimization::Disable })?.commit_from_memory(bytes)
+}
+
+/// Opens the model at `path`, or its edited `bytes` when given, on `device`.
 pub fn open(
     env: &Environment,
     path: &Path,
-    threads: usize,
+    bytes: Option<&[u8]>,
+    options: SessionOptions,
     device: Device,
     allow_cpu_fallback: bool,
 ) -> Result<Opened> {
     let model_err = |source| Error::Model { path: path.to_owned(), source };
     if device != Device::Cpu {
-        match open_cuda(env, path, threads, device) {
+        match open_cuda(env, path, bytes, options, device) {
             Ok(opened) => return Ok(opened),
             Err(reason) if device == Device::Auto || allow_cpu_fallback => {
                 tracing::warn!("CUDA cannot be used ({reason}); running on the CPU");
@@ -67,26 +103,39 @@ pub fn open(
             Err(reason) => return Err(Error::CudaUnavailable { reason }),
         }
     }
-    let session = builder(env, threads).and_then(|mut b| b.commit_from_file(path)).map_err(model_err)?;
+    let session = builder(env, options).and_then(|mut b| commit(&mut b, path, bytes)).map_err(model_err)?;
     Ok(Opened { session, provider: "cpu".into() })
 }
 
+fn commit(builder: &mut SessionBuilder, path: &Path, bytes: Option<&[u8]>) -> ort::Result<Session> {
+    match bytes {
+        Some(b) => builder.commit_from_memory(b),
+        None => builder.commit_from_file(path),
+    }
+}
+
 #[cfg(feature = "cuda")]
-fn open_cuda(env: &Environment, path: &Path, threads: usize, device: Device) -> Result<Opened, String> {
+fn open_cuda(
+    env: &Environment,
+    path: &Path,
+    bytes: Option<&[u8]>,
+    options: SessionOptions,
+    device: Device,
+) -> Result<Opened, String> {
     let id = match device {
         Device::Cuda(id) => id,
         _ => 0,
     };
     let cuda = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
-    let session = builder(env, threads)
+    let session = builder(env, options)
         .and_then(|b| Ok(b.with_execution_providers([cuda])?))
-        .and_then(|mut b| b.commit_from_file(path))
+        .and_then(|mut b| commit(&mut b, path, bytes))
         .map_err(|e| e.to_string())?;
     Ok(Opened { session, provider: format!("cuda:{id}") })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn open_cuda(_: &Environment, _: &Path, _: usize, _: Device) -> Result<Opened, String> {
+fn open_cuda(_: &Environment, _: &Path, _: Option<&[u8]>, _: SessionOptions, _: Device) -> Result<Opened, String> {
     Err("this graft-backbone was built without the `cuda` feature".into())
 }
 

@@ -18,6 +18,10 @@ pub enum Error {
     MissingInput { path: PathBuf, name: String, available: String },
     #[error("model `{}` has no output `{name}` named by the spec (model outputs: {available})", path.display())]
     MissingOutput { path: PathBuf, name: String, available: String },
+    #[error("`{}` is not an ONNX model (its protobuf cannot be read)", path.display())]
+    NotOnnx { path: PathBuf },
+    #[error("model `{}` has no tensor `{name}` (outputs: {outputs}); `graft-backbone inspect {}` lists every tensor", path.display(), path.display())]
+    NoTensor { path: PathBuf, name: String, outputs: String },
     #[error("model `{}` needs input `{name}`, which the spec does not provide", path.display())]
     UnfedInput { path: PathBuf, name: String },
     #[error("inference failed on `{}` at row {row}", path.display())]

@@ -5,6 +5,7 @@ mod config;
 pub mod device;
 mod embed;
 mod error;
+pub mod graph;
 pub mod merge;
 mod pool;
 pub mod runtime;
@@ -38,6 +39,70 @@ pub struct Summary {
     pub rows: BTreeMap<&'static str, (u64, u64)>,
 }
 
+/// The model's bytes with `outputs` that are intermediate tensors added as graph outputs, or
+/// `None` when every one of them already is an output. A name the graph does not produce
+/// is refused.
+fn exposing(model: &Path, outputs: &[String]) -> Result<Option<Vec<u8>>> {
+    let bytes = fs_err::read(model).map_err(|source| graft_core::Error::Read { path: model.to_owned(), source })?;
+    let g = graph::read(&bytes).ok_or_else(|| Error::NotOnnx { path: model.to_owned() })?;
+    let declared: Vec<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let mut extra = Vec::new();
+    for name in outputs.iter().filter(|n| !declared.contains(&n.as_str())) {
+        if !g.produces(name) {
+            return Err(Error::NoTensor { path: model.to_owned(), name: name.clone(), outputs: declared.join(", ") });
+        }
+        extra.push(name.clone());
+    }
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    tracing::debug!("exposing intermediate tensors {extra:?} as outputs");
+    Ok(Some(graph::with_outputs(&bytes, &extra).ok_or_else(|| Error::NotOnnx { path: model.to_owned() })?))
+}
+
+/// `graft-backbone inspect`: the model's inputs, outputs and intermediate tensors.
+pub fn inspect(model: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let bytes = fs_err::read(model).map_err(|source| graft_core::Error::Read { path: model.to_owned(), source })?;
+    let g = graph::read(&bytes).ok_or_else(|| Error::NotOnnx { path: model.to_owned() })?;
+    let mut out = String::new();
+    let _ = writeln!(out, "inputs:");
+    for i in &g.inputs {
+        let _ = writeln!(out, "  {:<40} {}", i.name, i.describe());
+    }
+    let _ = writeln!(out, "outputs:");
+    for o in &g.outputs {
+        let _ = writeln!(out, "  {:<40} {}", o.name, o.describe());
+    }
+    // Shapes ONNX Runtime infers, from a session with every intermediate tensor exposed;
+    // the file's own `value_info` where that session cannot be built.
+    let intermediate: Vec<String> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter())
+        .filter(|n| !n.is_empty() && !g.outputs.iter().any(|o| &o.name == *n))
+        .cloned()
+        .collect();
+    let inferred: BTreeMap<String, String> = runtime::init()
+        .ok()
+        .zip(graph::with_outputs(&bytes, &intermediate))
+        .and_then(|((env, _), exposed)| device::open_plain(env, &exposed).ok())
+        .map(|session| session.outputs().iter().map(|o| (o.name().to_owned(), o.dtype().to_string())).collect())
+        .unwrap_or_default();
+    let _ = writeln!(out, "intermediate tensors ({} nodes; any can be a feature with --outputs NAME):", g.nodes.len());
+    for node in &g.nodes {
+        for name in node.outputs.iter().filter(|n| intermediate.contains(n)) {
+            let shape = inferred
+                .get(name)
+                .cloned()
+                .or_else(|| g.value_info.get(name).map(|v| v.describe()))
+                .unwrap_or_else(|| "shape unknown".to_owned());
+            let _ = writeln!(out, "  {name:<40} {:<22} {shape}", node.op_type);
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (env, runtime) = runtime::init()?;
     let spec = BackboneSpec::load(&cfg.spec)?;
@@ -45,9 +110,11 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let normalize = cfg.normalize.unwrap_or(spec.normalize);
     let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;
-    let opened = device::open(env, &spec.model, cfg.threads, device, cfg.allow_cpu_fallback)?;
-    let provider = opened.provider;
     let outputs = if cfg.outputs.is_empty() { vec![spec.output.clone()] } else { cfg.outputs.clone() };
+    let model = exposing(&spec.model, &outputs)?;
+    let options = device::SessionOptions { threads: cfg.threads, optimization: cfg.graph_optimization };
+    let opened = device::open(env, &spec.model, model.as_deref(), options, device, cfg.allow_cpu_fallback)?;
+    let provider = opened.provider;
     let features = FeatureSpec { outputs: outputs.clone(), combine: cfg.combine, pooling, normalize };
     let mut embedder = Embedder::new(opened.session, &spec, &features)?;
     let model_blake3 = graft_core::hash::file(&spec.model)?;

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Reports which ONNX Runtime library is loaded, its build, and whether CUDA can be used.
     Doctor,
+    /// Lists an ONNX model's inputs, outputs and intermediate tensors (with shapes where the
+    /// file records them); any tensor can be pooled into features with `--outputs NAME`.
+    Inspect { model: PathBuf },
     /// Joins the outputs of `--shard 0/N` .. `--shard N-1/N` into one unsharded output.
     Merge {
         /// Output folder.
@@ -45,6 +48,9 @@ fn main() -> ExitCode {
     cli::init_logging(cli.quiet);
     match (cli.command, cli.config) {
         (Some(Command::Doctor), _) => cli::exit(graft_backbone::doctor().map(|report| {
+            let _ = std::io::stdout().write_all(report.as_bytes());
+        })),
+        (Some(Command::Inspect { model }), _) => cli::exit(graft_backbone::inspect(&model).map(|report| {
             let _ = std::io::stdout().write_all(report.as_bytes());
         })),
         (Some(Command::Merge { out, shards }), _) => {

@@ -1,0 +1,301 @@
+//! Reading an ONNX model's graph (inputs, outputs, every node's output tensors with shapes
+//! where the file records them) and exposing intermediate tensors as extra graph outputs, by
+//! editing the protobuf wire format in memory: the rest of the file is copied byte for byte.
+
+use std::collections::HashMap;
+
+/// Field numbers of the ONNX protobuf messages used here (onnx/onnx.proto).
+mod field {
+    pub const MODEL_GRAPH: u64 = 7;
+    pub const GRAPH_NODE: u64 = 1;
+    pub const GRAPH_INITIALIZER: u64 = 5;
+    pub const GRAPH_INPUT: u64 = 11;
+    pub const GRAPH_OUTPUT: u64 = 12;
+    pub const GRAPH_VALUE_INFO: u64 = 13;
+    pub const NODE_OUTPUT: u64 = 2;
+    pub const NODE_NAME: u64 = 3;
+    pub const NODE_OP_TYPE: u64 = 4;
+    pub const VALUE_NAME: u64 = 1;
+    pub const VALUE_TYPE: u64 = 2;
+    pub const TYPE_TENSOR: u64 = 1;
+    pub const TENSOR_ELEM_TYPE: u64 = 1;
+    pub const TENSOR_SHAPE: u64 = 2;
+    pub const SHAPE_DIM: u64 = 1;
+    pub const DIM_VALUE: u64 = 1;
+    pub const DIM_PARAM: u64 = 2;
+    pub const INITIALIZER_NAME: u64 = 8;
+}
+
+/// One field of a protobuf message: its number and payload (varint value or bytes), and the
+/// whole encoded field.
+#[derive(Debug, Clone, Copy)]
+struct Field<'a> {
+    number: u64,
+    varint: u64,
+    bytes: &'a [u8],
+    raw: &'a [u8],
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The fields of a message, or `None` when `buf` is not valid protobuf.
+fn fields(buf: &[u8]) -> Option<Vec<Field<'_>>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let start = pos;
+        let key = varint(buf, &mut pos)?;
+        let (number, wire) = (key >> 3, key & 7);
+        let (mut v, mut bytes) = (0, &buf[0..0]);
+        match wire {
+            0 => v = varint(buf, &mut pos)?,
+            1 => pos = pos.checked_add(8).filter(|&p| p <= buf.len())?,
+            2 => {
+                let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
+                let end = pos.checked_add(len).filter(|&e| e <= buf.len())?;
+                bytes = &buf[pos..end];
+                pos = end;
+            }
+            5 => pos = pos.checked_add(4).filter(|&p| p <= buf.len())?,
+            _ => return None,
+        }
+        out.push(Field { number, varint: v, bytes, raw: &buf[start..pos] });
+    }
+    Some(out)
+}
+
+fn string(f: &Field<'_>) -> String {
+    String::from_utf8_lossy(f.bytes).into_owned()
+}
+
+/// A dimension of a tensor shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dim {
+    Value(i64),
+    Param(String),
+    Unknown,
+}
+
+impl std::fmt::Display for Dim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dim::Value(v) => write!(f, "{v}"),
+            Dim::Param(p) => f.write_str(p),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// A named tensor with its element type (ONNX `TensorProto.DataType`) and shape when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub elem_type: Option<i64>,
+    pub shape: Option<Vec<Dim>>,
+}
+
+impl TensorInfo {
+    fn parse(buf: &[u8]) -> Option<Self> {
+        let mut info = TensorInfo { name: String::new(), elem_type: None, shape: None };
+        for f in fields(buf)? {
+            match f.number {
+                field::VALUE_NAME => info.name = string(&f),
+                field::VALUE_TYPE => {
+                    for t in fields(f.bytes)?.iter().filter(|t| t.number == field::TYPE_TENSOR) {
+                        for tf in fields(t.bytes)? {
+                            match tf.number {
+                                field::TENSOR_ELEM_TYPE => info.elem_type = Some(tf.varint as i64),
+                                field::TENSOR_SHAPE => {
+                                    let mut dims = Vec::new();
+                                    for d in fields(tf.bytes)?.iter().filter(|d| d.number == field::SHAPE_DIM) {
+                                        let mut dim = Dim::Unknown;
+                                        for df in fields(d.bytes)? {
+                                            match df.number {
+                                                field::DIM_VALUE => dim = Dim::Value(df.varint as i64),
+                                                field::DIM_PARAM => dim = Dim::Param(string(&df)),
+                                                _ => {}
+                                            }
+                                        }
+                                        dims.push(dim);
+                                    }
+                                    info.shape = Some(dims);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(info)
+    }
+
+    /// `float32 [batch, sequence, 384]`, or what is known of it.
+    pub fn describe(&self) -> String {
+        let ty = match self.elem_type {
+            Some(1) => "float32",
+            Some(7) => "int64",
+            Some(6) => "int32",
+            Some(10) => "float16",
+            Some(9) => "bool",
+            Some(3) => "int8",
+            Some(2) => "uint8",
+            Some(_) => "other",
+            None => "?",
+        };
+        match &self.shape {
+            Some(dims) => format!("{ty} [{}]", dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+            None => ty.to_owned(),
+        }
+    }
+}
+
+/// A node and the tensors it produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub op_type: String,
+    pub outputs: Vec<String>,
+}
+
+/// What `graft-backbone inspect` shows of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub nodes: Vec<Node>,
+    /// Shapes recorded for intermediate tensors (`value_info`), by name.
+    pub value_info: HashMap<String, TensorInfo>,
+}
+
+fn graph_field(model: &[u8]) -> Option<Field<'_>> {
+    fields(model)?.into_iter().find(|f| f.number == field::MODEL_GRAPH)
+}
+
+/// Reads the graph of an ONNX model file's bytes; `None` when they are not an ONNX model.
+pub fn read(model: &[u8]) -> Option<Graph> {
+    let graph = graph_field(model)?;
+    let mut g = Graph { inputs: vec![], outputs: vec![], nodes: vec![], value_info: HashMap::new() };
+    let mut initializers = Vec::new();
+    for f in fields(graph.bytes)? {
+        match f.number {
+            field::GRAPH_NODE => {
+                let mut node = Node { name: String::new(), op_type: String::new(), outputs: vec![] };
+                for nf in fields(f.bytes)? {
+                    match nf.number {
+                        field::NODE_OUTPUT => node.outputs.push(string(&nf)),
+                        field::NODE_NAME => node.name = string(&nf),
+                        field::NODE_OP_TYPE => node.op_type = string(&nf),
+                        _ => {}
+                    }
+                }
+                g.nodes.push(node);
+            }
+            field::GRAPH_INITIALIZER => {
+                if let Some(name) = fields(f.bytes)?.iter().find(|t| t.number == field::INITIALIZER_NAME) {
+                    initializers.push(string(name));
+                }
+            }
+            field::GRAPH_INPUT => g.inputs.push(TensorInfo::parse(f.bytes)?),
+            field::GRAPH_OUTPUT => g.outputs.push(TensorInfo::parse(f.bytes)?),
+            field::GRAPH_VALUE_INFO => {
+                let info = TensorInfo::parse(f.bytes)?;
+                g.value_info.insert(info.name.clone(), info);
+            }
+            _ => {}
+        }
+    }
+    // Older exporters list initializers among the inputs; they are weights, not inputs.
+    g.inputs.retain(|i| !initializers.contains(&i.name));
+    Some(g)
+}
+
+impl Graph {
+    /// Whether some node produces `name`.
+    pub fn produces(&self, name: &str) -> bool {
+        self.nodes.iter().any(|n| n.outputs.iter().any(|o| o == name))
+    }
+}
+
+/// The model with each of `names` (tensors its nodes produce) added as a graph output.
+/// Names that already are outputs are left alone.
+pub fn with_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
+    let graph_field = graph_field(model)?;
+    let mut graph = graph_field.bytes.to_vec();
+    let existing: Vec<String> = read(model)?.outputs.into_iter().map(|o| o.name).collect();
+    for name in names.iter().filter(|n| !existing.contains(n)) {
+        let mut value_info = Vec::new();
+        encode_varint((field::VALUE_NAME << 3) | 2, &mut value_info);
+        encode_varint(name.len() as u64, &mut value_info);
+        value_info.extend_from_slice(name.as_bytes());
+        encode_varint((field::GRAPH_OUTPUT << 3) | 2, &mut graph);
+        encode_varint(value_info.len() as u64, &mut graph);
+        graph.extend_from_slice(&value_info);
+    }
+    let mut out = Vec::with_capacity(model.len() + graph.len() - graph_field.bytes.len() + 8);
+    for f in fields(model)? {
+        if f.number == field::MODEL_GRAPH {
+            encode_varint((field::MODEL_GRAPH << 3) | 2, &mut out);
+            encode_varint(graph.len() as u64, &mut out);
+            out.extend_from_slice(&graph);
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tiny/model.onnx")).unwrap()
+    }
+
+    #[test]
+    fn reads_inputs_outputs_and_nodes() {
+        let g = read(&tiny()).unwrap();
+        let inputs: Vec<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids"]);
+        assert_eq!(g.outputs[0].name, "last_hidden_state");
+        assert_eq!(g.outputs[0].describe(), "float32 [batch, sequence, 16]");
+        assert!(g.produces("layer0/q") && !g.produces("no/such/tensor"));
+        assert!(g.nodes.iter().any(|n| n.op_type == "LayerNormalization"));
+    }
+
+    #[test]
+    fn adding_an_output_keeps_everything_else() {
+        let model = tiny();
+        let edited = with_outputs(&model, &["layer0/q".into(), "last_hidden_state".into()]).unwrap();
+        let (before, after) = (read(&model).unwrap(), read(&edited).unwrap());
+        assert_eq!(after.outputs.len(), before.outputs.len() + 1);
+        assert_eq!(after.outputs.last().unwrap().name, "layer0/q");
+        assert_eq!((after.nodes, after.inputs), (before.nodes, before.inputs));
+        assert!(read(b"not a model").is_none());
+    }
+}
