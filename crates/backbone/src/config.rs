@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub threads: usize,
+    /// Row-level feature cache folder: rows embedded before with the same model, outputs,
+    /// pooling and token ids are read back instead of embedded again.
+    #[arg(long)]
+    #[serde(default)]
+    pub cache: Option<std::path::PathBuf>,
     /// ONNX Runtime graph optimisation: `disable`, `basic`, `extended` or `all`.
     #[arg(long, value_enum, default_value = "all")]
     #[serde(default)]

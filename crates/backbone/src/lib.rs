@@ -1,6 +1,7 @@
 //! `graft-backbone`: token ids -> pooled features from a pretrained ONNX backbone.
 
 mod batching;
+pub mod cache;
 mod config;
 pub mod device;
 mod embed;
@@ -31,6 +32,8 @@ pub use pool::{normalize_rows, pool};
 /// What a run wrote, for the binary to report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
+    /// Rows whose features came from the feature cache.
+    pub cached: u64,
     pub runtime: std::path::PathBuf,
     /// Execution provider used (`cpu`, `cuda:N`).
     pub provider: String,
@@ -151,8 +154,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         provider,
     };
     let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
-    let mut summary = Summary { runtime, provider: backbone.provider.clone(), dim: 0, rows: BTreeMap::new() };
+    let mut summary =
+        Summary { runtime, provider: backbone.provider.clone(), dim: 0, rows: BTreeMap::new(), cached: 0 };
     let limits = batching::Limits { rows: cfg.batch_size, tokens: cfg.batch_tokens };
+    let mut cache = cfg.cache.as_deref().map(|dir| cache::FeatureCache::open(dir, &backbone)).transpose()?;
     let mut pending = Vec::new();
     for (split, mut reader) in readers {
         progress.start(split, reader.provenance().rows);
@@ -169,11 +174,25 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
         let max_tokens = (spec.text().max_length, cfg.spec.as_path());
-        let (done, written) =
-            embed_split(&mut reader, &mut embedder, limits, max_tokens, &dest, &mut prov, &mut backbone, progress)?;
+        let (done, written) = embed_split(
+            &mut reader,
+            &mut embedder,
+            limits,
+            max_tokens,
+            &dest,
+            &mut prov,
+            &mut backbone,
+            cache.as_mut(),
+            progress,
+        )?;
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
+    }
+    if let Some(c) = cache {
+        tracing::info!("feature cache: {} rows reused, {} embedded", c.hits, c.misses);
+        summary.cached = c.hits;
+        pending.extend(c.finish()?);
     }
     graft_core::atomic::commit_all(pending)?;
     summary.dim = backbone.dim;
@@ -192,6 +211,7 @@ fn embed_split(
     dest: &Path,
     prov: &mut Provenance,
     backbone: &mut BackboneId,
+    mut cache: Option<&mut cache::FeatureCache>,
     progress: &dyn Progress,
 ) -> Result<((u64, u64), Pending)> {
     let path = reader.path().to_owned();
@@ -231,26 +251,41 @@ fn embed_split(
             );
             return Err(Error::BadRow { path, row: rows_done + i as u64, message });
         }
+        // Rows already in the feature cache are not embedded again.
+        let keys: Option<Vec<cache::Key>> = cache.as_deref().map(|c| rows.iter().map(|r| c.key(r)).collect());
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+        if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
+            for (slot, key) in out.iter_mut().zip(keys) {
+                *slot = c.get(key)?;
+            }
+        }
+        let todo: Vec<usize> = (0..rows.len()).filter(|&i| out[i].is_none()).collect();
+        progress.advance((rows.len() - todo.len()) as u64);
         // Batches of similar length waste less compute on padding; results go back in input order.
-        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        let mut features: Vec<f32> = Vec::new();
+        let lengths: Vec<usize> = todo.iter().map(|&i| rows[i].len()).collect();
         for chunk in &batching::plan(&lengths, limits) {
-            let batch: Vec<&[i32]> = chunk.iter().map(|&i| rows[i]).collect();
+            let picked: Vec<usize> = chunk.iter().map(|&j| todo[j]).collect();
+            let batch: Vec<&[i32]> = picked.iter().map(|&i| rows[i]).collect();
             let (f, dim) = embedder.embed(&batch).map_err(|source| Error::Inference {
                 path: path.clone(),
-                row: rows_done + chunk[0] as u64,
+                row: rows_done + picked[0] as u64,
                 source,
             })?;
-            if features.is_empty() {
-                features = vec![0.0; rows.len() * dim];
-            }
             backbone.dim = dim;
-            for (&i, v) in chunk.iter().zip(f.chunks_exact(dim)) {
-                features[i * dim..(i + 1) * dim].copy_from_slice(v);
+            for (&i, v) in picked.iter().zip(f.chunks_exact(dim)) {
+                if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
+                    c.put(keys[i], v)?;
+                }
+                out[i] = Some(v.to_vec());
             }
-            tokens += batch.iter().map(|r| r.len() as u64).sum::<u64>();
-            progress.advance(chunk.len() as u64);
+            let batch_tokens = batch.iter().map(|r| r.len() as u64).sum::<u64>();
+            tokens += batch_tokens;
+            progress.advance_tokens(chunk.len() as u64, batch_tokens);
         }
+        if backbone.dim == 0 {
+            backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
+        }
+        let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
         let dim = backbone.dim as i32;
         let writer = match &mut writer {
             Some(w) => w,

@@ -41,6 +41,8 @@ pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
     visible: bool,
     unit: &'static str,
+    /// The phase's name and tokens counted so far, for the token rate.
+    tokens: Mutex<(String, u64)>,
 }
 
 impl Bar {
@@ -51,7 +53,12 @@ impl Bar {
 
     /// A bar counting `unit`s.
     pub fn counting(quiet: bool, unit: &'static str) -> Self {
-        Self { bar: Mutex::new(None), visible: !quiet && std::io::stderr().is_terminal(), unit }
+        Self {
+            bar: Mutex::new(None),
+            visible: !quiet && std::io::stderr().is_terminal(),
+            unit,
+            tokens: Mutex::new((String::new(), 0)),
+        }
     }
 
     /// Whether the bar is drawn (stderr is a terminal and not quiet).
@@ -76,12 +83,23 @@ impl Progress for Bar {
             .progress_chars("=> "),
         );
         bar.set_message(what.to_owned());
+        *self.tokens.lock().expect("progress lock") = (what.to_owned(), 0);
         bar.enable_steady_tick(Duration::from_millis(200));
         *self.bar.lock().expect("progress lock") = Some(bar);
     }
 
     fn advance(&self, n: u64) {
         if let Some(b) = &*self.bar.lock().expect("progress lock") {
+            b.inc(n);
+        }
+    }
+
+    fn advance_tokens(&self, n: u64, tokens: u64) {
+        if let Some(b) = &*self.bar.lock().expect("progress lock") {
+            let mut counted = self.tokens.lock().expect("progress lock");
+            counted.1 += tokens;
+            let rate = counted.1 as f64 / b.elapsed().as_secs_f64().max(1e-3);
+            b.set_message(format!("{} {rate:.0} tokens/s", counted.0));
             b.inc(n);
         }
     }

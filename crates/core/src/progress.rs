@@ -6,6 +6,11 @@ pub trait Progress: Send + Sync {
     fn start(&self, what: &str, total: u64);
     /// `n` more units are done.
     fn advance(&self, n: u64);
+    /// `n` more units are done, holding `tokens` tokens (shown as a token rate).
+    fn advance_tokens(&self, n: u64, tokens: u64) {
+        let _ = tokens;
+        self.advance(n);
+    }
     /// The phase is finished.
     fn finish(&self);
 }
