@@ -27,6 +27,8 @@ pub struct Embedder {
     run_options: RunOptions<HasSelectedOutputs>,
     pooling: Pooling,
     normalize: bool,
+    /// Time spent inside ONNX Runtime.
+    pub inference: std::time::Duration,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -85,6 +87,7 @@ impl Embedder {
             run_options,
             pooling: features.pooling,
             normalize: features.normalize,
+            inference: std::time::Duration::ZERO,
         })
     }
 
@@ -107,7 +110,9 @@ impl Embedder {
         if let Some(name) = &self.token_type_ids {
             inputs.push((name.as_str(), Tensor::from_array((shape, vec![0i64; rows.len() * seq]))?.into_dyn()));
         }
+        let started = std::time::Instant::now();
         let outputs = self.session.run_with_options(inputs, &self.run_options)?;
+        self.inference += started.elapsed();
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let mut pooled: Vec<(Vec<f32>, usize)> = Vec::with_capacity(self.outputs.len());
         for name in &self.outputs {

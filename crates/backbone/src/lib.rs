@@ -34,6 +34,8 @@ pub use pool::{normalize_rows, pool};
 pub struct Summary {
     /// Rows whose features came from the feature cache.
     pub cached: u64,
+    /// Seconds spent inside ONNX Runtime (the rest: reading, batching, pooling, writing).
+    pub inference_seconds: f64,
     pub runtime: std::path::PathBuf,
     /// Execution provider used (`cpu`, `cuda:N`).
     pub provider: String,
@@ -154,8 +156,14 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         provider,
     };
     let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
-    let mut summary =
-        Summary { runtime, provider: backbone.provider.clone(), dim: 0, rows: BTreeMap::new(), cached: 0 };
+    let mut summary = Summary {
+        runtime,
+        provider: backbone.provider.clone(),
+        dim: 0,
+        rows: BTreeMap::new(),
+        cached: 0,
+        inference_seconds: 0.0,
+    };
     let limits = batching::Limits { rows: cfg.batch_size, tokens: cfg.batch_tokens };
     let mut cache = cfg.cache.as_deref().map(|dir| cache::FeatureCache::open(dir, &backbone)).transpose()?;
     let mut pending = Vec::new();
@@ -189,6 +197,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         summary.rows.insert(split, done);
         pending.push(written);
     }
+    summary.inference_seconds = embedder.inference.as_secs_f64();
     if let Some(c) = cache {
         tracing::info!("feature cache: {} rows reused, {} embedded", c.hits, c.misses);
         summary.cached = c.hits;
