@@ -3,7 +3,7 @@
 mod clean;
 mod config;
 mod error;
-mod read;
+pub mod read;
 mod split;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

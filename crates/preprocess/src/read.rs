@@ -1,5 +1,6 @@
-//! Reads raw tables row by row: CSV (csv crate) and JSONL stream with flat memory;
-//! Parquet is read whole by polars. Each pass over the input opens a fresh [`Rows`].
+//! Reads raw tables row by row with flat memory: CSV (csv crate) and JSONL stream line by
+//! line; Parquet is read by polars in slices of [`PARQUET_SLICE`] rows, only the needed
+//! columns. Each pass over the input opens a fresh [`Rows`].
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -30,7 +31,30 @@ pub struct Rows {
 enum Source {
     Csv { reader: csv::Reader<BufReader<File>>, columns: Columns, record: csv::StringRecord },
     Jsonl { lines: std::io::Split<BufReader<File>>, names: Names, line: usize },
-    Table { ids: Option<Vec<Option<String>>>, texts: Vec<Option<String>>, labels: Vec<Option<String>>, keep: Vec<bool> },
+    Parquet { reader: ParquetSlices, chunk: Chunk, pos: usize },
+}
+
+/// Rows of one Parquet slice.
+#[derive(Default)]
+struct Chunk {
+    ids: Option<Vec<Option<String>>>,
+    texts: Vec<Option<String>>,
+    labels: Vec<Option<String>>,
+    keep: Vec<bool>,
+}
+
+/// Parquet rows per slice read.
+pub const PARQUET_SLICE: usize = 65_536;
+
+/// Where the next Parquet slice starts, and which columns to read.
+struct ParquetSlices {
+    path: PathBuf,
+    total: usize,
+    offset: usize,
+    text: String,
+    label: String,
+    id: Option<String>,
+    filters: Vec<(String, String)>,
 }
 
 /// Positions of the needed CSV columns.
@@ -119,14 +143,21 @@ impl Rows {
                         label: field(&names.label),
                     })
                 }
-                Source::Table { ids, texts, labels, keep } => {
-                    if index >= texts.len() {
-                        return Ok(None);
+                Source::Parquet { reader, chunk, pos } => {
+                    if *pos >= chunk.texts.len() {
+                        if reader.offset >= reader.total {
+                            return Ok(None);
+                        }
+                        *chunk = reader.next_slice()?;
+                        *pos = 0;
+                        continue;
                     }
-                    keep[index].then(|| RawRow {
-                        id: ids.as_ref().and_then(|i| i[index].clone()).unwrap_or_else(|| index.to_string()),
-                        text: texts[index].clone(),
-                        label: labels[index].clone(),
+                    let i = *pos;
+                    *pos += 1;
+                    chunk.keep[i].then(|| RawRow {
+                        id: chunk.ids.as_ref().and_then(|ids| ids[i].clone()).unwrap_or_else(|| index.to_string()),
+                        text: chunk.texts[i].take(),
+                        label: chunk.labels[i].take(),
                     })
                 }
             };
@@ -217,23 +248,62 @@ fn open_jsonl(cfg: &Config, path: &Path) -> Result<Source> {
 
 fn open_parquet(cfg: &Config, path: &Path) -> Result<Source> {
     let parse = |source| Error::Parse { path: path.to_owned(), source };
-    let df = ParquetReader::new(open_file(path)?.into_inner()).finish().map_err(parse)?;
-    let strings = |name: &str| -> Result<Vec<Option<String>>> {
-        let col =
-            df.column(name).map_err(|_| missing(path, name, df.get_column_names().iter().map(|c| c.to_string())))?;
-        let col = col.cast(&DataType::String).map_err(parse)?;
-        Ok(col.str().map_err(parse)?.iter().map(|s| s.map(str::to_owned)).collect())
-    };
-    let mut keep = vec![true; df.height()];
-    for (column, value) in filters(cfg)? {
-        for (k, v) in keep.iter_mut().zip(strings(&column)?) {
-            *k &= v.as_deref() == Some(value.as_str());
+    let mut reader = ParquetReader::new(open_file(path)?.into_inner());
+    let schema = reader.schema().map_err(parse)?;
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    let check = |name: &str| -> Result<String> {
+        if names.iter().any(|n| n == name) {
+            Ok(name.to_owned())
+        } else {
+            Err(missing(path, name, names.iter().cloned()))
         }
+    };
+    let slices = ParquetSlices {
+        path: path.to_owned(),
+        total: reader.num_rows().map_err(parse)?,
+        offset: 0,
+        text: check(&cfg.text_column)?,
+        label: check(&cfg.label_column)?,
+        id: cfg.id_column.as_deref().map(check).transpose()?,
+        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((check(&c)?, v))).collect::<Result<_>>()?,
+    };
+    Ok(Source::Parquet { reader: slices, chunk: Chunk::default(), pos: 0 })
+}
+
+impl ParquetSlices {
+    /// The next slice of rows, only the needed columns.
+    fn next_slice(&mut self) -> Result<Chunk> {
+        let path = self.path.clone();
+        let parse = |source| Error::Parse { path: path.clone(), source };
+        let mut columns: Vec<String> = Vec::new();
+        let wanted = [&self.text, &self.label].into_iter().chain(&self.id).chain(self.filters.iter().map(|(c, _)| c));
+        for c in wanted {
+            if !columns.contains(c) {
+                columns.push(c.clone());
+            }
+        }
+        let len = PARQUET_SLICE.min(self.total - self.offset);
+        let df = ParquetReader::new(open_file(&self.path)?.into_inner())
+            .with_columns(Some(columns))
+            .with_slice(Some((self.offset, len)))
+            .finish()
+            .map_err(parse)?;
+        self.offset += len;
+        let strings = |name: &str| -> Result<Vec<Option<String>>> {
+            let col = df.column(name).map_err(parse)?.cast(&DataType::String).map_err(parse)?;
+            Ok(col.str().map_err(parse)?.iter().map(|s| s.map(str::to_owned)).collect())
+        };
+        let mut keep = vec![true; df.height()];
+        for (column, value) in &self.filters {
+            for (k, v) in keep.iter_mut().zip(strings(column)?) {
+                *k &= v.as_deref() == Some(value.as_str());
+            }
+        }
+        Ok(Chunk {
+            ids: self.id.as_deref().map(strings).transpose()?,
+            texts: strings(&self.text)?,
+            labels: strings(&self.label)?,
+            keep,
+        })
     }
-    Ok(Source::Table {
-        ids: cfg.id_column.as_deref().map(strings).transpose()?,
-        texts: strings(&cfg.text_column)?,
-        labels: strings(&cfg.label_column)?,
-        keep,
-    })
 }

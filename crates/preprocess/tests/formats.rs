@@ -122,3 +122,45 @@ fn malformed_jsonl_line_and_missing_key_are_named() {
     assert!(err.contains("no column `review`") && err.contains("`text`"), "{err}");
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn parquet_larger_than_one_slice_gives_the_same_rows_as_csv() {
+    // More rows than one Parquet slice, with a filter column: slices must join seamlessly.
+    let n = graft_preprocess::read::PARQUET_SLICE + 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let texts: Vec<&str> = (0..n).map(|i| TEXTS[i % TEXTS.len()]).collect();
+    let labels: Vec<i64> = (0..n as i64).map(|i| (i / 3) % 2).collect();
+    let source: Vec<&str> = (0..n).map(|i| if i % 7 == 0 { "x" } else { "y" }).collect();
+    let mut df = df!("review" => texts.clone(), "sentiment" => labels.clone(), "source" => source.clone()).unwrap();
+    let parquet = dir.path().join("big.parquet");
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
+    let csv = dir.path().join("big.csv");
+    let mut text = String::from("review,sentiment,source\n");
+    for i in 0..n {
+        text.push_str(&format!("\"{}\",{},{}\n", texts[i], labels[i], source[i]));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let run = |input: &Path, out: &str| {
+        let cfg = graft_preprocess::Config {
+            input: input.to_owned(),
+            out: dir.path().join(out),
+            spec: spec(),
+            text_column: "review".into(),
+            task: Default::default(),
+            label_column: "sentiment".into(),
+            id_column: None,
+            filters: vec!["source=y".into()],
+            val_fraction: 0.1,
+            test_fraction: 0.1,
+            seed: 5,
+            max_length: None,
+        };
+        graft_preprocess::run(&cfg, &Silent).unwrap();
+        rows(&dir.path().join(out))
+    };
+    let from_parquet = run(&parquet, "parquet");
+    assert_eq!(from_parquet.len(), (0..n).filter(|i| i % 7 != 0).count());
+    // Default ids are row positions in the whole file, also past the first slice.
+    assert!(from_parquet.iter().any(|r| r.1.parse::<usize>().unwrap() > graft_preprocess::read::PARQUET_SLICE));
+    assert_eq!(from_parquet, run(&csv, "csv"));
+}
