@@ -209,6 +209,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
 }
 
 /// Embeds one split file, batch by batch; returns (rows, tokens) and the pending output.
+/// A reader thread and a writer thread overlap reading and writing record batches with
+/// inference on this one (bounded channels of two batches each way).
 /// `max_tokens` is the spec's `text.max_length` and the spec's path: longer rows are refused
 /// before the model sees them.
 #[allow(clippy::too_many_arguments)]
@@ -224,100 +226,144 @@ fn embed_split(
     progress: &dyn Progress,
 ) -> Result<((u64, u64), Pending)> {
     let path = reader.path().to_owned();
-    let mut writer: Option<ArtifactWriter> = None;
-    let (mut rows_done, mut tokens, mut rows_read) = (0u64, 0u64, 0u64);
-    while let Some(batch) = reader.next_batch()? {
-        let first = rows_read;
-        rows_read += batch.num_rows() as u64;
-        let batch = match prov.shard {
-            Some(shard) => take_shard(&batch, first, shard, &path)?,
-            None => batch,
-        };
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
-        let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
-        let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
-        let values = lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| graft_core::Error::Column {
-            path: path.clone(),
-            column: "input_ids".into(),
-            expected: "list<int32> token ids".into(),
-        })?;
-        let offsets = lists.value_offsets();
-        let rows: Vec<&[i32]> =
-            (0..lists.len()).map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize]).collect();
-        if let Some(i) = rows.iter().position(|r| r.is_empty()) {
-            return Err(Error::BadRow { path, row: rows_done + i as u64, message: "no tokens".into() });
-        }
-        if let Some(i) = rows.iter().position(|r| r.len() > max_tokens.0) {
-            let message = format!(
-                "(id `{}`) has {} tokens; spec `{}` accepts at most {} (`text.max_length`)",
-                ids.value(i),
-                rows[i].len(),
-                max_tokens.1.display(),
-                max_tokens.0
-            );
-            return Err(Error::BadRow { path, row: rows_done + i as u64, message });
-        }
-        // Rows already in the feature cache are not embedded again.
-        let keys: Option<Vec<cache::Key>> = cache.as_deref().map(|c| rows.iter().map(|r| c.key(r)).collect());
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
-        if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
-            for (slot, key) in out.iter_mut().zip(keys) {
-                *slot = c.get(key)?;
-            }
-        }
-        let todo: Vec<usize> = (0..rows.len()).filter(|&i| out[i].is_none()).collect();
-        progress.advance((rows.len() - todo.len()) as u64);
-        // Batches of similar length waste less compute on padding; results go back in input order.
-        let lengths: Vec<usize> = todo.iter().map(|&i| rows[i].len()).collect();
-        for chunk in &batching::plan(&lengths, limits) {
-            let picked: Vec<usize> = chunk.iter().map(|&j| todo[j]).collect();
-            let batch: Vec<&[i32]> = picked.iter().map(|&i| rows[i]).collect();
-            let (f, dim) = embedder.embed(&batch).map_err(|source| Error::Inference {
-                path: path.clone(),
-                row: rows_done + picked[0] as u64,
-                source,
-            })?;
-            backbone.dim = dim;
-            for (&i, v) in picked.iter().zip(f.chunks_exact(dim)) {
-                if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
-                    c.put(keys[i], v)?;
+    let shard = prov.shard;
+    let (mut rows_done, mut tokens) = (0u64, 0u64);
+    let written = std::thread::scope(|scope| -> Result<Option<ArtifactWriter>> {
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(2);
+        let reader_path = path.clone();
+        scope.spawn(move || {
+            let mut rows_read = 0u64;
+            loop {
+                let batch = match reader.next_batch() {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = read_tx.send(Err(e.into()));
+                        break;
+                    }
+                };
+                let first = rows_read;
+                rows_read += batch.num_rows() as u64;
+                let batch = match shard {
+                    Some(shard) => take_shard(&batch, first, shard, &reader_path),
+                    None => Ok(batch),
+                };
+                if read_tx.send(batch).is_err() {
+                    break;
                 }
-                out[i] = Some(v.to_vec());
             }
-            let batch_tokens = batch.iter().map(|r| r.len() as u64).sum::<u64>();
-            tokens += batch_tokens;
-            progress.advance_tokens(chunk.len() as u64, batch_tokens);
-        }
-        if backbone.dim == 0 {
-            backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
-        }
-        let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
-        let dim = backbone.dim as i32;
-        let writer = match &mut writer {
-            Some(w) => w,
-            None => {
-                prov.backbone = Some(backbone.clone());
-                let schema = prov.attach(vec![
-                    Field::new("id", DataType::Utf8, false),
-                    Field::new("label", DataType::Utf8, false),
-                    Field::new("features", features_type(dim), false),
-                ])?;
-                writer.insert(ArtifactWriter::create(dest, &schema)?)
+        });
+        let (write_tx, write_rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+        let writer_thread = scope.spawn(move || -> Result<Option<ArtifactWriter>> {
+            let mut writer: Option<ArtifactWriter> = None;
+            for batch in write_rx {
+                let w = match &mut writer {
+                    Some(w) => w,
+                    None => writer.insert(ArtifactWriter::create(dest, &batch.schema())?),
+                };
+                w.write(&batch)?;
             }
-        };
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
-        let out = RecordBatch::try_new(writer.schema(), columns)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        writer.write(&out)?;
-        rows_done += rows.len() as u64;
-    }
-    let writer = match writer {
+            Ok(writer)
+        });
+        let mut schema = None;
+        for batch in read_rx {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
+            let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
+            let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
+            let values =
+                lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| graft_core::Error::Column {
+                    path: path.clone(),
+                    column: "input_ids".into(),
+                    expected: "list<int32> token ids".into(),
+                })?;
+            let offsets = lists.value_offsets();
+            let rows: Vec<&[i32]> =
+                (0..lists.len()).map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize]).collect();
+            if let Some(i) = rows.iter().position(|r| r.is_empty()) {
+                return Err(Error::BadRow {
+                    path: path.clone(),
+                    row: rows_done + i as u64,
+                    message: "no tokens".into(),
+                });
+            }
+            if let Some(i) = rows.iter().position(|r| r.len() > max_tokens.0) {
+                let message = format!(
+                    "(id `{}`) has {} tokens; spec `{}` accepts at most {} (`text.max_length`)",
+                    ids.value(i),
+                    rows[i].len(),
+                    max_tokens.1.display(),
+                    max_tokens.0
+                );
+                return Err(Error::BadRow { path: path.clone(), row: rows_done + i as u64, message });
+            }
+            // Rows already in the feature cache are not embedded again.
+            let keys: Option<Vec<cache::Key>> = cache.as_deref().map(|c| rows.iter().map(|r| c.key(r)).collect());
+            let mut out: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+            if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
+                for (slot, key) in out.iter_mut().zip(keys) {
+                    *slot = c.get(key)?;
+                }
+            }
+            let todo: Vec<usize> = (0..rows.len()).filter(|&i| out[i].is_none()).collect();
+            progress.advance((rows.len() - todo.len()) as u64);
+            // Batches of similar length waste less compute on padding; results go back in input order.
+            let lengths: Vec<usize> = todo.iter().map(|&i| rows[i].len()).collect();
+            for chunk in &batching::plan(&lengths, limits) {
+                let picked: Vec<usize> = chunk.iter().map(|&j| todo[j]).collect();
+                let batch: Vec<&[i32]> = picked.iter().map(|&i| rows[i]).collect();
+                let (f, dim) = embedder.embed(&batch).map_err(|source| Error::Inference {
+                    path: path.clone(),
+                    row: rows_done + picked[0] as u64,
+                    source,
+                })?;
+                backbone.dim = dim;
+                for (&i, v) in picked.iter().zip(f.chunks_exact(dim)) {
+                    if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
+                        c.put(keys[i], v)?;
+                    }
+                    out[i] = Some(v.to_vec());
+                }
+                let batch_tokens = batch.iter().map(|r| r.len() as u64).sum::<u64>();
+                tokens += batch_tokens;
+                progress.advance_tokens(chunk.len() as u64, batch_tokens);
+            }
+            if backbone.dim == 0 {
+                backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
+            }
+            let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
+            let dim = backbone.dim as i32;
+            let schema = match &schema {
+                Some(s) => std::sync::Arc::clone(s),
+                None => {
+                    prov.backbone = Some(backbone.clone());
+                    let s = prov.attach(vec![
+                        Field::new("id", DataType::Utf8, false),
+                        Field::new("label", DataType::Utf8, false),
+                        Field::new("features", features_type(dim), false),
+                    ])?;
+                    schema.insert(s).clone()
+                }
+            };
+            let item = Arc::new(Field::new("item", DataType::Float32, false));
+            let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
+                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+            let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
+            let out = RecordBatch::try_new(schema, columns)
+                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+            rows_done += out.num_rows() as u64;
+            if write_tx.send(out).is_err() {
+                // The writer stopped on an error, which joining it returns.
+                break;
+            }
+        }
+        drop(write_tx);
+        writer_thread.join().expect("the writer thread does not panic")
+    })?;
+    let writer = match written {
         Some(w) => w,
         // A shard of a split with fewer rows than shards is empty but valid: its file needs
         // the feature width, which one embedded token gives.
