@@ -12,7 +12,9 @@ tests/fixtures/sklearn/   logistic-regression coefficients and classification me
 
 import json
 import re
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from bert_onnx import build_graph, forward, mean_pool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "fixtures" / "tiny"
+IMAGES = ROOT / "tests" / "fixtures" / "tiny-images"
 SKLEARN = ROOT / "tests" / "fixtures" / "sklearn"
 MAX_LENGTH = 12
 CFG = {
@@ -344,8 +347,93 @@ def write_sklearn_scores():
     (SKLEARN / "scores.json").write_text(json.dumps({"classification": cases, "regression": regression}) + "\n")
 
 
+def write_png(path, rgb):
+    """A minimal 8-bit RGB PNG (no PIL here)."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def cnn_features(weight, bias, rgb, mean, std):
+    """The tiny CNN in numpy: normalise, 3x3 convolution (padding 1), ReLU, global average."""
+    x = (rgb.astype(np.float64).transpose(2, 0, 1) / 255.0 - mean[:, None, None]) / std[:, None, None]
+    c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    out = np.zeros((weight.shape[0], h, w))
+    for o in range(weight.shape[0]):
+        for i in range(h):
+            for j in range(w):
+                out[o, i, j] = (padded[:, i:i + 3, j:j + 3] * weight[o]).sum() + bias[o]
+    return np.maximum(out, 0).mean(axis=(1, 2))
+
+
+def write_tiny_images():
+    """A tiny CNN (conv 3x3 -> ReLU -> global average pool), a folder of 8x8 PNGs per class
+    with one unreadable file, a CSV of grey pixel rows, and the features numpy computes."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(21)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    weight = rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 4).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["image", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["feature_map"]),
+        helper.make_node("GlobalAveragePool", ["feature_map"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny-cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("feature_map", TensorProto.FLOAT, ["batch", 4, 8, 8]),
+        ],
+        [onnx.numpy_helper.from_array(weight, "w"), onnx.numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="graft-fixtures")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, IMAGES / "cnn.onnx")
+    mean, std = np.array([0.5, 0.5, 0.5]), np.array([0.25, 0.25, 0.25])
+    (IMAGES / "tiny-cnn.yaml").write_text(
+        "# A tiny random CNN for tests; made by scripts/make_fixtures.py.\nname: tiny-cnn\nkind: image\nmodel: cnn.onnx\n"
+        "image:\n  input: image\n  size: 8\n  resize: 8\n  mean: [0.5, 0.5, 0.5]\n  std: [0.25, 0.25, 0.25]\n"
+        "output: embedding\npooling: none\nnormalize: false\n"
+    )
+    expected = {}
+    for label, channel in [("cat", 0), ("dog", 2)]:
+        folder = IMAGES / "folder" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(10):
+            rgb = rng.integers(0, 120, (8, 8, 3)).astype(np.uint8)
+            rgb[:, :, channel] += rng.integers(100, 135, (8, 8)).astype(np.uint8)
+            write_png(folder / f"{i:02d}.png", rgb)
+            expected[f"{label}/{i:02d}.png"] = [round(float(v), 7) for v in cnn_features(weight, bias, rgb, mean, std)]
+    (IMAGES / "folder" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
+    rows = []
+    for i in range(12):
+        label = i % 2
+        grey = rng.integers(0, 256, (8, 8)).astype(np.uint8)
+        if label:
+            grey[:4] = 255 - grey[:4] // 4
+        rows.append([label] + grey.ravel().tolist())
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+        expected[f"row/{i}"] = [round(float(v), 7) for v in cnn_features(weight, bias, rgb, mean, std)]
+    header = ["label"] + [f"p{k}" for k in range(64)]
+    (IMAGES / "pixels.csv").write_text("\n".join(",".join(map(str, r)) for r in [header] + rows) + "\n")
+    (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
+
+
 if __name__ == "__main__":
     if "--sklearn-only" not in sys.argv:
         write_tiny()
+        write_tiny_images()
     write_sklearn()
-    print(f"wrote {SKLEARN}" if "--sklearn-only" in sys.argv else f"wrote {TINY} and {SKLEARN}")
+    print(f"wrote {SKLEARN}" if "--sklearn-only" in sys.argv else f"wrote {TINY}, {IMAGES} and {SKLEARN}")

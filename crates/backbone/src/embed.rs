@@ -5,7 +5,7 @@ use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 
 use crate::error::{Error, Result};
-use crate::pool::{global_average, normalize_rows, pool, pooled_dim};
+use crate::pool::{normalize_rows, pool_tensor};
 
 /// Which graph outputs become features, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,23 +118,12 @@ impl Embedder {
         for name in &self.outputs {
             let (dims, hidden) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
             let dims: Vec<i64> = dims.iter().copied().collect();
-            let rank_error =
-                |expected: &'static str| EmbedError::Rank { name: name.clone(), shape: dims.clone(), expected };
-            if dims.first().is_none_or(|&b| b as usize != rows.len()) {
-                return Err(rank_error("a first dimension of one row per input"));
+            if dims.len() == 3 && dims[1] as usize != seq {
+                return Err(EmbedError::Rank { name: name.clone(), shape: dims, expected: "[batch, sequence, dim]" });
             }
-            match (self.pooling, dims.len()) {
-                (Pooling::Gap, 4) => {
-                    let (channels, spatial) = (dims[1] as usize, (dims[2] * dims[3]) as usize);
-                    pooled.push((global_average(hidden, rows.len(), channels, spatial), channels));
-                }
-                (Pooling::Gap, _) => return Err(rank_error("[batch, channels, height, width] for `gap`")),
-                (pooling, 3) if dims[1] as usize == seq => {
-                    let dim = dims[2] as usize;
-                    pooled.push((pool(hidden, seq, dim, &lengths, pooling), pooled_dim(dim, pooling)));
-                }
-                _ => return Err(rank_error("[batch, sequence, dim] for token pooling")),
-            }
+            let pooled_output = pool_tensor(&dims, hidden, rows.len(), Some(&lengths), self.pooling)
+                .map_err(|expected| EmbedError::Rank { name: name.clone(), shape: dims.clone(), expected })?;
+            pooled.push(pooled_output);
         }
         let (mut features, dim) = combine(pooled, rows.len(), self.combine, &self.outputs)?;
         if self.normalize {
@@ -145,7 +134,7 @@ impl Embedder {
 }
 
 /// Joins the pooled `[rows, dim_i]` matrices of several outputs into one `[rows, dim]`.
-fn combine(
+pub(crate) fn combine(
     mut pooled: Vec<(Vec<f32>, usize)>,
     rows: usize,
     how: Combine,

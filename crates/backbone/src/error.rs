@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("the feature cache keys rows by their token ids; it does not cover image backbones")]
+    ImageCache,
     #[error(transparent)]
     Core(#[from] graft_core::Error),
     #[error("ONNX Runtime library not found; looked at {looked}. Run `make setup`, or set ORT_DYLIB_PATH")]

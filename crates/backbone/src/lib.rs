@@ -1,4 +1,4 @@
-//! `graft-backbone`: token ids -> pooled features from a pretrained ONNX backbone.
+//! `graft-backbone`: token ids or images -> pooled features from a pretrained ONNX backbone.
 
 mod batching;
 pub mod cache;
@@ -7,6 +7,7 @@ pub mod device;
 mod embed;
 mod error;
 pub mod graph;
+pub mod image;
 pub mod merge;
 mod pool;
 pub mod runtime;
@@ -22,7 +23,7 @@ use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, Shard, column};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
-use graft_core::spec::BackboneSpec;
+use graft_core::spec::{BackboneSpec, Kind};
 
 pub use config::Config;
 pub use embed::{EmbedError, Embedder, FeatureSpec};
@@ -108,6 +109,12 @@ pub fn inspect(model: &Path) -> Result<String> {
     Ok(out)
 }
 
+/// The session wrapper of the spec's kind.
+enum Runner {
+    Text(Embedder),
+    Image(image::ImageEmbedder),
+}
+
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (env, runtime) = runtime::init()?;
     let spec = BackboneSpec::load(&cfg.spec)?;
@@ -121,9 +128,20 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let opened = device::open(env, &spec.model, model.as_deref(), options, device, cfg.allow_cpu_fallback)?;
     let provider = opened.provider;
     let features = FeatureSpec { outputs: outputs.clone(), combine: cfg.combine, pooling, normalize };
-    let mut embedder = Embedder::new(opened.session, &spec, &features)?;
+    let mut model_runner = match spec.kind {
+        Kind::Text => Runner::Text(Embedder::new(opened.session, &spec, &features)?),
+        Kind::Image => {
+            if cfg.cache.is_some() {
+                return Err(Error::ImageCache);
+            }
+            Runner::Image(image::ImageEmbedder::new(opened.session, &spec, &features)?)
+        }
+    };
     let model_blake3 = graft_core::hash::file(&spec.model)?;
-    let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
+    let tokenizer_blake3 = match spec.kind {
+        Kind::Text => Some(graft_core::hash::file(&spec.text().tokenizer)?),
+        Kind::Image => None,
+    };
 
     let mut readers = Vec::new();
     for split in SPLITS {
@@ -131,12 +149,14 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         if path.exists() {
             let reader = ArtifactReader::open(&path)?;
             let found = reader.provenance().tokenizer.clone();
-            if found.as_ref().map(|t| &t.blake3) != Some(&tokenizer_blake3) {
+            if let Some(expected) = &tokenizer_blake3
+                && found.as_ref().map(|t| &t.blake3) != Some(expected)
+            {
                 return Err(Error::TokenizerMismatch {
                     path,
                     spec: cfg.spec.clone(),
                     found: found.map_or("none".into(), |t| format!("blake3 {}", &t.blake3[..12])),
-                    expected: format!("blake3 {}", &tokenizer_blake3[..12]),
+                    expected: format!("blake3 {}", &expected[..12]),
                 });
             }
             readers.push((split, reader));
@@ -181,23 +201,42 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         }
         prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
-        let max_tokens = (spec.text().max_length, cfg.spec.as_path());
-        let (done, written) = embed_split(
-            &mut reader,
-            &mut embedder,
-            limits,
-            max_tokens,
-            &dest,
-            &mut prov,
-            &mut backbone,
-            cache.as_mut(),
-            progress,
-        )?;
+        let (done, written) = match &mut model_runner {
+            Runner::Text(embedder) => {
+                let max_tokens = (spec.text().max_length, cfg.spec.as_path());
+                embed_split(
+                    &mut reader,
+                    embedder,
+                    limits,
+                    max_tokens,
+                    &dest,
+                    &mut prov,
+                    &mut backbone,
+                    cache.as_mut(),
+                    progress,
+                )?
+            }
+            Runner::Image(embedder) => {
+                let (rows, written) = image::embed_split(
+                    &mut reader,
+                    embedder,
+                    cfg.batch_size,
+                    &dest,
+                    &mut prov,
+                    &mut backbone,
+                    progress,
+                )?;
+                ((rows, 0), written)
+            }
+        };
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
     }
-    summary.inference_seconds = embedder.inference.as_secs_f64();
+    summary.inference_seconds = match &model_runner {
+        Runner::Text(e) => e.inference.as_secs_f64(),
+        Runner::Image(e) => e.inference.as_secs_f64(),
+    };
     if let Some(c) = cache {
         tracing::info!("feature cache: {} rows reused, {} embedded", c.hits, c.misses);
         summary.cached = c.hits;

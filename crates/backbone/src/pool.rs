@@ -37,10 +37,38 @@ pub fn pool(hidden: &[f32], seq: usize, dim: usize, lengths: &[usize], pooling: 
                 mean(m);
                 max(x);
             }
-            Pooling::Gap => unreachable!("global average pooling takes [batch, C, H, W]"),
+            Pooling::Gap | Pooling::None => unreachable!("not token pooling"),
         }
     }
     out
+}
+
+/// Pools one output tensor of shape `dims` (first dimension `rows`) into `[rows, width]`.
+/// `lengths` are each row's real tokens for `[batch, seq, dim]` (all positions when `None`).
+/// On a rank the pooling cannot handle, says what it needs.
+pub fn pool_tensor(
+    dims: &[i64],
+    data: &[f32],
+    rows: usize,
+    lengths: Option<&[usize]>,
+    pooling: Pooling,
+) -> Result<(Vec<f32>, usize), &'static str> {
+    if dims.first().is_none_or(|&b| b as usize != rows) {
+        return Err("a first dimension of one row per input");
+    }
+    let d = |i: usize| dims[i] as usize;
+    match (pooling, dims.len()) {
+        (Pooling::Gap, 4) => Ok((global_average(data, rows, d(1), d(2) * d(3)), d(1))),
+        (Pooling::Gap, _) => Err("[batch, channels, height, width] for `gap`"),
+        (Pooling::None, 2) => Ok((data.to_vec(), d(1))),
+        (Pooling::None, _) => Err("[batch, dim] for `none`"),
+        (pooling, 3) => {
+            let full = vec![d(1); rows];
+            let lengths = lengths.unwrap_or(&full);
+            Ok((pool(data, d(1), d(2), lengths, pooling), pooled_dim(d(2), pooling)))
+        }
+        _ => Err("[batch, sequence, dim] for token pooling"),
+    }
 }
 
 /// Global average pooling of `maps` (`[rows, channels, spatial]`, row-major): `[rows, channels]`.

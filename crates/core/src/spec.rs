@@ -17,6 +17,8 @@ pub struct BackboneSpec {
     pub model: PathBuf,
     /// Tokenizer settings, for `kind: text`.
     pub text: Option<TextSpec>,
+    /// Image transforms, for `kind: image`.
+    pub image: Option<ImageSpec>,
     /// Graph input names.
     #[serde(default)]
     pub inputs: InputNames,
@@ -33,6 +35,23 @@ pub struct BackboneSpec {
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Text,
+    Image,
+}
+
+/// How images become the model's input: RGB, the shorter side resized to `resize`, a
+/// centred `size` x `size` crop, values scaled to [0, 1], then `(x - mean) / std` per
+/// channel, laid out `[3, size, size]` (NCHW).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// The graph's image input.
+    pub input: String,
+    /// Side of the square crop fed to the model.
+    pub size: u32,
+    /// Shorter side after resizing, before the crop (at least `size`).
+    pub resize: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +99,8 @@ pub enum Pooling {
     MeanMax,
     /// Global average pooling of `[batch, C, H, W]` over H and W.
     Gap,
+    /// None: the output already holds one vector per row (`[batch, dim]`).
+    None,
 }
 
 /// How the pooled vectors of several outputs become one.
@@ -110,6 +131,7 @@ impl Pooling {
             Pooling::Max => "max",
             Pooling::MeanMax => "mean_max",
             Pooling::Gap => "gap",
+            Pooling::None => "none",
         }
     }
 }
@@ -138,8 +160,30 @@ impl BackboneSpec {
                     message: "`kind: text` needs a `text:` section (tokenizer, max_length)".into(),
                 });
             }
+            (Kind::Image, _) => {
+                let Some(image) = &spec.image else {
+                    return Err(Error::SpecValue {
+                        path: path.to_owned(),
+                        message: "`kind: image` needs an `image:` section (input, size, resize, mean, std)".into(),
+                    });
+                };
+                if image.size == 0 || image.resize < image.size || image.std.iter().any(|s| *s <= 0.0) {
+                    return Err(Error::SpecValue {
+                        path: path.to_owned(),
+                        message: format!(
+                            "`image`: size {} must be positive, resize {} at least size, std {:?} positive",
+                            image.size, image.resize, image.std
+                        ),
+                    });
+                }
+            }
         }
         Ok(spec)
+    }
+
+    /// The image section; every spec of kind image has one after [`load`](Self::load).
+    pub fn image(&self) -> &ImageSpec {
+        self.image.as_ref().expect("validated by BackboneSpec::load")
     }
 
     /// The text section; every spec of kind text has one after [`load`](Self::load).

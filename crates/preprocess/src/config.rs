@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Raw data: `.csv`, `.jsonl`/`.ndjson` or `.parquet`.
+    /// Raw data: `.csv`, `.jsonl`/`.ndjson` or `.parquet`; for an image backbone, a folder
+    /// with a subfolder of images per class, or a CSV of grey pixel rows.
     #[arg(long)]
     pub input: PathBuf,
     /// Output folder for `train.arrow`, `val.arrow`, `test.arrow`.
@@ -49,6 +50,10 @@ pub struct Config {
     #[arg(long, default_value_t = 42)]
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Images: fail on an unreadable image instead of skipping and listing it.
+    #[arg(long)]
+    #[serde(default)]
+    pub strict: bool,
     /// Truncate token sequences to this length instead of the spec's `text.max_length`.
     #[arg(long)]
     #[serde(default)]

@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("`{}`: {message}", path.display())]
+    Image { path: PathBuf, message: String },
     #[error(transparent)]
     Core(#[from] graft_core::Error),
     #[error("cannot tell the format of `{}`: expected a .csv, .jsonl, .ndjson or .parquet file", path.display())]

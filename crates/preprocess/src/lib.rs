@@ -3,6 +3,7 @@
 mod clean;
 mod config;
 mod error;
+pub mod images;
 pub mod read;
 mod split;
 
@@ -15,7 +16,7 @@ use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, Provenance, Task, TokenizerId};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
-use graft_core::spec::BackboneSpec;
+use graft_core::spec::{BackboneSpec, Kind};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 pub use clean::clean_text;
@@ -37,6 +38,8 @@ pub struct Summary {
     pub written: BTreeMap<&'static str, usize>,
     /// Rows whose token sequence was cut at the maximum length.
     pub truncated: usize,
+    /// Images that could not be decoded and were skipped.
+    pub skipped: Vec<String>,
 }
 
 /// A row kept after cleaning.
@@ -70,6 +73,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         return Err(Error::BadFractions { val, test });
     }
     let spec = BackboneSpec::load(&cfg.spec)?;
+    if spec.kind == Kind::Image {
+        return images::run(cfg, &spec, progress);
+    }
     let tokenizer_path = &spec.text().tokenizer;
     let max_length = cfg.max_length.unwrap_or(spec.text().max_length);
     let tokenizer = load_tokenizer(tokenizer_path, max_length)?;
@@ -176,7 +182,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
 }
 
 /// The sorted label set; classification needs at least two labels.
-fn vocabulary<'a>(labels: impl Iterator<Item = &'a String>, cfg: &Config) -> Result<Vec<String>> {
+pub(crate) fn vocabulary<'a>(labels: impl Iterator<Item = &'a String>, cfg: &Config) -> Result<Vec<String>> {
     let labels: Vec<String> = labels.cloned().collect::<BTreeSet<_>>().into_iter().collect();
     match labels.len() {
         0 => Err(Error::NothingLeft { path: cfg.input.clone(), dropped: "every row lacks a label or a text".into() }),

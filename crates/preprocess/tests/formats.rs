@@ -60,6 +60,7 @@ fn preprocess(input: &Path, out: &Path) -> Vec<(String, String, String, Vec<i32>
         test_fraction: 0.25,
         seed: 5,
         max_length: None,
+        strict: false,
     };
     let summary = graft_preprocess::run(&cfg, &Silent).unwrap();
     assert_eq!(summary.labels, ["0", "1"]);
@@ -113,6 +114,7 @@ fn malformed_jsonl_line_and_missing_key_are_named() {
             test_fraction: 0.0,
             seed: 1,
             max_length: None,
+            strict: false,
         };
         graft_preprocess::run(&cfg, &Silent).unwrap_err().to_string()
     };
@@ -154,6 +156,7 @@ fn parquet_larger_than_one_slice_gives_the_same_rows_as_csv() {
             test_fraction: 0.1,
             seed: 5,
             max_length: None,
+            strict: false,
         };
         graft_preprocess::run(&cfg, &Silent).unwrap();
         rows(&dir.path().join(out))

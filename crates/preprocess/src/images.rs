@@ -1,0 +1,319 @@
+//! Images for a `kind: image` backbone: a folder per class (`root/<label>/*.png|jpg`) or a
+//! CSV of raw grey pixel rows (the way MNIST-like sets ship: a label column and one column
+//! per pixel of a square image). Each image becomes the spec's input: RGB, shorter side
+//! resized, centre-cropped, scaled to [0, 1] and normalised per channel, `[3, S, S]`.
+//!
+//! Two passes with flat memory: the first lists the images and their labels and decodes each
+//! to reject unreadable ones (skipped and listed, or an error with `--strict`); the second
+//! decodes again in parallel, transforms and writes batches of 256 rows per split.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+use graft_core::artifact::{ArtifactWriter, Provenance, Task};
+use graft_core::progress::Progress;
+use graft_core::spec::{BackboneSpec, ImageSpec};
+use image::{DynamicImage, GrayImage, imageops::FilterType};
+use rayon::prelude::*;
+
+use crate::{Config, Error, Result, Split, Summary, split};
+
+const BATCH_ROWS: usize = 256;
+const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Where an image comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    File(PathBuf),
+    /// Grey pixel values of a CSV row.
+    Pixels(Vec<u8>, u32),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    id: String,
+    label: String,
+    source: Source,
+}
+
+fn read_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| graft_core::Error::Read { path: path.to_owned(), source }.into()
+}
+
+/// Images under `root/<label>/`, labels and files in name order; ids are `label/file`.
+fn list_folder(root: &Path) -> Result<Vec<Item>> {
+    let mut classes: Vec<PathBuf> = fs_err::read_dir(root)
+        .map_err(read_err(root))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    let mut items = Vec::new();
+    for class in classes {
+        let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut files: Vec<PathBuf> = fs_err::read_dir(&class)
+            .map_err(read_err(&class))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|e| EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            let id = format!("{label}/{}", file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+            items.push(Item { id, label: label.clone(), source: Source::File(file) });
+        }
+    }
+    Ok(items)
+}
+
+/// Rows of a pixel CSV: the label column, an optional id column, and N x N grey values.
+fn read_pixels(cfg: &Config) -> Result<Vec<Item>> {
+    let path = &cfg.input;
+    let csv_err = |e: csv::Error| Error::Csv { path: path.clone(), source: e };
+    let mut reader = csv::Reader::from_path(path).map_err(csv_err)?;
+    let headers = reader.headers().map_err(csv_err)?.clone();
+    let position = |name: &str| headers.iter().position(|h| h == name);
+    let label = position(&cfg.label_column).ok_or_else(|| Error::MissingColumn {
+        path: path.clone(),
+        column: cfg.label_column.clone(),
+        available: headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", "),
+    })?;
+    let id = cfg.id_column.as_deref().and_then(position);
+    let pixels: Vec<usize> = (0..headers.len()).filter(|&i| i != label && Some(i) != id).collect();
+    let side = (pixels.len() as f64).sqrt().round() as u32;
+    if (side * side) as usize != pixels.len() || side == 0 {
+        return Err(Error::Image {
+            path: path.clone(),
+            message: format!("{} pixel columns do not make a square image", pixels.len()),
+        });
+    }
+    let mut items = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(csv_err)?;
+        let values: Vec<u8> = pixels
+            .iter()
+            .map(|&i| {
+                let v = record.get(i).unwrap_or("").trim();
+                v.parse::<f64>().ok().filter(|x| (0.0..=255.0).contains(x)).map(|x| x.round() as u8).ok_or_else(|| {
+                    Error::Image {
+                        path: path.clone(),
+                        message: format!("data row {row}: pixel `{v}` is not in 0..=255"),
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
+        items.push(Item {
+            id: id.and_then(|i| record.get(i)).map_or_else(|| row.to_string(), str::to_owned),
+            label: record.get(label).unwrap_or("").trim().to_owned(),
+            source: Source::Pixels(values, side),
+        });
+    }
+    Ok(items)
+}
+
+fn decode(source: &Source) -> std::result::Result<DynamicImage, String> {
+    match source {
+        Source::File(path) => image::ImageReader::open(path)
+            .map_err(|e| e.to_string())?
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?
+            .decode()
+            .map_err(|e| e.to_string()),
+        Source::Pixels(values, side) => GrayImage::from_raw(*side, *side, values.clone())
+            .map(DynamicImage::ImageLuma8)
+            .ok_or_else(|| "pixel count does not match the side".to_owned()),
+    }
+}
+
+/// The spec's transforms: RGB, shorter side to `resize` (bilinear), centre `size` crop,
+/// [0, 1], `(x - mean) / std`, channels first.
+pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
+    let rgb = image.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let scale = spec.resize as f64 / w.min(h) as f64;
+    let (nw, nh) =
+        (((w as f64 * scale).round() as u32).max(spec.size), ((h as f64 * scale).round() as u32).max(spec.size));
+    let resized = if (nw, nh) == (w, h) { rgb } else { image::imageops::resize(&rgb, nw, nh, FilterType::Triangle) };
+    let (x0, y0) = ((nw - spec.size) / 2, (nh - spec.size) / 2);
+    let s = spec.size as usize;
+    let mut out = vec![0f32; 3 * s * s];
+    for y in 0..s {
+        for x in 0..s {
+            let p = resized.get_pixel(x0 + x as u32, y0 + y as u32);
+            for c in 0..3 {
+                out[c * s * s + y * s + x] = (f32::from(p[c]) / 255.0 - spec.mean[c]) / spec.std[c];
+            }
+        }
+    }
+    out
+}
+
+struct Writer {
+    inner: ArtifactWriter,
+    buffer: Vec<(String, String, Vec<f32>)>,
+    width: usize,
+}
+
+impl Writer {
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.buffer);
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let values = Float32Array::from(rows.iter().flat_map(|r| r.2.iter().copied()).collect::<Vec<f32>>());
+        let pixels =
+            FixedSizeListArray::try_new(item, self.width as i32, Arc::new(values), None).expect("width values per row");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+            Arc::new(pixels),
+        ];
+        let batch = RecordBatch::try_new(self.inner.schema(), columns).expect("matching columns");
+        self.inner.write(&batch)?;
+        Ok(())
+    }
+}
+
+pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result<Summary> {
+    let image = spec.image();
+    let mut items = if cfg.input.is_dir() { list_folder(&cfg.input)? } else { read_pixels(cfg)? };
+    let mut summary = Summary { rows_read: items.len(), ..Summary::default() };
+    if items.is_empty() {
+        return Err(Error::Empty { path: cfg.input.clone() });
+    }
+    // First pass: every image must decode; the unreadable are listed and skipped, or fail
+    // the run with --strict.
+    progress.start("checking", items.len() as u64);
+    let unreadable: Vec<(usize, String)> = items
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            progress.advance(1);
+            decode(&item.source).err().map(|why| (i, why))
+        })
+        .collect();
+    progress.finish();
+    for (i, why) in unreadable.iter().rev() {
+        let name = match &items[*i].source {
+            Source::File(p) => p.display().to_string(),
+            Source::Pixels(..) => format!("row {}", items[*i].id),
+        };
+        if cfg.strict {
+            return Err(Error::Image { path: PathBuf::from(name), message: why.clone() });
+        }
+        tracing::warn!("skipping unreadable image {name}: {why}");
+        summary.skipped.push(name);
+        items.remove(*i);
+    }
+    summary.skipped.reverse();
+    items.retain(|item| {
+        let keep = !item.label.is_empty();
+        if !keep {
+            *summary.dropped.entry("missing label").or_default() += 1;
+        }
+        keep
+    });
+    let labels = crate::vocabulary(items.iter().map(|i| &i.label), cfg)?;
+    let classes: Vec<usize> = items.iter().map(|i| labels.binary_search(&i.label).expect("in vocabulary")).collect();
+    let assignment = split::stratified(&classes, labels.len(), cfg.val_fraction, cfg.test_fraction, cfg.seed);
+    let width = 3 * (image.size as usize).pow(2);
+    let base = Provenance {
+        stage: "preprocess".into(),
+        graft_version: graft_core::VERSION.into(),
+        task: Task::Classification,
+        labels: labels.clone(),
+        rows: 0,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        inputs: BTreeMap::from([("spec".to_owned(), graft_core::hash::file(&cfg.spec)?)]),
+        tokenizer: None,
+        backbone: None,
+        shard: None,
+    };
+    let mut writers: Vec<Option<Writer>> = Vec::new();
+    for split in Split::ALL {
+        let count = assignment.iter().filter(|s| **s == split).count();
+        if count == 0 {
+            writers.push(None);
+            continue;
+        }
+        summary.written.insert(split.name(), count);
+        let provenance = Provenance { rows: count as u64, ..base.clone() };
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let schema = provenance.attach(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("label", DataType::Utf8, false),
+            Field::new("pixels", DataType::FixedSizeList(item, width as i32), false),
+        ])?;
+        let dest = cfg.out.join(format!("{}.arrow", split.name()));
+        writers.push(Some(Writer { inner: ArtifactWriter::create(&dest, &schema)?, buffer: Vec::new(), width }));
+    }
+    // Second pass: decode and transform in parallel, in input order, batch by batch.
+    progress.start("decoding", items.len() as u64);
+    for (chunk, splits) in items.chunks(BATCH_ROWS).zip(assignment.chunks(BATCH_ROWS)) {
+        let pixels: Vec<Vec<f32>> = chunk
+            .par_iter()
+            .map(|item| decode(&item.source).map(|img| transform(&img, image)))
+            .collect::<std::result::Result<_, String>>()
+            .map_err(|message| Error::Image {
+                path: cfg.input.clone(),
+                message: format!("an image that decoded before no longer does: {message}"),
+            })?;
+        for ((item, split), pixels) in chunk.iter().zip(splits).zip(pixels) {
+            let writer = writers[*split as usize].as_mut().expect("a writer for every split with rows");
+            writer.buffer.push((item.id.clone(), item.label.clone(), pixels));
+            if writer.buffer.len() >= BATCH_ROWS {
+                writer.flush()?;
+            }
+        }
+        progress.advance(chunk.len() as u64);
+    }
+    progress.finish();
+    let mut pending = Vec::new();
+    for mut w in writers.into_iter().flatten() {
+        w.flush()?;
+        pending.push(w.inner.finish()?);
+    }
+    graft_core::atomic::commit_all(pending)?;
+    summary.labels = labels;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(size: u32, resize: u32) -> ImageSpec {
+        ImageSpec { input: "x".into(), size, resize, mean: [0.5, 0.25, 0.0], std: [0.5, 0.25, 1.0] }
+    }
+
+    #[test]
+    fn grey_becomes_rgb_normalised_per_channel_channels_first() {
+        let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(4, 4, image::Luma([255])));
+        let out = transform(&img, &spec(4, 4));
+        assert_eq!(out.len(), 48);
+        // (1 - mean) / std per channel: 1, 3, 1.
+        assert!(out[..16].iter().all(|v| (v - 1.0).abs() < 1e-6));
+        assert!(out[16..32].iter().all(|v| (v - 3.0).abs() < 1e-6));
+        assert!(out[32..].iter().all(|v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn shorter_side_is_resized_then_the_centre_cropped() {
+        // 8 wide, 4 high: left half black, right half white; resized to 4 high (no change),
+        // then the centre 4x4 spans both halves equally.
+        let img = GrayImage::from_fn(8, 4, |x, _| image::Luma([if x < 4 { 0 } else { 255 }]));
+        let out = transform(&DynamicImage::ImageLuma8(img), &ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..spec(4, 4) });
+        let row: Vec<f32> = out[..4].to_vec();
+        assert_eq!(row, [0.0, 0.0, 1.0, 1.0]);
+        // Shorter side 4 -> 8: the output is 8x8 from a 16x8 resize.
+        let img = GrayImage::from_pixel(8, 4, image::Luma([51]));
+        let out = transform(&DynamicImage::ImageLuma8(img), &ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..spec(8, 8) });
+        assert_eq!(out.len(), 3 * 64);
+        assert!(out.iter().all(|v| (v - 0.2).abs() < 1e-6), "a constant image stays constant");
+    }
+}
