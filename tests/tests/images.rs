@@ -121,3 +121,82 @@ fn strict_mode_fails_on_an_unreadable_image_and_writes_nothing() {
     let err = user_error("graft-preprocess", &["--input", s(&csv), "--spec", s(&spec), "--out", s(&out)]);
     assert!(err.contains("bad.csv") && err.contains("data row 2") && err.contains("`300`"), "{err}");
 }
+
+#[test]
+fn augmented_views_stay_in_train_keep_their_id_and_are_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    let preprocess = |out: &str| {
+        let out = d(out);
+        ok(
+            "graft-preprocess",
+            &[
+                "--input",
+                s(&images("folder")),
+                "--spec",
+                s(&spec),
+                "--out",
+                s(&out),
+                "--val-fraction",
+                "0.2",
+                "--test-fraction",
+                "0.2",
+                "--augment-views",
+                "2",
+                "--augment-pad",
+                "1",
+                "--augment-flip",
+                "-q",
+            ],
+        );
+    };
+    preprocess("data");
+    preprocess("again");
+    // The same rows, views and pixels (the metadata differs only by the output folder).
+    let columns = |path: PathBuf| {
+        let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
+        let mut data = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            data.extend(b.columns().iter().map(|c| c.to_data()));
+        }
+        data
+    };
+    for split in ["train", "val", "test"] {
+        let name = format!("{split}.arrow");
+        assert!(columns(d("data").join(&name)) == columns(d("again").join(&name)), "{split} reproducible");
+    }
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    // Per split: (id, view) of every row, from the features file.
+    let views = |split: &str| -> Vec<(String, i32)> {
+        let path = d("features").join(format!("{split}.arrow"));
+        let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            let ids = graft_core::artifact::column::<arrow::array::StringArray>(&b, "id", &path, "").unwrap();
+            let view = graft_core::artifact::column::<arrow::array::Int32Array>(&b, "view", &path, "").unwrap();
+            out.extend((0..b.num_rows()).map(|i| (ids.value(i).to_owned(), view.value(i))));
+        }
+        out
+    };
+    let train = views("train");
+    let originals: Vec<&String> = train.iter().filter(|(_, v)| *v == 0).map(|(id, _)| id).collect();
+    assert_eq!(train.len(), 3 * originals.len());
+    for id in &originals {
+        let mut v: Vec<i32> = train.iter().filter(|(i, _)| i == *id).map(|(_, v)| *v).collect();
+        v.sort();
+        assert_eq!(v, [0, 1, 2], "{id}");
+    }
+    for split in ["val", "test"] {
+        let rows = views(split);
+        assert!(!rows.is_empty() && rows.iter().all(|(_, v)| *v == 0), "{split} has no augmented rows");
+        assert!(rows.iter().all(|(id, _)| !originals.contains(&id)), "{split} shares no image with train");
+    }
+    // View 0 is the untouched image: its features are numpy's.
+    let expected = expected();
+    let (_, rows) = read_features(&d("features/val.arrow"));
+    for (id, (_, f)) in rows {
+        let want: Vec<f64> = serde_json::from_value(expected[&id].clone()).unwrap();
+        assert!(f.iter().zip(&want).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-4), "{id}");
+    }
+}

@@ -109,6 +109,8 @@ pub fn embed_split(
         let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
         let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
         let pixels = column::<FixedSizeListArray>(&batch, "pixels", &path, &expected)?;
+        // Augmented views keep their view number.
+        let view: Option<ArrayRef> = batch.column_by_name("view").cloned();
         let values = pixels.values().as_any().downcast_ref::<Float32Array>();
         let values = match values {
             Some(v) if pixels.value_length() as usize == width => v.values(),
@@ -137,18 +139,22 @@ pub fn embed_split(
             Some(w) => w,
             None => {
                 prov.backbone = Some(backbone.clone());
-                let schema = prov.attach(vec![
-                    Field::new("id", DataType::Utf8, false),
-                    Field::new("label", DataType::Utf8, false),
-                    Field::new("features", crate::features_type(dim as i32), false),
-                ])?;
+                let mut fields =
+                    vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
+                if view.is_some() {
+                    fields.push(Field::new("view", DataType::Int32, false));
+                }
+                fields.push(Field::new("features", crate::features_type(dim as i32), false));
+                let schema = prov.attach(fields)?;
                 writer.insert(ArtifactWriter::create(dest, &schema)?)
             }
         };
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let features = FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(features)), None)
             .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone())];
+        columns.extend(view.clone());
+        columns.push(Arc::new(features));
         let out = RecordBatch::try_new(writer.schema(), columns)
             .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
         writer.write(&out)?;

@@ -50,6 +50,19 @@ pub struct Config {
     #[arg(long, default_value_t = 42)]
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Images: augmented views added per train image (train only; each keeps the image's id
+    /// and gets a `view` number from 1; the original is view 0).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub augment_views: usize,
+    /// Images, augmentation: pad by this many pixels, then crop back at a random offset.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub augment_pad: usize,
+    /// Images, augmentation: flip horizontally with probability 1/2.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    #[serde(default)]
+    pub augment_flip: bool,
     /// Images: fail on an unreadable image instead of skipping and listing it.
     #[arg(long)]
     #[serde(default)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, Provenance, Task};
 use graft_core::progress::Progress;
@@ -152,9 +152,36 @@ pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
     out
 }
 
+/// A seeded augmented view of a transformed image `[3, s, s]`: zero-padded by `pad`,
+/// cropped back to `s` at a random offset, flipped horizontally half the time.
+pub fn augment(pixels: &[f32], s: usize, pad: usize, flip: bool, rng: &mut graft_core::rng::SplitMix64) -> Vec<f32> {
+    let (dx, dy) = (rng.below(2 * pad + 1), rng.below(2 * pad + 1));
+    let mirror = flip && rng.below(2) == 1;
+    let mut out = vec![0f32; pixels.len()];
+    for c in 0..3 {
+        for y in 0..s {
+            for x in 0..s {
+                // Position in the padded image, then in the original.
+                let (py, px) = (y + dy, if mirror { s - 1 - x } else { x } + dx);
+                if (pad..pad + s).contains(&py) && (pad..pad + s).contains(&px) {
+                    out[c * s * s + y * s + x] = pixels[c * s * s + (py - pad) * s + (px - pad)];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The seed of view `view` of image `id`.
+fn view_seed(seed: u64, id: &str, view: usize) -> u64 {
+    let hash = blake3::hash(id.as_bytes());
+    let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("8 bytes");
+    seed ^ u64::from_le_bytes(bytes) ^ (view as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 struct Writer {
     inner: ArtifactWriter,
-    buffer: Vec<(String, String, Vec<f32>)>,
+    buffer: Vec<(String, String, i32, Vec<f32>)>,
     width: usize,
 }
 
@@ -165,12 +192,13 @@ impl Writer {
         }
         let rows = std::mem::take(&mut self.buffer);
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let values = Float32Array::from(rows.iter().flat_map(|r| r.2.iter().copied()).collect::<Vec<f32>>());
+        let values = Float32Array::from(rows.iter().flat_map(|r| r.3.iter().copied()).collect::<Vec<f32>>());
         let pixels =
             FixedSizeListArray::try_new(item, self.width as i32, Arc::new(values), None).expect("width values per row");
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+            Arc::new(Int32Array::from(rows.iter().map(|r| r.2).collect::<Vec<i32>>())),
             Arc::new(pixels),
         ];
         let batch = RecordBatch::try_new(self.inner.schema(), columns).expect("matching columns");
@@ -241,12 +269,15 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
             writers.push(None);
             continue;
         }
+        // Augmented views are train rows only.
+        let count = if split == Split::Train { count * (1 + cfg.augment_views) } else { count };
         summary.written.insert(split.name(), count);
         let provenance = Provenance { rows: count as u64, ..base.clone() };
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let schema = provenance.attach(vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("label", DataType::Utf8, false),
+            Field::new("view", DataType::Int32, false),
             Field::new("pixels", DataType::FixedSizeList(item, width as i32), false),
         ])?;
         let dest = cfg.out.join(format!("{}.arrow", split.name()));
@@ -265,7 +296,13 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
             })?;
         for ((item, split), pixels) in chunk.iter().zip(splits).zip(pixels) {
             let writer = writers[*split as usize].as_mut().expect("a writer for every split with rows");
-            writer.buffer.push((item.id.clone(), item.label.clone(), pixels));
+            let views = if *split == Split::Train { cfg.augment_views } else { 0 };
+            for view in 1..=views {
+                let mut rng = graft_core::rng::SplitMix64::new(view_seed(cfg.seed, &item.id, view));
+                let augmented = augment(&pixels, image.size as usize, cfg.augment_pad, cfg.augment_flip, &mut rng);
+                writer.buffer.push((item.id.clone(), item.label.clone(), view as i32, augmented));
+            }
+            writer.buffer.push((item.id.clone(), item.label.clone(), 0, pixels));
             if writer.buffer.len() >= BATCH_ROWS {
                 writer.flush()?;
             }
@@ -300,6 +337,26 @@ mod tests {
         assert!(out[..16].iter().all(|v| (v - 1.0).abs() < 1e-6));
         assert!(out[16..32].iter().all(|v| (v - 3.0).abs() < 1e-6));
         assert!(out[32..].iter().all(|v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn augmented_views_are_shifted_or_mirrored_copies_and_seeded() {
+        // One channel pattern: value = x + 10 y, on a 4x4 image (3 channels alike).
+        let s = 4;
+        let base: Vec<f32> = (0..3 * s * s).map(|i| ((i % (s * s)) % s + 10 * ((i % (s * s)) / s)) as f32).collect();
+        let mut rng = graft_core::rng::SplitMix64::new(1);
+        assert_eq!(augment(&base, s, 0, false, &mut rng), base, "no padding, no flip: unchanged");
+        let view = |seed| augment(&base, s, 1, true, &mut graft_core::rng::SplitMix64::new(seed));
+        assert_eq!(view(5), view(5));
+        let views: Vec<Vec<f32>> = (0..20).map(view).collect();
+        assert!(views.iter().any(|v| *v != base), "some views differ");
+        for v in &views {
+            // Every non-zero value is one of the image's values: a shift or mirror, no blending.
+            assert!(v.iter().all(|x| *x == 0.0 || base.contains(x)));
+        }
+        let mirrored = augment(&base, s, 0, true, &mut graft_core::rng::SplitMix64::new(0));
+        let flipped: Vec<f32> = (0..3 * s * s).map(|i| base[(i / s) * s + (s - 1 - i % s)]).collect();
+        assert!(mirrored == base || mirrored == flipped);
     }
 
     #[test]

@@ -61,6 +61,9 @@ fn preprocess(input: &Path, out: &Path) -> Vec<(String, String, String, Vec<i32>
         seed: 5,
         max_length: None,
         strict: false,
+        augment_views: 0,
+        augment_pad: 0,
+        augment_flip: false,
     };
     let summary = graft_preprocess::run(&cfg, &Silent).unwrap();
     assert_eq!(summary.labels, ["0", "1"]);
@@ -115,6 +118,9 @@ fn malformed_jsonl_line_and_missing_key_are_named() {
             seed: 1,
             max_length: None,
             strict: false,
+            augment_views: 0,
+            augment_pad: 0,
+            augment_flip: false,
         };
         graft_preprocess::run(&cfg, &Silent).unwrap_err().to_string()
     };
@@ -157,6 +163,9 @@ fn parquet_larger_than_one_slice_gives_the_same_rows_as_csv() {
             seed: 5,
             max_length: None,
             strict: false,
+            augment_views: 0,
+            augment_pad: 0,
+            augment_flip: false,
         };
         graft_preprocess::run(&cfg, &Silent).unwrap();
         rows(&dir.path().join(out))
