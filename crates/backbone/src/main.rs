@@ -73,12 +73,13 @@ fn embed(config: &graft_backbone::Config, quiet: bool) -> ExitCode {
         let secs = started.elapsed().as_secs_f64();
         let (rows, tokens) = s.rows.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         tracing::info!(
-            "onnx runtime `{}` on {}; {rows} rows, {tokens} tokens, dim {} in {secs:.1}s ({:.0} rows/s, {:.0} tokens/s; {:.1}% in inference)",
+            "onnx runtime `{}` on {}; {rows} rows{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% in inference)",
             s.runtime.display(),
             s.provider,
+            if tokens > 0 { format!(", {tokens} tokens") } else { String::new() },
             s.dim,
             rows as f64 / secs,
-            tokens as f64 / secs,
+            if tokens > 0 { format!(", {:.0} tokens/s", tokens as f64 / secs) } else { String::new() },
             100.0 * s.inference_seconds / secs
         );
     }))

@@ -60,6 +60,15 @@ pub fn compare(a: &Path, b: &Path, resamples: usize, seed: u64) -> Result<Compar
     })
 }
 
+/// Writes `comparison.json` into `dir` atomically.
+pub fn write(dir: &Path, c: &Comparison) -> Result<()> {
+    let mut json =
+        serde_json::to_vec_pretty(c).map_err(|source| graft_core::Error::Json { what: "comparison", source })?;
+    json.push(b'\n');
+    graft_core::atomic::commit_all(vec![graft_core::atomic::pending_bytes(&dir.join("comparison.json"), &json)?])?;
+    Ok(())
+}
+
 pub fn render(c: &Comparison) -> String {
     format!(
         "{} rows\nA {}: accuracy {:.4}\nB {}: accuracy {:.4}\nB - A: {:+.4} (95% paired bootstrap [{:+.4}, {:+.4}])\n\

@@ -39,6 +39,9 @@ enum Command {
         bootstrap: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Also write `comparison.json` into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Fuses several heads' predictions on the same rows (mean, weighted, vote) and
     /// evaluates the fusion beside each member.
@@ -54,8 +57,10 @@ fn main() -> ExitCode {
     let report = match (cli.command, cli.config) {
         (Some(Command::Show { metrics }), _) => graft_evaluate::load_report(&metrics),
         (Some(Command::Fuse(fuse)), _) => graft_evaluate::fuse::fuse(&fuse),
-        (Some(Command::Compare { a, b, bootstrap, seed }), _) => {
-            return cli::exit(graft_evaluate::compare::compare(&a, &b, bootstrap, seed).map(|c| {
+        (Some(Command::Compare { a, b, bootstrap, seed, out }), _) => {
+            let compared = graft_evaluate::compare::compare(&a, &b, bootstrap, seed)
+                .and_then(|c| out.as_deref().map(|dir| graft_evaluate::compare::write(dir, &c)).transpose().map(|_| c));
+            return cli::exit(compared.map(|c| {
                 let _ = std::io::stdout().write_all(graft_evaluate::compare::render(&c).as_bytes());
             }));
         }
