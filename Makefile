@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline report-screenshot lint fixtures clean
+.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images report-screenshot lint fixtures clean
 
 all: build
 
@@ -88,6 +88,10 @@ bench-pipeline: build
 report-screenshot: demo chromium
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2600 \
 		--screenshot=$(CURDIR)/runs/rt-minilm/eval/report.png file://$(CURDIR)/runs/rt-minilm/eval/report.html
+
+## Images/s of preprocessing and the EfficientNet-Lite0 backbone against Pillow + numpy + onnxruntime.
+bench-images: setup-images build
+	$(PY) scripts/bench_images.py --bin $(BIN)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -200,3 +200,49 @@ fn augmented_views_stay_in_train_keep_their_id_and_are_reproducible() {
         assert!(f.iter().zip(&want).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-4), "{id}");
     }
 }
+
+#[test]
+fn a_table_of_image_paths_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    // Absolute paths to six fixture images and the unreadable one.
+    let mut csv = String::from("file,kind\n");
+    for (label, n) in [("cat", 0), ("cat", 1), ("cat", 2), ("dog", 0), ("dog", 1), ("dog", 2)] {
+        csv.push_str(&format!("{},{label}\n", s(&images(&format!("folder/{label}/{n:02}.png")))));
+    }
+    csv.push_str(&format!("{},dog\n", s(&images("folder/dog/broken.png"))));
+    std::fs::write(d("list.csv"), csv).unwrap();
+    ok(
+        "graft-preprocess",
+        &[
+            "--input",
+            s(&d("list.csv")),
+            "--path-column",
+            "file",
+            "--label-column",
+            "kind",
+            "--spec",
+            s(&spec),
+            "--out",
+            s(&d("data")),
+            "--val-fraction",
+            "0",
+            "--test-fraction",
+            "0",
+            "-q",
+        ],
+    );
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    let got = all(&d("features"));
+    assert_eq!(got.len(), 6, "six readable images, the broken one skipped");
+    // Ids are the paths: the fixture key is their last two components.
+    assert_matches(&got, |id| {
+        let p = Path::new(id);
+        format!(
+            "{}/{}",
+            p.parent().unwrap().file_name().unwrap().to_str().unwrap(),
+            p.file_name().unwrap().to_str().unwrap()
+        )
+    });
+}

@@ -50,6 +50,10 @@ pub struct Config {
     #[arg(long, default_value_t = 42)]
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Images: the table column holding image paths (relative to the table's folder).
+    #[arg(long)]
+    #[serde(default)]
+    pub path_column: Option<String>,
     /// Images: augmented views added per train image (train only; each keeps the image's id
     /// and gets a `view` number from 1; the original is view 0).
     #[arg(long, default_value_t = 0)]

@@ -1,11 +1,13 @@
-//! Images for a `kind: image` backbone: a folder per class (`root/<label>/*.png|jpg`) or a
-//! CSV of raw grey pixel rows (the way MNIST-like sets ship: a label column and one column
-//! per pixel of a square image). Each image becomes the spec's input: RGB, shorter side
+//! Images for a `kind: image` backbone: a folder per class (`root/<label>/*.png|jpg`), a
+//! CSV/Parquet/JSONL table of image paths and labels (`--path-column`), or a CSV of raw grey
+//! pixel rows (the way MNIST-like sets ship: a label column and one column per pixel of a
+//! square image). Each image becomes the spec's input: RGB, shorter side
 //! resized, centre-cropped, scaled to [0, 1] and normalised per channel, `[3, S, S]`.
 //!
-//! Two passes with flat memory: the first lists the images and their labels and decodes each
-//! to reject unreadable ones (skipped and listed, or an error with `--strict`); the second
-//! decodes again in parallel, transforms and writes batches of 256 rows per split.
+//! Flat memory, one decode per image: the images are decoded and transformed in parallel in
+//! batches of 256 and spilled in input order to a temporary file; unreadable ones are skipped
+//! and listed (or fail the run with `--strict`). Then the split is drawn over the readable
+//! images and the spilled rows are written to their split's file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,22 @@ fn list_folder(root: &Path) -> Result<Vec<Item>> {
             let id = format!("{label}/{}", file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
             items.push(Item { id, label: label.clone(), source: Source::File(file) });
         }
+    }
+    Ok(items)
+}
+
+/// Rows of a CSV or Parquet table naming image files (`--path-column`, relative to the
+/// table's folder) and their labels; ids are the id column's or the paths.
+fn read_paths(cfg: &Config, column: &str) -> Result<Vec<Item>> {
+    let base = cfg.input.parent().map(Path::to_path_buf).unwrap_or_default();
+    let table = Config { text_column: column.to_owned(), ..cfg.clone() };
+    let mut rows = crate::read::Rows::open(&table)?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next_row()? {
+        let Some(path) = row.text.filter(|p| !p.trim().is_empty()) else { continue };
+        let file = base.join(path.trim());
+        let id = if cfg.id_column.is_some() { row.id } else { path.trim().to_owned() };
+        items.push(Item { id, label: row.label.unwrap_or_default().trim().to_owned(), source: Source::File(file) });
     }
     Ok(items)
 }
@@ -209,22 +227,65 @@ impl Writer {
 
 pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result<Summary> {
     let image = spec.image();
-    let mut items = if cfg.input.is_dir() { list_folder(&cfg.input)? } else { read_pixels(cfg)? };
+    let mut items = match (&cfg.path_column, cfg.input.is_dir()) {
+        (_, true) => list_folder(&cfg.input)?,
+        (Some(column), false) => read_paths(cfg, column)?,
+        (None, false) => read_pixels(cfg)?,
+    };
     let mut summary = Summary { rows_read: items.len(), ..Summary::default() };
     if items.is_empty() {
         return Err(Error::Empty { path: cfg.input.clone() });
     }
-    // First pass: every image must decode; the unreadable are listed and skipped, or fail
-    // the run with --strict.
-    progress.start("checking", items.len() as u64);
-    let unreadable: Vec<(usize, String)> = items
-        .par_iter()
-        .enumerate()
-        .filter_map(|(i, item)| {
-            progress.advance(1);
-            decode(&item.source).err().map(|why| (i, why))
-        })
-        .collect();
+    items.retain(|item| {
+        let keep = !item.label.is_empty();
+        if !keep {
+            *summary.dropped.entry("missing label").or_default() += 1;
+        }
+        keep
+    });
+    // First pass: decode and transform every image in parallel, spilling the readable ones
+    // in input order to a temporary file; the unreadable are listed and skipped, or fail the
+    // run with --strict. The split, which needs the final row counts, comes after.
+    let width = 3 * (image.size as usize).pow(2);
+    let item_field = Arc::new(Field::new("item", DataType::Float32, false));
+    let spill_schema = Arc::new(arrow::datatypes::Schema::new(vec![Field::new(
+        "pixels",
+        DataType::FixedSizeList(item_field.clone(), width as i32),
+        false,
+    )]));
+    let spill_path = cfg.out.join("spill.arrow");
+    let mut spill = graft_core::atomic::Pending::create(&spill_path)?;
+    let write_err = |source| graft_core::Error::Write { path: spill_path.clone(), source };
+    let arrow_err = |source| graft_core::Error::Arrow { path: spill_path.clone(), source };
+    let mut spill_writer =
+        arrow::ipc::writer::FileWriter::try_new(spill.file().try_clone().map_err(write_err)?, &spill_schema)
+            .map_err(arrow_err)?;
+    let mut unreadable: Vec<(usize, String)> = Vec::new();
+    progress.start("decoding", items.len() as u64);
+    for (c, chunk) in items.chunks(BATCH_ROWS).enumerate() {
+        let decoded: Vec<std::result::Result<Vec<f32>, String>> =
+            chunk.par_iter().map(|item| decode(&item.source).map(|img| transform(&img, image))).collect();
+        let mut values = Vec::with_capacity(chunk.len() * width);
+        for (i, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok(pixels) => values.extend(pixels),
+                Err(why) => unreadable.push((c * BATCH_ROWS + i, why)),
+            }
+        }
+        if !values.is_empty() {
+            let list = FixedSizeListArray::try_new(
+                item_field.clone(),
+                width as i32,
+                Arc::new(Float32Array::from(values)),
+                None,
+            )
+            .map_err(arrow_err)?;
+            let batch = RecordBatch::try_new(spill_schema.clone(), vec![Arc::new(list)]).map_err(arrow_err)?;
+            spill_writer.write(&batch).map_err(arrow_err)?;
+        }
+        progress.advance(chunk.len() as u64);
+    }
+    spill_writer.finish().map_err(arrow_err)?;
     progress.finish();
     for (i, why) in unreadable.iter().rev() {
         let name = match &items[*i].source {
@@ -239,17 +300,9 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
         items.remove(*i);
     }
     summary.skipped.reverse();
-    items.retain(|item| {
-        let keep = !item.label.is_empty();
-        if !keep {
-            *summary.dropped.entry("missing label").or_default() += 1;
-        }
-        keep
-    });
     let labels = crate::vocabulary(items.iter().map(|i| &i.label), cfg)?;
     let classes: Vec<usize> = items.iter().map(|i| labels.binary_search(&i.label).expect("in vocabulary")).collect();
     let assignment = split::stratified(&classes, labels.len(), cfg.val_fraction, cfg.test_fraction, cfg.seed);
-    let width = 3 * (image.size as usize).pow(2);
     let base = Provenance {
         stage: "preprocess".into(),
         graft_version: graft_core::VERSION.into(),
@@ -283,18 +336,19 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
         let dest = cfg.out.join(format!("{}.arrow", split.name()));
         writers.push(Some(Writer { inner: ArtifactWriter::create(&dest, &schema)?, buffer: Vec::new(), width }));
     }
-    // Second pass: decode and transform in parallel, in input order, batch by batch.
-    progress.start("decoding", items.len() as u64);
-    for (chunk, splits) in items.chunks(BATCH_ROWS).zip(assignment.chunks(BATCH_ROWS)) {
-        let pixels: Vec<Vec<f32>> = chunk
-            .par_iter()
-            .map(|item| decode(&item.source).map(|img| transform(&img, image)))
-            .collect::<std::result::Result<_, String>>()
-            .map_err(|message| Error::Image {
-                path: cfg.input.clone(),
-                message: format!("an image that decoded before no longer does: {message}"),
-            })?;
-        for ((item, split), pixels) in chunk.iter().zip(splits).zip(pixels) {
+    // Second pass: the spilled pixels, in input order, go to their split's file.
+    let mut file = spill.file().try_clone().map_err(write_err)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(write_err)?;
+    let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(arrow_err)?;
+    let mut rows = items.iter().zip(&assignment);
+    progress.start("writing", items.len() as u64);
+    for batch in reader {
+        let batch = batch.map_err(arrow_err)?;
+        let list = batch.column(0).as_any().downcast_ref::<FixedSizeListArray>().expect("the spill's own column");
+        let values = list.values().as_any().downcast_ref::<Float32Array>().expect("float32 pixels").values();
+        for r in 0..batch.num_rows() {
+            let (item, split) = rows.next().expect("one spilled row per readable image");
+            let pixels = values[r * width..(r + 1) * width].to_vec();
             let writer = writers[*split as usize].as_mut().expect("a writer for every split with rows");
             let views = if *split == Split::Train { cfg.augment_views } else { 0 };
             for view in 1..=views {
@@ -306,9 +360,10 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
             if writer.buffer.len() >= BATCH_ROWS {
                 writer.flush()?;
             }
+            progress.advance(1);
         }
-        progress.advance(chunk.len() as u64);
     }
+    drop(spill);
     progress.finish();
     let mut pending = Vec::new();
     for mut w in writers.into_iter().flatten() {
