@@ -6,14 +6,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactWriter, Provenance};
+use graft_core::artifact::Provenance;
 use graft_finetune::lbfgs;
 use serde::{Deserialize, Serialize};
 
 use crate::predictions::Predictions;
-use crate::{Error, Intervals, METRICS_FILE, Metrics, PREDICTIONS_FILE, Report, Result, metrics, report, uncertainty};
+use crate::{Error, Intervals, Metrics, PREDICTIONS_FILE, Report, Result, metrics, report, uncertainty};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -300,16 +300,6 @@ fn write(
         ..first.provenance.clone()
     };
     let schema = provenance.attach(fields)?;
-    let dest = cfg.out.join(PREDICTIONS_FILE);
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
-    let mut writer = ArtifactWriter::create(&dest, &schema)?;
-    writer.write(&batch)?;
-    let predictions = writer.finish()?;
-    let mut json =
-        serde_json::to_vec_pretty(report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
-    json.push(b'\n');
-    let metrics_file = graft_core::atomic::pending_bytes(&cfg.out.join(METRICS_FILE), &json)?;
     let fusion = report.fusion.as_ref().expect("a fused report");
     let mut provenance_rows = vec![
         ("graft".to_owned(), graft_core::VERSION.to_owned()),
@@ -331,35 +321,42 @@ fn write(
         members,
         provenance: provenance_rows,
     };
-    let html = graft_core::atomic::pending_bytes(&cfg.out.join(report::FILE), report::html(&page).as_bytes())?;
-    graft_core::atomic::commit_all(vec![predictions, metrics_file, html])?;
-    Ok(())
+    crate::write_outputs(&cfg.out, &schema, columns, &page)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn vote_shares_sum_to_one_and_ties_follow_the_mean_probability() {
-        let make = |pred: &[&str], proba: &[[f64; 2]]| Predictions {
+    /// Predictions of two classes `a`/`b` with these true labels, predicted labels and
+    /// probabilities.
+    fn predictions(truth: Vec<String>, pred: Vec<String>, proba: Vec<Vec<f64>>) -> Predictions {
+        Predictions {
             path: PathBuf::from("p"),
             provenance: Provenance {
                 stage: "evaluate".into(),
                 graft_version: String::new(),
                 task: graft_core::artifact::Task::Classification,
                 labels: vec!["a".into(), "b".into()],
-                rows: pred.len() as u64,
+                rows: truth.len() as u64,
                 params: serde_json::Value::Null,
                 inputs: Default::default(),
                 tokenizer: None,
                 backbone: None,
                 shard: None,
             },
-            ids: (0..pred.len()).map(|i| i.to_string()).collect(),
-            truth: vec!["a".into(); pred.len()],
-            pred: pred.iter().map(|s| (*s).to_owned()).collect(),
-            proba: proba.iter().map(|p| p.to_vec()).collect(),
+            ids: (0..truth.len()).map(|i| i.to_string()).collect(),
+            truth,
+            pred,
+            proba,
+        }
+    }
+
+    #[test]
+    fn vote_shares_sum_to_one_and_ties_follow_the_mean_probability() {
+        let make = |pred: &[&str], proba: &[[f64; 2]]| {
+            let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+            predictions(strings(&["a"; 2]), strings(pred), proba.iter().map(|p| p.to_vec()).collect())
         };
         // Row 0: one vote each, b more probable on average; row 1: both vote a.
         let m1 = make(&["a", "a"], &[[0.55, 0.45], [0.9, 0.1]]);
@@ -373,25 +370,11 @@ mod tests {
     #[test]
     fn fitted_weights_favour_the_better_member() {
         // Member 0 is right with confidence 0.9, member 1 is a coin flip.
-        let rows = 200;
-        let make = |p: f64| Predictions {
-            path: PathBuf::from("p"),
-            provenance: Provenance {
-                stage: "evaluate".into(),
-                graft_version: String::new(),
-                task: graft_core::artifact::Task::Classification,
-                labels: vec!["a".into(), "b".into()],
-                rows,
-                params: serde_json::Value::Null,
-                inputs: Default::default(),
-                tokenizer: None,
-                backbone: None,
-                shard: None,
-            },
-            ids: (0..rows).map(|i| i.to_string()).collect(),
-            truth: (0..rows).map(|i| if i % 2 == 0 { "a".into() } else { "b".into() }).collect(),
-            pred: vec!["a".into(); rows as usize],
-            proba: (0..rows).map(|i| if i % 2 == 0 { vec![p, 1.0 - p] } else { vec![1.0 - p, p] }).collect(),
+        let rows = 200usize;
+        let make = |p: f64| {
+            let truth: Vec<String> = (0..rows).map(|i| if i % 2 == 0 { "a".into() } else { "b".into() }).collect();
+            let proba = (0..rows).map(|i| if i % 2 == 0 { vec![p, 1.0 - p] } else { vec![1.0 - p, p] }).collect();
+            predictions(truth, vec!["a".into(); rows], proba)
         };
         let w = fit_weights(&[make(0.9), make(0.5)]);
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);

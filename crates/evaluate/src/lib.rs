@@ -275,12 +275,6 @@ pub fn run(cfg: &Config) -> Result<Report> {
         shard: None,
     };
     let schema = provenance.attach(fields)?;
-    let dest = cfg.out.join(PREDICTIONS_FILE);
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
-    let mut writer = ArtifactWriter::create(&dest, &schema)?;
-    writer.write(&batch)?;
-    let predictions = writer.finish()?;
 
     let report = Report {
         format: "graft-metrics/1".into(),
@@ -297,10 +291,6 @@ pub fn run(cfg: &Config) -> Result<Report> {
         }),
         fusion: None,
     };
-    let mut json =
-        serde_json::to_vec_pretty(&report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
-    json.push(b'\n');
-    let metrics_file = graft_core::atomic::pending_bytes(&cfg.out.join(METRICS_FILE), &json)?;
     let curve = cfg.curve.as_deref().map(load_curve).transpose()?;
     let features_hash = graft_core::hash::file(&path)?;
     let mut provenance = vec![
@@ -336,9 +326,31 @@ pub fn run(cfg: &Config) -> Result<Report> {
         members: &[],
         provenance,
     };
-    let html = graft_core::atomic::pending_bytes(&cfg.out.join(report::FILE), report::html(&page).as_bytes())?;
-    graft_core::atomic::commit_all(vec![predictions, metrics_file, html])?;
+    write_outputs(&cfg.out, &schema, columns, &page)?;
     Ok(report)
+}
+
+/// Writes `predictions.arrow` (`schema`, `columns`), `metrics.json` (the page's report) and
+/// `report.html` into `out`, all committed together.
+pub(crate) fn write_outputs(
+    out: &Path,
+    schema: &arrow::datatypes::SchemaRef,
+    columns: Vec<ArrayRef>,
+    page: &report::Page<'_>,
+) -> Result<()> {
+    let dest = out.join(PREDICTIONS_FILE);
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
+    let mut writer = ArtifactWriter::create(&dest, schema)?;
+    writer.write(&batch)?;
+    let predictions = writer.finish()?;
+    let mut json =
+        serde_json::to_vec_pretty(page.report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
+    json.push(b'\n');
+    let metrics_file = graft_core::atomic::pending_bytes(&out.join(METRICS_FILE), &json)?;
+    let html = graft_core::atomic::pending_bytes(&out.join(report::FILE), report::html(page).as_bytes())?;
+    graft_core::atomic::commit_all(vec![predictions, metrics_file, html])?;
+    Ok(())
 }
 
 /// What each row was scored: class probabilities, or a value.
