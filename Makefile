@@ -62,7 +62,6 @@ airflow:
 demo-mnist: setup-images build
 	$(PY) scripts/check_imagenet_photos.py --bin $(BIN)
 	$(BIN)/graft run pipelines/mnist-effnet.yaml
-	$(BIN)/graft-evaluate compare runs/mnist/baseline-eval runs/mnist/eval --out runs/mnist
 	@echo
 	$(BIN)/graft-evaluate show runs/mnist/eval
 

@@ -49,6 +49,29 @@ fn intervals_bracket_accuracy_and_compare_counts_discordant_rows() {
     let only_b = (0..a.len()).filter(|&i| b[i] && !a[i]).count();
     assert!(text.contains(&format!("only A right {only_a}, only B right {only_b}")), "{text}");
 
+    // The same comparison inside an evaluation: metrics.json and the report carry it.
+    let with_base = d("eval_with_base");
+    ok(
+        "graft-evaluate",
+        &[
+            "--head",
+            s(&d("mlp")),
+            "--features",
+            s(&feats),
+            "--baseline",
+            s(&d("eval_lr")),
+            "--out",
+            s(&with_base),
+            "-q",
+        ],
+    );
+    let base = &metrics(&with_base)["baseline"];
+    assert_eq!(
+        (base["only_a_right"].as_u64(), base["only_b_right"].as_u64()),
+        (Some(only_a as u64), Some(only_b as u64))
+    );
+    assert!(std::fs::read_to_string(with_base.join("report.html")).unwrap().contains("Against the baseline"));
+
     let err = user_error("graft-evaluate", &["compare", s(&d("eval_lr")), s(&d("eval_val"))]);
     assert!(
         err.contains("eval_lr") && err.contains("eval_val") && err.contains("not predictions on the same rows"),

@@ -27,10 +27,14 @@ pub struct Comparison {
 }
 
 pub fn compare(a: &Path, b: &Path, resamples: usize, seed: u64) -> Result<Comparison> {
-    let (pa, pb) = (Predictions::read(a)?, Predictions::read(b)?);
-    pa.check_same_rows(&pb)?;
+    compare_predictions(&Predictions::read(a)?, &Predictions::read(b)?, resamples, seed)
+}
+
+/// [`compare`] of predictions already read (their `path`s name them in the result).
+pub fn compare_predictions(pa: &Predictions, pb: &Predictions, resamples: usize, seed: u64) -> Result<Comparison> {
+    pa.check_same_rows(pb)?;
     let right = |p: &Predictions| -> Vec<bool> { (0..p.ids.len()).map(|i| p.pred[i] == p.truth[i]).collect() };
-    let (right_a, right_b) = (right(&pa), right(&pb));
+    let (right_a, right_b) = (right(pa), right(pb));
     let n = right_a.len();
     let acc = |right: &[bool], rows: &mut dyn Iterator<Item = usize>| {
         let (mut hit, mut total) = (0usize, 0usize);
@@ -47,8 +51,8 @@ pub fn compare(a: &Path, b: &Path, resamples: usize, seed: u64) -> Result<Compar
     let only_a_right = (0..n).filter(|&i| right_a[i] && !right_b[i]).count() as u64;
     let only_b_right = (0..n).filter(|&i| right_b[i] && !right_a[i]).count() as u64;
     Ok(Comparison {
-        a: a.to_owned(),
-        b: b.to_owned(),
+        a: pa.path.clone(),
+        b: pb.path.clone(),
         rows: n,
         accuracy_a,
         accuracy_b,

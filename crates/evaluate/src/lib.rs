@@ -42,6 +42,11 @@ pub struct Config {
     /// Output folder for `metrics.json` and `predictions.arrow`.
     #[arg(long)]
     pub out: PathBuf,
+    /// A baseline evaluation on the same rows (its folder or predictions.arrow): the report
+    /// and metrics.json then show the difference with its interval and McNemar's test.
+    #[arg(long)]
+    #[serde(default)]
+    pub baseline: Option<PathBuf>,
     /// A learning curve (`curve.json` from `graft-finetune curve --out`) to draw in the report.
     #[arg(long)]
     #[serde(default)]
@@ -84,6 +89,9 @@ pub struct Report {
     /// How fused predictions were made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusion: Option<fuse::Fusion>,
+    /// Against a baseline evaluation (`--baseline`): A is the baseline, B these predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<compare::Comparison>,
 }
 
 impl Report {
@@ -105,6 +113,7 @@ impl Report {
             backbone,
             head: None,
             fusion,
+            baseline: None,
         }
     }
 }
@@ -290,7 +299,21 @@ pub fn run(cfg: &Config) -> Result<Report> {
             train_rows: head.info.training.train_rows,
         }),
         fusion: None,
+        baseline: None,
     };
+    let mut report = report;
+    if let (Some(base), Scored::Classes(proba)) = (&cfg.baseline, &scored) {
+        let ours = predictions::Predictions {
+            path: cfg.out.join(PREDICTIONS_FILE),
+            provenance: feats.provenance.clone(),
+            ids: feats.ids.clone(),
+            truth: feats.labels.clone(),
+            pred: proba.iter().map(|p| labels[argmax(p)].clone()).collect(),
+            proba: proba.clone(),
+        };
+        let baseline = predictions::Predictions::read(base)?;
+        report.baseline = Some(compare::compare_predictions(&baseline, &ours, 2000, cfg.seed)?);
+    }
     let curve = cfg.curve.as_deref().map(load_curve).transpose()?;
     let features_hash = graft_core::hash::file(&path)?;
     let mut provenance = vec![

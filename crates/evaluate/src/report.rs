@@ -107,6 +107,26 @@ fn classification(s: &mut String, page: &Page<'_>, m: &Classification) {
     if !page.members.is_empty() {
         members(s, page);
     }
+    if let Some(c) = &r.baseline {
+        s.push_str("<h2>Against the baseline</h2><table><tr><th></th><th>accuracy</th></tr>");
+        let _ = write!(
+            s,
+            "<tr><td>baseline <code>{}</code></td><td>{:.4}</td></tr>",
+            escape(&c.a.display().to_string()),
+            c.accuracy_a
+        );
+        let _ = write!(s, "<tr><td>this model</td><td>{:.4}</td></tr>", c.accuracy_b);
+        let _ = write!(
+            s,
+            "<tr><td>difference</td><td>{:+.4} [{:+.4}, {:+.4}] <span class=\"note\">95% paired bootstrap</span></td></tr>",
+            c.difference, c.difference_interval.low, c.difference_interval.high
+        );
+        let _ = write!(
+            s,
+            "<tr><td>McNemar (exact)</td><td>p = {:.3e} <span class=\"note\">{} rows only the baseline got right, {} only this model</span></td></tr></table>",
+            c.mcnemar_p, c.only_a_right, c.only_b_right
+        );
+    }
     s.push_str(
         "<h2>Per class</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>",
     );
