@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, Provenance, Task};
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, ImageSpec};
-use image::{DynamicImage, GrayImage, imageops::FilterType};
+use image::{DynamicImage, GrayImage};
 use rayon::prelude::*;
 
 use crate::{Config, Error, Result, Split, Summary, split};
@@ -150,18 +150,27 @@ fn decode(source: &Source) -> std::result::Result<DynamicImage, String> {
 /// The spec's transforms: RGB, shorter side to `resize` (bilinear), centre `size` crop,
 /// [0, 1], `(x - mean) / std`, channels first.
 pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
-    let rgb = image.to_rgb8();
-    let (w, h) = rgb.dimensions();
+    let rgb = DynamicImage::ImageRgb8(image.to_rgb8());
+    let (w, h) = (rgb.width(), rgb.height());
     let scale = spec.resize as f64 / w.min(h) as f64;
     let (nw, nh) =
         (((w as f64 * scale).round() as u32).max(spec.size), ((h as f64 * scale).round() as u32).max(spec.size));
-    let resized = if (nw, nh) == (w, h) { rgb } else { image::imageops::resize(&rgb, nw, nh, FilterType::Triangle) };
-    let (x0, y0) = ((nw - spec.size) / 2, (nh - spec.size) / 2);
-    let s = spec.size as usize;
+    let resized = if (nw, nh) == (w, h) {
+        rgb.into_rgb8().into_raw()
+    } else {
+        // SIMD bilinear convolution (fast_image_resize), as Pillow's BILINEAR.
+        let mut dst = fast_image_resize::images::Image::new(nw, nh, fast_image_resize::PixelType::U8x3);
+        let options = fast_image_resize::ResizeOptions::new()
+            .resize_alg(fast_image_resize::ResizeAlg::Convolution(fast_image_resize::FilterType::Bilinear));
+        fast_image_resize::Resizer::new().resize(&rgb, &mut dst, &options).expect("RGB to RGB of a positive size");
+        dst.into_vec()
+    };
+    let (x0, y0) = (((nw - spec.size) / 2) as usize, ((nh - spec.size) / 2) as usize);
+    let (s, row) = (spec.size as usize, nw as usize * 3);
     let mut out = vec![0f32; 3 * s * s];
     for y in 0..s {
         for x in 0..s {
-            let p = resized.get_pixel(x0 + x as u32, y0 + y as u32);
+            let p = &resized[(y0 + y) * row + (x0 + x) * 3..][..3];
             for c in 0..3 {
                 out[c * s * s + y * s + x] = (f32::from(p[c]) / 255.0 - spec.mean[c]) / spec.std[c];
             }
