@@ -22,6 +22,7 @@ pub struct ImageEmbedder {
     session: Session,
     input: String,
     size: usize,
+    channels_last: bool,
     features: FeatureSpec,
     run_options: RunOptions<HasSelectedOutputs>,
     pub inference: std::time::Duration,
@@ -57,15 +58,18 @@ impl ImageEmbedder {
             session,
             input: image.input.clone(),
             size: image.size as usize,
+            channels_last: image.layout == graft_core::spec::Layout::Nhwc,
             features: features.clone(),
             run_options,
             inference: std::time::Duration::ZERO,
         })
     }
 
-    /// Features `[rows, dim]` of `rows` images laid out `[rows, 3, S, S]` in `pixels`.
+    /// Features `[rows, dim]` of `rows` images laid out `[rows, 3, S, S]` (or `[rows, S, S, 3]`)
+    /// in `pixels`.
     pub fn embed(&mut self, pixels: Vec<f32>, rows: usize) -> Result<(Vec<f32>, usize), EmbedError> {
-        let shape = [rows, 3, self.size, self.size];
+        let s = self.size;
+        let shape = if self.channels_last { [rows, s, s, 3] } else { [rows, 3, s, s] };
         let inputs = vec![(self.input.as_str(), Tensor::from_array((shape, pixels))?.into_dyn())];
         let started = std::time::Instant::now();
         let outputs = self.session.run_with_options(inputs, &self.run_options)?;

@@ -40,7 +40,7 @@ pub enum Kind {
 
 /// How images become the model's input: RGB, the shorter side resized to `resize`, a
 /// centred `size` x `size` crop, values scaled to [0, 1], then `(x - mean) / std` per
-/// channel, laid out `[3, size, size]` (NCHW).
+/// channel, laid out as `layout` says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
@@ -52,6 +52,17 @@ pub struct ImageSpec {
     pub resize: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Tensor layout the model takes: `nchw` (`[batch, 3, S, S]`) or `nhwc` (`[batch, S, S, 3]`).
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nchw,
+    Nhwc,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

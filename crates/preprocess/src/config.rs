@@ -67,6 +67,14 @@ pub struct Config {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     #[serde(default)]
     pub augment_flip: bool,
+    /// Images, augmentation: rotate by a random angle within this many degrees.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub augment_rotate: f32,
+    /// Images, augmentation: scale brightness and contrast by random factors within 1 ± this.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub augment_jitter: f32,
     /// Images: fail on an unreadable image instead of skipping and listing it.
     #[arg(long)]
     #[serde(default)]

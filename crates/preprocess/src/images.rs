@@ -179,21 +179,86 @@ pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
     out
 }
 
-/// A seeded augmented view of a transformed image `[3, s, s]`: zero-padded by `pad`,
-/// cropped back to `s` at a random offset, flipped horizontally half the time.
-pub fn augment(pixels: &[f32], s: usize, pad: usize, flip: bool, rng: &mut graft_core::rng::SplitMix64) -> Vec<f32> {
+/// How augmented views differ from the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Augment {
+    /// Zero-pad by this many pixels, then crop back at a random offset.
+    pub pad: usize,
+    /// Mirror horizontally half the time.
+    pub flip: bool,
+    /// Rotate by a random angle in [-rotate, rotate] degrees (bilinear, zero fill).
+    pub rotate: f32,
+    /// Scale brightness and contrast by random factors in [1 - jitter, 1 + jitter].
+    pub jitter: f32,
+}
+
+/// A seeded augmented view of a transformed image `[3, s, s]` (normalised with `mean`/`std`).
+pub fn augment(
+    pixels: &[f32],
+    s: usize,
+    a: &Augment,
+    mean: [f32; 3],
+    std: [f32; 3],
+    rng: &mut graft_core::rng::SplitMix64,
+) -> Vec<f32> {
+    let pad = a.pad;
     let (dx, dy) = (rng.below(2 * pad + 1), rng.below(2 * pad + 1));
-    let mirror = flip && rng.below(2) == 1;
+    let mirror = a.flip && rng.below(2) == 1;
+    let angle = (a.rotate * (2.0 * rng.next_f64() as f32 - 1.0)).to_radians();
+    let (brightness, contrast) =
+        (1.0 + a.jitter * (2.0 * rng.next_f64() as f32 - 1.0), 1.0 + a.jitter * (2.0 * rng.next_f64() as f32 - 1.0));
+    let (sin, cos) = angle.sin_cos();
+    let centre = (s as f32 - 1.0) / 2.0;
+    // The source value of channel c at real position (x, y) of the padded, mirrored image.
+    let sample = |c: usize, x: f32, y: f32| -> f32 {
+        let (x0, y0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - x0, y - y0);
+        let at = |xi: f32, yi: f32| -> f32 {
+            let (px, py) = (xi as isize - pad as isize, yi as isize - pad as isize);
+            if px < 0 || py < 0 || px >= s as isize || py >= s as isize {
+                return 0.0;
+            }
+            pixels[c * s * s + py as usize * s + px as usize]
+        };
+        let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx;
+        let bottom = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx;
+        top * (1.0 - fy) + bottom * fy
+    };
     let mut out = vec![0f32; pixels.len()];
     for c in 0..3 {
         for y in 0..s {
             for x in 0..s {
-                // Position in the padded image, then in the original.
-                let (py, px) = (y + dy, if mirror { s - 1 - x } else { x } + dx);
-                if (pad..pad + s).contains(&py) && (pad..pad + s).contains(&px) {
-                    out[c * s * s + y * s + x] = pixels[c * s * s + (py - pad) * s + (px - pad)];
-                }
+                // Rotate about the centre, then shift into the padded image and mirror.
+                let (rx, ry) = (x as f32 - centre, y as f32 - centre);
+                let (sx, sy) = (cos * rx + sin * ry + centre, -sin * rx + cos * ry + centre);
+                let sx = if mirror { s as f32 - 1.0 - sx } else { sx };
+                out[c * s * s + y * s + x] = sample(c, sx + dx as f32, sy + dy as f32);
             }
+        }
+    }
+    if a.jitter > 0.0 {
+        // In [0, 1] pixel space: contrast about the image's mean grey, then brightness.
+        let grey = |v: &[f32]| -> f32 {
+            (0..3).map(|c| v[c * s * s..(c + 1) * s * s].iter().map(|x| x * std[c] + mean[c]).sum::<f32>()).sum::<f32>()
+                / (3 * s * s) as f32
+        };
+        let m = grey(&out);
+        for c in 0..3 {
+            for v in &mut out[c * s * s..(c + 1) * s * s] {
+                let p = ((*v * std[c] + mean[c] - m) * contrast + m) * brightness;
+                *v = (p - mean[c]) / std[c];
+            }
+        }
+    }
+    out
+}
+
+/// `[3, s, s]` as `[s, s, 3]`.
+fn to_nhwc(chw: &[f32], s: usize) -> Vec<f32> {
+    let mut out = vec![0f32; chw.len()];
+    for c in 0..3 {
+        for i in 0..s * s {
+            out[i * 3 + c] = chw[c * s * s + i];
         }
     }
     out
@@ -346,6 +411,13 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
         writers.push(Some(Writer { inner: ArtifactWriter::create(&dest, &schema)?, buffer: Vec::new(), width }));
     }
     // Second pass: the spilled pixels, in input order, go to their split's file.
+    let aug = Augment {
+        pad: cfg.augment_pad,
+        flip: cfg.augment_flip,
+        rotate: cfg.augment_rotate,
+        jitter: cfg.augment_jitter,
+    };
+    let nhwc = image.layout == graft_core::spec::Layout::Nhwc;
     let mut file = spill.file().try_clone().map_err(write_err)?;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(write_err)?;
     let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(arrow_err)?;
@@ -360,12 +432,13 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
             let pixels = values[r * width..(r + 1) * width].to_vec();
             let writer = writers[*split as usize].as_mut().expect("a writer for every split with rows");
             let views = if *split == Split::Train { cfg.augment_views } else { 0 };
+            let layout = |v: Vec<f32>| if nhwc { to_nhwc(&v, image.size as usize) } else { v };
             for view in 1..=views {
                 let mut rng = graft_core::rng::SplitMix64::new(view_seed(cfg.seed, &item.id, view));
-                let augmented = augment(&pixels, image.size as usize, cfg.augment_pad, cfg.augment_flip, &mut rng);
-                writer.buffer.push((item.id.clone(), item.label.clone(), view as i32, augmented));
+                let augmented = augment(&pixels, image.size as usize, &aug, image.mean, image.std, &mut rng);
+                writer.buffer.push((item.id.clone(), item.label.clone(), view as i32, layout(augmented)));
             }
-            writer.buffer.push((item.id.clone(), item.label.clone(), 0, pixels));
+            writer.buffer.push((item.id.clone(), item.label.clone(), 0, layout(pixels)));
             if writer.buffer.len() >= BATCH_ROWS {
                 writer.flush()?;
             }
@@ -389,7 +462,14 @@ mod tests {
     use super::*;
 
     fn spec(size: u32, resize: u32) -> ImageSpec {
-        ImageSpec { input: "x".into(), size, resize, mean: [0.5, 0.25, 0.0], std: [0.5, 0.25, 1.0] }
+        ImageSpec {
+            input: "x".into(),
+            size,
+            resize,
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 1.0],
+            layout: Default::default(),
+        }
     }
 
     #[test]
@@ -404,23 +484,50 @@ mod tests {
     }
 
     #[test]
-    fn augmented_views_are_shifted_or_mirrored_copies_and_seeded() {
+    fn augmented_views_are_shifted_mirrored_rotated_or_jittered_and_seeded() {
         // One channel pattern: value = x + 10 y, on a 4x4 image (3 channels alike).
         let s = 4;
         let base: Vec<f32> = (0..3 * s * s).map(|i| ((i % (s * s)) % s + 10 * ((i % (s * s)) / s)) as f32).collect();
-        let mut rng = graft_core::rng::SplitMix64::new(1);
-        assert_eq!(augment(&base, s, 0, false, &mut rng), base, "no padding, no flip: unchanged");
-        let view = |seed| augment(&base, s, 1, true, &mut graft_core::rng::SplitMix64::new(seed));
-        assert_eq!(view(5), view(5));
-        let views: Vec<Vec<f32>> = (0..20).map(view).collect();
+        let (mean, std) = ([0.0; 3], [1.0; 3]);
+        let view = |a: Augment, seed| augment(&base, s, &a, mean, std, &mut graft_core::rng::SplitMix64::new(seed));
+        assert_eq!(view(Augment::default(), 1), base, "no augmentation: unchanged");
+        let shift_flip = Augment { pad: 1, flip: true, ..Augment::default() };
+        assert_eq!(view(shift_flip, 5), view(shift_flip, 5), "seeded");
+        let views: Vec<Vec<f32>> = (0..20).map(|seed| view(shift_flip, seed)).collect();
         assert!(views.iter().any(|v| *v != base), "some views differ");
-        for v in &views {
-            // Every non-zero value is one of the image's values: a shift or mirror, no blending.
-            assert!(v.iter().all(|x| *x == 0.0 || base.contains(x)));
-        }
-        let mirrored = augment(&base, s, 0, true, &mut graft_core::rng::SplitMix64::new(0));
+        // Shifts and mirrors move whole pixels: every non-zero value is one of the image's.
+        assert!(views.iter().all(|v| v.iter().all(|x| *x == 0.0 || base.contains(x))));
         let flipped: Vec<f32> = (0..3 * s * s).map(|i| base[(i / s) * s + (s - 1 - i % s)]).collect();
-        assert!(mirrored == base || mirrored == flipped);
+        let mirror_only = Augment { flip: true, ..Augment::default() };
+        assert!((0..10).all(|seed| [base.clone(), flipped.clone()].contains(&view(mirror_only, seed))));
+        // Rotation turns about the centre: on a 5x5 image the centre pixel stays, others move.
+        let odd: Vec<f32> = (0..3 * 25).map(|i| (i % 25) as f32).collect();
+        let turned = augment(
+            &odd,
+            5,
+            &Augment { rotate: 30.0, ..Augment::default() },
+            mean,
+            std,
+            &mut graft_core::rng::SplitMix64::new(3),
+        );
+        assert!((turned[12] - odd[12]).abs() < 1e-5 && turned != odd);
+        // Jitter scales values about the mean grey; a constant image stays constant.
+        let flat = vec![0.5f32; 3 * s * s];
+        let jittered = augment(
+            &flat,
+            s,
+            &Augment { jitter: 0.5, ..Augment::default() },
+            mean,
+            std,
+            &mut graft_core::rng::SplitMix64::new(2),
+        );
+        assert!(jittered.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6) && (jittered[0] - 0.5).abs() > 1e-4);
+    }
+
+    #[test]
+    fn channels_last_layout() {
+        let chw: Vec<f32> = (0..12).map(|i| i as f32).collect(); // 3 channels of 2x2
+        assert_eq!(to_nhwc(&chw, 2), [0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
     }
 
     #[test]

@@ -65,6 +65,8 @@ fn preprocess(input: &Path, out: &Path) -> Vec<(String, String, String, Vec<i32>
         augment_views: 0,
         augment_pad: 0,
         augment_flip: false,
+        augment_rotate: 0.0,
+        augment_jitter: 0.0,
     };
     let summary = graft_preprocess::run(&cfg, &Silent).unwrap();
     assert_eq!(summary.labels, ["0", "1"]);
@@ -123,6 +125,8 @@ fn malformed_jsonl_line_and_missing_key_are_named() {
             augment_views: 0,
             augment_pad: 0,
             augment_flip: false,
+            augment_rotate: 0.0,
+            augment_jitter: 0.0,
         };
         graft_preprocess::run(&cfg, &Silent).unwrap_err().to_string()
     };
@@ -169,6 +173,8 @@ fn parquet_larger_than_one_slice_gives_the_same_rows_as_csv() {
             augment_views: 0,
             augment_pad: 0,
             augment_flip: false,
+            augment_rotate: 0.0,
+            augment_jitter: 0.0,
         };
         graft_preprocess::run(&cfg, &Silent).unwrap();
         rows(&dir.path().join(out))
