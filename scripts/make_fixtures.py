@@ -401,6 +401,23 @@ def write_tiny_images():
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, IMAGES / "cnn.onnx")
+    # The same network for channels-last input, as TensorFlow exports take it.
+    nhwc_graph = helper.make_graph(
+        [helper.make_node("Transpose", ["image_nhwc"], ["image"], perm=[0, 3, 1, 2])] + nodes,
+        "tiny-cnn-nhwc",
+        [helper.make_tensor_value_info("image_nhwc", TensorProto.FLOAT, ["batch", 8, 8, 3])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 4])],
+        [onnx.numpy_helper.from_array(weight, "w"), onnx.numpy_helper.from_array(bias, "b")],
+    )
+    nhwc = helper.make_model(nhwc_graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="graft-fixtures")
+    nhwc.ir_version = 8
+    onnx.checker.check_model(nhwc)
+    onnx.save(nhwc, IMAGES / "cnn-nhwc.onnx")
+    (IMAGES / "tiny-cnn-nhwc.yaml").write_text(
+        "# The tiny CNN taking channels-last input; made by scripts/make_fixtures.py.\nname: tiny-cnn-nhwc\nkind: image\n"
+        "model: cnn-nhwc.onnx\nimage:\n  input: image_nhwc\n  size: 8\n  resize: 8\n  mean: [0.5, 0.5, 0.5]\n"
+        "  std: [0.25, 0.25, 0.25]\n  layout: nhwc\noutput: embedding\npooling: none\nnormalize: false\n"
+    )
     mean, std = np.array([0.5, 0.5, 0.5]), np.array([0.25, 0.25, 0.25])
     (IMAGES / "tiny-cnn.yaml").write_text(
         "# A tiny random CNN for tests; made by scripts/make_fixtures.py.\nname: tiny-cnn\nkind: image\nmodel: cnn.onnx\n"

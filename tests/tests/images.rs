@@ -246,3 +246,16 @@ fn a_table_of_image_paths_and_labels() {
         )
     });
 }
+
+#[test]
+fn channels_last_models_get_channels_last_pixels() {
+    // The same CNN behind a transpose, fed NHWC pixels: the features are numpy's again.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn-nhwc.yaml");
+    ok("graft-preprocess", &["--input", s(&images("folder")), "--spec", s(&spec), "--out", s(&d("data")), "-q"]);
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    let got = all(&d("features"));
+    assert_eq!(got.len(), 20);
+    assert_matches(&got, str::to_owned);
+}
