@@ -142,15 +142,7 @@ pub fn embed_split(
         let writer = match &mut writer {
             Some(w) => w,
             None => {
-                prov.backbone = Some(backbone.clone());
-                let mut fields =
-                    vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
-                if view.is_some() {
-                    fields.push(Field::new("view", DataType::Int32, false));
-                }
-                fields.push(Field::new("features", crate::features_type(dim as i32), false));
-                let schema = prov.attach(fields)?;
-                writer.insert(ArtifactWriter::create(dest, &schema)?)
+                writer.insert(ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, view.is_some())?)?)
             }
         };
         let item = Arc::new(Field::new("item", DataType::Float32, false));

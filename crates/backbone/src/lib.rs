@@ -377,15 +377,7 @@ fn embed_split(
             let dim = backbone.dim as i32;
             let schema = match &schema {
                 Some(s) => std::sync::Arc::clone(s),
-                None => {
-                    prov.backbone = Some(backbone.clone());
-                    let s = prov.attach(vec![
-                        Field::new("id", DataType::Utf8, false),
-                        Field::new("label", DataType::Utf8, false),
-                        Field::new("features", features_type(dim), false),
-                    ])?;
-                    schema.insert(s).clone()
-                }
+                None => schema.insert(features_schema(prov, backbone, false)?).clone(),
             };
             let item = Arc::new(Field::new("item", DataType::Float32, false));
             let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
@@ -409,14 +401,8 @@ fn embed_split(
         None if prov.shard.is_some() => {
             let (_, dim) =
                 embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
-            prov.backbone = Some(BackboneId { dim, ..backbone.clone() });
             backbone.dim = dim;
-            let schema = prov.attach(vec![
-                Field::new("id", DataType::Utf8, false),
-                Field::new("label", DataType::Utf8, false),
-                Field::new("features", features_type(dim as i32), false),
-            ])?;
-            ArtifactWriter::create(dest, &schema)?
+            ArtifactWriter::create(dest, &features_schema(prov, backbone, false)?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
@@ -447,6 +433,22 @@ fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Res
         .collect();
     arrow::compute::filter_record_batch(batch, &keep)
         .map_err(|source| graft_core::Error::Arrow { path: path.to_owned(), source }.into())
+}
+
+/// The schema of a features file, with the backbone recorded in its provenance: id, label,
+/// the augmented view's index where there is one, and the features.
+pub(crate) fn features_schema(
+    prov: &mut Provenance,
+    backbone: &BackboneId,
+    with_view: bool,
+) -> Result<arrow::datatypes::SchemaRef> {
+    prov.backbone = Some(backbone.clone());
+    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
+    if with_view {
+        fields.push(Field::new("view", DataType::Int32, false));
+    }
+    fields.push(Field::new("features", features_type(backbone.dim as i32), false));
+    Ok(prov.attach(fields)?)
 }
 
 /// `fixed_size_list<float32, dim>`, the features column type.
