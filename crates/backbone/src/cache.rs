@@ -90,15 +90,15 @@ impl FeatureCache {
             files.sort();
             for path in files {
                 let file = cache.files.len();
-                let reader = FileReader::try_new(std::fs::File::open(&path).map_err(io(&path))?, None)
-                    .map_err(arrow_err(&path))?;
-                for (batch, rb) in reader.enumerate() {
-                    let rb = rb.map_err(arrow_err(&path))?;
+                let mut reader = graft_core::ipc::ValidatingReader::open(&path)?;
+                let mut batch = 0;
+                while let Some(rb) = reader.next_batch()? {
                     let keys = key_column(&rb, &path)?;
                     for row in 0..keys.len() {
                         let key: Key = keys.value(row).try_into().expect("32-byte keys");
                         cache.index.insert(key, Location { file, batch, row });
                     }
+                    batch += 1;
                 }
                 cache.files.push(path);
             }
@@ -128,13 +128,21 @@ impl FeatureCache {
         };
         if self.last.as_ref().is_none_or(|(at, _)| *at != (loc.file, loc.batch)) {
             let path = &self.files[loc.file];
-            let mut reader =
-                FileReader::try_new(std::fs::File::open(path).map_err(io(path))?, None).map_err(arrow_err(path))?;
-            reader.set_index(loc.batch).map_err(arrow_err(path))?;
-            let rb = reader.next().transpose().map_err(arrow_err(path))?.ok_or_else(|| graft_core::Error::Column {
-                path: path.clone(),
-                column: "features".into(),
-                expected: "a cached batch".into(),
+            // Validated when indexed; read again at random, still guarded against a file
+            // changed since.
+            let file = std::fs::File::open(path).map_err(io(path))?;
+            let read = || {
+                let mut reader = FileReader::try_new(file, None)?;
+                reader.set_index(loc.batch)?;
+                reader.next().transpose()
+            };
+            let corrupt = |message| graft_core::Error::Corrupt { path: path.clone(), message };
+            let rb = graft_core::guard::unwind(read).map_err(corrupt)?.map_err(arrow_err(path))?.ok_or_else(|| {
+                graft_core::Error::Column {
+                    path: path.clone(),
+                    column: "features".into(),
+                    expected: "a cached batch".into(),
+                }
             })?;
             self.last = Some(((loc.file, loc.batch), rb));
         }
@@ -195,7 +203,8 @@ impl FeatureCache {
 }
 
 fn key_column<'a>(rb: &'a RecordBatch, path: &Path) -> Result<&'a FixedSizeBinaryArray> {
-    rb.column_by_name("key").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>()).ok_or_else(|| {
+    let keys = rb.column_by_name("key").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>());
+    keys.filter(|k| k.value_length() == 32).ok_or_else(|| {
         graft_core::Error::Column {
             path: path.to_owned(),
             column: "key".into(),

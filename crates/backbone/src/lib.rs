@@ -266,6 +266,7 @@ fn embed_split(
 ) -> Result<((u64, u64), Pending)> {
     let path = reader.path().to_owned();
     let shard = prov.shard;
+    let vocab_size = prov.tokenizer.as_ref().map_or(0, |t| t.vocab_size);
     let (mut rows_done, mut tokens) = (0u64, 0u64);
     let written = std::thread::scope(|scope| -> Result<Option<ArtifactWriter>> {
         let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(2);
@@ -337,6 +338,12 @@ fn embed_split(
                     max_tokens.1.display(),
                     max_tokens.0
                 );
+                return Err(Error::BadRow { path: path.clone(), row: rows_done + i as u64, message });
+            }
+            if let Some(i) = rows.iter().position(|r| r.iter().any(|&t| t < 0 || t as usize >= vocab_size)) {
+                let bad = rows[i].iter().find(|&&t| t < 0 || t as usize >= vocab_size).expect("found");
+                let message =
+                    format!("(id `{}`) has token id {bad}, outside the tokenizer's {vocab_size} ids", ids.value(i));
                 return Err(Error::BadRow { path: path.clone(), row: rows_done + i as u64, message });
             }
             // Rows already in the feature cache are not embedded again.

@@ -44,6 +44,12 @@ static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
 /// Loads ONNX Runtime (once); returns its environment and the library's path.
 pub fn init() -> Result<(&'static ort::environment::Environment, PathBuf)> {
     let loaded = LOADED.get_or_init(|| {
+        // Set, it is the user's choice: a missing file is an error, not a cue to load another.
+        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)
+            && !p.is_file()
+        {
+            return Err(Failure::Load { path: p, reason: "ORT_DYLIB_PATH names no file".into() });
+        }
         let candidates = candidates();
         let Some(path) = candidates.iter().find(|p| p.is_file()) else {
             let looked = candidates.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();

@@ -2,18 +2,15 @@
 //! schema metadata under the key `graft`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::Pending;
+use crate::ipc::{ChecksummedWriter, ValidatingReader};
 use crate::{Error, Result};
 
 /// Schema metadata key holding the [`Provenance`] JSON.
@@ -99,6 +96,8 @@ impl std::fmt::Display for Shard {
 pub struct TokenizerId {
     pub blake3: String,
     pub max_length: usize,
+    /// Token ids are below this (added tokens included).
+    pub vocab_size: usize,
 }
 
 /// Identifies the feature space a features file lives in.
@@ -154,7 +153,7 @@ impl Provenance {
 
 /// Streams record batches into an artifact that becomes visible on [`commit`](Pending::commit).
 pub struct ArtifactWriter {
-    writer: FileWriter<File>,
+    writer: ChecksummedWriter,
     schema: SchemaRef,
     path: PathBuf,
     pending: Pending,
@@ -170,7 +169,7 @@ impl ArtifactWriter {
     pub fn create(dest: &Path, schema: &SchemaRef) -> Result<Self> {
         let mut pending = Pending::create(dest)?;
         let file = pending.file().try_clone().map_err(|source| Error::Write { path: dest.to_owned(), source })?;
-        let writer = FileWriter::try_new(file, schema).map_err(|source| arrow_err(dest, source))?;
+        let writer = ChecksummedWriter::new(file, dest, schema)?;
         Ok(Self { writer, schema: schema.clone(), path: dest.to_owned(), pending })
     }
 
@@ -179,33 +178,28 @@ impl ArtifactWriter {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|source| arrow_err(&self.path, source))
+        self.writer.write(batch)
     }
 
     /// Completes the file; it is renamed into place when the returned value is committed.
-    pub fn finish(mut self) -> Result<Pending> {
-        self.writer.finish().map_err(|source| arrow_err(&self.path, source))?;
+    pub fn finish(self) -> Result<Pending> {
+        self.writer.finish()?;
         Ok(self.pending)
     }
 }
 
-fn arrow_err(path: &Path, source: arrow::error::ArrowError) -> Error {
-    Error::Arrow { path: path.to_owned(), source }
-}
-
-/// Reads an artifact batch by batch.
+/// Reads an artifact batch by batch, its checksum and every batch validated.
 #[derive(Debug)]
 pub struct ArtifactReader {
-    reader: FileReader<BufReader<File>>,
+    reader: ValidatingReader,
     path: PathBuf,
     provenance: Provenance,
+    rows_read: u64,
 }
 
 impl ArtifactReader {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = fs_err::File::open(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        let reader =
-            FileReader::try_new(BufReader::new(file.into_parts().0), None).map_err(|source| arrow_err(path, source))?;
+        let reader = ValidatingReader::open(path)?;
         let json = reader
             .schema()
             .metadata()
@@ -214,7 +208,7 @@ impl ArtifactReader {
             .ok_or_else(|| Error::NoProvenance { path: path.to_owned() })?;
         let provenance =
             serde_json::from_str(&json).map_err(|source| Error::BadProvenance { path: path.to_owned(), source })?;
-        Ok(Self { reader, path: path.to_owned(), provenance })
+        Ok(Self { reader, path: path.to_owned(), provenance, rows_read: 0 })
     }
 
     pub fn provenance(&self) -> &Provenance {
@@ -229,9 +223,21 @@ impl ArtifactReader {
         self.reader.schema()
     }
 
-    /// Next batch, `None` at the end.
+    /// Next batch, `None` at the end, where the rows read must be the rows recorded.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        self.reader.next().transpose().map_err(|source| arrow_err(&self.path, source))
+        let next = self.reader.next_batch()?;
+        match &next {
+            Some(batch) => self.rows_read += batch.num_rows() as u64,
+            None if self.rows_read != self.provenance.rows => {
+                return Err(Error::RowCount {
+                    path: self.path.clone(),
+                    found: self.rows_read,
+                    expected: self.provenance.rows,
+                });
+            }
+            None => {}
+        }
+        Ok(next)
     }
 }
 

@@ -26,7 +26,9 @@ impl Pending {
         let write = |source| Error::Write { path: dest.to_owned(), source };
         fs_err::create_dir_all(&dir).map_err(write)?;
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let prefix = format!(".{name}.");
+        remove_stale(&dir, &name);
+        // The writer's pid in the name tells a later run whether the file is abandoned.
+        let prefix = format!(".{name}.{}.", std::process::id());
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".partial");
         // Like any new file (0666 less the umask), not tempfile's private 0600.
@@ -40,12 +42,48 @@ impl Pending {
         self.temp.as_file_mut()
     }
 
+    /// blake3 of what was written so far.
+    pub fn blake3(&self) -> Result<String> {
+        let read = |source| Error::Read { path: self.temp.path().to_owned(), source };
+        let mut file = self.temp.reopen().map_err(read)?;
+        let mut hasher = blake3::Hasher::new();
+        std::io::copy(&mut file, &mut hasher).map_err(read)?;
+        Ok(hasher.finalize().to_hex().to_string())
+    }
+
     /// Flushes to disk and renames into place.
     pub fn commit(self) -> Result<()> {
         let write = |source| Error::Write { path: self.dest.clone(), source };
         self.temp.as_file().sync_all().map_err(write)?;
         self.temp.persist(&self.dest).map_err(|e| write(e.error))?;
         Ok(())
+    }
+}
+
+/// Removes `.NAME.PID.XXXX.partial` files in `dir` left by writers of `name` that are no
+/// longer running (killed stages). Linux only: elsewhere they stay.
+fn remove_stale(dir: &Path, name: &str) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)).and_then(|r| r.strip_suffix(".partial"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!("removed `{}`, left by a stopped run", entry.path().display()),
+                Err(e) => tracing::warn!("cannot remove stale `{}`: {e}", entry.path().display()),
+            }
+        }
     }
 }
 
@@ -79,6 +117,22 @@ mod tests {
         drop(p);
         assert!(!dest.exists());
         assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 0);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn files_of_stopped_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 0 is never a user process; the running test's own pid is alive.
+        let stale = dir.path().join(".out.bin.0.abc123.partial");
+        let live = dir.path().join(format!(".out.bin.{}.def456.partial", std::process::id()));
+        let other = dir.path().join(".other.bin.0.abc123.partial");
+        for p in [&stale, &live, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        write_bytes(&dir.path().join("out.bin"), b"whole").unwrap();
+        assert!(!stale.exists(), "a dead writer's file is removed");
+        assert!(live.exists() && other.exists(), "a live writer's file and another output's stay");
     }
 
     #[test]

@@ -21,8 +21,27 @@ pub fn parse<T: clap::Parser>() -> T {
     })
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the level; `NO_COLOR` is respected.
+/// Set by `graft run` in each stage's environment: the runner's pid.
+pub const RUNNER_PID_VAR: &str = "GRAFT_RUNNER_PID";
+
+/// A stage started by `graft run` ends with it, however the runner ends (even `kill -9`),
+/// instead of running on as an orphan. Linux only.
+fn die_with_runner() {
+    #[cfg(target_os = "linux")]
+    if let Some(runner) = std::env::var(RUNNER_PID_VAR).ok().and_then(|p| p.parse::<i32>().ok()) {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        // The runner may have ended before the request took effect.
+        if nix::unistd::getppid().as_raw() != runner {
+            eprintln!("error: `graft run` (pid {runner}) ended before this stage started");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level; `NO_COLOR` is respected. Every
+/// binary calls this first, so a stage started by `graft run` also ends with it here.
 pub fn init_logging(quiet: bool) {
+    die_with_runner();
     let default = if quiet { "warn" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -21,6 +21,33 @@ pub enum Error {
         #[source]
         source: arrow::error::ArrowError,
     },
+    #[error("cannot write Arrow IPC file `{}`", path.display())]
+    ArrowWrite {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("`{}` is corrupt: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("`{}` batch {batch} is not valid Arrow data", path.display())]
+    ArrowBatch {
+        path: PathBuf,
+        batch: usize,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("`{}` batch {batch} column `{column}` is not valid Arrow data", path.display())]
+    ArrowColumn {
+        path: PathBuf,
+        batch: usize,
+        column: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("`{}` batch {batch} column `{column}` row {row}: {message}", path.display())]
+    BadValue { path: PathBuf, batch: usize, column: String, row: usize, message: String },
+    #[error("`{}` holds {found} rows but its metadata says {expected}: the file is truncated or was altered", path.display())]
+    RowCount { path: PathBuf, found: u64, expected: u64 },
     #[error("`{}` has no graft metadata: it was not written by a graft stage", path.display())]
     NoProvenance { path: PathBuf },
     #[error("graft metadata of `{}` is malformed", path.display())]
@@ -39,6 +66,12 @@ pub enum Error {
     },
     #[error("backbone spec `{}`: {message}", path.display())]
     SpecValue { path: PathBuf, message: String },
+    #[error("lock file `{}` is unreadable ({message}); delete it to rerun every stage", path.display())]
+    LockFile { path: PathBuf, message: String },
+    #[error("manifest `{}` {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("`{}` is not the file `{}` lists (blake3 {found}, listed {expected}): the folder mixes files of two runs or was altered", path.display(), manifest.display())]
+    Mixed { path: PathBuf, manifest: PathBuf, found: String, expected: String },
     #[error("cannot serialise {what}")]
     Json {
         what: &'static str,

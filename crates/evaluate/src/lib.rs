@@ -16,6 +16,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance, Task};
+use graft_core::manifest::Manifest;
 use graft_finetune::{Head, argmax, data};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,8 @@ pub use table::render;
 
 pub const METRICS_FILE: &str = "metrics.json";
 pub const PREDICTIONS_FILE: &str = "predictions.arrow";
+/// The manifest's `kind` of an evaluation folder.
+pub const MANIFEST_KIND: &str = "evaluation";
 
 /// Parameters of `graft-evaluate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -162,6 +165,8 @@ pub enum Error {
     NotComparable { a: PathBuf, b: PathBuf, message: String },
     #[error("`{}` row {row}: {message}", path.display())]
     BadPredictions { path: PathBuf, row: usize, message: String },
+    #[error("head `{}` scores row {row} (id `{id}`) of `{}` as NaN or infinite", head.display(), features.display())]
+    NonFinite { head: PathBuf, features: PathBuf, row: usize, id: String },
     #[error("fuse: {0}")]
     BadFusion(String),
     #[error("mteb: {0}")]
@@ -231,6 +236,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let (metrics, intervals, probabilities, scored) = match head.info.task {
         Task::Classification => {
             let proba = head.predict_proba(feats.x.view());
+            check_finite(proba.rows().into_iter().map(|r| r.iter().all(|v| v.is_finite())), &feats, &path, cfg)?;
             let pred: Vec<usize> =
                 proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
             let resampled = |rows: &[usize], stat: fn(&Classification) -> f64| {
@@ -254,6 +260,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         }
         Task::Regression => {
             let pred = head.predict_values(feats.x.view());
+            check_finite(pred.iter().map(|v| v.is_finite()), &feats, &path, cfg)?;
             let resampled = |rows: &[usize], stat: fn(&Regression) -> f64| {
                 let (t, p): (Vec<f64>, Vec<f64>) = rows.iter().map(|&r| (feats.targets[r], pred[r])).unzip();
                 stat(&metrics::regression(&t, &p))
@@ -353,6 +360,16 @@ pub fn run(cfg: &Config) -> Result<Report> {
     Ok(report)
 }
 
+/// Refuses scores with a non-finite value (`finite` per row), naming the first such row.
+fn check_finite(finite: impl Iterator<Item = bool>, feats: &data::Features, path: &Path, cfg: &Config) -> Result<()> {
+    match finite.enumerate().find(|(_, ok)| !ok) {
+        Some((row, _)) => {
+            Err(Error::NonFinite { head: cfg.head.clone(), features: path.to_owned(), row, id: feats.ids[row].clone() })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Writes `predictions.arrow` (`schema`, `columns`), `metrics.json` (the page's report) and
 /// `report.html` into `out`, all committed together.
 pub(crate) fn write_outputs(
@@ -370,9 +387,14 @@ pub(crate) fn write_outputs(
     let mut json =
         serde_json::to_vec_pretty(page.report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
     json.push(b'\n');
+    let html = report::html(page);
+    let mut manifest = Manifest::new(MANIFEST_KIND);
+    manifest.add_pending(PREDICTIONS_FILE, &predictions)?;
+    manifest.add_bytes(METRICS_FILE, &json);
+    manifest.add_bytes(report::FILE, html.as_bytes());
     let metrics_file = graft_core::atomic::pending_bytes(&out.join(METRICS_FILE), &json)?;
-    let html = graft_core::atomic::pending_bytes(&out.join(report::FILE), report::html(page).as_bytes())?;
-    graft_core::atomic::commit_all(vec![predictions, metrics_file, html])?;
+    let html = graft_core::atomic::pending_bytes(&out.join(report::FILE), html.as_bytes())?;
+    graft_core::atomic::commit_all(vec![predictions, metrics_file, html, manifest.pending(out)?])?;
     Ok(())
 }
 
@@ -392,5 +414,24 @@ fn load_curve(path: &Path) -> Result<graft_finetune::curve::Curve> {
 pub fn load_report(path: &Path) -> Result<Report> {
     let path = if path.is_dir() { path.join(METRICS_FILE) } else { path.to_owned() };
     let bytes = fs_err::read(&path).map_err(|source| graft_core::Error::Read { path: path.clone(), source })?;
+    check_manifest(&path, Some(&bytes))?;
     serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path, source })
+}
+
+/// Refuses a file of an evaluation folder that its folder's manifest does not list as it is
+/// (`bytes` when already read). A file outside an evaluation folder has no manifest to check.
+pub(crate) fn check_manifest(path: &Path, bytes: Option<&[u8]>) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    if !dir.join(graft_core::manifest::FILE).exists() {
+        return Ok(());
+    }
+    let manifest = Manifest::read(dir, MANIFEST_KIND)?;
+    match bytes {
+        Some(b) => manifest.check_bytes(dir, name, b)?,
+        None => manifest.check_file(dir, name)?,
+    }
+    Ok(())
 }

@@ -87,9 +87,6 @@ pub fn read_features(path: &Path) -> Result<Features> {
             labels.push(lab.to_owned());
         }
     }
-    if ids.len() as u64 != provenance.rows {
-        return Err(Error::RowCount { path: path.to_owned(), found: ids.len() as u64, expected: provenance.rows });
-    }
     let x = Array2::from_shape_vec((ids.len(), dim), values).expect("rows times dim values");
     Ok(Features { ids, labels, classes, targets, x, provenance, backbone })
 }

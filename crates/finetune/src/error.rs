@@ -14,8 +14,6 @@ pub enum Error {
     LabelMismatch { path: PathBuf, reference: PathBuf, found: Vec<String>, expected: Vec<String> },
     #[error("`{}` row {row} (id `{id}`): {message}", path.display())]
     BadRow { path: PathBuf, row: usize, id: String, message: String },
-    #[error("`{}` holds {found} rows but its metadata says {expected}: the file is truncated or was altered", path.display())]
-    RowCount { path: PathBuf, found: u64, expected: u64 },
     #[error("`{key}`: {message}")]
     BadParam { key: &'static str, message: String },
     #[error("head config `{}`: {message}", path.display())]
@@ -28,6 +26,11 @@ pub enum Error {
     MissingClass { path: PathBuf, class: String },
     #[error("train split `{}`: class `{class}` has {count} rows, fewer than the {folds} folds", path.display())]
     TooFewForFolds { path: PathBuf, class: String, count: usize, folds: usize },
+    #[error(
+        "training diverged at epoch {epoch}: train loss {train_loss}{}; no head written (lower `lr`, or clip with `clip_norm`)",
+        val_loss.map(|l| format!(", val loss {l}")).unwrap_or_default()
+    )]
+    Diverged { epoch: usize, train_loss: f64, val_loss: Option<f64> },
     #[error("head `{}`: {message}", path.display())]
     BadHead { path: PathBuf, message: String },
     #[error("cannot read head `{}`", path.display())]
@@ -42,6 +45,12 @@ pub enum Error {
         #[source]
         source: safetensors::SafeTensorError,
     },
+}
+
+impl From<crate::mlp::Diverged> for Error {
+    fn from(d: crate::mlp::Diverged) -> Self {
+        Error::Diverged { epoch: d.epoch, train_loss: d.train_loss, val_loss: d.val_loss }
+    }
 }
 
 impl graft_core::UserFacing for Error {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use graft_core::artifact::{BackboneId, Task};
+use graft_core::manifest::Manifest;
 use ndarray::{Array1, Array2, ArrayView2};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ use crate::mlp::{Activation, Dense, Epoch, Mlp};
 pub const FORMAT: &str = "graft-head/2";
 pub const WEIGHTS_FILE: &str = "head.safetensors";
 pub const INFO_FILE: &str = "head.json";
+/// The manifest's `kind` of a head folder.
+pub const MANIFEST_KIND: &str = "head";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,8 +194,44 @@ impl Head {
         z
     }
 
+    /// What makes the head unusable: a non-finite or non-positive temperature or scale, a
+    /// non-finite weight. Checked before writing and after reading.
+    pub fn defect(&self) -> Option<String> {
+        let info = &self.info;
+        if !(info.temperature.is_finite() && info.temperature > 0.0) {
+            return Some(format!("temperature {} is not a finite positive number", info.temperature));
+        }
+        if !(info.target_mean.is_finite() && info.target_scale.is_finite() && info.target_scale > 0.0) {
+            return Some(format!(
+                "target mean {} and scale {} must be finite, the scale positive",
+                info.target_mean, info.target_scale
+            ));
+        }
+        fn finite(mut v: impl Iterator<Item = f64>) -> bool {
+            v.all(f64::is_finite)
+        }
+        let mut tensors: Vec<(String, bool)> = match &self.model {
+            Model::Linear(m) => vec![
+                ("weight".into(), finite(m.weight.iter().copied())),
+                ("bias".into(), finite(m.bias.iter().copied())),
+            ],
+            Model::Mlp(m) => (m.layers.iter().enumerate())
+                .map(|(i, l)| (format!("layers.{i}"), finite(l.weight.iter().chain(&l.bias).map(|&v| f64::from(v)))))
+                .collect(),
+        };
+        if let (Some(mean), Some(scale)) = (&self.mean, &self.scale) {
+            tensors.push(("mean".into(), finite(mean.iter().copied())));
+            tensors.push(("scale".into(), scale.iter().all(|&v| v.is_finite() && v > 0.0)));
+        }
+        let (name, _) = tensors.into_iter().find(|(_, ok)| !ok)?;
+        Some(format!("tensor `{name}` holds a NaN, infinite or (for `scale`) non-positive value"))
+    }
+
     /// Serialises both files; the caller commits them.
     pub fn to_files(&self, dir: &Path) -> Result<Vec<graft_core::atomic::Pending>> {
+        if let Some(message) = self.defect() {
+            return Err(Error::BadHead { path: dir.to_owned(), message });
+        }
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         match &self.model {
             Model::Linear(m) => {
@@ -228,9 +267,13 @@ impl Head {
         let mut json =
             serde_json::to_vec_pretty(&self.info).map_err(|source| graft_core::Error::Json { what: "head", source })?;
         json.push(b'\n');
+        let mut manifest = Manifest::new(MANIFEST_KIND);
+        manifest.add_bytes(WEIGHTS_FILE, &bytes);
+        manifest.add_bytes(INFO_FILE, &json);
         Ok(vec![
             graft_core::atomic::pending_bytes(&weights_path, &bytes)?,
             graft_core::atomic::pending_bytes(&dir.join(INFO_FILE), &json)?,
+            manifest.pending(dir)?,
         ])
     }
 
@@ -239,7 +282,10 @@ impl Head {
         let read = |path: &Path| {
             fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })
         };
-        let info: HeadInfo = serde_json::from_slice(&read(&info_path)?)
+        let manifest = Manifest::read(dir, MANIFEST_KIND)?;
+        let info_bytes = read(&info_path)?;
+        manifest.check_bytes(dir, INFO_FILE, &info_bytes)?;
+        let info: HeadInfo = serde_json::from_slice(&info_bytes)
             .map_err(|source| Error::HeadJson { path: info_path.clone(), source })?;
         let bad = |message: String| Error::BadHead { path: dir.to_owned(), message };
         if info.format != FORMAT {
@@ -247,6 +293,7 @@ impl Head {
         }
         let weights_path = dir.join(WEIGHTS_FILE);
         let bytes = read(&weights_path)?;
+        manifest.check_bytes(dir, WEIGHTS_FILE, &bytes)?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
         let get = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
@@ -296,7 +343,11 @@ impl Head {
         } else {
             (None, None)
         };
-        Ok(Self { info, model, mean, scale })
+        let head = Self { info, model, mean, scale };
+        match head.defect() {
+            Some(message) => Err(bad(message)),
+            None => Ok(head),
+        }
     }
 }
 

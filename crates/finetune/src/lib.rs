@@ -253,7 +253,8 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
                 p.activation,
                 &settings,
                 on_epoch,
-            );
+            )
+            .map_err(Error::from)?;
             record.epochs = fitted.history;
             record.best_epoch = Some(fitted.best_epoch);
             (Model::Mlp(fitted.model), p.hidden.clone(), Some(p.activation))

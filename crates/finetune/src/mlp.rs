@@ -185,6 +185,14 @@ pub struct Split<'a> {
     pub row_weights: Option<&'a [f64]>,
 }
 
+/// Training stopped: the loss of `epoch` (1-based) was NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diverged {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Fitted {
     pub model: Mlp,
@@ -319,7 +327,7 @@ pub fn train(
     activation: Activation,
     t: &Training,
     mut on_epoch: impl FnMut(&Epoch),
-) -> Fitted {
+) -> Result<Fitted, Diverged> {
     let (n, d) = train.x.dim();
     let mut rng = SplitMix64::new(t.seed);
     let dims: Vec<usize> = std::iter::once(d).chain(hidden.iter().copied()).chain([classes]).collect();
@@ -387,6 +395,9 @@ pub fn train(
             lr,
         };
         on_epoch(&record);
+        if !record.train_loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite()) {
+            return Err(Diverged { epoch, train_loss: record.train_loss, val_loss: record.val_loss });
+        }
         history.push(record);
         if let Some((loss, accuracy)) = scored {
             let value = match (t.monitor, accuracy) {
@@ -400,13 +411,13 @@ pub fn train(
             }
         }
     }
-    match best {
+    Ok(match best {
         Some((_, best_epoch, kept)) => Fitted { model: kept, history, best_epoch },
         None => {
             let best_epoch = history.len();
             Fitted { model, history, best_epoch }
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -510,7 +521,8 @@ mod tests {
                     activation,
                     &settings(opt),
                     |_| {},
-                );
+                )
+                .unwrap();
                 let (_, acc) =
                     score(&fitted.model, &Split { x: vx.view(), y: Target::Classes(&vy), row_weights: None });
                 let acc = acc.expect("classification");
@@ -540,7 +552,7 @@ mod tests {
             t.patience = Some(30);
             let train_split = Split { x: train_x, y: Target::Values(&y[..600]), row_weights: None };
             let val = Split { x: val_x, y: Target::Values(&y[600..]), row_weights: None };
-            let fitted = train(&train_split, Some(&val), 1, &[32], Activation::Gelu, &t, |_| {});
+            let fitted = train(&train_split, Some(&val), 1, &[32], Activation::Gelu, &t, |_| {}).unwrap();
             let (mse, acc) = score(&fitted.model, &val);
             assert!(acc.is_none());
             assert!(mse < 0.05 * variance, "{loss:?}: val MSE {mse} against variance {variance}");
@@ -553,11 +565,22 @@ mod tests {
         let split = Split { x: x.view(), y: Target::Classes(&y), row_weights: None };
         let mut t = settings(Optimizer::Adamw);
         t.epochs = 5;
-        let a = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {});
-        let b = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {});
+        let a = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {}).unwrap();
+        let b = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {}).unwrap();
         assert_eq!(a.model, b.model);
         t.seed += 1;
-        let c = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {});
+        let c = train(&split, None, 2, &[8], Activation::Gelu, &t, |_| {}).unwrap();
         assert_ne!(a.model, c.model);
+    }
+
+    #[test]
+    fn a_diverging_run_stops_naming_its_epoch() {
+        let (x, y) = rings(200, 1);
+        let split = Split { x: x.view(), y: Target::Classes(&y), row_weights: None };
+        let mut t = settings(Optimizer::Sgd);
+        t.optimizer.lr = 1e6;
+        let err = train(&split, Some(&split), 2, &[8], Activation::Relu, &t, |_| {}).unwrap_err();
+        assert!(err.epoch >= 1 && err.epoch <= t.epochs, "{err:?}");
+        assert!(!err.train_loss.is_finite() || err.val_loss.is_some_and(|l| !l.is_finite()), "{err:?}");
     }
 }

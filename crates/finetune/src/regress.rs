@@ -88,7 +88,7 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
                 row_weights: None,
             });
             let settings = mlp_settings(p, loss);
-            let fitted = mlp::train(&train_split, val_split.as_ref(), 1, &p.hidden, p.activation, &settings, on_epoch);
+            let fitted = mlp::train(&train_split, val_split.as_ref(), 1, &p.hidden, p.activation, &settings, on_epoch)?;
             record.epochs = fitted.history;
             record.best_epoch = Some(fitted.best_epoch);
             (Model::Mlp(fitted.model), p.hidden.clone(), Some(p.activation), mean, scale)

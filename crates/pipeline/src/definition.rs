@@ -140,14 +140,24 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, Vec<String>)
 }
 
 /// For each stage in file order, the stages whose outputs it reads. Errors when two stages
-/// write the same output.
+/// write the same output, or one writes inside another's output. Paths are compared as
+/// [`crate::expand::normalize`] leaves them.
 pub fn upstream(p: &Pipeline) -> Result<IndexMap<&str, Vec<&str>>, String> {
     let mut writer: IndexMap<&Path, &str> = IndexMap::new();
     for (name, stage) in &p.stages {
         for out in &stage.outs {
-            if let Some(other) = writer.insert(out.as_path(), name) {
-                return Err(format!("`{}` is an output of both stage `{other}` and stage `{name}`", out.display()));
+            if let Some((other_out, other)) = writer.iter().find(|(o, _)| out.starts_with(o) || o.starts_with(out)) {
+                return Err(if other_out == out {
+                    format!("`{}` is an output of both stage `{other}` and stage `{name}`", out.display())
+                } else {
+                    format!(
+                        "outputs nest: `{}` of stage `{name}` and `{}` of stage `{other}`",
+                        out.display(),
+                        other_out.display()
+                    )
+                });
             }
+            writer.insert(out.as_path(), name);
         }
     }
     Ok(p.stages
@@ -210,6 +220,9 @@ mod tests {
         assert!(run_order(&cycle).unwrap_err().contains("cycle"));
         let twice = parse("version: 1\nstages:\n  a: {cmd: x, outs: [o]}\n  b: {cmd: x, outs: [o]}\n");
         assert!(run_order(&twice).unwrap_err().contains("both stage `a` and stage `b`"));
+        let nested = parse("version: 1\nstages:\n  a: {cmd: x, outs: [o]}\n  b: {cmd: x, outs: [o/inner]}\n");
+        let err = run_order(&nested).unwrap_err();
+        assert!(err.contains("outputs nest: `o/inner` of stage `b` and `o` of stage `a`"), "{err}");
     }
 
     #[test]

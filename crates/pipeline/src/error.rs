@@ -33,12 +33,14 @@ pub enum Error {
     MissingOut { stage: String, path: PathBuf },
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error("lock file `{}` is malformed; delete it to rerun everything", path.display())]
-    Lock {
+    #[error("cannot read metrics `{}`", path.display())]
+    Metrics {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    #[error("pipeline `{}` is being run by process {pid} (lock `{}`); wait for it to finish", pipeline.display(), lock.display())]
+    Busy { pipeline: PathBuf, lock: PathBuf, pid: String },
 }
 
 impl graft_core::UserFacing for Error {

@@ -42,7 +42,18 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
     for o in overrides {
         apply_override(&mut pipeline, o).map_err(|m| invalid(format!("`--set {o}`: {m}")))?;
     }
-    let params: IndexMap<String, String> = pipeline.params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let params = resolve_params(&pipeline.params).map_err(invalid)?;
+    let no_axes = IndexMap::new();
+    let outer = Context { params: &params, matrix: &no_axes };
+    for (axis, values) in &mut pipeline.matrix {
+        for v in values {
+            if let Scalar::Str(t) = v {
+                *t = outer.substitute(t).map_err(|m| invalid(format!("matrix axis `{axis}`: {m}")))?;
+            }
+        }
+    }
+    let absolute_root = std::path::absolute(if root.as_os_str().is_empty() { Path::new(".") } else { root })
+        .map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let mut stages = IndexMap::new();
     for (name, stage) in std::mem::take(&mut pipeline.stages) {
         let axes = matrix_axes(&stage);
@@ -73,7 +84,7 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
                 args.insert(k.clone(), v);
             }
             let paths = |ps: &[PathBuf]| -> Result<Vec<PathBuf>> {
-                ps.iter().map(|p| sub(&p.to_string_lossy()).map(PathBuf::from)).collect()
+                ps.iter().map(|p| Ok(normalize(&absolute_root, Path::new(&sub(&p.to_string_lossy())?)))).collect()
             };
             let expanded = Stage {
                 cmd: sub(&stage.cmd)?,
@@ -88,6 +99,67 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
     }
     pipeline.stages = stages;
     Ok(pipeline)
+}
+
+/// Params with their own `${params.X}` and `${env.X}` references substituted, in
+/// declaration order; a param that refers back to itself is an error naming the cycle.
+fn resolve_params(raw: &IndexMap<String, Scalar>) -> std::result::Result<IndexMap<String, String>, String> {
+    fn resolve(
+        name: &str,
+        raw: &IndexMap<String, Scalar>,
+        done: &mut IndexMap<String, String>,
+        stack: &mut Vec<String>,
+    ) -> std::result::Result<String, String> {
+        if let Some(v) = done.get(name) {
+            return Ok(v.clone());
+        }
+        if stack.iter().any(|s| s == name) {
+            stack.push(name.to_owned());
+            return Err(format!("params refer to each other in a cycle: {}", stack.join(" -> ")));
+        }
+        let text = raw.get(name).map(ToString::to_string).ok_or_else(|| format!("there is no param `{name}`"))?;
+        stack.push(name.to_owned());
+        let mut deps = IndexMap::new();
+        for reference in references(&text) {
+            if let Some(k) = reference.strip_prefix("params.") {
+                let v = resolve(k, raw, done, stack).map_err(|m| format!("param `{name}`: {m}"))?;
+                deps.insert(k.to_owned(), v);
+            }
+        }
+        stack.pop();
+        let no_axes = IndexMap::new();
+        let value = Context { params: &deps, matrix: &no_axes }
+            .substitute(&text)
+            .map_err(|m| format!("param `{name}`: {m}"))?;
+        done.insert(name.to_owned(), value.clone());
+        Ok(value)
+    }
+    let mut done = IndexMap::new();
+    for name in raw.keys() {
+        resolve(name, raw, &mut done, &mut Vec::new())?;
+    }
+    Ok(raw.keys().map(|k| (k.clone(), done[k].clone())).collect())
+}
+
+/// `path` relative to the pipeline's folder `root` (absolute), without `.` or `a/..`
+/// components, so that one file has one spelling: `./out/a`, `out/b/../a` and
+/// `ROOT/out/a` are all `out/a`. Paths outside the root stay absolute.
+pub fn normalize(root: &Path, path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in root.join(path).components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    match out.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => PathBuf::from("."),
+        Ok(rel) => rel.to_owned(),
+        Err(_) => out,
+    }
 }
 
 /// `params.NAME=VALUE` or `STAGE.KEY=VALUE` (a stage flag).
@@ -257,5 +329,31 @@ mod tests {
         std::fs::write(&path, "version: 1\ninclude: [shared.yaml]\nstages:\n  prep: {cmd: x}\n").unwrap();
         let err = expand(&path, parse(&path).unwrap(), &[]).unwrap_err().to_string();
         assert!(err.contains("stage `prep` is defined here and in `shared.yaml`"), "{err}");
+    }
+
+    #[test]
+    fn params_and_matrix_values_are_substituted_with_a_cycle_check() {
+        // CARGO_PKG_NAME: an environment variable cargo sets for every test.
+        let yaml = "version: 1\nparams: {root: '${env.CARGO_PKG_NAME}', run: '${params.root}/run'}\nmatrix: {dir: ['${params.run}/a', b]}\nstages:\n  s: {cmd: x, outs: ['${matrix.dir}']}\n";
+        let p = expand_text(yaml, &[]).unwrap();
+        let outs: Vec<&PathBuf> = p.stages.values().flat_map(|s| &s.outs).collect();
+        assert_eq!(outs, [&PathBuf::from("graft-pipeline/run/a"), &PathBuf::from("b")]);
+        let cycle = "version: 1\nparams: {a: '${params.b}', b: 'x${params.a}'}\nstages:\n  s: {cmd: x}\n";
+        let err = expand_text(cycle, &[]).unwrap_err().to_string();
+        assert!(err.contains("cycle: a -> b -> a"), "{err}");
+        let p = expand_text(SWEEP, &["params.run=${env.CARGO_PKG_NAME}"]).unwrap();
+        assert_eq!(p.stages["data"].outs, [PathBuf::from("graft-pipeline/data")]);
+    }
+
+    #[test]
+    fn paths_have_one_spelling() {
+        let root = Path::new("/p/q");
+        assert_eq!(normalize(root, Path::new("./out/a")), PathBuf::from("out/a"));
+        assert_eq!(normalize(root, Path::new("out/b/../a/.")), PathBuf::from("out/a"));
+        assert_eq!(normalize(root, Path::new("/p/q/out/a")), PathBuf::from("out/a"));
+        assert_eq!(normalize(root, Path::new("../r")), PathBuf::from("/p/r"));
+        let yaml = "version: 1\nstages:\n  eval: {cmd: e, deps: [./out/a]}\n  make: {cmd: m, outs: [out/a]}\n";
+        let p = expand_text(yaml, &[]).unwrap();
+        assert_eq!(crate::definition::upstream(&p).unwrap()["eval"], ["make"], "the producer runs first");
     }
 }

@@ -73,7 +73,8 @@ pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
     let (pipeline, order) = definition::load(pipeline_path, &[])?;
     let source = pipeline_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     Ok(match format {
-        Format::Make => makefile(&pipeline, &order, &source),
+        Format::Make => makefile(&pipeline, &order, &source)
+            .map_err(|message| crate::Error::Invalid { path: pipeline_path.to_owned(), message })?,
         Format::Sh => shell(&pipeline, &order, &source),
         Format::Airflow => {
             let dir = std::path::absolute(
@@ -92,7 +93,7 @@ fn command(pipeline: &Pipeline, name: &str, bin: &str) -> String {
     words.join(" ")
 }
 
-fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> String {
+fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(out, "# Exported by `graft export --to make` from {source}; keep it beside that file.");
     let _ = writeln!(out, "# Stage binaries come from PATH, or from GRAFT_BIN (a folder ending in /).");
@@ -102,8 +103,14 @@ fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> String {
     let _ = writeln!(out, "all: {}\n", targets.join(" "));
     for (name, target) in order.iter().zip(&targets) {
         let stage = &pipeline.stages[name];
-        let outs: Vec<String> = stage.outs.iter().map(|p| make_path(p)).collect();
-        let deps: Vec<String> = stage.deps.iter().map(|p| make_path(p)).collect();
+        let in_stage = |m: String| format!("stage `{name}`: {m}; export with `--to sh`, or run it with `graft run`");
+        let outs: Vec<String> = stage.outs.iter().map(|p| make_path(p)).collect::<Result<_, _>>().map_err(in_stage)?;
+        let deps: Vec<String> = stage.deps.iter().map(|p| make_path(p)).collect::<Result<_, _>>().map_err(in_stage)?;
+        if let Some(arg) = stage.argv().iter().find(|a| a.chars().any(char::is_control)) {
+            return Err(in_stage(format!(
+                "argument {arg:?} holds a control character, which a make recipe cannot carry"
+            )));
+        }
         let _ = writeln!(out, "{target}: {}", outs.join(" "));
         let recipe =
             command(pipeline, name, "$(GRAFT_BIN)").replace('$', "$$").replace("$$(GRAFT_BIN)", "$(GRAFT_BIN)");
@@ -113,7 +120,7 @@ fn makefile(pipeline: &Pipeline, order: &[String], source: &str) -> String {
             let _ = writeln!(out, "{} &: {}\n\t{recipe}\n", outs.join(" "), deps.join(" "));
         }
     }
-    out
+    Ok(out)
 }
 
 /// A stage name as a make target: characters make would read as syntax become `_`.
@@ -121,8 +128,15 @@ fn make_target(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
-fn make_path(p: &Path) -> String {
-    p.to_string_lossy().replace('$', "$$").replace(' ', "\\ ")
+/// A path as a make target or prerequisite: `$`, spaces and `#` escaped; characters that
+/// make reads as rule syntax whatever the escaping (`:`, `%`, `;`, wildcards, control
+/// characters) are refused.
+fn make_path(p: &Path) -> Result<String, String> {
+    let text = p.to_string_lossy();
+    if let Some(c) = text.chars().find(|c| c.is_control() || ":%;*?[]\\=".contains(*c)) {
+        return Err(format!("path {text:?} holds {c:?}, which make reads as syntax"));
+    }
+    Ok(text.replace('$', "$$").replace(' ', "\\ ").replace('#', "\\#"))
 }
 
 fn shell(pipeline: &Pipeline, order: &[String], source: &str) -> String {
@@ -260,6 +274,37 @@ mod tests {
         let make = export(&p, Format::Make).unwrap();
         assert!(make.contains("all: h_c_1_ h_c_10_\n"), "{make}");
         assert!(make.contains("h_c_10_: h10\nh10 &: \n\t$(GRAFT_BIN)graft-h --c 10\n"), "{make}");
+    }
+
+    #[test]
+    fn hostile_values_are_quoted_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            "version: 1\nparams: {v: x}\nstages:\n  a: {cmd: printf, args: {v: '${params.v}'}, outs: ['o #1']}\n",
+        )
+        .unwrap();
+        let hostile = "1\n\ttouch injected; $(touch injected2) `touch injected3` ' \" \\";
+        let quoted = shell_quote(hostile);
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {quoted}")).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), hostile, "sh receives the value intact");
+        let make = export(&p, Format::Make).unwrap();
+        assert!(make.contains("o\\ \\#1 &:"), "{make}");
+        std::fs::write(
+            &p,
+            format!(
+                "version: 1\nstages:\n  a: {{cmd: printf, args: {{v: {}}}}}\n",
+                serde_json::to_string(hostile).unwrap()
+            ),
+        )
+        .unwrap();
+        let err = export(&p, Format::Make).unwrap_err().to_string();
+        assert!(err.contains("stage `a`") && err.contains("control character"), "{err}");
+        let sh = export(&p, Format::Sh).unwrap();
+        assert!(sh.contains(&quoted), "{sh}");
+        std::fs::write(&p, "version: 1\nstages:\n  a: {cmd: x, outs: ['a:b']}\n").unwrap();
+        assert!(export(&p, Format::Make).unwrap_err().to_string().contains("make reads as syntax"));
     }
 
     #[test]

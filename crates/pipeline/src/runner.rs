@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 
-use serde::{Deserialize, Serialize};
+use graft_core::lockfile::{Lock, LockedStage};
 
 use crate::definition::{self, Pipeline, Stage};
 use crate::error::{Error, Result};
@@ -93,29 +93,6 @@ fn select(
         .collect())
 }
 
-/// `<pipeline>.lock`: what each stage last ran with and wrote.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lock {
-    pub stages: BTreeMap<String, LockedStage>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockedStage {
-    pub fingerprint: String,
-    /// `--version` and blake3 of the stage binary.
-    #[serde(default)]
-    pub binary: String,
-    #[serde(default)]
-    pub argv: Vec<String>,
-    /// blake3 of each input.
-    #[serde(default)]
-    pub deps: BTreeMap<PathBuf, String>,
-    /// blake3 of each output as written.
-    pub outs: BTreeMap<PathBuf, String>,
-}
-
 /// What a stage would run with now.
 #[derive(Debug, Clone, PartialEq)]
 struct Inputs {
@@ -149,6 +126,36 @@ pub enum Outcome {
 
 pub fn lock_path(pipeline: &Path) -> PathBuf {
     pipeline.with_extension("lock")
+}
+
+/// Held while `graft run` runs a pipeline: an exclusive lock on `<pipeline>.running`, which
+/// holds the runner's pid. The operating system releases it when the runner exits, however.
+#[derive(Debug)]
+struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    fn acquire(pipeline: &Path) -> Result<Self> {
+        use std::io::{Read, Seek, Write};
+        let path = pipeline.with_extension("running");
+        let io = |source| Error::Read { path: path.clone(), source };
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(Error::Busy { pipeline: pipeline.to_owned(), lock: path, pid: pid.trim().to_owned() });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(Self { _file: file })
+    }
 }
 
 /// Finds a stage binary: beside the running `graft`, else the first on `PATH`, else the
@@ -242,7 +249,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
         return Ok(Summary { outcomes, sweep: None });
     }
     let lock_file = lock_path(pipeline_path);
-    let mut lock = read_lock(&lock_file)?;
+    let _running = RunLock::acquire(pipeline_path)?;
+    let mut lock = Lock::read(&lock_file)?;
     let cache = HashCache::load(&hash_cache_path(pipeline_path));
     let waits = waits(&pipeline, &order);
     let mut binaries = HashMap::new();
@@ -286,6 +294,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 tracing::info!("stage `{name}`: {} {}", stage.cmd, now.argv.join(" "));
                 let mut command = Command::new(resolve_program(&stage.cmd));
                 command.args(&now.argv).current_dir(root);
+                // The stage ends when this runner ends (see `graft_core::cli`).
+                command.env(graft_core::cli::RUNNER_PID_VAR, std::process::id().to_string());
                 // Stages print to stderr, so graft's stdout carries only its own results.
                 if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
                     command.stdout(fd);
@@ -336,7 +346,7 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 failure.get_or_insert(e);
             }
         }
-        write_lock(&lock_file, &lock)?;
+        lock.write(&lock_file)?;
     }
     cache.save()?;
     if let Some(e) = failure {
@@ -357,7 +367,7 @@ pub enum State {
 pub fn status(pipeline_path: &Path, set: &[String]) -> Result<Vec<(String, State)>> {
     let (pipeline, order) = definition::load(pipeline_path, set)?;
     let root = root_of(pipeline_path);
-    let lock = read_lock(&lock_path(pipeline_path))?;
+    let lock = Lock::read(&lock_path(pipeline_path))?;
     let cache = HashCache::load(&hash_cache_path(pipeline_path));
     let waits = waits(&pipeline, &order);
     let mut binaries = HashMap::new();
@@ -429,21 +439,6 @@ fn binary_version(stage: &str, program: &Path) -> Result<String> {
         return Err(Error::StageFailed { stage: stage.to_owned(), status: out.status });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn read_lock(path: &Path) -> Result<Lock> {
-    match fs_err::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Lock { path: path.to_owned(), source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
-        Err(source) => Err(Error::Read { path: path.to_owned(), source }),
-    }
-}
-
-fn write_lock(path: &Path, lock: &Lock) -> Result<()> {
-    let mut json =
-        serde_json::to_vec_pretty(lock).map_err(|source| graft_core::Error::Json { what: "lock", source })?;
-    json.push(b'\n');
-    Ok(graft_core::atomic::write_bytes(path, &json)?)
 }
 
 #[allow(clippy::print_stdout)] // --dry-run's commands are the requested output

@@ -41,7 +41,7 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
         let path = root.join(out.to_string()).join("metrics.json");
         let bytes = fs_err::read(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
         let report: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| Error::Lock { path: path.clone(), source })?;
+            serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path: path.clone(), source })?;
         let m = &report["metrics"];
         let mut metrics = IndexMap::new();
         for key in ["accuracy", "macro_f1", "r2", "rmse"] {

@@ -140,7 +140,11 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         labels: labels.clone(),
         rows: 0,
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
-        tokenizer: Some(TokenizerId { blake3: inputs["tokenizer"].clone(), max_length }),
+        tokenizer: Some(TokenizerId {
+            blake3: inputs["tokenizer"].clone(),
+            max_length,
+            vocab_size: tokenizer.get_vocab_size(true),
+        }),
         inputs,
         backbone: None,
         shard: None,

@@ -41,7 +41,8 @@ fn threshold_counts(positive: &[bool], scores: &[f64]) -> Vec<(usize, usize)> {
     let (mut tp, mut fp, mut out, mut i) = (0usize, 0usize, Vec::new(), 0);
     while i < order.len() {
         let threshold = scores[order[i]];
-        while i < order.len() && scores[order[i]] == threshold {
+        // `total_cmp` too, so that a NaN (refused upstream) still advances `i`.
+        while i < order.len() && (scores[order[i]] == threshold || scores[order[i]].total_cmp(&threshold).is_eq()) {
             if positive[order[i]] {
                 tp += 1;
             } else {
@@ -100,6 +101,13 @@ pub fn binary_average_precision(positive: &[bool], scores: &[f64]) -> Option<f64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nan_scores_end() {
+        // Once spun forever, growing a vector: NaN is never equal to itself.
+        let curve = roc_curve(&[true, false, true], &[f64::NAN, 0.5, f64::NAN]);
+        assert_eq!(curve.len(), 3, "{curve:?}");
+    }
 
     #[test]
     fn ranks_share_ties() {

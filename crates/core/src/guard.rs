@@ -1,0 +1,47 @@
+//! Panics inside third-party decoders turned into errors.
+//!
+//! Arrow's IPC decoder can panic on a hostile file (a buffer shorter than its declared
+//! length); graft reports such a file as corrupt instead of crashing. The panic message is
+//! kept for the error and not printed by the default hook.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+static HOOK: Once = Once::new();
+
+/// Runs `f`; a panic inside it becomes `Err` with the panic's message.
+pub fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "decoder panicked".to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_becomes_error_with_its_message() {
+        let r: Result<(), String> = super::unwind(|| panic!("offset {} out of range", 7));
+        assert_eq!(r.unwrap_err(), "offset 7 out of range");
+        assert_eq!(super::unwind(|| 3).unwrap(), 3);
+    }
+}
