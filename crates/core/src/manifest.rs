@@ -76,6 +76,20 @@ impl Manifest {
         self.check_hash(dir, name, &crate::hash::file(&dir.join(name))?)
     }
 
+    /// Checks every file the manifest lists against its blake3.
+    pub fn check_all(&self, dir: &Path) -> Result<()> {
+        for name in self.files.keys() {
+            if !dir.join(name).is_file() {
+                return Err(Error::Manifest {
+                    path: dir.join(FILE),
+                    message: format!("lists `{name}`, which is missing"),
+                });
+            }
+            self.check_file(dir, name)?;
+        }
+        Ok(())
+    }
+
     fn check_hash(&self, dir: &Path, name: &str, found: &str) -> Result<()> {
         let path: PathBuf = dir.join(name);
         match self.files.get(name) {

@@ -159,6 +159,8 @@ pub enum Error {
     BackboneMismatch { features: PathBuf, head: PathBuf, found: String, expected: String },
     #[error("features `{}` have labels {found:?}, head `{}` knows {expected:?}", features.display(), head.display())]
     LabelMismatch { features: PathBuf, head: PathBuf, found: Vec<String>, expected: Vec<String> },
+    #[error("head `{}` was trained for {expected}, but features `{}` are labelled for {found}", head.display(), features.display())]
+    TaskMismatch { features: PathBuf, head: PathBuf, found: Task, expected: Task },
     #[error("`{}` has no split `{split}`", dir.display())]
     NoSplit { dir: PathBuf, split: String },
     #[error("`{}` and `{}` are not predictions on the same rows: {message}", a.display(), b.display())]
@@ -209,7 +211,15 @@ pub fn run(cfg: &Config) -> Result<Report> {
             expected: head.info.backbone.describe(),
         });
     }
-    if feats.provenance.labels != head.info.labels || feats.provenance.task != head.info.task {
+    if feats.provenance.task != head.info.task {
+        return Err(Error::TaskMismatch {
+            features: path,
+            head: cfg.head.clone(),
+            found: feats.provenance.task,
+            expected: head.info.task,
+        });
+    }
+    if feats.provenance.labels != head.info.labels {
         return Err(Error::LabelMismatch {
             features: path,
             head: cfg.head.clone(),
@@ -418,8 +428,9 @@ pub fn load_report(path: &Path) -> Result<Report> {
     serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path, source })
 }
 
-/// Refuses a file of an evaluation folder that its folder's manifest does not list as it is
-/// (`bytes` when already read). A file outside an evaluation folder has no manifest to check.
+/// Refuses a file of an evaluation folder unless the folder's manifest lists it and every
+/// other file as they are (`bytes`: the file, when already read). A file outside an
+/// evaluation folder has no manifest to check.
 pub(crate) fn check_manifest(path: &Path, bytes: Option<&[u8]>) -> Result<()> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Ok(());
@@ -429,9 +440,9 @@ pub(crate) fn check_manifest(path: &Path, bytes: Option<&[u8]>) -> Result<()> {
         return Ok(());
     }
     let manifest = Manifest::read(dir, MANIFEST_KIND)?;
-    match bytes {
-        Some(b) => manifest.check_bytes(dir, name, b)?,
-        None => manifest.check_file(dir, name)?,
+    if let Some(b) = bytes {
+        manifest.check_bytes(dir, name, b)?;
     }
+    manifest.check_all(dir)?;
     Ok(())
 }

@@ -1,0 +1,274 @@
+//! Corrupt, hostile and mixed inputs: each is refused with exit 1 and a message naming the
+//! file, never a panic, a hang or a silently different result.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, Int32Array, ListArray, RecordBatch};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter};
+use graft_core::rng::SplitMix64;
+use graft_e2e::*;
+
+/// preprocess, backbone (with a feature cache), finetune and evaluate on the fixture.
+fn trained(dir: &Path) {
+    features(dir, &["--cache", s(&dir.join("cache"))]);
+    let (feats, head, eval) = (dir.join("features"), dir.join("head"), dir.join("eval"));
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
+    ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
+}
+
+/// Runs `name` with `args`, killed after `limit`; returns (exit code, stderr).
+fn run_within(name: &str, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child =
+        Command::new(bin(name)).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn binary");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            return (status.code(), stderr);
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("{name} {args:?} still running after {limit:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn flipped_bytes_in_every_artifact_are_refused_never_a_panic_or_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let cache_file = std::fs::read_dir(d.join("cache"))
+        .unwrap()
+        .flat_map(|space| std::fs::read_dir(space.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "arrow"))
+        .expect("a cache file");
+    let spec = fixture("tiny/tiny.yaml");
+    let (data, feats, head, eval, out) =
+        (d.join("data"), d.join("features"), d.join("head"), d.join("eval"), d.join("out"));
+    let cache = d.join("cache");
+    let backbone = ["graft-backbone", "--spec", s(&spec), "--input", s(&data), "--out", s(&out), "-q"];
+    let cached = [&backbone[..], &["--cache", s(&cache)]].concat();
+    let finetune = ["graft-finetune", "--features", s(&feats), "--out", s(&out), "--c", "1", "-q"];
+    let evaluate = ["graft-evaluate", "--head", s(&head), "--features", s(&feats), "--out", s(&out), "-q"];
+    let compare = ["graft-evaluate", "compare", s(&eval), s(&eval)];
+    let show = ["graft-evaluate", "show", s(&eval)];
+    // Each file, and a stage that reads it.
+    let cases: Vec<(PathBuf, &[&str])> = vec![
+        (data.join("train.arrow"), &backbone),
+        (cache_file, &cached),
+        (feats.join("train.arrow"), &finetune),
+        (feats.join("test.arrow"), &evaluate),
+        (head.join("head.safetensors"), &evaluate),
+        (head.join("head.json"), &evaluate),
+        (head.join("manifest.json"), &evaluate),
+        (eval.join("predictions.arrow"), &compare),
+        (eval.join("metrics.json"), &show),
+        (eval.join("manifest.json"), &show),
+    ];
+    let mut rng = SplitMix64::new(11);
+    for (file, command) in &cases {
+        let good = std::fs::read(file).unwrap();
+        let name = file.file_name().unwrap().to_str().unwrap();
+        for trial in 0..50 {
+            let mut bytes = good.clone();
+            let pos = rng.below(bytes.len());
+            bytes[pos] ^= 1 << rng.below(8);
+            std::fs::write(file, &bytes).unwrap();
+            let (code, stderr) = run_within(command[0], &command[1..], Duration::from_secs(60));
+            assert_eq!(code, Some(1), "{name}, trial {trial}, byte {pos}: {command:?}\n{stderr}");
+            assert!(stderr.contains(name), "{name}, byte {pos}: the message names the file:\n{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+        std::fs::write(file, &good).unwrap();
+        let (code, stderr) = run_within(command[0], &command[1..], Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{name} restored: {stderr}");
+    }
+}
+
+/// Rewrites head.json through `edit`, with a manifest that lists the new bytes, as a
+/// hand-edited but self-consistent head would be.
+fn edit_head(head: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
+    edit(&mut info);
+    let bytes = serde_json::to_vec_pretty(&info).unwrap();
+    std::fs::write(head.join("head.json"), &bytes).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(head.join("manifest.json")).unwrap()).unwrap();
+    manifest["files"]["head.json"] = blake3::hash(&bytes).to_hex().to_string().into();
+    std::fs::write(head.join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
+
+#[test]
+fn non_finite_temperatures_and_scores_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let (feats, head, out) = (d.join("features"), d.join("head"), d.join("out"));
+    let evaluate = ["--head", s(&head), "--features", s(&feats), "--out", s(&out)];
+    edit_head(&head, |info| info["temperature"] = 0.0.into());
+    let err = user_error("graft-evaluate", &evaluate);
+    assert!(err.contains("head") && err.contains("temperature 0 is not a finite positive number"), "{err}");
+    // A positive temperature so small that every logit overflows: the scores are refused.
+    edit_head(&head, |info| info["temperature"] = 1e-320.into());
+    let err = user_error("graft-evaluate", &evaluate);
+    assert!(err.contains("scores row 0") && err.contains("test.arrow") && err.contains("NaN or infinite"), "{err}");
+    assert!(files_in(&out).is_empty(), "{:?}", files_in(&out));
+}
+
+#[test]
+fn a_diverging_mlp_writes_no_head_and_names_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (feats, head) = (dir.path().join("features"), dir.path().join("head"));
+    let args = ["--features", s(&feats), "--out", s(&head), "--head", "mlp", "--optimizer", "sgd", "--lr", "1e6"];
+    let err = user_error("graft-finetune", &args);
+    let epoch = err.split("training diverged at epoch ").nth(1).and_then(|r| r.split(':').next());
+    assert!(epoch.is_some_and(|e| e.parse::<usize>().is_ok_and(|e| (1..=50).contains(&e))), "{err}");
+    assert!(files_in(&head).is_empty(), "{:?}", files_in(&head));
+}
+
+#[test]
+fn a_head_mixing_two_runs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let (feats, head, other) = (d.join("features"), d.join("head"), d.join("other"));
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&other), "--c", "100", "-q"]);
+    std::fs::copy(other.join("head.safetensors"), head.join("head.safetensors")).unwrap();
+    let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&d.join("out"))]);
+    assert!(err.contains("head.safetensors") && err.contains("mixes files of two runs"), "{err}");
+    std::fs::remove_file(head.join("manifest.json")).unwrap();
+    let err = user_error("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&d.join("out"))]);
+    assert!(err.contains("manifest.json") && err.contains("is not a complete head folder"), "{err}");
+}
+
+/// Rewrites a split file batch by batch through `edit`, keeping its schema and provenance.
+fn rewrite(path: &Path, edit: impl Fn(RecordBatch) -> RecordBatch) {
+    let mut r = ArtifactReader::open(path).unwrap();
+    let mut batches = Vec::new();
+    while let Some(b) = r.next_batch().unwrap() {
+        batches.push(edit(b));
+    }
+    let mut w = ArtifactWriter::create(path, &r.schema()).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap().commit().unwrap();
+}
+
+#[test]
+fn a_token_id_outside_the_vocabulary_is_refused_before_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    features(d, &[]);
+    let path = d.join("data/train.arrow");
+    let vocab = ArtifactReader::open(&path).unwrap().provenance().tokenizer.clone().unwrap().vocab_size;
+    rewrite(&path, |batch| {
+        let i = batch.schema().index_of("input_ids").unwrap();
+        let lists = batch.column(i).as_any().downcast_ref::<ListArray>().unwrap();
+        let mut values = lists.values().as_any().downcast_ref::<Int32Array>().unwrap().values().to_vec();
+        values[lists.value_offsets()[2] as usize + 1] = vocab as i32;
+        let arrow::datatypes::DataType::List(field) = lists.data_type() else { panic!("a list column") };
+        let edited = ListArray::new(field.clone(), lists.offsets().clone(), Arc::new(Int32Array::from(values)), None);
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns[i] = Arc::new(edited);
+        RecordBatch::try_new(batch.schema(), columns).unwrap()
+    });
+    let spec = fixture("tiny/tiny.yaml");
+    let err =
+        user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&d.join("data")), "--out", s(&d.join("f"))]);
+    assert!(err.contains("train.arrow") && err.contains("row 2"), "{err}");
+    assert!(err.contains(&format!("token id {vocab}, outside the tokenizer's {vocab} ids")), "{err}");
+}
+
+#[test]
+fn an_ort_dylib_path_naming_nothing_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    features(d, &[]);
+    let spec = fixture("tiny/tiny.yaml");
+    let out = Command::new(bin("graft-backbone"))
+        .args(["--spec", s(&spec), "--input", s(&d.join("data")), "--out", s(&d.join("f"))])
+        .env("ORT_DYLIB_PATH", d.join("no-such-lib.so"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no-such-lib.so") && stderr.contains("ORT_DYLIB_PATH names no file"), "{stderr}");
+}
+
+#[test]
+fn a_regression_head_on_class_labels_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let head = d.join("head");
+    edit_head(&head, |info| {
+        info["task"] = "regression".into();
+        info["labels"] = serde_json::json!([]);
+    });
+    let err = user_error(
+        "graft-evaluate",
+        &["--head", s(&head), "--features", s(&d.join("features")), "--out", s(&d.join("o"))],
+    );
+    assert!(
+        err.contains("trained for regression, but features") && err.contains("labelled for classification"),
+        "{err}"
+    );
+}
+
+/// Pids of processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+#[test]
+fn one_run_of_a_pipeline_at_a_time_and_its_stages_end_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A stage that blocks: preprocess opening a named pipe nobody writes to.
+    let fifo = d.join("blocking-input.csv");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let spec = fixture("tiny/tiny.yaml");
+    let yaml = format!(
+        "version: 1\nstages:\n  prep:\n    cmd: graft-preprocess\n    args: {{input: '{}', spec: '{}', out: out/data}}\n    outs: [out/data]\n",
+        s(&fifo),
+        s(&spec)
+    );
+    let pipeline = d.join("p.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let mut runner = Command::new(bin("graft")).args(["run", s(&pipeline)]).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while processes_mentioning("blocking-input.csv").iter().all(|&p| p == runner.id()) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = user_error("graft", &["run", s(&pipeline)]);
+    assert!(err.contains(&format!("is being run by process {}", runner.id())), "{err}");
+
+    runner.kill().unwrap(); // SIGKILL: the runner cannot clean up after itself.
+    runner.wait().unwrap();
+    let killed = Instant::now();
+    while !processes_mentioning("blocking-input.csv").is_empty() {
+        assert!(killed.elapsed() < Duration::from_secs(10), "the stage outlived its runner");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The lock went with the runner: the next run takes it and runs the stage.
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::copy(fixture("tiny/reviews.csv"), &fifo).unwrap();
+    ok("graft", &["run", s(&pipeline)]);
+    assert!(d.join("out/data/train.arrow").is_file());
+}
