@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use graft_core::config::backbone::Optimization;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
@@ -40,21 +41,6 @@ impl std::str::FromStr for Device {
 pub struct Opened {
     pub session: Session,
     pub provider: String,
-}
-
-/// ONNX Runtime's graph optimisation level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Optimization {
-    /// None: the graph runs as written.
-    Disable,
-    /// Constant folding and redundant-node elimination.
-    Basic,
-    /// Plus node fusions (attention, GELU, layer norm...).
-    Extended,
-    /// Everything, including layout optimisations.
-    #[default]
-    All,
 }
 
 /// How sessions are built.

@@ -2,7 +2,6 @@
 
 mod batching;
 pub mod cache;
-mod config;
 pub mod device;
 mod embed;
 mod error;
@@ -25,9 +24,9 @@ use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, Kind};
 
-pub use config::Config;
 pub use embed::{EmbedError, Embedder, FeatureSpec};
 pub use error::{Error, Result};
+pub use graft_core::config::backbone::{Config, Optimization};
 pub use pool::{normalize_rows, pool};
 
 /// What a run wrote, for the binary to report.

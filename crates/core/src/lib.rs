@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod atomic;
 pub mod cli;
+pub mod config;
 mod error;
 pub mod guard;
 pub mod hash;

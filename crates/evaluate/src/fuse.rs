@@ -28,8 +28,7 @@ pub enum Method {
 }
 
 /// Parameters of `graft-evaluate fuse`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
 pub struct FuseConfig {
     /// The members' predictions (evaluation folders or predictions.arrow files), same rows.
     #[arg(required = true, num_args = 2..)]
@@ -38,21 +37,17 @@ pub struct FuseConfig {
     pub method: Method,
     /// Weights of the members, in order (weighted).
     #[arg(long, value_delimiter = ',')]
-    #[serde(default)]
     pub weights: Vec<f64>,
     /// The same members' predictions on val, in order, to fit the weights on (weighted).
     #[arg(long, value_delimiter = ',')]
-    #[serde(default)]
     pub val: Vec<PathBuf>,
     /// Output folder for predictions.arrow, metrics.json and report.html.
     #[arg(long)]
     pub out: PathBuf,
     /// Bootstrap resamples for the intervals (0: none).
     #[arg(long, default_value_t = 1000)]
-    #[serde(default)]
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub seed: u64,
 }
 

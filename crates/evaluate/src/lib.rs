@@ -20,6 +20,7 @@ use graft_core::manifest::Manifest;
 use graft_finetune::{Head, argmax, data};
 use serde::{Deserialize, Serialize};
 
+pub use graft_core::config::evaluate::Config;
 pub use metrics::{ClassMetrics, Classification, Probabilistic, Regression};
 pub use table::render;
 
@@ -27,50 +28,6 @@ pub const METRICS_FILE: &str = "metrics.json";
 pub const PREDICTIONS_FILE: &str = "predictions.arrow";
 /// The manifest's `kind` of an evaluation folder.
 pub const MANIFEST_KIND: &str = "evaluation";
-
-/// Parameters of `graft-evaluate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Folder of `graft-finetune` output (`head.json`, `head.safetensors`).
-    #[arg(long)]
-    pub head: PathBuf,
-    /// Folder of `graft-backbone` output.
-    #[arg(long)]
-    pub features: PathBuf,
-    /// Split to evaluate.
-    #[arg(long, default_value = "test")]
-    #[serde(default = "default_split")]
-    pub split: String,
-    /// Output folder for `metrics.json` and `predictions.arrow`.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// A baseline evaluation on the same rows (its folder or predictions.arrow): the report
-    /// and metrics.json then show the difference with its interval and McNemar's test.
-    #[arg(long)]
-    #[serde(default)]
-    pub baseline: Option<PathBuf>,
-    /// A learning curve (`curve.json` from `graft-finetune curve --out`) to draw in the report.
-    #[arg(long)]
-    #[serde(default)]
-    pub curve: Option<PathBuf>,
-    /// Bootstrap resamples for the 95% intervals of accuracy and macro F1 (0: none).
-    #[arg(long, default_value_t = 1000)]
-    #[serde(default = "default_bootstrap")]
-    pub bootstrap: usize,
-    /// Seed of the bootstrap.
-    #[arg(long, default_value_t = 0)]
-    #[serde(default)]
-    pub seed: u64,
-}
-
-fn default_bootstrap() -> usize {
-    1000
-}
-
-fn default_split() -> String {
-    "test".into()
-}
 
 /// `metrics.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

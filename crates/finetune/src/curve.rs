@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HeadConfig;
+use crate::HeadConfig;
 use crate::error::{Error, Result};
 
 pub const FILE: &str = "curve.json";

@@ -10,10 +10,10 @@ use ndarray::{Array1, Array2, ArrayView2};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HeadConfig, HeadKind};
 use crate::error::{Error, Result};
 use crate::logreg::{Linear, softmax_rows};
 use crate::mlp::{Activation, Dense, Epoch, Mlp};
+use crate::{HeadConfig, HeadKind};
 
 pub const FORMAT: &str = "graft-head/2";
 pub const WEIGHTS_FILE: &str = "head.safetensors";

@@ -1,7 +1,6 @@
 //! `graft-finetune`: trains a head on frozen backbone features.
 
 pub mod calibrate;
-mod config;
 pub mod curve;
 pub mod data;
 mod error;
@@ -21,8 +20,10 @@ use std::path::Path;
 use graft_core::artifact::{SPLITS, Task};
 use ndarray::{Array2, Axis};
 
-pub use config::{AutoWord, CValue, ClassWeight, Config, HeadConfig, HeadKind, c_grid};
 pub use error::{Error, Result};
+pub use graft_core::config::finetune::{
+    AutoWord, CValue, ClassWeight, Config, HeadConfig, HeadKind, RegressionLoss, c_grid,
+};
 pub use head::{Candidate, Head, HeadInfo, Model};
 
 /// Fraction of rows whose most probable class is their class.

@@ -23,26 +23,12 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    paths: Option<Paths>,
+    paths: Option<graft_core::config::finetune::Paths>,
     #[command(flatten)]
     params: HeadConfig,
     /// Warnings and errors only.
     #[arg(long, short, global = true)]
     quiet: bool,
-}
-
-/// Where to read and write.
-#[derive(Debug, clap::Args)]
-struct Paths {
-    /// Folder of `graft-backbone` output (`train.arrow`, and `val.arrow` for model selection).
-    #[arg(long)]
-    features: PathBuf,
-    /// Output folder for `head.safetensors` and `head.json`.
-    #[arg(long)]
-    out: PathBuf,
-    /// YAML file of training keys (the options below, in snake_case); the command line wins.
-    #[arg(long)]
-    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,25 +9,9 @@ use graft_core::rng::SplitMix64;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+pub use graft_core::config::finetune::{Activation, Monitor};
+
 use crate::optim::{self, Schedule, State};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Relu,
-    /// GELU, tanh approximation (as PyTorch's `approximate="tanh"`).
-    Gelu,
-}
-
-/// Which val number early stopping watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Monitor {
-    /// Higher is better.
-    Accuracy,
-    /// Val cross-entropy; lower is better.
-    Loss,
-}
 
 /// One dense layer: `y = x W + b`, `W` is `[in, out]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,27 +1,6 @@
 //! First-order optimisers and learning-rate schedules for the MLP head.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Optimizer {
-    /// Mini-batch SGD with (heavy-ball) momentum; weight decay as an L2 term in the gradient.
-    Sgd,
-    /// Adam; weight decay as an L2 term in the gradient.
-    Adam,
-    /// Adam with decoupled weight decay (Loshchilov & Hutter).
-    Adamw,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Constant,
-    /// Multiply the rate by `lr_gamma` every `lr_step` epochs.
-    Step,
-    /// Cosine decay to zero over the run.
-    Cosine,
-}
+pub use graft_core::config::finetune::{Optimizer, Schedule};
 
 /// Hyper-parameters of one optimiser run.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,11 +3,11 @@
 
 use ndarray::Axis;
 
-use crate::config::{HeadConfig, HeadKind, RegressionLoss};
 use crate::error::{Error, Result};
 use crate::head::{Head, Model, Training};
 use crate::mlp::{self, Monitor, Target};
 use crate::{ClassWeight, Loaded, Scaling, assemble, mlp_settings, ridge, sample};
+use crate::{HeadConfig, HeadKind, RegressionLoss};
 
 fn refuse(key: &'static str, message: &str) -> Result<()> {
     Err(Error::BadParam { key, message: format!("{message} (these features are labelled with regression targets)") })

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ndarray::{ArrayView2, Axis};
 
-use crate::config::HeadConfig;
+use crate::HeadConfig;
 use crate::error::{Error, Result};
 use crate::head::{Candidate, Fit};
 use crate::lbfgs::{Options, Outcome};

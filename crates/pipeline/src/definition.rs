@@ -111,7 +111,24 @@ impl Stage {
 /// The JSON Schema of pipeline files, generated from these types
 /// (committed as `schemas/pipeline.schema.json`).
 pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(Pipeline);
+    let mut schema = schemars::schema_for!(Pipeline);
+    // A graft stage's `args` are its binary's flags, from the same definition clap parses.
+    let by_stage: Vec<serde_json::Value> = graft_core::config::STAGES
+        .iter()
+        .map(|cmd| {
+            let keys: serde_json::Map<String, serde_json::Value> = graft_core::config::stage_keys(cmd)
+                .into_iter()
+                .map(|(key, help)| (key, serde_json::json!({ "description": help })))
+                .collect();
+            serde_json::json!({
+                "if": { "properties": { "cmd": { "const": cmd } } },
+                "then": { "properties": { "args": { "properties": keys, "additionalProperties": false } } }
+            })
+        })
+        .collect();
+    if let Some(stage) = schema.get_mut("$defs").and_then(|d| d.get_mut("Stage")).and_then(|s| s.as_object_mut()) {
+        stage.insert("allOf".into(), by_stage.into());
+    }
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
     text.push('\n');
     text
@@ -133,9 +150,15 @@ pub fn parse(path: &Path) -> Result<Pipeline> {
 
 /// Reads and validates a pipeline file, applies `overrides` (`--set`), resolves includes,
 /// params and the matrix; returns the expanded stages and their run order.
+/// Each stage's arguments are checked against its binary's flags (for graft's own stages).
 pub fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, Vec<String>)> {
     let pipeline = crate::expand::expand(path, parse(path)?, overrides)?;
-    let order = run_order(&pipeline).map_err(|message| Error::Invalid { path: path.to_owned(), message })?;
+    let invalid = |message: String| Error::Invalid { path: path.to_owned(), message };
+    for (name, stage) in &pipeline.stages {
+        graft_core::config::check_args(&stage.cmd, &stage.argv())
+            .map_err(|m| invalid(format!("stage `{name}` ({}): {m}", stage.cmd)))?;
+    }
+    let order = run_order(&pipeline).map_err(invalid)?;
     Ok((pipeline, order))
 }
 
@@ -230,9 +253,25 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/pipeline.schema.json");
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(committed == json_schema(), "{path} is stale: run `graft schema > schemas/pipeline.schema.json`");
-        for key in ["\"matrix\"", "\"params\"", "\"stages\"", "\"deps\"", "\"shards\""] {
+        for key in ["\"matrix\"", "\"params\"", "\"stages\"", "\"deps\"", "\"shards\"", "\"label_smoothing\""] {
             assert!(committed.contains(key), "{key}");
         }
+    }
+
+    #[test]
+    fn stage_args_are_checked_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\nstages:\n  train: {cmd: graft-finetune, args: {features: f, out: h, c: 1}}\n",
+        )
+        .unwrap();
+        load(&path, &[]).unwrap();
+        let err = load(&path, &["train.unknownkey=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("stage `train` (graft-finetune)") && err.contains("'--unknownkey'"), "{err}");
+        let err = load(&path, &["train.epochs=many".into()]).unwrap_err().to_string();
+        assert!(err.contains("'many'") && err.contains("--epochs"), "{err}");
     }
 
     #[test]

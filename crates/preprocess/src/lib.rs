@@ -1,7 +1,6 @@
 //! `graft-preprocess`: raw labelled text -> cleaned, split, tokenised Arrow IPC files.
 
 mod clean;
-mod config;
 mod error;
 pub mod images;
 pub mod read;
@@ -20,8 +19,8 @@ use graft_core::spec::{BackboneSpec, Kind};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 pub use clean::clean_text;
-pub use config::Config;
 pub use error::{Error, Result};
+pub use graft_core::config::preprocess::Config;
 pub use split::Split;
 
 /// Rows per record batch in the written files.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::config::Config;
+use crate::Config;
 use crate::error::{Error, Result};
 
 /// One input row that passed the filters, its fields as strings.

@@ -1,11 +1,14 @@
+//! `graft-preprocess`.
+
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::artifact::Task;
 
 /// Parameters of `graft-preprocess`; the same keys are accepted on the command line
 /// (`--text-column text`) and in pipeline files (`text_column: text`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
 pub struct Config {
     /// Raw data: `.csv`, `.jsonl`/`.ndjson` or `.parquet`; for an image backbone, a folder
     /// with a subfolder of images per class, or a CSV of grey pixel rows.
@@ -19,81 +22,52 @@ pub struct Config {
     pub spec: PathBuf,
     /// Column holding the text.
     #[arg(long, default_value = "text")]
-    #[serde(default = "default_text_column")]
     pub text_column: String,
     /// `classification` (labels are class names, split stratified by class) or `regression`
     /// (labels are numbers, split at random).
     #[arg(long, value_enum, default_value = "classification")]
-    #[serde(default)]
-    pub task: graft_core::artifact::Task,
+    pub task: Task,
     /// Column holding the class label or the regression target.
     #[arg(long, default_value = "label")]
-    #[serde(default = "default_label_column")]
     pub label_column: String,
     /// Column holding a unique row id; by default the row's 0-based index in the input.
     #[arg(long)]
-    #[serde(default)]
     pub id_column: Option<String>,
     /// Keep only rows where COLUMN equals VALUE (`COLUMN=VALUE`; repeatable, all must hold).
     #[arg(long = "filter", value_name = "COLUMN=VALUE")]
-    #[serde(default)]
     pub filters: Vec<String>,
     /// Fraction of each class held out for validation.
     #[arg(long, default_value_t = 0.1)]
-    #[serde(default = "default_fraction")]
     pub val_fraction: f64,
     /// Fraction of each class held out for testing.
     #[arg(long, default_value_t = 0.1)]
-    #[serde(default = "default_fraction")]
     pub test_fraction: f64,
     /// Seed of the stratified split.
     #[arg(long, default_value_t = 42)]
-    #[serde(default = "default_seed")]
     pub seed: u64,
     /// Images: the table column holding image paths (relative to the table's folder).
     #[arg(long)]
-    #[serde(default)]
     pub path_column: Option<String>,
     /// Images: augmented views added per train image (train only; each keeps the image's id
     /// and gets a `view` number from 1; the original is view 0).
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub augment_views: usize,
     /// Images, augmentation: pad by this many pixels, then crop back at a random offset.
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub augment_pad: usize,
     /// Images, augmentation: flip horizontally with probability 1/2.
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
-    #[serde(default)]
     pub augment_flip: bool,
     /// Images, augmentation: rotate by a random angle within this many degrees.
     #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
     pub augment_rotate: f32,
     /// Images, augmentation: scale brightness and contrast by random factors within 1 ± this.
     #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
     pub augment_jitter: f32,
     /// Images: fail on an unreadable image instead of skipping and listing it.
     #[arg(long)]
-    #[serde(default)]
     pub strict: bool,
     /// Truncate token sequences to this length instead of the spec's `text.max_length`.
     #[arg(long)]
-    #[serde(default)]
     pub max_length: Option<usize>,
-}
-
-fn default_text_column() -> String {
-    "text".into()
-}
-fn default_label_column() -> String {
-    "label".into()
-}
-fn default_fraction() -> f64 {
-    0.1
-}
-fn default_seed() -> u64 {
-    42
 }

@@ -1,10 +1,10 @@
+//! `graft-finetune`: the head and how it is trained. `HeadConfig` is also recorded in
+//! `head.json`, so it is read back as well as parsed from flags and `--config` files.
+
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::mlp::{Activation, Monitor};
-use crate::optim::{Optimizer, Schedule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +110,20 @@ pub struct Config {
     /// Output folder for `head.safetensors` and `head.json`.
     pub out: PathBuf,
     pub params: HeadConfig,
+}
+
+/// Where to read and write.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct Paths {
+    /// Folder of `graft-backbone` output (`train.arrow`, and `val.arrow` for model selection).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Output folder for `head.safetensors` and `head.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// YAML file of training keys (the options below, in snake_case); the command line wins.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// How the head is built and trained.
@@ -225,4 +239,43 @@ impl Default for HeadConfig {
         let matches = <Self as clap::Args>::augment_args(clap::Command::new("defaults")).get_matches_from(["defaults"]);
         Self::from_arg_matches(&matches).expect("defaults parse")
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    /// GELU, tanh approximation (as PyTorch's `approximate="tanh"`).
+    Gelu,
+}
+
+/// Which val number early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Higher is better.
+    Accuracy,
+    /// Val cross-entropy; lower is better.
+    Loss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Mini-batch SGD with (heavy-ball) momentum; weight decay as an L2 term in the gradient.
+    Sgd,
+    /// Adam; weight decay as an L2 term in the gradient.
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter).
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// Multiply the rate by `lr_gamma` every `lr_step` epochs.
+    Step,
+    /// Cosine decay to zero over the run.
+    Cosine,
 }

@@ -1,0 +1,35 @@
+//! `graft-evaluate`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Parameters of `graft-evaluate`.
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+pub struct Config {
+    /// Folder of `graft-finetune` output (`head.json`, `head.safetensors`).
+    #[arg(long)]
+    pub head: PathBuf,
+    /// Folder of `graft-backbone` output.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Split to evaluate.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Output folder for `metrics.json` and `predictions.arrow`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A baseline evaluation on the same rows (its folder or predictions.arrow): the report
+    /// and metrics.json then show the difference with its interval and McNemar's test.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// A learning curve (`curve.json` from `graft-finetune curve --out`) to draw in the report.
+    #[arg(long)]
+    pub curve: Option<PathBuf>,
+    /// Bootstrap resamples for the 95% intervals of accuracy and macro F1 (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
