@@ -34,7 +34,7 @@ def main():
     if head["standardize"]:
         scaler = StandardScaler().fit(x_train)
         x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
-    c = head["training"]["chosen_c"]
+    c = head["training"]["fit"]["chosen_c"]
     started = time.perf_counter()
     model = LogisticRegression(C=c, tol=cfg["tol"], max_iter=cfg["max_iter"]).fit(x_train, y_train)
     seconds = time.perf_counter() - started

@@ -83,8 +83,8 @@ fn mlp_head_records_its_history_and_evaluates() {
     let info = head_json(&head);
     assert_eq!(info["architecture"]["kind"], "mlp");
     assert_eq!(info["architecture"]["hidden"], serde_json::json!([32]));
-    let epochs = info["training"]["epochs"].as_array().unwrap();
-    let best = info["training"]["best_epoch"].as_u64().unwrap() as usize;
+    let epochs = info["training"]["fit"]["epochs"].as_array().unwrap();
+    let best = info["training"]["fit"]["best_epoch"].as_u64().unwrap() as usize;
     assert!(best >= 1 && best <= epochs.len());
     // Early stopping: the run ends `patience` epochs after the best, or at the last epoch.
     assert!(epochs.len() == 40 || epochs.len() == best + 5, "{} epochs, best {best}", epochs.len());
@@ -138,7 +138,7 @@ fn fewer_labels_and_cross_validated_c() {
 
     ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "auto", "-q"]);
     let info = head_json(&head);
-    let selection = info["training"]["selection"].as_array().unwrap();
+    let selection = info["training"]["fit"]["selection"].as_array().unwrap();
     assert_eq!(selection.len(), 10);
     let mean = |c: &Value| c["score"].as_f64().unwrap();
     for c in selection {
@@ -148,7 +148,7 @@ fn fewer_labels_and_cross_validated_c() {
     }
     let best = selection.iter().map(mean).fold(f64::NEG_INFINITY, f64::max);
     let first_best = selection.iter().find(|c| mean(c) == best).unwrap();
-    assert_eq!(info["training"]["chosen_c"], first_best["c"]);
+    assert_eq!(info["training"]["fit"]["chosen_c"], first_best["c"]);
 }
 
 #[test]

@@ -65,9 +65,9 @@ fn ridge_and_mlp_heads_evaluate_with_regression_metrics() {
     ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&d("ridge")), "--head", "ridge", "-q"]);
     let head = json(&d("ridge/head.json"));
     assert_eq!(head["task"], "regression");
-    assert_eq!(head["training"]["alpha_selection"].as_array().unwrap().len(), 3);
-    let chosen = head["training"]["chosen_alpha"].as_f64().unwrap();
-    let best = head["training"]["alpha_selection"]
+    assert_eq!(head["training"]["fit"]["alpha_selection"].as_array().unwrap().len(), 3);
+    let chosen = head["training"]["fit"]["chosen_alpha"].as_f64().unwrap();
+    let best = head["training"]["fit"]["alpha_selection"]
         .as_array()
         .unwrap()
         .iter()

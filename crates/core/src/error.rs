@@ -72,6 +72,30 @@ pub enum Error {
     Manifest { path: PathBuf, message: String },
     #[error("`{}` is not the file `{}` lists (blake3 {found}, listed {expected}): the folder mixes files of two runs or was altered", path.display(), manifest.display())]
     Mixed { path: PathBuf, manifest: PathBuf, found: String, expected: String },
+    #[error("`{}` holds only shard {shard} of its split: join the shards with `graft-backbone merge` first", path.display())]
+    Shard { path: PathBuf, shard: String },
+    #[error("`{}` is not a features file: it has no backbone provenance", path.display())]
+    NotFeatures { path: PathBuf },
+    #[error("`{}` comes from another backbone than `{}`: {found} vs {expected}", path.display(), reference.display())]
+    FeaturesMismatch { path: PathBuf, reference: PathBuf, found: String, expected: String },
+    #[error("`{}` has labels {found:?}, `{}` has {expected:?}", path.display(), reference.display())]
+    LabelsMismatch { path: PathBuf, reference: PathBuf, found: Vec<String>, expected: Vec<String> },
+    #[error("`{}` row {row} (id `{id}`): {message}", path.display())]
+    BadRow { path: PathBuf, row: usize, id: String, message: String },
+    #[error("head `{}`: {message}", path.display())]
+    BadHead { path: PathBuf, message: String },
+    #[error("cannot read head `{}`", path.display())]
+    HeadJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot read head weights `{}`", path.display())]
+    HeadWeights {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     #[error("cannot serialise {what}")]
     Json {
         what: &'static str,

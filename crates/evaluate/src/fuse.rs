@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::Provenance;
-use graft_finetune::lbfgs;
+use graft_core::numeric::argmax;
+use graft_learn::lbfgs;
 use serde::{Deserialize, Serialize};
 
 use crate::predictions::Predictions;
@@ -140,7 +141,7 @@ fn evaluate(
     proba: &[Vec<f64>],
     labels: &[String],
 ) -> (metrics::Classification, metrics::Probabilistic) {
-    let pred: Vec<usize> = proba.iter().map(|p| graft_finetune::argmax(p)).collect();
+    let pred: Vec<usize> = proba.iter().map(|p| argmax(p)).collect();
     (metrics::classification(truth, &pred, labels), metrics::probabilistic(truth, proba))
 }
 
@@ -199,7 +200,7 @@ pub fn fuse(cfg: &FuseConfig) -> Result<Report> {
             (path.display().to_string(), r)
         })
         .collect();
-    let pred: Vec<usize> = fused.iter().map(|p| graft_finetune::argmax(p)).collect();
+    let pred: Vec<usize> = fused.iter().map(|p| argmax(p)).collect();
     let intervals = (cfg.bootstrap > 0 && !pred.is_empty()).then(|| {
         let stat = |rows: &[usize], f: fn(&metrics::Classification) -> f64| {
             let (t, p): (Vec<usize>, Vec<usize>) = rows.iter().map(|&r| (truth[r], pred[r])).unzip();

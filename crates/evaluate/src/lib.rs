@@ -16,8 +16,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance, Task};
+use graft_core::features::{self as data};
+use graft_core::head::Head;
 use graft_core::manifest::Manifest;
-use graft_finetune::{Head, argmax, data};
+use graft_core::numeric::argmax;
 use serde::{Deserialize, Serialize};
 
 pub use graft_core::config::evaluate::Config;
@@ -99,7 +101,7 @@ pub enum Metrics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadSummary {
-    pub kind: graft_finetune::HeadKind,
+    pub kind: graft_core::config::finetune::HeadKind,
     /// Logistic regression's chosen C.
     pub c: Option<f64>,
     pub temperature: f64,
@@ -110,8 +112,6 @@ pub struct HeadSummary {
 pub enum Error {
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error(transparent)]
-    Head(#[from] graft_finetune::Error),
     #[error("features `{}` ({found}) are not those head `{}` was trained on ({expected})", features.display(), head.display())]
     BackboneMismatch { features: PathBuf, head: PathBuf, found: String, expected: String },
     #[error("features `{}` have labels {found:?}, head `{}` knows {expected:?}", features.display(), head.display())]
@@ -142,7 +142,6 @@ impl graft_core::UserFacing for Error {
     fn is_user_error(&self) -> bool {
         match self {
             Error::Core(e) => e.is_user_error(),
-            Error::Head(e) => e.is_user_error(),
             _ => true,
         }
     }
@@ -250,7 +249,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
         inputs: [
             ("features".to_owned(), graft_core::hash::file(&path)?),
-            ("head".to_owned(), graft_core::hash::file(&cfg.head.join(graft_finetune::head::WEIGHTS_FILE))?),
+            ("head".to_owned(), graft_core::hash::file(&cfg.head.join(graft_core::head::WEIGHTS_FILE))?),
         ]
         .into(),
         tokenizer: feats.provenance.tokenizer.clone(),
@@ -267,8 +266,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
         probabilities,
         backbone: feats.backbone,
         head: Some(HeadSummary {
-            kind: head.info.architecture.kind,
-            c: head.info.training.chosen_c,
+            kind: head.info.architecture.kind(),
+            c: match head.info.training.fit {
+                graft_core::head::Fit::LogisticRegression { chosen_c, .. } => Some(chosen_c),
+                _ => None,
+            },
             temperature: head.info.temperature,
             train_rows: head.info.training.train_rows,
         }),
@@ -308,7 +310,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let config = serde_json::to_string(&head.info.training.config).unwrap_or_default();
     provenance.push(("head config".to_owned(), config));
     let page = report::Page {
-        title: format!("graft evaluation: {} on {}", head.info.architecture.kind, report.backbone.spec),
+        title: format!("graft evaluation: {} on {}", head.info.architecture.kind(), report.backbone.spec),
         report: &report,
         head: Some(&head.info),
         classes: match &scored {
@@ -372,7 +374,7 @@ enum Scored {
 }
 
 /// A `curve.json` from `graft-finetune curve --out`.
-fn load_curve(path: &Path) -> Result<graft_finetune::curve::Curve> {
+fn load_curve(path: &Path) -> Result<graft_core::curve::Curve> {
     let bytes = fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
     serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path: path.to_owned(), source })
 }

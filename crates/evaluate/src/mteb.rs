@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use graft_finetune::{data, lbfgs, logreg, sample};
+use graft_core::features as data;
+use graft_core::numeric::argmax;
+use graft_learn::{lbfgs, logreg, sample};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result, metrics};
@@ -80,8 +82,7 @@ pub fn run(p: &Protocol) -> Result<MtebReport> {
         let problem = logreg::Problem { x: x.view(), y: &y, classes: labels.len(), row_weights: None };
         let (model, _) = logreg::fit(&problem, 1.0, opts);
         let logits = model.logits(test.x.view());
-        let pred: Vec<usize> =
-            logits.rows().into_iter().map(|r| graft_finetune::argmax(r.as_slice().expect("contiguous"))).collect();
+        let pred: Vec<usize> = logits.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous"))).collect();
         let m = metrics::classification(&test.classes, &pred, labels);
         let ap = (labels.len() == 2).then(|| {
             let positive: Vec<bool> = test.classes.iter().map(|&c| c == 1).collect();

@@ -5,9 +5,8 @@
 
 use std::fmt::Write;
 
-use graft_finetune::HeadKind;
-use graft_finetune::curve::{Curve, Size};
-use graft_finetune::head::HeadInfo;
+use graft_core::curve::{Curve, Size};
+use graft_core::head::{Fit, HeadInfo};
 
 use crate::metrics::{self, Classification, Regression};
 use crate::svg::{Axis, Chart, Mark, Series, escape, heatmap};
@@ -231,16 +230,14 @@ fn regression(s: &mut String, page: &Page<'_>, m: &Regression) {
 }
 
 fn training(s: &mut String, head: &HeadInfo) {
-    let t = &head.training;
     let mut charts = Vec::new();
-    let epoch = |f: fn(&graft_finetune::mlp::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
-        t.epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
-    };
-    match head.architecture.kind {
-        HeadKind::Mlp => {
+    match &head.training.fit {
+        Fit::Mlp { epochs, best_epoch } => {
+            let epoch = |f: fn(&graft_core::head::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
+                epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
+            };
             let (train, val) = (epoch(|e| Some(e.train_loss)), epoch(|e| e.val_loss));
-            let kept: Vec<(f64, f64)> =
-                t.best_epoch.and_then(|b| val.iter().copied().find(|p| p.0 == b as f64)).into_iter().collect();
+            let kept: Vec<(f64, f64)> = val.iter().copied().filter(|p| p.0 == *best_epoch as f64).collect();
             let values = train.iter().chain(&val).map(|p| p.1);
             charts.push(Chart {
                 title: "Training loss".into(),
@@ -262,16 +259,15 @@ fn training(s: &mut String, head: &HeadInfo) {
                 });
             }
         }
-        HeadKind::LogisticRegression => {
-            let objective: Vec<(f64, f64)> =
-                t.objective.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect();
+        Fit::LogisticRegression { objective, selection, .. } => {
+            let objective: Vec<(f64, f64)> = objective.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect();
             charts.push(Chart {
                 title: "L-BFGS objective (kept C)".into(),
                 x: Axis::fit("iteration", objective.iter().map(|p| p.0), false),
                 y: Axis::fit("objective", objective.iter().map(|p| p.1), false),
                 series: vec![Series { name: "objective".into(), points: objective, mark: Mark::Line }],
             });
-            let scores: Vec<(f64, f64)> = t.selection.iter().filter_map(|c| c.score.map(|v| (c.c, v))).collect();
+            let scores: Vec<(f64, f64)> = selection.iter().filter_map(|c| c.score.map(|v| (c.c, v))).collect();
             if !scores.is_empty() {
                 charts.push(Chart {
                     title: "Choice of C".into(),
@@ -281,8 +277,8 @@ fn training(s: &mut String, head: &HeadInfo) {
                 });
             }
         }
-        HeadKind::Ridge => {
-            let mse: Vec<(f64, f64)> = t.alpha_selection.iter().filter_map(|(a, m)| m.map(|m| (*a, m))).collect();
+        Fit::Ridge { alpha_selection, .. } => {
+            let mse: Vec<(f64, f64)> = alpha_selection.iter().filter_map(|(a, m)| m.map(|m| (*a, m))).collect();
             if !mse.is_empty() {
                 charts.push(Chart {
                     title: "Choice of alpha".into(),
@@ -301,7 +297,7 @@ fn training(s: &mut String, head: &HeadInfo) {
 }
 
 fn learning_curve(s: &mut String, curve: &Curve) {
-    let point = |f: fn(&graft_finetune::curve::Point) -> f64| -> Vec<(f64, f64)> {
+    let point = |f: fn(&graft_core::curve::Point) -> f64| -> Vec<(f64, f64)> {
         curve.points.iter().map(|p| (p.train_rows as f64, f(p))).collect()
     };
     let (mean, low, high) = (

@@ -3,43 +3,10 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use graft_core::curve::{Curve, FILE, Point, Size};
 
 use crate::HeadConfig;
 use crate::error::{Error, Result};
-
-pub const FILE: &str = "curve.json";
-
-/// How many labelled rows a point uses.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Size {
-    PerClass(usize),
-    Fraction(f64),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Point {
-    pub size: Size,
-    /// Train rows used (the same for every repeat).
-    pub train_rows: usize,
-    pub accuracy_mean: f64,
-    /// Population standard deviation over repeats.
-    pub accuracy_std: f64,
-    pub accuracies: Vec<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Curve {
-    pub format: String,
-    /// The split accuracy is measured on.
-    pub split: String,
-    pub config: HeadConfig,
-    pub repeats: usize,
-    pub points: Vec<Point>,
-}
 
 /// Trains a head for every size and repeat (seed `params.seed + repeat`) and scores it on
 /// `test.arrow` (or `val.arrow` when there is no test split).
@@ -49,8 +16,8 @@ pub fn learning_curve(features: &Path, sizes: &[Size], repeats: usize, params: &
     }
     let (train, val) = crate::read_splits(features, params)?;
     let (split, scored) = match features.join("test.arrow") {
-        p if p.exists() => ("test", crate::data::read_features(&p)?),
-        _ => ("val", crate::data::read_features(&features.join("val.arrow"))?),
+        p if p.exists() => ("test", graft_core::features::read_features(&p)?),
+        _ => ("val", graft_core::features::read_features(&features.join("val.arrow"))?),
     };
     let mut points = Vec::new();
     for &size in sizes {

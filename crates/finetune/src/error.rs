@@ -4,16 +4,6 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error("`{}` holds only shard {shard} of its split: join the shards with `graft-backbone merge` first", path.display())]
-    Shard { path: PathBuf, shard: String },
-    #[error("`{}` is not a features file: it has no backbone provenance", path.display())]
-    NotFeatures { path: PathBuf },
-    #[error("`{}` comes from another backbone than `{}`: {found} vs {expected}", path.display(), reference.display())]
-    BackboneMismatch { path: PathBuf, reference: PathBuf, found: String, expected: String },
-    #[error("`{}` has labels {found:?}, `{}` has {expected:?}", path.display(), reference.display())]
-    LabelMismatch { path: PathBuf, reference: PathBuf, found: Vec<String>, expected: Vec<String> },
-    #[error("`{}` row {row} (id `{id}`): {message}", path.display())]
-    BadRow { path: PathBuf, row: usize, id: String, message: String },
     #[error("`{key}`: {message}")]
     BadParam { key: &'static str, message: String },
     #[error("head config `{}`: {message}", path.display())]
@@ -31,20 +21,6 @@ pub enum Error {
         val_loss.map(|l| format!(", val loss {l}")).unwrap_or_default()
     )]
     Diverged { epoch: usize, train_loss: f64, val_loss: Option<f64> },
-    #[error("head `{}`: {message}", path.display())]
-    BadHead { path: PathBuf, message: String },
-    #[error("cannot read head `{}`", path.display())]
-    HeadJson {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("cannot read head weights `{}`", path.display())]
-    HeadWeights {
-        path: PathBuf,
-        #[source]
-        source: safetensors::SafeTensorError,
-    },
 }
 
 impl From<crate::mlp::Diverged> for Error {

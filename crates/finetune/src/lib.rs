@@ -2,50 +2,28 @@
 
 pub mod calibrate;
 pub mod curve;
-pub mod data;
 mod error;
-pub mod head;
-pub mod lbfgs;
-pub mod logreg;
 pub mod mlp;
 pub mod optim;
 mod regress;
 pub mod ridge;
-pub mod sample;
 mod select;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use graft_core::artifact::{SPLITS, Task};
+use graft_core::features::{self, Features};
+use graft_core::head::model::Model;
+use graft_core::head::{self, Architecture, Fit, Head, HeadInfo};
+use graft_learn::{logreg, sample};
 use ndarray::{Array2, Axis};
 
 pub use error::{Error, Result};
 pub use graft_core::config::finetune::{
     AutoWord, CValue, ClassWeight, Config, HeadConfig, HeadKind, RegressionLoss, c_grid,
 };
-pub use head::{Candidate, Head, HeadInfo, Model};
-
-/// Fraction of rows whose most probable class is their class.
-pub fn accuracy(scores: &Array2<f64>, classes: &[usize]) -> f64 {
-    let correct = scores
-        .axis_iter(Axis(0))
-        .zip(classes)
-        .filter(|(row, c)| argmax(row.as_slice().expect("contiguous rows")) == **c)
-        .count();
-    correct as f64 / classes.len().max(1) as f64
-}
-
-/// Index of the largest value; the first on ties.
-pub fn argmax(values: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best
-}
+pub use graft_learn::accuracy;
 
 /// Applies a `--config` YAML file: its keys fill every training key not given in
 /// `explicit` (the keys set on the command line). Unknown keys are refused.
@@ -158,7 +136,7 @@ pub fn run(cfg: &Config, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
 #[derive(Debug)]
 pub struct Loaded {
     pub path: std::path::PathBuf,
-    pub features: data::Features,
+    pub features: Features,
 }
 
 /// Reads train (required) and val (when present, or an error when `p` needs it).
@@ -168,12 +146,12 @@ pub fn read_splits(dir: &Path, p: &HeadConfig) -> Result<(Loaded, Option<Loaded>
     if !train_path.exists() {
         return Err(Error::NoTrain { path: train_path });
     }
-    let train = data::read_features(&train_path)?;
+    let train = features::read_features(&train_path)?;
     let val_path = dir.join(format!("{val_name}.arrow"));
     let (cs, auto) = c_grid(&p.c);
     let val = if val_path.exists() {
-        let val = data::read_features(&val_path)?;
-        data::check_compatible(&train, &train_path, &val, &val_path)?;
+        let val = features::read_features(&val_path)?;
+        features::check_compatible(&train, &train_path, &val, &val_path)?;
         Some(Loaded { path: val_path, features: val })
     } else {
         let needs = if p.calibrate {
@@ -226,9 +204,7 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
     let row_weights: Option<Vec<f64>> =
         (p.class_weight != ClassWeight::None).then(|| y_train.iter().map(|&c| weights[c]).collect());
 
-    let mut record = head::Training::new(p, y_train.len());
-    record.class_weights = weights;
-    let (model, hidden, activation) = match p.head {
+    let (model, fit) = match p.head {
         HeadKind::LogisticRegression => {
             let problem =
                 logreg::Problem { x: x_train, y: &y_train, classes: labels.len(), row_weights: row_weights.as_deref() };
@@ -236,10 +212,12 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
                 select::check_folds(train_path, &y_train, &labels, folds)?;
             }
             let chosen = select::choose_c(&problem, &cs, folds, val_split, p)?;
-            record.chosen_c = Some(chosen.c);
-            record.selection = chosen.candidates;
-            record.objective = chosen.outcome.trace;
-            (Model::Linear(chosen.model), Vec::new(), None)
+            let fit = Fit::LogisticRegression {
+                chosen_c: chosen.c,
+                selection: chosen.candidates,
+                objective: chosen.outcome.trace,
+            };
+            (Model::Linear(chosen.model), fit)
         }
         HeadKind::Mlp => {
             let settings = mlp_settings(p, mlp::Loss::CrossEntropy { smoothing: p.label_smoothing });
@@ -254,11 +232,8 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
                 p.activation,
                 &settings,
                 on_epoch,
-            )
-            .map_err(Error::from)?;
-            record.epochs = fitted.history;
-            record.best_epoch = Some(fitted.best_epoch);
-            (Model::Mlp(fitted.model), p.hidden.clone(), Some(p.activation))
+            )?;
+            (Model::Mlp(fitted.model), Fit::Mlp { epochs: fitted.history, best_epoch: fitted.best_epoch })
         }
         HeadKind::Ridge => {
             return Err(Error::BadParam {
@@ -267,28 +242,27 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
             });
         }
     };
-    let mut temperature = 1.0;
+    let (mut temperature, mut calibration) = (1.0, None);
     if p.calibrate
         && let Some((x, y)) = val_split
     {
         let z = model.logits(x);
         temperature = calibrate::fit_temperature(z.view(), y);
-        record.calibration = Some(head::Calibration {
+        calibration = Some(head::Calibration {
             val_loss_before: calibrate::nll(z.view(), y, 1.0),
             val_loss_after: calibrate::nll(z.view(), y, temperature),
         });
     }
-    let mut head = assemble(p, train, model, hidden, activation, scaling, record);
+    let training =
+        head::Training { config: p.clone(), train_rows: y_train.len(), class_weights: weights, calibration, fit };
+    let mut head = assemble(train, model, scaling, training);
     head.info.temperature = temperature;
     Ok(head)
 }
 
-/// Feature standardisation learned on train (none unless asked for).
+/// Feature standardisation learned on train (none unless asked for): `(mean, scale)`.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Scaling {
-    mean: Option<ndarray::Array1<f64>>,
-    scale: Option<ndarray::Array1<f64>>,
-}
+pub(crate) struct Scaling(Option<(ndarray::Array1<f64>, ndarray::Array1<f64>)>);
 
 impl Scaling {
     pub(crate) fn learn(standardize: bool, x: ndarray::ArrayView2<'_, f32>) -> Self {
@@ -298,12 +272,12 @@ impl Scaling {
         let x64 = x.mapv(f64::from);
         let mean = x64.mean_axis(Axis(0)).expect("train has rows");
         let std = x64.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
-        Self { mean: Some(mean), scale: Some(std) }
+        Self(Some((mean, std)))
     }
 
     /// The standardised copy of `x`, or `None` when there is no scaling.
     pub(crate) fn apply(&self, x: ndarray::ArrayView2<'_, f32>) -> Option<Array2<f32>> {
-        self.mean.as_ref().zip(self.scale.as_ref()).map(|(m, s)| head::standardized(x, m, s))
+        self.0.as_ref().map(|(m, s)| head::standardized(x, m, s))
     }
 }
 
@@ -334,36 +308,28 @@ pub(crate) fn mlp_settings(p: &HeadConfig, loss: mlp::Loss) -> mlp::Training {
 }
 
 /// The head and its description, from a trained model.
-pub(crate) fn assemble(
-    p: &HeadConfig,
-    train: &Loaded,
-    model: Model,
-    hidden: Vec<usize>,
-    activation: Option<mlp::Activation>,
-    scaling: Scaling,
-    training: head::Training,
-) -> Head {
-    let (parameters, outputs) = match &model {
-        Model::Linear(m) => (m.weight.len() + m.bias.len(), m.bias.len()),
-        Model::Mlp(m) => (m.parameter_count(), m.layers.last().map_or(0, |l| l.bias.len())),
+pub(crate) fn assemble(train: &Loaded, model: Model, scaling: Scaling, training: head::Training) -> Head {
+    let dim = train.features.backbone.dim;
+    let architecture = match (&training.fit, &model) {
+        (Fit::Ridge { .. }, _) => Architecture::Ridge { dim },
+        (Fit::Mlp { .. }, Model::Mlp(m)) => Architecture::Mlp {
+            outputs: model.outputs(),
+            dim,
+            hidden: m.layers[..m.layers.len() - 1].iter().map(|l| l.bias.len()).collect(),
+            activation: m.activation,
+        },
+        _ => Architecture::LogisticRegression { outputs: model.outputs(), dim },
     };
     let provenance = &train.features.provenance;
     Head {
         info: HeadInfo {
             format: head::FORMAT.into(),
             graft_version: graft_core::VERSION.into(),
-            architecture: head::Architecture {
-                kind: p.head,
-                outputs,
-                dim: train.features.backbone.dim,
-                hidden,
-                activation,
-                parameters,
-            },
+            architecture,
             task: provenance.task,
             labels: provenance.labels.clone(),
             backbone: train.features.backbone.clone(),
-            standardize: p.standardize,
+            standardize: scaling.0.is_some(),
             temperature: 1.0,
             target_mean: 0.0,
             target_scale: 1.0,
@@ -371,7 +337,6 @@ pub(crate) fn assemble(
             inputs: BTreeMap::new(),
         },
         model,
-        mean: scaling.mean,
-        scale: scaling.scale,
+        scaling: scaling.0,
     }
 }

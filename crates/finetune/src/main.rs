@@ -5,6 +5,7 @@ use std::time::Instant;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use graft_core::cli;
+use graft_core::head::Fit;
 use graft_core::progress::Progress;
 use graft_finetune::curve::Size;
 use graft_finetune::{Config, HeadConfig, HeadKind};
@@ -133,15 +134,17 @@ fn train(config: &Config, quiet: bool) -> graft_finetune::Result<()> {
     let head = head?;
     if with_bar {
         tracing::info!("{EPOCH_HEADER}");
-        for e in &head.info.training.epochs {
-            tracing::info!("{}", epoch_line(e));
+        if let Fit::Mlp { epochs, .. } = &head.info.training.fit {
+            for e in epochs {
+                tracing::info!("{}", epoch_line(e));
+            }
         }
     }
     let t = &head.info.training;
-    let chosen = match head.info.architecture.kind {
-        HeadKind::LogisticRegression => format!("C={}", t.chosen_c.unwrap_or(f64::NAN)),
-        HeadKind::Mlp => format!("epoch {} of {}", t.best_epoch.unwrap_or(0), t.epochs.len()),
-        HeadKind::Ridge => format!("alpha={}", t.chosen_alpha.unwrap_or(f64::NAN)),
+    let chosen = match &t.fit {
+        Fit::LogisticRegression { chosen_c, .. } => format!("C={chosen_c}"),
+        Fit::Mlp { epochs, best_epoch } => format!("epoch {best_epoch} of {}", epochs.len()),
+        Fit::Ridge { chosen_alpha, .. } => format!("alpha={chosen_alpha}"),
     };
     let calibrated = t.calibration.as_ref().map_or(String::new(), |c| {
         format!(
@@ -152,8 +155,8 @@ fn train(config: &Config, quiet: bool) -> graft_finetune::Result<()> {
     tracing::info!(
         "kept {chosen} ({} train rows, {} outputs, dim {}){calibrated}; wrote {}",
         t.train_rows,
-        head.info.architecture.outputs,
-        head.info.architecture.dim,
+        head.info.architecture.outputs(),
+        head.info.architecture.dim(),
         config.out.display()
     );
     Ok(())
@@ -162,7 +165,7 @@ fn train(config: &Config, quiet: bool) -> graft_finetune::Result<()> {
 fn bench(features: &std::path::Path, repeat: usize, params: &HeadConfig) -> graft_finetune::Result<()> {
     let (train, val) = graft_finetune::read_splits(features, params)?;
     let test_path = features.join("test.arrow");
-    let test = test_path.exists().then(|| graft_finetune::data::read_features(&test_path)).transpose()?;
+    let test = test_path.exists().then(|| graft_core::features::read_features(&test_path)).transpose()?;
     let mut best = f64::INFINITY;
     let mut head = None;
     for _ in 0..repeat.max(1) {
@@ -173,22 +176,24 @@ fn bench(features: &std::path::Path, repeat: usize, params: &HeadConfig) -> graf
     }
     let head = head.expect("at least one run");
     let t = &head.info.training;
-    let steps = match head.info.architecture.kind {
-        HeadKind::LogisticRegression => t.selection.iter().filter_map(|c| c.fit.as_ref()).map(|f| f.iterations).sum(),
-        HeadKind::Mlp => t.epochs.len(),
-        HeadKind::Ridge => t.alpha_selection.len(),
+    let (steps, chosen_c) = match &t.fit {
+        Fit::LogisticRegression { selection, chosen_c, .. } => {
+            (selection.iter().filter_map(|c| c.fit.as_ref()).map(|f| f.iterations).sum(), Some(*chosen_c))
+        }
+        Fit::Mlp { epochs, .. } => (epochs.len(), None),
+        Fit::Ridge { alpha_selection, .. } => (alpha_selection.len(), None),
     };
     let accuracy = test
         .filter(|_| head.info.task.is_classification())
         .map(|t| graft_finetune::accuracy(&head.predict_proba(t.x.view()), &t.classes));
     let line = serde_json::json!({
-        "head": head.info.architecture.kind,
+        "head": head.info.architecture.kind(),
         "rows": t.train_rows,
-        "dim": head.info.architecture.dim,
+        "dim": head.info.architecture.dim(),
         "threads": rayon::current_num_threads(),
         "seconds": best,
         "steps": steps,
-        "chosen_c": t.chosen_c,
+        "chosen_c": chosen_c,
         "test_accuracy": accuracy,
     });
     #[allow(clippy::print_stdout)]

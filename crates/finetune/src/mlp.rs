@@ -7,76 +7,27 @@
 
 use graft_core::rng::SplitMix64;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
-use serde::{Deserialize, Serialize};
 
 pub use graft_core::config::finetune::{Activation, Monitor};
+pub use graft_core::head::Epoch;
+use graft_core::head::model::{Dense, Mlp, activate, derivative};
 
 use crate::optim::{self, Schedule, State};
 
-/// One dense layer: `y = x W + b`, `W` is `[in, out]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dense {
-    pub weight: Array2<f32>,
-    pub bias: Array1<f32>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mlp {
-    pub layers: Vec<Dense>,
-    pub activation: Activation,
-}
-
-const GELU_K: f32 = 0.797_884_6; // sqrt(2 / pi)
-
-fn activate(a: Activation, v: f32) -> f32 {
-    match a {
-        Activation::Relu => v.max(0.0),
-        Activation::Gelu => 0.5 * v * (1.0 + (GELU_K * (v + 0.044_715 * v * v * v)).tanh()),
-    }
-}
-
-fn derivative(a: Activation, v: f32) -> f32 {
-    match a {
-        Activation::Relu => f32::from(u8::from(v > 0.0)),
-        Activation::Gelu => {
-            let t = (GELU_K * (v + 0.044_715 * v * v * v)).tanh();
-            0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * 0.044_715 * v * v)
-        }
-    }
-}
-
-impl Mlp {
-    /// Layers of widths `dims` (`[input, hidden.., classes]`), initialised as PyTorch's
-    /// `nn.Linear`: uniform in ±1/sqrt(fan_in).
-    pub fn new(dims: &[usize], activation: Activation, rng: &mut SplitMix64) -> Self {
-        let layers = dims
-            .windows(2)
-            .map(|w| {
-                let bound = 1.0 / (w[0] as f64).sqrt();
-                let mut u = || ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
-                let weight = Array2::from_shape_simple_fn((w[0], w[1]), &mut u);
-                let bias = Array1::from_shape_simple_fn(w[1], &mut u);
-                Dense { weight, bias }
-            })
-            .collect();
-        Self { layers, activation }
-    }
-
-    /// Logits `[n, classes]`, without dropout.
-    pub fn logits(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut h = x.to_owned();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = h.dot(&layer.weight) + &layer.bias;
-            if i + 1 < self.layers.len() {
-                h.mapv_inplace(|v| activate(self.activation, v));
-            }
-        }
-        h
-    }
-
-    pub fn parameter_count(&self) -> usize {
-        self.layers.iter().map(|l| l.weight.len() + l.bias.len()).sum()
-    }
+/// Layers of widths `dims` (`[input, hidden.., outputs]`), initialised as PyTorch's
+/// `nn.Linear`: uniform in ±1/sqrt(fan_in).
+pub fn init(dims: &[usize], activation: Activation, rng: &mut SplitMix64) -> Mlp {
+    let layers = dims
+        .windows(2)
+        .map(|w| {
+            let bound = 1.0 / (w[0] as f64).sqrt();
+            let mut u = || ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
+            let weight = Array2::from_shape_simple_fn((w[0], w[1]), &mut u);
+            let bias = Array1::from_shape_simple_fn(w[1], &mut u);
+            Dense { weight, bias }
+        })
+        .collect();
+    Mlp { layers, activation }
 }
 
 /// How to train.
@@ -96,17 +47,6 @@ pub struct Training {
     pub patience: Option<usize>,
     pub monitor: Monitor,
     pub seed: u64,
-}
-
-/// One row of the training history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Epoch {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub val_loss: Option<f64>,
-    pub val_accuracy: Option<f64>,
-    pub lr: f64,
 }
 
 /// What the head is trained to minimise.
@@ -198,7 +138,7 @@ pub fn score(model: &Mlp, split: &Split<'_>) -> (f64, Option<f64>) {
                 let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
                 let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
                 loss += lse - row[y];
-                correct += usize::from(crate::argmax(&row) == y);
+                correct += usize::from(graft_core::numeric::argmax(&row) == y);
             }
             (loss / n, Some(correct as f64 / n))
         }
@@ -315,7 +255,7 @@ pub fn train(
     let (n, d) = train.x.dim();
     let mut rng = SplitMix64::new(t.seed);
     let dims: Vec<usize> = std::iter::once(d).chain(hidden.iter().copied()).chain([classes]).collect();
-    let mut model = Mlp::new(&dims, activation, &mut rng);
+    let mut model = init(&dims, activation, &mut rng);
     let mut states: Vec<(State, State)> =
         model.layers.iter().map(|l| (State::new(l.weight.len()), State::new(l.bias.len()))).collect();
     let batch = t.batch_size.clamp(1, n.max(1));
@@ -463,7 +403,7 @@ mod tests {
             (Activation::Gelu, Target::Values(&values), Loss::Huber { delta: 0.5 }, 1),
         ];
         for (activation, target, kind, outputs) in cases {
-            let model = Mlp::new(&[2, 6, outputs], activation, &mut SplitMix64::new(4));
+            let model = init(&[2, 6, outputs], activation, &mut SplitMix64::new(4));
             let mut rng = SplitMix64::new(0);
             let loss = |m: &Mlp, rng: &mut SplitMix64| gradients(m, x.clone(), target, &weights, kind, 1.0, rng).0;
             let (_, grads) = gradients(&model, x.clone(), target, &weights, kind, 1.0, &mut rng);

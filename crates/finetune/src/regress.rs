@@ -3,10 +3,13 @@
 
 use ndarray::Axis;
 
+use graft_core::head::model::{Linear, Model};
+use graft_core::head::{Fit, Head, Training};
+use graft_learn::sample;
+
 use crate::error::{Error, Result};
-use crate::head::{Head, Model, Training};
 use crate::mlp::{self, Monitor, Target};
-use crate::{ClassWeight, Loaded, Scaling, assemble, mlp_settings, ridge, sample};
+use crate::{ClassWeight, Loaded, Scaling, assemble, mlp_settings, ridge};
 use crate::{HeadConfig, HeadKind, RegressionLoss};
 
 fn refuse(key: &'static str, message: &str) -> Result<()> {
@@ -47,24 +50,22 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
     let scaled_val = val.and_then(|v| scaling.apply(v.features.x.view()));
     let val_split =
         val.map(|v| (scaled_val.as_ref().map_or(v.features.x.view(), |x| x.view()), &v.features.targets[..]));
-    let mut record = Training::new(p, y_train.len());
-
-    let (model, hidden, activation, target_mean, target_scale) = match p.head {
+    let (model, fit, target_mean, target_scale) = match p.head {
         HeadKind::Ridge => {
-            let mut best: Option<(f64, f64, crate::logreg::Linear)> = None;
+            let mut alpha_selection = Vec::new();
+            let mut best: Option<(f64, f64, Linear)> = None;
             for &alpha in &p.alpha {
                 let model = ridge::fit(x_train, &y_train, alpha);
                 let val_mse = val_split.map(|(x, y)| mse(model.logits(x).column(0).iter().copied(), y));
                 tracing::info!("alpha={alpha:<10.4e}{}", val_mse.map_or(String::new(), |m| format!(" val MSE {m:.6}")));
-                record.alpha_selection.push((alpha, val_mse));
+                alpha_selection.push((alpha, val_mse));
                 let score = val_mse.unwrap_or(0.0);
                 if best.as_ref().is_none_or(|b| score < b.0) {
                     best = Some((score, alpha, model));
                 }
             }
-            let (_, alpha, model) = best.expect("at least one alpha");
-            record.chosen_alpha = Some(alpha);
-            (Model::Linear(model), Vec::new(), None, 0.0, 1.0)
+            let (_, chosen_alpha, model) = best.expect("at least one alpha");
+            (Model::Linear(model), Fit::Ridge { chosen_alpha, alpha_selection }, 0.0, 1.0)
         }
         HeadKind::Mlp => {
             let n = y_train.len().max(1) as f64;
@@ -89,13 +90,14 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
             });
             let settings = mlp_settings(p, loss);
             let fitted = mlp::train(&train_split, val_split.as_ref(), 1, &p.hidden, p.activation, &settings, on_epoch)?;
-            record.epochs = fitted.history;
-            record.best_epoch = Some(fitted.best_epoch);
-            (Model::Mlp(fitted.model), p.hidden.clone(), Some(p.activation), mean, scale)
+            let fit = Fit::Mlp { epochs: fitted.history, best_epoch: fitted.best_epoch };
+            (Model::Mlp(fitted.model), fit, mean, scale)
         }
         HeadKind::LogisticRegression => unreachable!("refused by check"),
     };
-    let mut head = assemble(p, train, model, hidden, activation, scaling, record);
+    let training =
+        Training { config: p.clone(), train_rows: y_train.len(), class_weights: Vec::new(), calibration: None, fit };
+    let mut head = assemble(train, model, scaling, training);
     head.info.target_mean = target_mean;
     head.info.target_scale = target_scale;
     Ok(head)

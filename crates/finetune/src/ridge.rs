@@ -4,7 +4,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-use crate::logreg::Linear;
+use graft_core::head::model::Linear;
 
 /// Fits `y ≈ x w + b`; `alpha` must be positive. Returns a one-output [`Linear`].
 pub fn fit(x: ArrayView2<'_, f32>, y: &[f64], alpha: f64) -> Linear {

@@ -8,10 +8,11 @@ use ndarray::{ArrayView2, Axis};
 
 use crate::HeadConfig;
 use crate::error::{Error, Result};
-use crate::head::{Candidate, Fit};
-use crate::lbfgs::{Options, Outcome};
-use crate::logreg::{self, Linear, Problem};
-use crate::sample;
+use graft_core::head::model::Linear;
+use graft_core::head::{Candidate, Lbfgs};
+use graft_learn::lbfgs::{Options, Outcome};
+use graft_learn::logreg::{self, Problem};
+use graft_learn::sample;
 
 #[derive(Debug)]
 pub struct Chosen {
@@ -88,7 +89,7 @@ pub fn choose_c(
         let (model, outcome) = logreg::fit(problem, c, opts);
         let score = val.map(|(x, y)| accuracy(&model, x, y));
         log_fit(c, &outcome, score);
-        candidates.push(Candidate { c, score, fold_scores, fit: Some(Fit::of(&outcome)) });
+        candidates.push(Candidate { c, score, fold_scores, fit: Some(record(&outcome)) });
         let s = score.unwrap_or(0.0);
         if best.as_ref().is_none_or(|b| s > b.0) {
             best = Some((s, Chosen { c, model, outcome, candidates: Vec::new() }));
@@ -98,7 +99,7 @@ pub fn choose_c(
         let (model, outcome) = logreg::fit(problem, c, opts);
         log_fit(c, &outcome, None);
         if let Some(cand) = candidates.iter_mut().find(|k| k.c == c) {
-            cand.fit = Some(Fit::of(&outcome));
+            cand.fit = Some(record(&outcome));
         }
         best = Some((0.0, Chosen { c, model, outcome, candidates: Vec::new() }));
     }
@@ -115,4 +116,9 @@ fn log_fit(c: f64, outcome: &Outcome, val_score: Option<f64>) {
         outcome.value,
         val_score.map_or(String::new(), |s| format!(", val accuracy {s:.4}"))
     );
+}
+
+/// How an L-BFGS run ended, as head.json records it.
+fn record(outcome: &Outcome) -> Lbfgs {
+    Lbfgs { iterations: outcome.iterations, converged: outcome.converged, loss: outcome.value }
 }

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use graft_finetune::{ClassWeight, accuracy, argmax, class_weights, lbfgs, logreg};
+use graft_core::numeric::{argmax, softmax};
+use graft_finetune::{ClassWeight, accuracy, class_weights};
+use graft_learn::{lbfgs, logreg};
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -60,7 +62,7 @@ fn check(case: &Value) {
     let x_test = matrix(&case["x_test"]);
     let y_test: Vec<usize> = serde_json::from_value(case["y_test"].clone()).unwrap();
     let mut proba = model.logits(x_test.view());
-    logreg::softmax_rows(&mut proba);
+    proba.rows_mut().into_iter().for_each(|mut r| softmax(r.as_slice_mut().unwrap()));
     let want_pred: Vec<usize> = serde_json::from_value(case["pred"].clone()).unwrap();
     let want_proba: Vec<Vec<f64>> = serde_json::from_value(case["proba"].clone()).unwrap();
     for (i, row) in proba.rows().into_iter().enumerate() {

@@ -8,41 +8,16 @@
 //! is one parallel pass over the rows: logits, loss and gradient together. Rows are
 //! reduced in fixed chunks, in order, so the result does not depend on the thread count.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView2, s};
 use rayon::prelude::*;
+
+use graft_core::head::model::Linear;
+use graft_core::numeric::log_sum_exp;
 
 use crate::lbfgs::{self, Options, Outcome};
 
 /// Rows per partial sum of the objective.
 const CHUNK_ROWS: usize = 256;
-
-/// A fitted linear classifier over `dim` features and `classes` classes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Linear {
-    /// `[classes, dim]`; for two classes row 0 is zero.
-    pub weight: Array2<f64>,
-    /// `[classes]`.
-    pub bias: Array1<f64>,
-}
-
-impl Linear {
-    /// Logits `[n, classes]`.
-    pub fn logits(&self, x: ArrayView2<'_, f32>) -> Array2<f64> {
-        let mut z = x.mapv(f64::from).dot(&self.weight.t());
-        z += &self.bias;
-        z
-    }
-}
-
-/// Softmax of each row, in place.
-pub fn softmax_rows(z: &mut Array2<f64>) {
-    for mut row in z.axis_iter_mut(Axis(0)) {
-        let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        row.mapv_inplace(|v| (v - max).exp());
-        let sum = row.sum();
-        row.mapv_inplace(|v| v / sum);
-    }
-}
 
 /// Number of classes whose weights are free parameters.
 fn free_classes(classes: usize) -> usize {
@@ -99,11 +74,10 @@ fn objective(p: &Problem<'_>, c: f64, params: &[f64], grad: &mut [f64]) -> f64 {
                 for j in 0..k {
                     z[offset + j] = dot(row, &w[j * d..(j + 1) * d]) + b[j];
                 }
-                let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-                let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
-                loss += sw * (max + sum.ln() - z[yi]);
+                let lse = log_sum_exp(z.iter().copied());
+                loss += sw * (lse - z[yi]);
                 for j in 0..k {
-                    let prob = (z[offset + j] - max).exp() / sum;
+                    let prob = (z[offset + j] - lse).exp();
                     let residual = sw * (prob - f64::from(u8::from(offset + j == yi)));
                     axpy(&mut g[j * d..(j + 1) * d], residual, row);
                     g[k * d + j] += residual;
@@ -143,6 +117,8 @@ pub fn fit(p: &Problem<'_>, c: f64, opts: Options) -> (Linear, Outcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use graft_core::numeric::{argmax, softmax};
+    use ndarray::Axis;
 
     pub(crate) fn blobs() -> (Array2<f32>, Vec<usize>) {
         // Three overlapping blobs in 2-d from a fixed generator.
@@ -208,12 +184,12 @@ mod tests {
         let (model, out) = fit(&p, 1.0, Options::default());
         assert!(out.converged);
         let mut proba = model.logits(x.view());
-        softmax_rows(&mut proba);
+        proba.axis_iter_mut(Axis(0)).for_each(|mut r| softmax(r.as_slice_mut().unwrap()));
         for row in proba.axis_iter(Axis(0)) {
             assert!((row.sum() - 1.0).abs() < 1e-12);
         }
         let correct =
-            proba.axis_iter(Axis(0)).zip(&y).filter(|(r, c)| crate::argmax(r.as_slice().expect("row")) == **c).count();
+            proba.axis_iter(Axis(0)).zip(&y).filter(|(r, c)| argmax(r.as_slice().expect("row")) == **c).count();
         assert!(correct >= 700, "{correct}/900");
     }
 }

@@ -1,12 +1,12 @@
-//! Reading a features file into a matrix and class ids.
+//! Reading a features file (`graft-backbone` output) into a matrix and class ids.
 
 use std::path::Path;
 
+use crate::artifact::{ArtifactReader, BackboneId, Provenance, Task, column};
 use arrow::array::{Array, FixedSizeListArray, Float32Array, StringArray};
-use graft_core::artifact::{ArtifactReader, BackboneId, Provenance, Task, column};
 use ndarray::Array2;
 
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// One split's features, in file order.
 #[derive(Debug)]
@@ -44,9 +44,7 @@ pub fn read_features(path: &Path) -> Result<Features> {
         let flat = match flat {
             Some(f) if feats.value_length() as usize == dim => f,
             _ => {
-                return Err(
-                    graft_core::Error::Column { path: path.to_owned(), column: "features".into(), expected }.into()
-                );
+                return Err(Error::Column { path: path.to_owned(), column: "features".into(), expected });
             }
         };
         for i in 0..batch.num_rows() {
@@ -99,7 +97,7 @@ pub fn check_compatible(
     other_path: &Path,
 ) -> Result<()> {
     if !reference.backbone.same_features(&other.backbone) {
-        return Err(Error::BackboneMismatch {
+        return Err(Error::FeaturesMismatch {
             path: other_path.to_owned(),
             reference: reference_path.to_owned(),
             found: other.backbone.describe(),
@@ -107,7 +105,7 @@ pub fn check_compatible(
         });
     }
     if reference.provenance.labels != other.provenance.labels || reference.provenance.task != other.provenance.task {
-        return Err(Error::LabelMismatch {
+        return Err(Error::LabelsMismatch {
             path: other_path.to_owned(),
             reference: reference_path.to_owned(),
             found: other.provenance.labels.clone(),
