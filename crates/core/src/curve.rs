@@ -1,9 +1,14 @@
 //! `curve.json`: a learning curve, test accuracy against labelled train rows
 //! (`graft-finetune curve --out`), drawn by `graft-evaluate --curve`.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::finetune::HeadConfig;
+use crate::{Error, Result};
+
+pub const FORMAT: &str = "graft-curve/1";
 
 pub const FILE: &str = "curve.json";
 
@@ -36,4 +41,17 @@ pub struct Curve {
     pub config: HeadConfig,
     pub repeats: usize,
     pub points: Vec<Point>,
+}
+
+impl Curve {
+    /// Reads a `curve.json`; another format is refused.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = fs_err::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let bad = |message: String| Error::Document { path: path.to_owned(), what: "curve.json", message };
+        let curve: Curve = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if curve.format != FORMAT {
+            return Err(bad(format!("format `{}`, expected `{FORMAT}`", curve.format)));
+        }
+        Ok(curve)
+    }
 }

@@ -96,6 +96,8 @@ pub enum Error {
         #[source]
         source: safetensors::SafeTensorError,
     },
+    #[error("`{}` is not a readable {what}: {message}", path.display())]
+    Document { path: PathBuf, what: &'static str, message: String },
     #[error("cannot serialise {what}")]
     Json {
         what: &'static str,

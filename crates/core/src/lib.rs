@@ -16,6 +16,7 @@ pub mod head;
 pub mod ipc;
 pub mod lockfile;
 pub mod manifest;
+pub mod metrics;
 pub mod numeric;
 pub mod progress;
 pub mod rng;

@@ -1,30 +1,13 @@
 //! `graft-evaluate compare A B`: two prediction files on the same rows, their accuracies,
 //! a paired-bootstrap interval of the difference and McNemar's exact test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use graft_core::metrics::Comparison;
 
 use crate::Result;
 use crate::predictions::Predictions;
-use crate::uncertainty::{self, Interval};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Comparison {
-    pub a: PathBuf,
-    pub b: PathBuf,
-    pub rows: usize,
-    pub accuracy_a: f64,
-    pub accuracy_b: f64,
-    /// accuracy_b - accuracy_a, and its 95% paired percentile-bootstrap interval.
-    pub difference: f64,
-    pub difference_interval: Interval,
-    /// Rows only A got right, and rows only B got right.
-    pub only_a_right: u64,
-    pub only_b_right: u64,
-    pub mcnemar_p: f64,
-}
+use crate::uncertainty;
 
 pub fn compare(a: &Path, b: &Path, resamples: usize, seed: u64) -> Result<Comparison> {
     compare_predictions(&Predictions::read(a)?, &Predictions::read(b)?, resamples, seed)

@@ -9,24 +9,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::Provenance;
+pub use graft_core::metrics::{Fusion, Method};
 use graft_core::numeric::argmax;
 use graft_learn::lbfgs;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::predictions::Predictions;
 use crate::{Error, Intervals, Metrics, PREDICTIONS_FILE, Report, Result, metrics, report, uncertainty};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// Average of the members' probabilities.
-    Mean,
-    /// Weighted average: `--weights`, or fitted on val with `--val`.
-    Weighted,
-    /// Majority vote of the predicted classes (ties: the highest mean probability);
-    /// probabilities are the vote shares.
-    Vote,
-}
 
 /// Parameters of `graft-evaluate fuse`.
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
@@ -50,18 +39,6 @@ pub struct FuseConfig {
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-/// How the fusion was made, recorded in metrics.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fusion {
-    pub method: Method,
-    pub members: Vec<PathBuf>,
-    /// Normalised weights (mean and vote: equal).
-    pub weights: Vec<f64>,
-    /// Each member's test accuracy, in order.
-    pub member_accuracy: Vec<f64>,
 }
 
 fn bad(message: String) -> Error {
@@ -196,7 +173,7 @@ pub fn fuse(cfg: &FuseConfig) -> Result<Report> {
         .map(|(p, path)| {
             let (c, pr) = evaluate(&truth, &p.proba, &labels);
             let backbone = p.provenance.backbone.clone().unwrap_or_else(|| members[0].backbone());
-            let r = Report::fused(&p.provenance, c, None, Some(pr), backbone, None);
+            let r = crate::fused_report(&p.provenance, c, None, Some(pr), backbone, None);
             (path.display().to_string(), r)
         })
         .collect();
@@ -232,7 +209,7 @@ pub fn fuse(cfg: &FuseConfig) -> Result<Report> {
             .map(|(_, r)| if let Metrics::Classification(c) = &r.metrics { c.accuracy } else { f64::NAN })
             .collect(),
     };
-    let report = Report::fused(
+    let report = crate::fused_report(
         &members[0].provenance,
         classification,
         intervals,

@@ -16,96 +16,40 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance, Task};
+pub use graft_core::config::evaluate::Config;
 use graft_core::features::{self as data};
 use graft_core::head::Head;
 use graft_core::manifest::Manifest;
+pub use graft_core::metrics::{HeadSummary, Intervals, Metrics, Report};
 use graft_core::numeric::argmax;
-use serde::{Deserialize, Serialize};
-
-pub use graft_core::config::evaluate::Config;
 pub use metrics::{ClassMetrics, Classification, Probabilistic, Regression};
 pub use table::render;
 
-pub const METRICS_FILE: &str = "metrics.json";
+pub const METRICS_FILE: &str = graft_core::metrics::FILE;
 pub const PREDICTIONS_FILE: &str = "predictions.arrow";
 /// The manifest's `kind` of an evaluation folder.
 pub const MANIFEST_KIND: &str = "evaluation";
 
-/// `metrics.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub format: String,
-    pub split: String,
-    pub metrics: Metrics,
-    /// 95% percentile-bootstrap intervals of the headline metrics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intervals: Option<Intervals>,
-    /// Metrics of the predicted probabilities (classification).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probabilities: Option<Probabilistic>,
-    pub backbone: BackboneId,
-    /// The head evaluated (none for fused predictions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head: Option<HeadSummary>,
-    /// How fused predictions were made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fusion: Option<fuse::Fusion>,
-    /// Against a baseline evaluation (`--baseline`): A is the baseline, B these predictions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<compare::Comparison>,
-}
-
-impl Report {
-    /// The report of predictions not made by one head: fusion members and their fusion.
-    pub(crate) fn fused(
-        provenance: &Provenance,
-        metrics: Classification,
-        intervals: Option<Intervals>,
-        probabilities: Option<Probabilistic>,
-        backbone: BackboneId,
-        fusion: Option<fuse::Fusion>,
-    ) -> Self {
-        Self {
-            format: "graft-metrics/1".into(),
-            split: provenance.params.get("split").and_then(|s| s.as_str()).unwrap_or("unknown").to_owned(),
-            metrics: Metrics::Classification(metrics),
-            intervals,
-            probabilities,
-            backbone,
-            head: None,
-            fusion,
-            baseline: None,
-        }
+/// The report of predictions not made by one head: fusion members and their fusion.
+pub(crate) fn fused_report(
+    provenance: &Provenance,
+    metrics: Classification,
+    intervals: Option<Intervals>,
+    probabilities: Option<Probabilistic>,
+    backbone: BackboneId,
+    fusion: Option<fuse::Fusion>,
+) -> Report {
+    Report {
+        format: graft_core::metrics::FORMAT.into(),
+        split: provenance.params.get("split").and_then(|s| s.as_str()).unwrap_or("unknown").to_owned(),
+        metrics: Metrics::Classification(metrics),
+        intervals,
+        probabilities,
+        backbone,
+        head: None,
+        fusion,
+        baseline: None,
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Intervals {
-    pub resamples: usize,
-    pub seed: u64,
-    pub confidence: f64,
-    /// By metric: accuracy and macro_f1, or rmse and r2.
-    pub metrics: std::collections::BTreeMap<String, uncertainty::Interval>,
-}
-
-/// Classification or regression metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Metrics {
-    Classification(Classification),
-    Regression(Regression),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeadSummary {
-    pub kind: graft_core::config::finetune::HeadKind,
-    /// Logistic regression's chosen C.
-    pub c: Option<f64>,
-    pub temperature: f64,
-    pub train_rows: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,12 +74,6 @@ pub enum Error {
     BadFusion(String),
     #[error("mteb: {0}")]
     BadProtocol(String),
-    #[error("cannot read `{}`", path.display())]
-    Metrics {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl graft_core::UserFacing for Error {
@@ -259,7 +197,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let schema = provenance.attach(fields)?;
 
     let report = Report {
-        format: "graft-metrics/1".into(),
+        format: graft_core::metrics::FORMAT.into(),
         split: cfg.split.clone(),
         metrics,
         intervals,
@@ -290,7 +228,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         let baseline = predictions::Predictions::read(base)?;
         report.baseline = Some(compare::compare_predictions(&baseline, &ours, 2000, cfg.seed)?);
     }
-    let curve = cfg.curve.as_deref().map(load_curve).transpose()?;
+    let curve = cfg.curve.as_deref().map(graft_core::curve::Curve::read).transpose()?;
     let features_hash = graft_core::hash::file(&path)?;
     let mut provenance = vec![
         ("graft".to_owned(), graft_core::VERSION.to_owned()),
@@ -373,18 +311,12 @@ enum Scored {
     Values(Vec<f64>),
 }
 
-/// A `curve.json` from `graft-finetune curve --out`.
-fn load_curve(path: &Path) -> Result<graft_core::curve::Curve> {
-    let bytes = fs_err::read(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path: path.to_owned(), source })
-}
-
 /// Reads a `metrics.json`, given it or the folder holding it.
 pub fn load_report(path: &Path) -> Result<Report> {
     let path = if path.is_dir() { path.join(METRICS_FILE) } else { path.to_owned() };
     let bytes = fs_err::read(&path).map_err(|source| graft_core::Error::Read { path: path.clone(), source })?;
     check_manifest(&path, Some(&bytes))?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path, source })
+    Ok(Report::parse(&path, &bytes)?)
 }
 
 /// Refuses a file of an evaluation folder unless the folder's manifest lists it and every

@@ -1,16 +1,8 @@
 //! Uncertainty of headline metrics: seeded percentile-bootstrap intervals, and McNemar's
 //! exact test for two classifiers scored on the same rows.
 
+pub use graft_core::metrics::Interval;
 use graft_core::rng::SplitMix64;
-use serde::{Deserialize, Serialize};
-
-/// A two-sided interval with its construction.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Interval {
-    pub low: f64,
-    pub high: f64,
-}
 
 /// Percentile bootstrap: `resamples` draws of `n` row indices with replacement (seeded), the
 /// statistic of each, and the `(1 - confidence) / 2` and `(1 + confidence) / 2` quantiles

@@ -39,7 +39,7 @@ pub fn learning_curve(features: &Path, sizes: &[Size], repeats: usize, params: &
         tracing::info!("{size:?}: {train_rows} rows, accuracy {mean:.4} ± {std:.4}");
         points.push(Point { size, train_rows, accuracy_mean: mean, accuracy_std: std, accuracies });
     }
-    Ok(Curve { format: "graft-curve/1".into(), split: split.into(), config: params.clone(), repeats, points })
+    Ok(Curve { format: graft_core::curve::FORMAT.into(), split: split.into(), config: params.clone(), repeats, points })
 }
 
 /// Writes `curve.json` into `dir` atomically.

@@ -33,12 +33,6 @@ pub enum Error {
     MissingOut { stage: String, path: PathBuf },
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error("cannot read metrics `{}`", path.display())]
-    Metrics {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("pipeline `{}` is being run by process {pid} (lock `{}`); wait for it to finish", pipeline.display(), lock.display())]
     Busy { pipeline: PathBuf, lock: PathBuf, pid: String },
 }

@@ -8,7 +8,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{Arg, Pipeline};
-use crate::error::{Error, Result};
+use graft_core::metrics::Report;
+
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
@@ -38,17 +40,8 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
             continue;
         }
         let Some(Arg::Scalar(out)) = stage.args.get("out") else { continue };
-        let path = root.join(out.to_string()).join("metrics.json");
-        let bytes = fs_err::read(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
-        let report: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| Error::Metrics { path: path.clone(), source })?;
-        let m = &report["metrics"];
-        let mut metrics = IndexMap::new();
-        for key in ["accuracy", "macro_f1", "r2", "rmse"] {
-            if let Some(v) = m[key].as_f64() {
-                metrics.insert(key.to_owned(), v);
-            }
-        }
+        let report = Report::read(&root.join(out.to_string()).join(graft_core::metrics::FILE))?;
+        let metrics: IndexMap<String, f64> = report.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         rows.push(Row { stage: name.clone(), combination: stage.combination.clone(), metrics });
     }
     if rows.is_empty() {

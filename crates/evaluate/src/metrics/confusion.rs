@@ -1,39 +1,6 @@
 //! Classification metrics, with scikit-learn's definitions (zero division gives 0).
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassMetrics {
-    pub label: String,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    pub support: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Classification {
-    pub rows: usize,
-    /// Also micro-averaged precision, recall and F1 (one label per row).
-    pub accuracy: f64,
-    /// Mean recall over the classes present in the truth.
-    pub balanced_accuracy: f64,
-    pub macro_precision: f64,
-    pub macro_recall: f64,
-    pub macro_f1: f64,
-    pub weighted_precision: f64,
-    pub weighted_recall: f64,
-    pub weighted_f1: f64,
-    /// Matthews correlation coefficient (multiclass form); 0 when undefined, as scikit-learn.
-    pub mcc: f64,
-    /// Cohen's kappa; `None` when chance agreement is 1.
-    pub cohen_kappa: Option<f64>,
-    pub per_class: Vec<ClassMetrics>,
-    /// `confusion[t][p]`: rows of true class t predicted as p.
-    pub confusion: Vec<Vec<usize>>,
-}
+pub use graft_core::metrics::{ClassMetrics, Classification};
 
 fn ratio(num: usize, den: usize) -> f64 {
     if den == 0 { 0.0 } else { num as f64 / den as f64 }

@@ -1,28 +1,11 @@
 //! Metrics of predicted class probabilities.
 
-use serde::{Deserialize, Serialize};
+pub use graft_core::metrics::Probabilistic;
 
 use super::rank::{binary_average_precision, binary_roc_auc};
 
 /// Number of equal-width confidence bins of the expected calibration error.
 pub const ECE_BINS: usize = 15;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Probabilistic {
-    /// Mean negative log-probability of the true class (probabilities clipped to
-    /// [eps, 1 - eps], eps = f64::EPSILON, as scikit-learn).
-    pub log_loss: f64,
-    /// Binary: the positive (second) class's ROC-AUC. More classes: the macro average of
-    /// one-vs-rest AUCs. `None` when a class has no positive or no negative row.
-    pub roc_auc: Option<f64>,
-    /// Same averaging as `roc_auc`, of scikit-learn's average precision.
-    pub average_precision: Option<f64>,
-    /// Fraction of rows whose true class is among the k most probable, for k = 2..min(5, classes-1).
-    pub top_k_accuracy: Vec<(usize, f64)>,
-    /// Expected calibration error of the top-class confidence over [`ECE_BINS`] equal-width bins.
-    pub expected_calibration_error: f64,
-}
 
 /// A score of one class against the rest: (is positive, score) per row.
 type BinaryScore = fn(&[bool], &[f64]) -> Option<f64>;

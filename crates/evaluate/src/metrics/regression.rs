@@ -1,22 +1,8 @@
 //! Regression metrics.
 
-use serde::{Deserialize, Serialize};
+pub use graft_core::metrics::Regression;
 
 use super::rank::average_ranks;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Regression {
-    pub rows: usize,
-    pub mse: f64,
-    pub rmse: f64,
-    pub mae: f64,
-    /// 1 - SS_res / SS_tot; with constant targets 1 for a perfect fit, else 0 (scikit-learn).
-    pub r2: f64,
-    /// `None` when targets or predictions are constant.
-    pub pearson: Option<f64>,
-    pub spearman: Option<f64>,
-}
 
 pub fn regression(y: &[f64], pred: &[f64]) -> Regression {
     let n = y.len().max(1) as f64;
