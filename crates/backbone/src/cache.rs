@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::Schema;
 use arrow::ipc::reader::FileReader;
 use graft_core::artifact::{ArtifactWriter, BackboneId};
 use graft_core::atomic::Pending;
@@ -177,19 +177,15 @@ impl FeatureCache {
             return Ok(());
         }
         let dim = self.dim.expect("set with the first row");
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("key", DataType::FixedSizeBinary(32), false),
-            Field::new("features", DataType::FixedSizeList(item.clone(), dim as i32), false),
-        ]));
+        let schema = Arc::new(Schema::new(graft_core::columns::cache_fields(dim)));
         if self.writer.is_none() {
             let dest = self.dir.join(format!("{:06}.arrow", self.files.len()));
             self.writer = Some(ArtifactWriter::create(&dest, &schema)?);
         }
         let rows = std::mem::take(&mut self.buffered);
         let keys = FixedSizeBinaryArray::try_from_iter(rows.iter().map(|(k, _)| k.as_slice())).expect("32-byte keys");
-        let values = Float32Array::from(rows.iter().flat_map(|(_, f)| f.iter().copied()).collect::<Vec<f32>>());
-        let list = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None).expect("dim values per row");
+        let values: Vec<f32> = rows.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+        let list = graft_core::columns::float_list(values, dim).expect("dim values per row");
         let rb = RecordBatch::try_new(schema, vec![Arc::new(keys), Arc::new(list)]).expect("matching columns");
         self.writer.as_mut().expect("opened above").write(&rb)?;
         Ok(())

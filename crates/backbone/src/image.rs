@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, column};
+use arrow::array::{ArrayRef, RecordBatch};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::BackboneSpec;
@@ -106,23 +105,14 @@ pub fn embed_split(
 ) -> Result<(u64, Pending)> {
     let path = reader.path().to_owned();
     let width = 3 * embedder.size * embedder.size;
-    let expected = format!("fixed_size_list<float32, {width}> image pixels");
     let mut writer: Option<ArtifactWriter> = None;
     let mut done = 0u64;
     while let Some(batch) = reader.next_batch()? {
-        let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
-        let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
-        let pixels = column::<FixedSizeListArray>(&batch, "pixels", &path, &expected)?;
+        let batch_pixels = graft_core::columns::Pixels::of(&batch, width, &path)?;
+        let (ids, labels, pixels, values) =
+            (batch_pixels.ids, batch_pixels.labels, batch_pixels.list, batch_pixels.values);
         // Augmented views keep their view number.
-        let view: Option<ArrayRef> = batch.column_by_name("view").cloned();
-        let values = pixels.values().as_any().downcast_ref::<Float32Array>();
-        let values = match values {
-            Some(v) if pixels.value_length() as usize == width => v.values(),
-            _ => {
-                let column = "pixels".into();
-                return Err(graft_core::Error::Column { path: path.clone(), column, expected: expected.clone() }.into());
-            }
-        };
+        let view: Option<ArrayRef> = batch_pixels.view.cloned();
         let mut features = Vec::with_capacity(batch.num_rows());
         let mut dim = 0;
         for start in (0..batch.num_rows()).step_by(batch_size.max(1)) {
@@ -145,8 +135,7 @@ pub fn embed_split(
                 writer.insert(ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, view.is_some())?)?)
             }
         };
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let features = FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(features)), None)
+        let features = graft_core::columns::float_list(features, dim)
             .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
         let mut columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone())];
         columns.extend(view.clone());

@@ -15,11 +15,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
-};
-use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, Shard, column};
+use arrow::array::{ArrayRef, RecordBatch};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, Shard};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, Kind};
@@ -310,18 +307,9 @@ fn embed_split(
             if batch.num_rows() == 0 {
                 continue;
             }
-            let ids = column::<StringArray>(&batch, "id", &path, "utf8 row ids")?;
-            let labels = column::<StringArray>(&batch, "label", &path, "utf8 labels")?;
-            let lists = column::<ListArray>(&batch, "input_ids", &path, "list<int32> token ids")?;
-            let values =
-                lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| graft_core::Error::Column {
-                    path: path.clone(),
-                    column: "input_ids".into(),
-                    expected: "list<int32> token ids".into(),
-                })?;
-            let offsets = lists.value_offsets();
-            let rows: Vec<&[i32]> =
-                (0..lists.len()).map(|i| &values.values()[offsets[i] as usize..offsets[i + 1] as usize]).collect();
+            let token_batch = graft_core::columns::Tokens::of(&batch, &path)?;
+            let (ids, labels) = (token_batch.ids, token_batch.labels);
+            let rows: Vec<&[i32]> = (0..token_batch.len()).map(|i| token_batch.row(i)).collect();
             if let Some(i) = rows.iter().position(|r| r.is_empty()) {
                 return Err(Error::BadRow {
                     path: path.clone(),
@@ -380,13 +368,11 @@ fn embed_split(
                 backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
             }
             let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
-            let dim = backbone.dim as i32;
             let schema = match &schema {
                 Some(s) => std::sync::Arc::clone(s),
                 None => schema.insert(features_schema(prov, backbone, false)?).clone(),
             };
-            let item = Arc::new(Field::new("item", DataType::Float32, false));
-            let features = FixedSizeListArray::try_new(item, dim, Arc::new(Float32Array::from(features)), None)
+            let features = graft_core::columns::float_list(features, backbone.dim)
                 .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
             let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
             let out = RecordBatch::try_new(schema, columns)
@@ -449,15 +435,5 @@ pub(crate) fn features_schema(
     with_view: bool,
 ) -> Result<arrow::datatypes::SchemaRef> {
     prov.backbone = Some(backbone.clone());
-    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
-    if with_view {
-        fields.push(Field::new("view", DataType::Int32, false));
-    }
-    fields.push(Field::new("features", features_type(backbone.dim as i32), false));
-    Ok(prov.attach(fields)?)
-}
-
-/// `fixed_size_list<float32, dim>`, the features column type.
-pub fn features_type(dim: i32) -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim)
+    Ok(prov.attach(graft_core::columns::features_fields(backbone.dim, with_view))?)
 }

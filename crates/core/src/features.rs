@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use crate::artifact::{ArtifactReader, BackboneId, Provenance, Task, column};
-use arrow::array::{Array, FixedSizeListArray, Float32Array, StringArray};
+use crate::artifact::{ArtifactReader, BackboneId, Provenance, Task};
+use crate::columns;
+use arrow::array::Array;
 use ndarray::Array2;
 
 use crate::{Error, Result};
@@ -36,17 +37,8 @@ pub fn read_features(path: &Path) -> Result<Features> {
     let mut targets = Vec::new();
     let regression = provenance.task == Task::Regression;
     while let Some(batch) = reader.next_batch()? {
-        let id = column::<StringArray>(&batch, "id", path, "utf8 row ids")?;
-        let label = column::<StringArray>(&batch, "label", path, "utf8 labels")?;
-        let expected = format!("fixed_size_list<float32, {dim}>");
-        let feats = column::<FixedSizeListArray>(&batch, "features", path, &expected)?;
-        let flat = feats.values().as_any().downcast_ref::<Float32Array>();
-        let flat = match flat {
-            Some(f) if feats.value_length() as usize == dim => f,
-            _ => {
-                return Err(Error::Column { path: path.to_owned(), column: "features".into(), expected });
-            }
-        };
+        let view = columns::Features::of(&batch, dim, path)?;
+        let (id, label, feats) = (view.ids, view.labels, view.list);
         for i in 0..batch.num_rows() {
             let row = ids.len();
             if id.is_null(i) || label.is_null(i) || feats.is_null(i) {
@@ -70,8 +62,7 @@ pub fn read_features(path: &Path) -> Result<Features> {
                 };
                 classes.push(class);
             }
-            let start = feats.value_offset_at(i) as usize;
-            let v = &flat.values()[start..start + dim];
+            let v = view.row(i);
             if let Some(j) = v.iter().position(|x| !x.is_finite()) {
                 return Err(Error::BadRow {
                     path: path.to_owned(),

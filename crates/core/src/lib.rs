@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod atomic;
 pub mod cli;
+pub mod columns;
 pub mod config;
 pub mod curve;
 mod error;

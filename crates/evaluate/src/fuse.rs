@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, StringArray};
-use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::Provenance;
 pub use graft_core::metrics::{Fusion, Method};
 use graft_core::numeric::argmax;
@@ -15,7 +14,7 @@ use graft_learn::lbfgs;
 use serde::Serialize;
 
 use crate::predictions::Predictions;
-use crate::{Error, Intervals, Metrics, PREDICTIONS_FILE, Report, Result, metrics, report, uncertainty};
+use crate::{Error, Metrics, PREDICTIONS_FILE, Report, Result, metrics, report, uncertainty};
 
 /// Parameters of `graft-evaluate fuse`.
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
@@ -178,28 +177,7 @@ pub fn fuse(cfg: &FuseConfig) -> Result<Report> {
         })
         .collect();
     let pred: Vec<usize> = fused.iter().map(|p| argmax(p)).collect();
-    let intervals = (cfg.bootstrap > 0 && !pred.is_empty()).then(|| {
-        let stat = |rows: &[usize], f: fn(&metrics::Classification) -> f64| {
-            let (t, p): (Vec<usize>, Vec<usize>) = rows.iter().map(|&r| (truth[r], pred[r])).unzip();
-            f(&metrics::classification(&t, &p, &labels))
-        };
-        Intervals {
-            resamples: cfg.bootstrap,
-            seed: cfg.seed,
-            confidence: 0.95,
-            metrics: [
-                (
-                    "accuracy".to_owned(),
-                    uncertainty::bootstrap(pred.len(), cfg.bootstrap, 0.95, cfg.seed, |r| stat(r, |m| m.accuracy)),
-                ),
-                (
-                    "macro_f1".to_owned(),
-                    uncertainty::bootstrap(pred.len(), cfg.bootstrap, 0.95, cfg.seed, |r| stat(r, |m| m.macro_f1)),
-                ),
-            ]
-            .into(),
-        }
-    });
+    let intervals = uncertainty::classification_intervals(&truth, &pred, &labels, cfg.bootstrap, cfg.seed);
     let fusion = Fusion {
         method: cfg.method,
         members: cfg.members.clone(),
@@ -245,18 +223,13 @@ fn write(
     members: &[(String, Report)],
 ) -> Result<()> {
     let labels = &first.provenance.labels;
-    let mut fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("label", DataType::Utf8, false),
-        Field::new("pred", DataType::Utf8, false),
-    ];
+    let fields = graft_core::columns::predictions_fields(graft_core::artifact::Task::Classification, labels);
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(first.ids.clone())),
         Arc::new(StringArray::from(first.truth.clone())),
         Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))),
     ];
-    for (c, label) in labels.iter().enumerate() {
-        fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
+    for c in 0..labels.len() {
         columns.push(Arc::new(Float64Array::from(fused.iter().map(|p| p[c]).collect::<Vec<f64>>())));
     }
     let mut inputs = std::collections::BTreeMap::new();

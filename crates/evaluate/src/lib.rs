@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, BackboneId, Provenance, Task};
+use graft_core::columns;
 pub use graft_core::config::evaluate::Config;
 use graft_core::features::{self as data};
 use graft_core::head::Head;
@@ -87,9 +87,6 @@ impl graft_core::UserFacing for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A metric's name and how to compute it on resampled row indices.
-type NamedStatistic<'a> = (&'a str, &'a dyn Fn(&[usize]) -> f64);
-
 pub fn run(cfg: &Config) -> Result<Report> {
     let head = Head::load(&cfg.head)?;
     let path = cfg.features.join(format!("{}.arrow", cfg.split));
@@ -122,19 +119,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
         });
     }
     let n = feats.ids.len();
-    let bootstrap = |stats: &[NamedStatistic<'_>]| -> Option<Intervals> {
-        (cfg.bootstrap > 0 && n > 0).then(|| Intervals {
-            resamples: cfg.bootstrap,
-            seed: cfg.seed,
-            confidence: 0.95,
-            metrics: stats
-                .iter()
-                .map(|(name, f)| ((*name).to_owned(), uncertainty::bootstrap(n, cfg.bootstrap, 0.95, cfg.seed, f)))
-                .collect(),
-        })
-    };
     let labels = &head.info.labels;
-    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("label", DataType::Utf8, false)];
+    let fields = columns::predictions_fields(head.info.task, labels);
     let mut columns: Vec<ArrayRef> =
         vec![Arc::new(StringArray::from(feats.ids.clone())), Arc::new(StringArray::from(feats.labels.clone()))];
     let (metrics, intervals, probabilities, scored) = match head.info.task {
@@ -143,19 +129,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
             check_finite(proba.rows().into_iter().map(|r| r.iter().all(|v| v.is_finite())), &feats, &path, cfg)?;
             let pred: Vec<usize> =
                 proba.rows().into_iter().map(|r| argmax(r.as_slice().expect("contiguous rows"))).collect();
-            let resampled = |rows: &[usize], stat: fn(&Classification) -> f64| {
-                let (t, p): (Vec<usize>, Vec<usize>) = rows.iter().map(|&r| (feats.classes[r], pred[r])).unzip();
-                stat(&metrics::classification(&t, &p, labels))
-            };
-            let intervals = bootstrap(&[
-                ("accuracy", &|rows| resampled(rows, |m| m.accuracy)),
-                ("macro_f1", &|rows| resampled(rows, |m| m.macro_f1)),
-            ]);
+            let intervals =
+                uncertainty::classification_intervals(&feats.classes, &pred, labels, cfg.bootstrap, cfg.seed);
             let rows: Vec<Vec<f64>> = proba.rows().into_iter().map(|r| r.to_vec()).collect();
-            fields.push(Field::new("pred", DataType::Utf8, false));
             columns.push(Arc::new(StringArray::from_iter_values(pred.iter().map(|&p| labels[p].as_str()))));
-            for (c, label) in labels.iter().enumerate() {
-                fields.push(Field::new(format!("prob_{label}"), DataType::Float64, false));
+            for c in 0..labels.len() {
                 columns.push(Arc::new(Float64Array::from(proba.column(c).to_vec())));
             }
             let m = metrics::classification(&feats.classes, &pred, labels);
@@ -169,11 +147,13 @@ pub fn run(cfg: &Config) -> Result<Report> {
                 let (t, p): (Vec<f64>, Vec<f64>) = rows.iter().map(|&r| (feats.targets[r], pred[r])).unzip();
                 stat(&metrics::regression(&t, &p))
             };
-            let intervals =
-                bootstrap(&[("rmse", &|rows| resampled(rows, |m| m.rmse)), ("r2", &|rows| resampled(rows, |m| m.r2))]);
-            fields.push(Field::new("target", DataType::Float64, false));
+            let intervals = uncertainty::intervals(
+                n,
+                cfg.bootstrap,
+                cfg.seed,
+                &[("rmse", &|rows| resampled(rows, |m| m.rmse)), ("r2", &|rows| resampled(rows, |m| m.r2))],
+            );
             columns.push(Arc::new(Float64Array::from(feats.targets.clone())));
-            fields.push(Field::new("pred", DataType::Float64, false));
             columns.push(Arc::new(Float64Array::from(pred.clone())));
             (Metrics::Regression(metrics::regression(&feats.targets, &pred)), intervals, None, Scored::Values(pred))
         }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Float64Array, StringArray};
 use graft_core::artifact::{ArtifactReader, Provenance, column};
+use graft_core::columns;
 
 use crate::{Error, PREDICTIONS_FILE, Result};
 
@@ -34,10 +35,10 @@ impl Predictions {
         let mut p = Self { path: path.clone(), provenance, ids: vec![], truth: vec![], pred: vec![], proba: vec![] };
         while let Some(batch) = reader.next_batch()? {
             let text = |name| column::<StringArray>(&batch, name, &path, "utf8");
-            let (ids, truth, pred) = (text("id")?, text("label")?, text("pred")?);
+            let (ids, truth, pred) = (text(columns::ID)?, text(columns::LABEL)?, text(columns::PRED)?);
             let columns: Vec<&Float64Array> = labels
                 .iter()
-                .map(|l| column::<Float64Array>(&batch, &format!("prob_{l}"), &path, "float64 probabilities"))
+                .map(|l| column::<Float64Array>(&batch, &columns::prob(l), &path, "float64 probabilities"))
                 .collect::<graft_core::Result<_>>()?;
             for i in 0..batch.num_rows() {
                 let row = p.ids.len();

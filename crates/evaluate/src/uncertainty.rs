@@ -2,7 +2,42 @@
 //! exact test for two classifiers scored on the same rows.
 
 pub use graft_core::metrics::Interval;
+use graft_core::metrics::{Classification, Intervals};
 use graft_core::rng::SplitMix64;
+
+/// A metric's name and how to compute it on resampled row indices.
+pub type NamedStatistic<'a> = (&'a str, &'a dyn Fn(&[usize]) -> f64);
+
+/// Seeded 95% percentile-bootstrap intervals of each statistic over `n` rows; `None` without
+/// resamples or rows.
+pub fn intervals(n: usize, resamples: usize, seed: u64, stats: &[NamedStatistic<'_>]) -> Option<Intervals> {
+    (resamples > 0 && n > 0).then(|| Intervals {
+        resamples,
+        seed,
+        confidence: 0.95,
+        metrics: stats.iter().map(|(name, f)| ((*name).to_owned(), bootstrap(n, resamples, 0.95, seed, f))).collect(),
+    })
+}
+
+/// [`intervals`] of accuracy and macro F1 of predicted classes `pred` against `truth`.
+pub fn classification_intervals(
+    truth: &[usize],
+    pred: &[usize],
+    labels: &[String],
+    resamples: usize,
+    seed: u64,
+) -> Option<Intervals> {
+    let resampled = |rows: &[usize], stat: fn(&Classification) -> f64| {
+        let (t, p): (Vec<usize>, Vec<usize>) = rows.iter().map(|&r| (truth[r], pred[r])).unzip();
+        stat(&crate::metrics::classification(&t, &p, labels))
+    };
+    intervals(
+        pred.len(),
+        resamples,
+        seed,
+        &[("accuracy", &|rows| resampled(rows, |m| m.accuracy)), ("macro_f1", &|rows| resampled(rows, |m| m.macro_f1))],
+    )
+}
 
 /// Percentile bootstrap: `resamples` draws of `n` row indices with replacement (seeded), the
 /// statistic of each, and the `(1 - confidence) / 2` and `(1 + confidence) / 2` quantiles

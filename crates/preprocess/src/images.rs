@@ -400,13 +400,7 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
         let count = if split == Split::Train { count * (1 + cfg.augment_views) } else { count };
         summary.written.insert(split.name(), count);
         let provenance = Provenance { rows: count as u64, ..base.clone() };
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let schema = provenance.attach(vec![
-            Field::new("id", DataType::Utf8, false),
-            Field::new("label", DataType::Utf8, false),
-            Field::new("view", DataType::Int32, false),
-            Field::new("pixels", DataType::FixedSizeList(item, width as i32), false),
-        ])?;
+        let schema = provenance.attach(graft_core::columns::pixels_fields(width))?;
         let dest = cfg.out.join(format!("{}.arrow", split.name()));
         writers.push(Some(Writer { inner: ArtifactWriter::create(&dest, &schema)?, buffer: Vec::new(), width }));
     }

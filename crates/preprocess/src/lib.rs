@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Builder, ListBuilder, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field};
 use graft_core::artifact::{ArtifactWriter, Provenance, Task, TokenizerId};
 use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
@@ -205,13 +204,7 @@ struct SplitWriter {
 
 impl SplitWriter {
     fn create(dest: std::path::PathBuf, provenance: &Provenance) -> Result<Self> {
-        let token_ids = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
-        let schema = provenance.attach(vec![
-            Field::new("id", DataType::Utf8, false),
-            Field::new("label", DataType::Utf8, false),
-            Field::new("text", DataType::Utf8, false),
-            Field::new("input_ids", token_ids, false),
-        ])?;
+        let schema = provenance.attach(graft_core::columns::tokens_fields())?;
         Ok(Self { writer: ArtifactWriter::create(&dest, &schema)?, dest, buffer: Vec::with_capacity(BATCH_ROWS) })
     }
 

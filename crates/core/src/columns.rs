@@ -1,0 +1,197 @@
+//! The Arrow column contracts between stages, in one place: each file kind's column names
+//! and types, the fields its writer declares and a typed view its readers check a batch
+//! against (a missing column or another type is an error naming the file and column).
+//!
+//! | kind | written by | columns |
+//! |---|---|---|
+//! | tokens | preprocess (text) | `id`, `label`, `text`, `input_ids: list<int32>` |
+//! | pixels | preprocess (images) | `id`, `label`, `view: int32`, `pixels: fixed_size_list<float32, 3·S·S>` |
+//! | features | backbone | `id`, `label`, [`view`], `features: fixed_size_list<float32, D>` |
+//! | cache | backbone `--cache` | `key: fixed_size_binary(32)`, `features` |
+//! | predictions | evaluate | `id`, `label`, `pred`, `prob_<label>: float64` per class; or `target`, `pred: float64` |
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+
+use crate::artifact::{Task, column};
+use crate::{Error, Result};
+
+pub const ID: &str = "id";
+pub const LABEL: &str = "label";
+pub const TEXT: &str = "text";
+pub const INPUT_IDS: &str = "input_ids";
+pub const VIEW: &str = "view";
+pub const PIXELS: &str = "pixels";
+pub const FEATURES: &str = "features";
+pub const KEY: &str = "key";
+pub const PRED: &str = "pred";
+pub const TARGET: &str = "target";
+
+/// The probability column of class `label` in a predictions file.
+pub fn prob(label: &str) -> String {
+    format!("prob_{label}")
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+/// `fixed_size_list<float32, width>`: features and pixels.
+pub fn floats(width: usize) -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), width as i32)
+}
+
+/// Rows of `width` floats as a `fixed_size_list<float32, width>` column.
+pub fn float_list(values: Vec<f32>, width: usize) -> Result<FixedSizeListArray, arrow::error::ArrowError> {
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    FixedSizeListArray::try_new(item, width as i32, Arc::new(Float32Array::from(values)), None)
+}
+
+pub fn tokens_fields() -> Vec<Field> {
+    let token_ids = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
+    vec![utf8(ID), utf8(LABEL), utf8(TEXT), Field::new(INPUT_IDS, token_ids, false)]
+}
+
+pub fn pixels_fields(width: usize) -> Vec<Field> {
+    vec![utf8(ID), utf8(LABEL), Field::new(VIEW, DataType::Int32, false), Field::new(PIXELS, floats(width), false)]
+}
+
+pub fn features_fields(dim: usize, with_view: bool) -> Vec<Field> {
+    let mut fields = vec![utf8(ID), utf8(LABEL)];
+    if with_view {
+        fields.push(Field::new(VIEW, DataType::Int32, false));
+    }
+    fields.push(Field::new(FEATURES, floats(dim), false));
+    fields
+}
+
+pub fn cache_fields(dim: usize) -> Vec<Field> {
+    vec![Field::new(KEY, DataType::FixedSizeBinary(32), false), Field::new(FEATURES, floats(dim), false)]
+}
+
+pub fn predictions_fields(task: Task, labels: &[String]) -> Vec<Field> {
+    let mut fields = vec![utf8(ID), utf8(LABEL)];
+    match task {
+        Task::Classification => {
+            fields.push(utf8(PRED));
+            fields.extend(labels.iter().map(|l| Field::new(prob(l), DataType::Float64, false)));
+        }
+        Task::Regression => {
+            fields.push(Field::new(TARGET, DataType::Float64, false));
+            fields.push(Field::new(PRED, DataType::Float64, false));
+        }
+    }
+    fields
+}
+
+/// The `fixed_size_list<float32, width>` column `name` and its flat values.
+fn float_rows<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    width: usize,
+    path: &Path,
+) -> Result<(&'a FixedSizeListArray, &'a [f32])> {
+    let expected = format!("fixed_size_list<float32, {width}>");
+    let list = column::<FixedSizeListArray>(batch, name, path, &expected)?;
+    match list.values().as_any().downcast_ref::<Float32Array>() {
+        Some(values) if list.value_length() as usize == width => Ok((list, values.values())),
+        _ => Err(Error::Column { path: path.to_owned(), column: name.into(), expected }),
+    }
+}
+
+/// A record batch of a tokens file.
+#[derive(Debug)]
+pub struct Tokens<'a> {
+    pub ids: &'a StringArray,
+    pub labels: &'a StringArray,
+    lists: &'a ListArray,
+    values: &'a [i32],
+}
+
+impl<'a> Tokens<'a> {
+    pub fn of(batch: &'a RecordBatch, path: &Path) -> Result<Self> {
+        let expected = "list<int32> token ids";
+        let lists = column::<ListArray>(batch, INPUT_IDS, path, expected)?;
+        let values = lists.values().as_any().downcast_ref::<Int32Array>().ok_or_else(|| Error::Column {
+            path: path.to_owned(),
+            column: INPUT_IDS.into(),
+            expected: expected.into(),
+        })?;
+        Ok(Self {
+            ids: column::<StringArray>(batch, ID, path, "utf8 row ids")?,
+            labels: column::<StringArray>(batch, LABEL, path, "utf8 labels")?,
+            lists,
+            values: values.values(),
+        })
+    }
+
+    /// Row `i`'s token ids (offsets checked by arrow's validation on read).
+    pub fn row(&self, i: usize) -> &'a [i32] {
+        let offsets = self.lists.value_offsets();
+        &self.values[offsets[i] as usize..offsets[i + 1] as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+}
+
+/// A record batch of a pixels file.
+#[derive(Debug)]
+pub struct Pixels<'a> {
+    pub ids: &'a StringArray,
+    pub labels: &'a StringArray,
+    pub view: Option<&'a Arc<dyn Array>>,
+    pub list: &'a FixedSizeListArray,
+    /// Row-major, `width` values a row from the list's offset.
+    pub values: &'a [f32],
+}
+
+impl<'a> Pixels<'a> {
+    pub fn of(batch: &'a RecordBatch, width: usize, path: &Path) -> Result<Self> {
+        let (list, values) = float_rows(batch, PIXELS, width, path)?;
+        Ok(Self {
+            ids: column::<StringArray>(batch, ID, path, "utf8 row ids")?,
+            labels: column::<StringArray>(batch, LABEL, path, "utf8 labels")?,
+            view: batch.column_by_name(VIEW),
+            list,
+            values,
+        })
+    }
+}
+
+/// A record batch of a features file.
+#[derive(Debug)]
+pub struct Features<'a> {
+    pub ids: &'a StringArray,
+    pub labels: &'a StringArray,
+    pub list: &'a FixedSizeListArray,
+    pub values: &'a [f32],
+    pub dim: usize,
+}
+
+impl<'a> Features<'a> {
+    pub fn of(batch: &'a RecordBatch, dim: usize, path: &Path) -> Result<Self> {
+        let (list, values) = float_rows(batch, FEATURES, dim, path)?;
+        Ok(Self {
+            ids: column::<StringArray>(batch, ID, path, "utf8 row ids")?,
+            labels: column::<StringArray>(batch, LABEL, path, "utf8 labels")?,
+            list,
+            values,
+            dim,
+        })
+    }
+
+    /// Row `i`'s features.
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        let start = self.list.value_offset_at(i);
+        &self.values[start..start + self.dim]
+    }
+}
