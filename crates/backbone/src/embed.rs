@@ -4,7 +4,7 @@ use graft_core::spec::{BackboneSpec, Combine, Pooling};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 
-use crate::error::{Error, Result};
+use crate::error::{EmbedError, Error, Result};
 use crate::pool::{normalize_rows, pool_tensor};
 
 /// Which graph outputs become features, and how.
@@ -172,15 +172,4 @@ pub(crate) fn combine(
             Ok((out, dim))
         }
     }
-}
-
-/// Why a batch could not be embedded.
-#[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
-    #[error(transparent)]
-    Ort(#[from] ort::Error),
-    #[error("output `{name}` has shape {shape:?}; the pooling needs {expected}")]
-    Rank { name: String, shape: Vec<i64>, expected: &'static str },
-    #[error("`--combine mean` needs outputs of one size: `{first}` has {dim}, `{other}` has {other_dim}")]
-    Dims { first: String, dim: usize, other: String, other_dim: usize },
 }

@@ -31,7 +31,7 @@ pub enum Error {
         path: PathBuf,
         row: u64,
         #[source]
-        source: crate::embed::EmbedError,
+        source: EmbedError,
     },
     #[error("`{}` was tokenised with another tokenizer or length ({found}) than spec `{}` ({expected})", path.display(), spec.display())]
     TokenizerMismatch { path: PathBuf, spec: PathBuf, found: String, expected: String },
@@ -54,7 +54,7 @@ impl graft_core::UserFacing for Error {
         match self {
             Error::Core(e) => e.is_user_error(),
             Error::Inference { source, .. } => {
-                matches!(source, crate::embed::EmbedError::Rank { .. })
+                matches!(source, EmbedError::Rank { .. })
             }
             _ => true,
         }
@@ -62,3 +62,14 @@ impl graft_core::UserFacing for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a batch could not be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error(transparent)]
+    Ort(#[from] ort::Error),
+    #[error("output `{name}` has shape {shape:?}; the pooling needs {expected}")]
+    Rank { name: String, shape: Vec<i64>, expected: &'static str },
+    #[error("`--combine mean` needs outputs of one size: `{first}` has {dim}, `{other}` has {other_dim}")]
+    Dims { first: String, dim: usize, other: String, other_dim: usize },
+}

@@ -13,7 +13,8 @@ use graft_core::spec::BackboneSpec;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 
-use crate::embed::{EmbedError, FeatureSpec, combine};
+use crate::embed::{FeatureSpec, combine};
+use crate::error::EmbedError;
 use crate::error::{Error, Result};
 use crate::pool::{normalize_rows, pool_tensor};
 

@@ -21,8 +21,8 @@ use graft_core::atomic::Pending;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, Kind};
 
-pub use embed::{EmbedError, Embedder, FeatureSpec};
-pub use error::{Error, Result};
+pub use embed::{Embedder, FeatureSpec};
+pub use error::{EmbedError, Error, Result};
 pub use graft_core::config::backbone::{Config, Optimization};
 pub use pool::{normalize_rows, pool};
 

@@ -68,7 +68,7 @@ impl Manifest {
 
     /// Refuses `bytes` read from `dir/name` unless the manifest lists them.
     pub fn check_bytes(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-        self.check_hash(dir, name, &blake3::hash(bytes).to_hex().to_string())
+        self.check_hash(dir, name, blake3::hash(bytes).to_hex().as_str())
     }
 
     /// Refuses the file `dir/name` unless its blake3 is the one listed.

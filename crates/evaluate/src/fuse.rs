@@ -58,10 +58,9 @@ fn fit_weights(val: &[Predictions]) -> Vec<f64> {
     let truth = val[0].classes();
     let m = val.len();
     let softmax = |theta: &[f64]| -> Vec<f64> {
-        let max = theta.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        let e: Vec<f64> = theta.iter().map(|t| (t - max).exp()).collect();
-        let sum: f64 = e.iter().sum();
-        e.iter().map(|v| v / sum).collect()
+        let mut w = theta.to_vec();
+        graft_core::numeric::softmax(&mut w);
+        w
     };
     let objective = |theta: &[f64], grad: &mut [f64]| -> f64 {
         let w = softmax(theta);

@@ -5,6 +5,7 @@
 //! Single-threaded float32 arithmetic in a fixed order: the same features, settings and
 //! seed give bit-identical weights on any machine with the same float semantics.
 
+use graft_core::numeric::log_sum_exp;
 use graft_core::rng::SplitMix64;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
@@ -135,9 +136,7 @@ pub fn score(model: &Mlp, split: &Split<'_>) -> (f64, Option<f64>) {
             let (mut loss, mut correct) = (0.0, 0usize);
             for (row, &y) in z.axis_iter(Axis(0)).zip(y) {
                 let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
-                let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-                let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-                loss += lse - row[y];
+                loss += log_sum_exp(row.iter().copied()) - row[y];
                 correct += usize::from(graft_core::numeric::argmax(&row) == y);
             }
             (loss / n, Some(correct as f64 / n))
@@ -193,8 +192,7 @@ fn gradients(
         (Target::Classes(y), Loss::CrossEntropy { smoothing }) => {
             let smoothing = smoothing as f32;
             for ((mut row, &yi), &w) in delta.axis_iter_mut(Axis(0)).zip(y).zip(weights) {
-                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let lse = f64::from(max) + row.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
+                let lse = log_sum_exp(row.iter().map(|&v| f64::from(v)));
                 let mut row_loss = 0.0f64;
                 for (c, z) in row.iter_mut().enumerate() {
                     let target = smoothing / classes as f32 + if c == yi { 1.0 - smoothing } else { 0.0 };

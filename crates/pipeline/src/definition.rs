@@ -1,7 +1,7 @@
 //! Pipeline files (`version: 1`): named stages, each a graft binary with its arguments,
 //! the paths it reads (`deps`) and the paths it writes (`outs`). Paths are relative to
 //! the pipeline file's folder. `params`, `include` and `matrix` are resolved by
-//! [`crate::expand`] before anything runs.
+//! expansion (`expand`) before anything runs.
 
 use std::path::{Path, PathBuf};
 
@@ -148,23 +148,9 @@ pub fn parse(path: &Path) -> Result<Pipeline> {
     Ok(pipeline)
 }
 
-/// Reads and validates a pipeline file, applies `overrides` (`--set`), resolves includes,
-/// params and the matrix; returns the expanded stages and their run order.
-/// Each stage's arguments are checked against its binary's flags (for graft's own stages).
-pub fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, Vec<String>)> {
-    let pipeline = crate::expand::expand(path, parse(path)?, overrides)?;
-    let invalid = |message: String| Error::Invalid { path: path.to_owned(), message };
-    for (name, stage) in &pipeline.stages {
-        graft_core::config::check_args(&stage.cmd, &stage.argv())
-            .map_err(|m| invalid(format!("stage `{name}` ({}): {m}", stage.cmd)))?;
-    }
-    let order = run_order(&pipeline).map_err(invalid)?;
-    Ok((pipeline, order))
-}
-
 /// For each stage in file order, the stages whose outputs it reads. Errors when two stages
 /// write the same output, or one writes inside another's output. Paths are compared as
-/// [`crate::expand::normalize`] leaves them.
+/// expansion normalises them (one spelling per path).
 pub fn upstream(p: &Pipeline) -> Result<IndexMap<&str, Vec<&str>>, String> {
     let mut writer: IndexMap<&Path, &str> = IndexMap::new();
     for (name, stage) in &p.stages {
@@ -199,7 +185,7 @@ pub fn upstream(p: &Pipeline) -> Result<IndexMap<&str, Vec<&str>>, String> {
 
 /// Stage names in an order where each runs after the stages whose outputs it reads:
 /// file order, except where a dependency requires otherwise.
-fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
+pub fn run_order(p: &Pipeline) -> Result<Vec<String>, String> {
     let upstream = upstream(p)?;
     let mut order: Vec<String> = Vec::new();
     let mut remaining: Vec<&str> = upstream.keys().copied().collect();
@@ -256,22 +242,6 @@ mod tests {
         for key in ["\"matrix\"", "\"params\"", "\"stages\"", "\"deps\"", "\"shards\"", "\"label_smoothing\""] {
             assert!(committed.contains(key), "{key}");
         }
-    }
-
-    #[test]
-    fn stage_args_are_checked_before_anything_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.yaml");
-        std::fs::write(
-            &path,
-            "version: 1\nstages:\n  train: {cmd: graft-finetune, args: {features: f, out: h, c: 1}}\n",
-        )
-        .unwrap();
-        load(&path, &[]).unwrap();
-        let err = load(&path, &["train.unknownkey=1".into()]).unwrap_err().to_string();
-        assert!(err.contains("stage `train` (graft-finetune)") && err.contains("'--unknownkey'"), "{err}");
-        let err = load(&path, &["train.epochs=many".into()]).unwrap_err().to_string();
-        assert!(err.contains("'many'") && err.contains("--epochs"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::definition::{Arg, Pipeline, Scalar, Stage, parse};
+use crate::definition::{Arg, Pipeline, Scalar, Stage, parse, run_order};
 use crate::error::{Error, Result};
 
 /// Name of the expanded stage `base` for one combination: `base[k=v,k2=v2]`.
@@ -16,6 +16,20 @@ pub fn expanded_name(base: &str, combination: &IndexMap<String, String>) -> Stri
     }
     let parts: Vec<String> = combination.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{base}[{}]", parts.join(","))
+}
+
+/// Reads and validates a pipeline file, applies `overrides` (`--set`), resolves includes,
+/// params and the matrix; returns the expanded stages and their run order.
+/// Each stage's arguments are checked against its binary's flags (for graft's own stages).
+pub fn load(path: &Path, overrides: &[String]) -> Result<(Pipeline, Vec<String>)> {
+    let pipeline = expand(path, parse(path)?, overrides)?;
+    let invalid = |message: String| Error::Invalid { path: path.to_owned(), message };
+    for (name, stage) in &pipeline.stages {
+        graft_core::config::check_args(&stage.cmd, &stage.argv())
+            .map_err(|m| invalid(format!("stage `{name}` ({}): {m}", stage.cmd)))?;
+    }
+    let order = run_order(&pipeline).map_err(invalid)?;
+    Ok((pipeline, order))
 }
 
 pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Result<Pipeline> {
@@ -355,5 +369,21 @@ mod tests {
         let yaml = "version: 1\nstages:\n  eval: {cmd: e, deps: [./out/a]}\n  make: {cmd: m, outs: [out/a]}\n";
         let p = expand_text(yaml, &[]).unwrap();
         assert_eq!(crate::definition::upstream(&p).unwrap()["eval"], ["make"], "the producer runs first");
+    }
+
+    #[test]
+    fn stage_args_are_checked_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\nstages:\n  train: {cmd: graft-finetune, args: {features: f, out: h, c: 1}}\n",
+        )
+        .unwrap();
+        load(&path, &[]).unwrap();
+        let err = load(&path, &["train.unknownkey=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("stage `train` (graft-finetune)") && err.contains("'--unknownkey'"), "{err}");
+        let err = load(&path, &["train.epochs=many".into()]).unwrap_err().to_string();
+        assert!(err.contains("'many'") && err.contains("--epochs"), "{err}");
     }
 }

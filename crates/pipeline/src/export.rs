@@ -22,7 +22,7 @@ pub enum DagFormat {
 
 /// Renders the stage graph of `pipeline_path`.
 pub fn dag(pipeline_path: &Path, format: DagFormat) -> Result<String> {
-    let (pipeline, order) = definition::load(pipeline_path, &[])?;
+    let (pipeline, order) = crate::expand::load(pipeline_path, &[])?;
     let upstream = definition::upstream(&pipeline).expect("validated by load");
     let mut out = String::new();
     match format {
@@ -70,7 +70,7 @@ pub enum Format {
 
 /// Renders `pipeline_path` in `format`.
 pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
-    let (pipeline, order) = definition::load(pipeline_path, &[])?;
+    let (pipeline, order) = crate::expand::load(pipeline_path, &[])?;
     let source = pipeline_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     Ok(match format {
         Format::Make => makefile(&pipeline, &order, &source)

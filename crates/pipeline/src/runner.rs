@@ -232,7 +232,7 @@ pub struct Summary {
 }
 
 pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
-    let (pipeline, order) = definition::load(pipeline_path, &opts.set)?;
+    let (pipeline, order) = crate::expand::load(pipeline_path, &opts.set)?;
     let order = select(pipeline_path, &pipeline, order, opts)?;
     let root = root_of(pipeline_path);
     if opts.dry_run {
@@ -365,7 +365,7 @@ pub enum State {
 
 /// `graft status`: each stage in run order with what makes it stale, without running anything.
 pub fn status(pipeline_path: &Path, set: &[String]) -> Result<Vec<(String, State)>> {
-    let (pipeline, order) = definition::load(pipeline_path, set)?;
+    let (pipeline, order) = crate::expand::load(pipeline_path, set)?;
     let root = root_of(pipeline_path);
     let lock = Lock::read(&lock_path(pipeline_path))?;
     let cache = HashCache::load(&hash_cache_path(pipeline_path));
