@@ -19,10 +19,16 @@ pub const METADATA_KEY: &str = "graft";
 /// The splits a preprocess stage may write, in order.
 pub const SPLITS: [&str; 3] = ["train", "val", "test"];
 
+/// The format of graft's Arrow artifacts: [`Provenance`] in the schema metadata, columns as
+/// [`crate::columns`] lays them out, a checksum in the footer ([`crate::ipc`]).
+pub const FORMAT: &str = "graft-arrow/2";
+
 /// Where an artifact came from: enough to refuse mixing data from different sources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
+    /// [`FORMAT`].
+    pub format: String,
     pub stage: String,
     pub graft_version: String,
     /// What the `label` column holds: a class name, or a number for regression.
@@ -215,8 +221,11 @@ impl ArtifactReader {
             .get(METADATA_KEY)
             .cloned()
             .ok_or_else(|| Error::NoProvenance { path: path.to_owned() })?;
-        let provenance =
+        let provenance: Provenance =
             serde_json::from_str(&json).map_err(|source| Error::BadProvenance { path: path.to_owned(), source })?;
+        if provenance.format != FORMAT {
+            return Err(Error::Format { path: path.to_owned(), found: provenance.format, expected: FORMAT });
+        }
         Ok(Self { reader, path: path.to_owned(), provenance, rows_read: 0 })
     }
 
@@ -272,6 +281,7 @@ mod tests {
 
     fn provenance() -> Provenance {
         Provenance {
+            format: FORMAT.into(),
             stage: "test".into(),
             graft_version: crate::VERSION.into(),
             task: Task::Classification,

@@ -48,6 +48,8 @@ pub enum Error {
     BadValue { path: PathBuf, batch: usize, column: String, row: usize, message: String },
     #[error("`{}` holds {found} rows but its metadata says {expected}: the file is truncated or was altered", path.display())]
     RowCount { path: PathBuf, found: u64, expected: u64 },
+    #[error("`{}` is format `{found}`, expected `{expected}`: make it again with this graft", path.display())]
+    Format { path: PathBuf, found: String, expected: &'static str },
     #[error("`{}` has no graft metadata: it was not written by a graft stage", path.display())]
     NoProvenance { path: PathBuf },
     #[error("graft metadata of `{}` is malformed", path.display())]

@@ -303,6 +303,24 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_is_a_write_error_not_a_bad_file() {
+        let path = Path::new("/dev/full");
+        let file = File::options().read(true).write(true).open(path).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float32, false)]));
+        let xs: Vec<f32> = (0..10_000).map(|i| i as f32).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Float32Array::from(xs)) as _]).unwrap();
+        let result = ChecksummedWriter::new(file, path, &schema).and_then(|mut w| {
+            w.write(&batch)?;
+            w.finish()
+        });
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Write { .. }), "{err:?}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("cannot write `/dev/full`") && chain.contains("No space left"), "{chain}");
+    }
+
+    #[test]
     fn truncated_and_empty_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.arrow");

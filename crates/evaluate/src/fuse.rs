@@ -237,6 +237,7 @@ fn write(
         inputs.insert(format!("member {i}"), graft_core::hash::file(&file)?);
     }
     let provenance = Provenance {
+        format: graft_core::artifact::FORMAT.into(),
         stage: "fuse".into(),
         graft_version: graft_core::VERSION.into(),
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
@@ -279,6 +280,7 @@ mod tests {
         Predictions {
             path: PathBuf::from("p"),
             provenance: Provenance {
+                format: graft_core::artifact::FORMAT.into(),
                 stage: "evaluate".into(),
                 graft_version: String::new(),
                 task: graft_core::artifact::Task::Classification,

@@ -159,6 +159,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         }
     };
     let provenance = Provenance {
+        format: graft_core::artifact::FORMAT.into(),
         stage: "evaluate".into(),
         graft_version: graft_core::VERSION.into(),
         task: feats.provenance.task,

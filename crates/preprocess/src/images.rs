@@ -378,6 +378,7 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
     let classes: Vec<usize> = items.iter().map(|i| labels.binary_search(&i.label).expect("in vocabulary")).collect();
     let assignment = split::stratified(&classes, labels.len(), cfg.val_fraction, cfg.test_fraction, cfg.seed);
     let base = Provenance {
+        format: graft_core::artifact::FORMAT.into(),
         stage: "preprocess".into(),
         graft_version: graft_core::VERSION.into(),
         task: Task::Classification,

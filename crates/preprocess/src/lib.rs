@@ -132,6 +132,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         ("tokenizer".to_owned(), graft_core::hash::file(tokenizer_path)?),
     ]);
     let provenance = Provenance {
+        format: graft_core::artifact::FORMAT.into(),
         stage: "preprocess".into(),
         graft_version: graft_core::VERSION.into(),
         task: cfg.task,
