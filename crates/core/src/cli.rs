@@ -25,13 +25,22 @@ pub fn parse<T: clap::Parser>() -> T {
 pub const RUNNER_PID_VAR: &str = "GRAFT_RUNNER_PID";
 
 /// A stage started by `graft run` ends with it, however the runner ends (even `kill -9`),
-/// instead of running on as an orphan. Linux only.
+/// instead of running on as an orphan. Linux only; a stage started through a wrapper
+/// process (the runner is not its parent) is left alone while the runner lives.
 fn die_with_runner() {
     #[cfg(target_os = "linux")]
     if let Some(runner) = std::env::var(RUNNER_PID_VAR).ok().and_then(|p| p.parse::<i32>().ok()) {
-        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        let started_by_runner = nix::unistd::getppid().as_raw() == runner;
+        if started_by_runner {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        }
         // The runner may have ended before the request took effect.
-        if nix::unistd::getppid().as_raw() != runner {
+        let gone = if started_by_runner {
+            nix::unistd::getppid().as_raw() != runner
+        } else {
+            !std::path::Path::new(&format!("/proc/{runner}")).exists()
+        };
+        if gone {
             eprintln!("error: `graft run` (pid {runner}) ended before this stage started");
             std::process::exit(1);
         }

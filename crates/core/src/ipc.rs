@@ -160,7 +160,8 @@ impl ValidatingReader {
         let read_err = |source| Error::Read { path: path.to_owned(), source };
         let mut file = fs_err::File::open(path).map_err(read_err)?.into_parts().0;
         let mut head = [0u8; MAX_HEAD];
-        let head_len = file.read(&mut head).map_err(read_err)?;
+        let head_len = (file.metadata().map_err(read_err)?.len() as usize).min(MAX_HEAD);
+        file.read_exact_at(&mut head[..head_len], 0).map_err(read_err)?;
         if head_len < MAGIC.len() || &head[..MAGIC.len()] != MAGIC {
             return Err(corrupt("no `ARROW1` magic at its start: not an Arrow IPC file".into()));
         }

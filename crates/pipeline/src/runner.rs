@@ -129,7 +129,7 @@ pub fn lock_path(pipeline: &Path) -> PathBuf {
 }
 
 /// Held while `graft run` runs a pipeline: an exclusive lock on `<pipeline>.running`, which
-/// holds the runner's pid. The operating system releases it when the runner exits, however.
+/// holds the runner's pid. The operating system releases it however the runner exits.
 #[derive(Debug)]
 struct RunLock {
     _file: std::fs::File,
