@@ -47,6 +47,10 @@ pub enum Error {
     Merge(String),
     #[error("`{}` row {row}: {message}", path.display())]
     BadRow { path: PathBuf, row: u64, message: String },
+    #[error("`--spec {}` is a model bundle: its outputs, pooling and normalisation are fixed; drop `--outputs`, `--pooling` and `--normalize`", bundle.display())]
+    BundleFlags { bundle: PathBuf },
+    #[error("bundle `{}` records {what} `{value}`, which this graft does not know", bundle.display())]
+    BundleFeatures { bundle: PathBuf, what: String, value: String },
 }
 
 impl graft_core::UserFacing for Error {

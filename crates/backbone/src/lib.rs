@@ -111,19 +111,41 @@ enum Runner {
     Image(image::ImageEmbedder),
 }
 
+/// The spec and feature space to embed with: the spec's own settings overridden by the
+/// flags, or a model bundle's (`--spec` names its folder), which no flag may override.
+fn feature_space(cfg: &Config) -> Result<(BackboneSpec, FeatureSpec)> {
+    if !cfg.spec.join(graft_core::bundle::INFO_FILE).is_file() {
+        let spec = BackboneSpec::load(&cfg.spec)?;
+        let outputs = if cfg.outputs.is_empty() { vec![spec.output.clone()] } else { cfg.outputs.clone() };
+        let pooling = cfg.pooling.unwrap_or(spec.pooling);
+        let normalize = cfg.normalize.unwrap_or(spec.normalize);
+        return Ok((spec, FeatureSpec { outputs, combine: cfg.combine, pooling, normalize }));
+    }
+    if !cfg.outputs.is_empty() || cfg.pooling.is_some() || cfg.normalize.is_some() {
+        return Err(Error::BundleFlags { bundle: cfg.spec.clone() });
+    }
+    let bundle = graft_core::bundle::Bundle::load(&cfg.spec)?;
+    let f = &bundle.info.features;
+    let parse = |what: &str, value: &str| Error::BundleFeatures { bundle: cfg.spec.clone(), what: what.into(), value: value.into() };
+    let pooling = <graft_core::spec::Pooling as clap::ValueEnum>::from_str(&f.pooling, false).map_err(|_| parse("pooling", &f.pooling))?;
+    let combine = match &f.combine {
+        Some(c) => <graft_core::spec::Combine as clap::ValueEnum>::from_str(c, false).map_err(|_| parse("combine", c))?,
+        None => graft_core::spec::Combine::default(),
+    };
+    let features = FeatureSpec { outputs: f.outputs.clone(), combine, pooling, normalize: f.normalize };
+    Ok((bundle.spec, features))
+}
+
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (env, runtime) = runtime::init()?;
-    let spec = BackboneSpec::load(&cfg.spec)?;
-    let pooling = cfg.pooling.unwrap_or(spec.pooling);
-    let normalize = cfg.normalize.unwrap_or(spec.normalize);
+    let (spec, features) = feature_space(cfg)?;
+    let (outputs, pooling, normalize) = (features.outputs.clone(), features.pooling, features.normalize);
     let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;
-    let outputs = if cfg.outputs.is_empty() { vec![spec.output.clone()] } else { cfg.outputs.clone() };
     let model = exposing(&spec.model, &outputs)?;
     let options = device::SessionOptions { threads: cfg.threads, optimization: cfg.graph_optimization };
     let opened = device::open(env, &spec.model, model.as_deref(), options, device, cfg.allow_cpu_fallback)?;
     let provider = opened.provider;
-    let features = FeatureSpec { outputs: outputs.clone(), combine: cfg.combine, pooling, normalize };
     let mut model_runner = match spec.kind {
         Kind::Text => Runner::Text(Embedder::new(opened.session, &spec, &features)?),
         Kind::Image => {
@@ -140,7 +162,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     };
 
     let mut readers = Vec::new();
-    for split in SPLITS {
+    for split in SPLITS.into_iter().chain([graft_core::artifact::ROWS]) {
         let path = cfg.input.join(format!("{split}.arrow"));
         if path.exists() {
             let reader = ArtifactReader::open(&path)?;
@@ -164,7 +186,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let mut backbone = BackboneId {
         spec: spec.name.clone(),
         model_blake3,
-        combine: (outputs.len() > 1).then(|| cfg.combine.as_str().to_owned()),
+        combine: (outputs.len() > 1).then(|| features.combine.as_str().to_owned()),
         outputs,
         pooling: pooling.as_str().into(),
         normalize,

@@ -18,6 +18,8 @@ pub const METADATA_KEY: &str = "graft";
 
 /// The splits a preprocess stage may write, in order.
 pub const SPLITS: [&str; 3] = ["train", "val", "test"];
+/// The file of new rows to score (`graft-preprocess rows`), beside or instead of splits.
+pub const ROWS: &str = "rows";
 
 /// The format of graft's Arrow artifacts: [`Provenance`] in the schema metadata, columns as
 /// [`crate::columns`] lays them out, a checksum in the footer ([`crate::ipc`]).

@@ -9,6 +9,8 @@
 //! | features | backbone | `id`, `label`, [`view`], `features: fixed_size_list<float32, D>` |
 //! | cache | backbone `--cache` | `key: fixed_size_binary(32)`, `features` |
 //! | predictions | evaluate | `id`, `label`, `pred`, `prob_<label>: float64` per class; or `target`, `pred: float64` |
+//! | rows (to score) | preprocess `rows` | `row: uint64`, `id`, `label` (null when unknown), `text`, `input_ids`, `extra.<column>` |
+//! | rejects | preprocess `rows` | `row: uint64`, `id`, `reason`, `extra.<column>` |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,38 @@ pub const FEATURES: &str = "features";
 pub const KEY: &str = "key";
 pub const PRED: &str = "pred";
 pub const TARGET: &str = "target";
+/// A row's 0-based position among the input's rows (after filters).
+pub const ROW: &str = "row";
+pub const REASON: &str = "reason";
+
+/// The column carrying input column `name` through scoring.
+pub fn extra(name: &str) -> String {
+    format!("extra.{name}")
+}
+
+fn extras(names: &[String]) -> impl Iterator<Item = Field> + '_ {
+    names.iter().map(|n| Field::new(extra(n), DataType::Utf8, true))
+}
+
+/// New rows to score: position, id, label when the input has one, text, token ids, carried columns.
+pub fn rows_fields(extra: &[String]) -> Vec<Field> {
+    let mut fields = vec![
+        Field::new(ROW, DataType::UInt64, false),
+        utf8(ID),
+        Field::new(LABEL, DataType::Utf8, true),
+        utf8(TEXT),
+        Field::new(INPUT_IDS, token_ids(), false),
+    ];
+    fields.extend(extras(extra));
+    fields
+}
+
+/// Rows that cannot be scored, and why.
+pub fn rejects_fields(extra: &[String]) -> Vec<Field> {
+    let mut fields = vec![Field::new(ROW, DataType::UInt64, false), utf8(ID), utf8(REASON)];
+    fields.extend(extras(extra));
+    fields
+}
 
 /// The probability column of class `label` in a predictions file.
 pub fn prob(label: &str) -> String {
@@ -50,17 +84,23 @@ pub fn float_list(values: Vec<f32>, width: usize) -> Result<FixedSizeListArray, 
     FixedSizeListArray::try_new(item, width as i32, Arc::new(Float32Array::from(values)), None)
 }
 
+/// `list<int32>`: unpadded token ids.
+fn token_ids() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))
+}
+
 pub fn tokens_fields() -> Vec<Field> {
-    let token_ids = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
-    vec![utf8(ID), utf8(LABEL), utf8(TEXT), Field::new(INPUT_IDS, token_ids, false)]
+    vec![utf8(ID), utf8(LABEL), utf8(TEXT), Field::new(INPUT_IDS, token_ids(), false)]
 }
 
 pub fn pixels_fields(width: usize) -> Vec<Field> {
     vec![utf8(ID), utf8(LABEL), Field::new(VIEW, DataType::Int32, false), Field::new(PIXELS, floats(width), false)]
 }
 
+/// Features; the label is null for new rows whose label is unknown (training splits have one
+/// on every row, checked on read).
 pub fn features_fields(dim: usize, with_view: bool) -> Vec<Field> {
-    let mut fields = vec![utf8(ID), utf8(LABEL)];
+    let mut fields = vec![utf8(ID), Field::new(LABEL, DataType::Utf8, true)];
     if with_view {
         fields.push(Field::new(VIEW, DataType::Int32, false));
     }

@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod atomic;
+pub mod bundle;
 pub mod cli;
 pub mod columns;
 pub mod config;

@@ -1,5 +1,7 @@
 //! `graft-evaluate`: a trained head on one split's features -> predictions and metrics.
 
+pub mod bundle;
+mod card;
 pub mod compare;
 pub mod fuse;
 pub mod metrics;
@@ -70,6 +72,8 @@ pub enum Error {
     BadPredictions { path: PathBuf, row: usize, message: String },
     #[error("head `{}` scores row {row} (id `{id}`) of `{}` as NaN or infinite", head.display(), features.display())]
     NonFinite { head: PathBuf, features: PathBuf, row: usize, id: String },
+    #[error("bundle `{}`: {message}", path.display())]
+    BadBundle { path: PathBuf, message: String },
     #[error("fuse: {0}")]
     BadFusion(String),
     #[error("mteb: {0}")]

@@ -14,6 +14,7 @@ use graft_core::cli;
 ///   graft-evaluate compare runs/a/eval runs/b/eval
 ///   graft-evaluate fuse runs/a/eval runs/b/eval --method weighted --val runs/a/val,runs/b/val --out runs/fused
 ///   graft-evaluate mteb --features runs/rt/features --per-class 8 --experiments 10
+///   graft-evaluate bundle --head runs/rt/head --spec models/m.yaml --data runs/rt/data --eval runs/rt/eval --out runs/rt/model
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -46,6 +47,9 @@ enum Command {
     /// Fuses several heads' predictions on the same rows (mean, weighted, vote) and
     /// evaluates the fusion beside each member.
     Fuse(graft_evaluate::fuse::FuseConfig),
+    /// Copies a trained head, its backbone, how its rows were read and its test evaluation
+    /// into one relocatable folder with a manifest and a model card.
+    Bundle(graft_core::config::evaluate::BundleConfig),
     /// MTEB's classification protocol (K labelled rows per class, n draws, logistic
     /// regression, test split): mean and spread, comparable with published MTEB scores.
     Mteb(graft_evaluate::mteb::Protocol),
@@ -62,6 +66,11 @@ fn main() -> ExitCode {
                 .and_then(|c| out.as_deref().map(|dir| graft_evaluate::compare::write(dir, &c)).transpose().map(|_| c));
             return cli::exit(compared.map(|c| {
                 let _ = std::io::stdout().write_all(graft_evaluate::compare::render(&c).as_bytes());
+            }));
+        }
+        (Some(Command::Bundle(config)), _) => {
+            return cli::exit(graft_evaluate::bundle::bundle(&config).map(|info| {
+                tracing::info!("wrote bundle {} ({} on {})", config.out.display(), info.task, info.features.spec);
             }));
         }
         (Some(Command::Mteb(protocol)), _) => {

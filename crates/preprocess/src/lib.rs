@@ -4,6 +4,7 @@ mod clean;
 mod error;
 pub mod images;
 pub mod read;
+pub mod rows;
 mod split;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -23,7 +24,7 @@ pub use graft_core::config::preprocess::Config;
 pub use split::Split;
 
 /// Rows per record batch in the written files.
-const BATCH_ROWS: usize = 4096;
+pub(crate) const BATCH_ROWS: usize = 4096;
 
 /// What a run did, for the binary to report.
 #[derive(Debug, Default, Clone, PartialEq)]

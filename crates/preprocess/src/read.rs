@@ -11,6 +11,36 @@ use polars::prelude::*;
 use crate::Config;
 use crate::error::{Error, Result};
 
+/// What to read from a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub input: PathBuf,
+    pub text: String,
+    pub label: String,
+    /// Scoring reads tables that may have no label column; training needs one.
+    pub label_required: bool,
+    pub id: Option<String>,
+    /// `COLUMN=VALUE` conditions every kept row meets.
+    pub filters: Vec<String>,
+    /// Further columns to carry through as text; `*` for every column.
+    pub extra: Vec<String>,
+}
+
+impl Wanted {
+    /// What training reads: the text, label and id columns of the config.
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            input: cfg.input.clone(),
+            text: cfg.text_column.clone(),
+            label: cfg.label_column.clone(),
+            label_required: true,
+            id: cfg.id_column.clone(),
+            filters: cfg.filters.clone(),
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// One input row that passed the filters, its fields as strings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRow {
@@ -18,12 +48,16 @@ pub struct RawRow {
     pub id: String,
     pub text: Option<String>,
     pub label: Option<String>,
+    /// The [`Wanted::extra`] columns' values, in [`Rows::extra`] order.
+    pub extra: Vec<Option<String>>,
 }
 
 /// The input's rows, in file order.
 pub struct Rows {
     source: Source,
     path: PathBuf,
+    /// Names of the extra columns read, in order.
+    extra: Vec<String>,
     /// Data rows read so far, filtered or not.
     read: usize,
 }
@@ -39,7 +73,8 @@ enum Source {
 struct Chunk {
     ids: Option<Vec<Option<String>>>,
     texts: Vec<Option<String>>,
-    labels: Vec<Option<String>>,
+    labels: Option<Vec<Option<String>>>,
+    extra: Vec<Vec<Option<String>>>,
     keep: Vec<bool>,
 }
 
@@ -52,25 +87,28 @@ struct ParquetSlices {
     total: usize,
     offset: usize,
     text: String,
-    label: String,
+    label: Option<String>,
     id: Option<String>,
     filters: Vec<(String, String)>,
+    extra: Vec<String>,
 }
 
 /// Positions of the needed CSV columns.
 struct Columns {
     text: usize,
-    label: usize,
+    label: Option<usize>,
     id: Option<usize>,
     filters: Vec<(usize, String)>,
+    extra: Vec<usize>,
 }
 
 /// Names of the needed JSONL keys.
 struct Names {
     text: String,
-    label: String,
+    label: Option<String>,
     id: Option<String>,
     filters: Vec<(String, String)>,
+    extra: Vec<String>,
 }
 
 impl std::fmt::Debug for Rows {
@@ -79,7 +117,7 @@ impl std::fmt::Debug for Rows {
     }
 }
 
-fn filters(cfg: &Config) -> Result<Vec<(String, String)>> {
+fn filters(cfg: &Wanted) -> Result<Vec<(String, String)>> {
     cfg.filters
         .iter()
         .map(|f| {
@@ -98,17 +136,55 @@ fn open_file(path: &Path) -> Result<BufReader<File>> {
     Ok(BufReader::with_capacity(1 << 16, file.into_parts().0))
 }
 
+/// The table's columns to resolve `wanted` against: each named column must exist (`*` in
+/// the extras means all of them); the label may be absent unless required.
+struct Resolver<'a> {
+    path: &'a Path,
+    names: Vec<String>,
+}
+
+impl Resolver<'_> {
+    fn find(&self, name: &str) -> Result<usize> {
+        self.names.iter().position(|n| n == name).ok_or_else(|| missing(self.path, name, self.names.iter().cloned()))
+    }
+
+    fn label(&self, wanted: &Wanted) -> Result<Option<usize>> {
+        match self.find(&wanted.label) {
+            Ok(i) => Ok(Some(i)),
+            Err(_) if !wanted.label_required => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn extra(&self, wanted: &Wanted) -> Result<Vec<usize>> {
+        if wanted.extra.iter().any(|e| e == "*") {
+            return Ok((0..self.names.len()).collect());
+        }
+        wanted.extra.iter().map(|e| self.find(e)).collect()
+    }
+}
+
 impl Rows {
+    /// Reads training rows as `cfg` says.
     pub fn open(cfg: &Config) -> Result<Self> {
-        let path = cfg.input.as_path();
+        Self::open_wanted(&Wanted::of(cfg))
+    }
+
+    pub fn open_wanted(wanted: &Wanted) -> Result<Self> {
+        let path = wanted.input.as_path();
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        let source = match ext.as_deref() {
-            Some("csv") => open_csv(cfg, path)?,
-            Some("jsonl" | "ndjson") => open_jsonl(cfg, path)?,
-            Some("parquet") => open_parquet(cfg, path)?,
+        let (source, extra) = match ext.as_deref() {
+            Some("csv") => open_csv(wanted, path)?,
+            Some("jsonl" | "ndjson") => open_jsonl(wanted, path)?,
+            Some("parquet") => open_parquet(wanted, path)?,
             _ => return Err(Error::UnknownFormat { path: path.to_owned() }),
         };
-        Ok(Self { source, path: path.to_owned(), read: 0 })
+        Ok(Self { source, path: path.to_owned(), extra, read: 0 })
+    }
+
+    /// Names of the extra columns each row carries.
+    pub fn extra(&self) -> &[String] {
+        &self.extra
     }
 
     /// Data rows read so far, including those the filters dropped.
@@ -130,7 +206,8 @@ impl Rows {
                     keep.then(|| RawRow {
                         id: columns.id.and_then(field).unwrap_or_else(|| index.to_string()),
                         text: field(columns.text),
-                        label: field(columns.label),
+                        label: columns.label.and_then(field),
+                        extra: columns.extra.iter().map(|&i| field(i)).collect(),
                     })
                 }
                 Source::Jsonl { lines, names, line } => {
@@ -140,7 +217,8 @@ impl Rows {
                     keep.then(|| RawRow {
                         id: names.id.as_deref().and_then(field).unwrap_or_else(|| index.to_string()),
                         text: field(&names.text),
-                        label: field(&names.label),
+                        label: names.label.as_deref().and_then(field),
+                        extra: names.extra.iter().map(|k| field(k)).collect(),
                     })
                 }
                 Source::Parquet { reader, chunk, pos } => {
@@ -157,7 +235,8 @@ impl Rows {
                     chunk.keep[i].then(|| RawRow {
                         id: chunk.ids.as_ref().and_then(|ids| ids[i].clone()).unwrap_or_else(|| index.to_string()),
                         text: chunk.texts[i].take(),
-                        label: chunk.labels[i].take(),
+                        label: chunk.labels.as_mut().and_then(|l| l[i].take()),
+                        extra: chunk.extra.iter_mut().map(|column| column[i].take()).collect(),
                     })
                 }
             };
@@ -177,22 +256,23 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
     Error::Csv { path: path.to_owned(), source: e }
 }
 
-fn open_csv(cfg: &Config, path: &Path) -> Result<Source> {
+fn open_csv(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_file(path)?);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     if headers.iter().all(|h| h.trim().is_empty()) {
         return Err(Error::Empty { path: path.to_owned() });
     }
-    let find = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| missing(path, name, headers.iter().map(str::to_owned)))
-    };
+    let table = Resolver { path, names: headers.iter().map(str::to_owned).collect() };
+    let extra = table.extra(cfg)?;
     let columns = Columns {
-        text: find(&cfg.text_column)?,
-        label: find(&cfg.label_column)?,
-        id: cfg.id_column.as_deref().map(find).transpose()?,
-        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((find(&c)?, v))).collect::<Result<_>>()?,
+        text: table.find(&cfg.text)?,
+        label: table.label(cfg)?,
+        id: cfg.id.as_deref().map(|c| table.find(c)).transpose()?,
+        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((table.find(&c)?, v))).collect::<Result<_>>()?,
+        extra: extra.clone(),
     };
-    Ok(Source::Csv { reader, columns, record: csv::StringRecord::new() })
+    let names = extra.iter().map(|&i| table.names[i].clone()).collect();
+    Ok((Source::Csv { reader, columns, record: csv::StringRecord::new() }, names))
 }
 
 /// A JSON scalar as text; null and nested values are absent.
@@ -227,47 +307,44 @@ fn next_object(
     Ok(None)
 }
 
-fn open_jsonl(cfg: &Config, path: &Path) -> Result<Source> {
+fn open_jsonl(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
     // The first object names the keys the data has.
     let mut line = 0;
     let mut lines = open_file(path)?.split(b'\n');
     let Some(first) = next_object(&mut lines, &mut line, path)? else {
         return Err(Error::Empty { path: path.to_owned() });
     };
-    let check = |name: &str| {
-        if first.contains_key(name) { Ok(name.to_owned()) } else { Err(missing(path, name, first.keys().cloned())) }
-    };
+    let table = Resolver { path, names: first.keys().cloned().collect() };
+    let name = |i: usize| table.names[i].clone();
+    let extra: Vec<String> = table.extra(cfg)?.into_iter().map(name).collect();
     let names = Names {
-        text: check(&cfg.text_column)?,
-        label: check(&cfg.label_column)?,
-        id: cfg.id_column.as_deref().map(check).transpose()?,
-        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((check(&c)?, v))).collect::<Result<_>>()?,
+        text: name(table.find(&cfg.text)?),
+        label: table.label(cfg)?.map(name),
+        id: cfg.id.as_deref().map(|c| table.find(c).map(name)).transpose()?,
+        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((name(table.find(&c)?), v))).collect::<Result<_>>()?,
+        extra: extra.clone(),
     };
-    Ok(Source::Jsonl { lines: open_file(path)?.split(b'\n'), names, line: 0 })
+    Ok((Source::Jsonl { lines: open_file(path)?.split(b'\n'), names, line: 0 }, extra))
 }
 
-fn open_parquet(cfg: &Config, path: &Path) -> Result<Source> {
+fn open_parquet(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
     let parse = |source| Error::Parse { path: path.to_owned(), source };
     let mut reader = ParquetReader::new(open_file(path)?.into_inner());
     let schema = reader.schema().map_err(parse)?;
-    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-    let check = |name: &str| -> Result<String> {
-        if names.iter().any(|n| n == name) {
-            Ok(name.to_owned())
-        } else {
-            Err(missing(path, name, names.iter().cloned()))
-        }
-    };
+    let table = Resolver { path, names: schema.iter_names().map(|n| n.to_string()).collect() };
+    let name = |i: usize| table.names[i].clone();
+    let extra: Vec<String> = table.extra(cfg)?.into_iter().map(name).collect();
     let slices = ParquetSlices {
         path: path.to_owned(),
         total: reader.num_rows().map_err(parse)?,
         offset: 0,
-        text: check(&cfg.text_column)?,
-        label: check(&cfg.label_column)?,
-        id: cfg.id_column.as_deref().map(check).transpose()?,
-        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((check(&c)?, v))).collect::<Result<_>>()?,
+        text: name(table.find(&cfg.text)?),
+        label: table.label(cfg)?.map(name),
+        id: cfg.id.as_deref().map(|c| table.find(c).map(name)).transpose()?,
+        filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((name(table.find(&c)?), v))).collect::<Result<_>>()?,
+        extra: extra.clone(),
     };
-    Ok(Source::Parquet { reader: slices, chunk: Chunk::default(), pos: 0 })
+    Ok((Source::Parquet { reader: slices, chunk: Chunk::default(), pos: 0 }, extra))
 }
 
 impl ParquetSlices {
@@ -276,7 +353,11 @@ impl ParquetSlices {
         let path = self.path.clone();
         let parse = |source| Error::Parse { path: path.clone(), source };
         let mut columns: Vec<String> = Vec::new();
-        let wanted = [&self.text, &self.label].into_iter().chain(&self.id).chain(self.filters.iter().map(|(c, _)| c));
+        let wanted = std::iter::once(&self.text)
+            .chain(&self.label)
+            .chain(&self.id)
+            .chain(self.filters.iter().map(|(c, _)| c))
+            .chain(&self.extra);
         for c in wanted {
             if !columns.contains(c) {
                 columns.push(c.clone());
@@ -302,7 +383,8 @@ impl ParquetSlices {
         Ok(Chunk {
             ids: self.id.as_deref().map(strings).transpose()?,
             texts: strings(&self.text)?,
-            labels: strings(&self.label)?,
+            labels: self.label.as_deref().map(strings).transpose()?,
+            extra: self.extra.iter().map(|c| strings(c)).collect::<Result<_>>()?,
             keep,
         })
     }

@@ -9,7 +9,8 @@ use crate::spec::{Combine, Pooling};
 /// Parameters of `graft-backbone`.
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
 pub struct Config {
-    /// Backbone spec (models/*.yaml).
+    /// Backbone spec (models/*.yaml), or a model bundle folder: its backbone with the layers,
+    /// pooling and normalisation it was trained on.
     #[arg(long)]
     pub spec: PathBuf,
     /// Folder of `graft-preprocess` output (`train.arrow`, `val.arrow`, `test.arrow`).

@@ -33,3 +33,26 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
+
+/// Parameters of `graft-evaluate bundle`: one folder with everything needed to score new
+/// rows with a trained head.
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+pub struct BundleConfig {
+    /// Folder of `graft-finetune` output.
+    #[arg(long)]
+    pub head: PathBuf,
+    /// The backbone spec the features were made with (models/*.yaml).
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Folder of `graft-preprocess` output the head was trained on: how rows were read
+    /// (text, label and id columns, maximum length) and the training class counts.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The head's test evaluation (`graft-evaluate` output): its metrics and confidence
+    /// distribution go into the bundle and its model card.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    /// Output folder (the bundle).
+    #[arg(long)]
+    pub out: PathBuf,
+}

@@ -71,3 +71,32 @@ pub struct Config {
     #[arg(long)]
     pub max_length: Option<usize>,
 }
+
+/// Parameters of `graft-preprocess rows`: new rows to score with a model bundle, read,
+/// cleaned and tokenised as its training rows were (the columns and maximum length come
+/// from the bundle).
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+pub struct RowsConfig {
+    /// The model bundle (`graft-evaluate bundle` output).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// New rows: `.csv`, `.jsonl`/`.ndjson` or `.parquet`, with or without a label column.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output folder for `rows.arrow` (rows to score) and `rejects.arrow` (rows that cannot be).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Input columns to carry into the predictions (comma-separated; `*` for all of them).
+    #[arg(long, value_delimiter = ',')]
+    pub keep: Vec<String>,
+    /// Keep only rows where COLUMN equals VALUE (`COLUMN=VALUE`; repeatable, all must hold).
+    #[arg(long = "filter", value_name = "COLUMN=VALUE")]
+    pub filters: Vec<String>,
+    /// Fail on the first row that cannot be scored, naming it, instead of rejecting it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Only shard I of N (`I/N`): the I-th of N contiguous blocks of rows, so the shards'
+    /// predictions concatenate to the whole file's.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::artifact::Shard>,
+}
