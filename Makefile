@@ -34,13 +34,17 @@ build:
 build-cuda:
 	$(CARGO) build --release -p graft-backbone --features cuda
 
-## Rotten Tomatoes through all four stages, checked against scikit-learn, metrics printed last.
+## Rotten Tomatoes through all four stages, checked against scikit-learn, bundled; then new
+## sentences scored with the bundle.
 demo: setup build
 	$(BIN)/graft run pipelines/rt-minilm.yaml
 	$(PY) scripts/check_features.py runs/rt-minilm .graft/models/all-minilm-l6-v2/model.onnx
 	$(PY) scripts/compare_sklearn.py runs/rt-minilm
 	@echo
 	$(BIN)/graft-evaluate show runs/rt-minilm/eval
+	@echo
+	$(BIN)/graft run pipelines/rt-score.yaml
+	$(PY) scripts/show_predictions.py runs/rt-score/predictions.csv
 
 ## The same on the 25,000 IMDB reviews (max length 256; slow on a small CPU).
 demo-imdb: setup build

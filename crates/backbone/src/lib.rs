@@ -126,10 +126,17 @@ fn feature_space(cfg: &Config) -> Result<(BackboneSpec, FeatureSpec)> {
     }
     let bundle = graft_core::bundle::Bundle::load(&cfg.spec)?;
     let f = &bundle.info.features;
-    let parse = |what: &str, value: &str| Error::BundleFeatures { bundle: cfg.spec.clone(), what: what.into(), value: value.into() };
-    let pooling = <graft_core::spec::Pooling as clap::ValueEnum>::from_str(&f.pooling, false).map_err(|_| parse("pooling", &f.pooling))?;
+    let parse = |what: &str, value: &str| Error::BundleFeatures {
+        bundle: cfg.spec.clone(),
+        what: what.into(),
+        value: value.into(),
+    };
+    let pooling = <graft_core::spec::Pooling as clap::ValueEnum>::from_str(&f.pooling, false)
+        .map_err(|_| parse("pooling", &f.pooling))?;
     let combine = match &f.combine {
-        Some(c) => <graft_core::spec::Combine as clap::ValueEnum>::from_str(c, false).map_err(|_| parse("combine", c))?,
+        Some(c) => {
+            <graft_core::spec::Combine as clap::ValueEnum>::from_str(c, false).map_err(|_| parse("combine", c))?
+        }
         None => graft_core::spec::Combine::default(),
     };
     let features = FeatureSpec { outputs: f.outputs.clone(), combine, pooling, normalize: f.normalize };

@@ -42,6 +42,11 @@ impl Pending {
         self.temp.as_file_mut()
     }
 
+    /// Where the file goes on commit.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
     /// blake3 of what was written so far.
     pub fn blake3(&self) -> Result<String> {
         let read = |source| Error::Read { path: self.temp.path().to_owned(), source };

@@ -157,7 +157,8 @@ impl Bundle {
             manifest.check_file(dir, required)?;
         }
         let bad = |message: String| Error::Document { path: dir.join(INFO_FILE), what: "bundle.json", message };
-        let bytes = fs_err::read(dir.join(INFO_FILE)).map_err(|source| Error::Read { path: dir.join(INFO_FILE), source })?;
+        let bytes =
+            fs_err::read(dir.join(INFO_FILE)).map_err(|source| Error::Read { path: dir.join(INFO_FILE), source })?;
         let info: BundleInfo = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if info.format != FORMAT {
             return Err(bad(format!("format `{}`, expected `{FORMAT}`: make the bundle again", info.format)));
@@ -184,8 +185,7 @@ mod tests {
         let shifted = population_stability_index(&a, &b);
         // Hand-computed: bins 5..9 hold 1/4 each in `a` except bin 8; `b` has all in bin 5.
         let e = |x: f64| x.max(1e-4);
-        let want = (e(1.0) - e(0.25)) * (e(1.0) / e(0.25)).ln()
-            + 3.0 * (e(0.0) - e(0.25)) * (e(0.0) / e(0.25)).ln();
+        let want = (e(1.0) - e(0.25)) * (e(1.0) / e(0.25)).ln() + 3.0 * (e(0.0) - e(0.25)) * (e(0.0) / e(0.25)).ln();
         assert!((shifted - want).abs() < 1e-12, "{shifted} vs {want}");
     }
 }

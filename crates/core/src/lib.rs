@@ -10,6 +10,7 @@ pub mod cli;
 pub mod columns;
 pub mod config;
 pub mod curve;
+pub mod drift;
 mod error;
 pub mod features;
 pub mod guard;

@@ -58,7 +58,8 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
 
     let out = &cfg.out;
     let mut files: Vec<(String, Pending)> = Vec::new();
-    let mut json = serde_json::to_vec_pretty(&info).map_err(|source| graft_core::Error::Json { what: "bundle", source })?;
+    let mut json =
+        serde_json::to_vec_pretty(&info).map_err(|source| graft_core::Error::Json { what: "bundle", source })?;
     json.push(b'\n');
     files.push((format::INFO_FILE.into(), pending_bytes(&out.join(format::INFO_FILE), &json)?));
     let mut local = spec.clone();
@@ -68,7 +69,8 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
         files.push((format::TOKENIZER_FILE.into(), copy(&text.tokenizer, &out.join(format::TOKENIZER_FILE))?));
         text.tokenizer = format::TOKENIZER_FILE.into();
     }
-    let yaml = serde_norway::to_string(&local).map_err(|source| graft_core::Error::Spec { path: cfg.spec.clone(), source })?;
+    let yaml =
+        serde_norway::to_string(&local).map_err(|source| graft_core::Error::Spec { path: cfg.spec.clone(), source })?;
     files.push((format::SPEC_FILE.into(), pending_bytes(&out.join(format::SPEC_FILE), yaml.as_bytes())?));
     let head_names = [graft_core::head::WEIGHTS_FILE, graft_core::head::INFO_FILE, graft_core::manifest::FILE];
     for (name, pending) in head_names.iter().zip(head.to_files(&out.join(format::HEAD_DIR))?) {
@@ -94,8 +96,10 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
 /// `src` copied into a pending `dest`.
 fn copy(src: &Path, dest: &Path) -> Result<Pending> {
     let mut pending = Pending::create(dest)?;
-    let mut from = fs_err::File::open(src).map_err(|source| graft_core::Error::Read { path: src.to_owned(), source })?;
-    std::io::copy(&mut from, pending.file()).map_err(|source| graft_core::Error::Write { path: dest.to_owned(), source })?;
+    let mut from =
+        fs_err::File::open(src).map_err(|source| graft_core::Error::Read { path: src.to_owned(), source })?;
+    std::io::copy(&mut from, pending.file())
+        .map_err(|source| graft_core::Error::Write { path: dest.to_owned(), source })?;
     pending.file().flush().map_err(|source| graft_core::Error::Write { path: dest.to_owned(), source })?;
     Ok(pending)
 }
@@ -128,7 +132,8 @@ fn class_counts(path: &Path, labels: &[String]) -> Result<Vec<u64>> {
     }
     let mut reader = ArtifactReader::open(path)?;
     while let Some(batch) = reader.next_batch()? {
-        let column = graft_core::artifact::column::<arrow::array::StringArray>(&batch, columns::LABEL, path, "utf8 labels")?;
+        let column =
+            graft_core::artifact::column::<arrow::array::StringArray>(&batch, columns::LABEL, path, "utf8 labels")?;
         for i in 0..column.len() {
             if let Some(c) = labels.iter().position(|l| l == column.value(i)) {
                 counts[c] += 1;

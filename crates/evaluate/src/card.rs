@@ -37,7 +37,9 @@ pub fn model_card(info: &BundleInfo, head: &Head, spec: &BackboneSpec, report: O
                 s,
                 "Images ({}), resized and normalised as the bundled `spec.yaml` says; ids from `{}`; \
                  a `{label_column}` column, when present, is scored too.\n",
-                path_column.as_deref().map_or("a folder per class, or pixel rows".into(), |c| format!("paths in column `{c}`")),
+                path_column
+                    .as_deref()
+                    .map_or("a folder per class, or pixel rows".into(), |c| format!("paths in column `{c}`")),
                 id_column.as_deref().unwrap_or("the row number"),
             );
         }
@@ -66,7 +68,8 @@ pub fn model_card(info: &BundleInfo, head: &Head, spec: &BackboneSpec, report: O
             epochs.len()
         ),
     };
-    let _ = writeln!(s, "- Head: {fit}; {} train rows; temperature {}.", info.training.train_rows, head.info.temperature);
+    let _ =
+        writeln!(s, "- Head: {fit}; {} train rows; temperature {}.", info.training.train_rows, head.info.temperature);
     if !info.training.class_counts.is_empty() {
         let counts: Vec<String> =
             info.labels.iter().zip(&info.training.class_counts).map(|(l, n)| format!("`{l}` {n}")).collect();

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod fuse;
 pub mod metrics;
 pub mod mteb;
+pub mod predict;
 pub mod predictions;
 pub mod report;
 pub mod svg;
@@ -74,6 +75,8 @@ pub enum Error {
     NonFinite { head: PathBuf, features: PathBuf, row: usize, id: String },
     #[error("bundle `{}`: {message}", path.display())]
     BadBundle { path: PathBuf, message: String },
+    #[error("cannot write Parquet `{}`: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
     #[error("fuse: {0}")]
     BadFusion(String),
     #[error("mteb: {0}")]

@@ -50,6 +50,9 @@ enum Command {
     /// Copies a trained head, its backbone, how its rows were read and its test evaluation
     /// into one relocatable folder with a manifest and a model card.
     Bundle(graft_core::config::evaluate::BundleConfig),
+    /// Scores new rows with a model bundle: one output row per input row, in input order,
+    /// with a drift summary beside it.
+    Predict(graft_core::config::evaluate::PredictConfig),
     /// MTEB's classification protocol (K labelled rows per class, n draws, logistic
     /// regression, test split): mean and spread, comparable with published MTEB scores.
     Mteb(graft_evaluate::mteb::Protocol),
@@ -71,6 +74,12 @@ fn main() -> ExitCode {
         (Some(Command::Bundle(config)), _) => {
             return cli::exit(graft_evaluate::bundle::bundle(&config).map(|info| {
                 tracing::info!("wrote bundle {} ({} on {})", config.out.display(), info.task, info.features.spec);
+            }));
+        }
+        (Some(Command::Predict(config)), _) => {
+            return cli::exit(graft_evaluate::predict::predict(&config).map(|drift| {
+                tracing::info!("wrote {}", config.out.display());
+                let _ = std::io::stdout().write_all(graft_evaluate::predict::render(&drift).as_bytes());
             }));
         }
         (Some(Command::Mteb(protocol)), _) => {

@@ -41,6 +41,9 @@ pub struct Pipeline {
 pub struct Stage {
     /// The stage binary, e.g. `graft-backbone`.
     pub cmd: String,
+    /// The binary's subcommand, before the flags (e.g. `bundle` for `graft-evaluate`).
+    #[serde(default)]
+    pub subcommand: Option<String>,
     /// Flags: `key: value` becomes `--key value` (underscores as dashes); a list repeats the flag.
     /// Strings may use `${params.NAME}`, `${matrix.NAME}` and `${env.NAME}`.
     #[serde(default)]
@@ -92,7 +95,7 @@ impl std::fmt::Display for Scalar {
 impl Stage {
     /// The argument vector passed to the stage binary.
     pub fn argv(&self) -> Vec<String> {
-        let mut argv = Vec::new();
+        let mut argv: Vec<String> = self.subcommand.iter().cloned().collect();
         for (key, value) in &self.args {
             let flag = format!("--{}", key.replace('_', "-"));
             let values = match value {
@@ -115,13 +118,17 @@ pub fn json_schema() -> String {
     // A graft stage's `args` are its binary's flags, from the same definition clap parses.
     let by_stage: Vec<serde_json::Value> = graft_core::config::STAGES
         .iter()
-        .map(|cmd| {
-            let keys: serde_json::Map<String, serde_json::Value> = graft_core::config::stage_keys(cmd)
+        .map(|(cmd, subcommand)| {
+            let keys: serde_json::Map<String, serde_json::Value> = graft_core::config::stage_keys(cmd, *subcommand)
                 .into_iter()
                 .map(|(key, help)| (key, serde_json::json!({ "description": help })))
                 .collect();
+            let subcommand = match subcommand {
+                Some(s) => serde_json::json!({ "const": s }),
+                None => serde_json::json!({ "type": "null" }),
+            };
             serde_json::json!({
-                "if": { "properties": { "cmd": { "const": cmd } } },
+                "if": { "properties": { "cmd": { "const": cmd }, "subcommand": subcommand } },
                 "then": { "properties": { "args": { "properties": keys, "additionalProperties": false } } }
             })
         })

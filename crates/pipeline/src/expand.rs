@@ -102,6 +102,7 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
             };
             let expanded = Stage {
                 cmd: sub(&stage.cmd)?,
+                subcommand: stage.subcommand.clone(),
                 args,
                 deps: paths(&stage.deps)?,
                 outs: paths(&stage.outs)?,

@@ -50,7 +50,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         text: text_column.clone(),
         label: label_column.clone(),
         label_required: false,
-        id: id_column.clone(),
+        id: cfg.id_column.clone().or_else(|| id_column.clone()),
         filters: cfg.filters.clone(),
         extra: cfg.keep.clone(),
     };

@@ -56,3 +56,51 @@ pub struct BundleConfig {
     #[arg(long)]
     pub out: PathBuf,
 }
+
+/// Parameters of `graft-evaluate predict`: a bundle's head applied to new rows' features,
+/// one output row per input row in input order (rejected rows with their reason).
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+pub struct PredictConfig {
+    /// The model bundle.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Folder of `graft-preprocess rows` output (`rows.arrow`, `rejects.arrow`).
+    #[arg(long)]
+    pub rows: PathBuf,
+    /// Folder of `graft-backbone` output for those rows.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// The predictions file; a drift summary is written beside it (`NAME.drift.json`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `parquet`, `csv`, `jsonl` or `arrow`; by default from the extension of `--out`,
+    /// else Parquet.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Rows whose top probability is below this count as low-confidence in the drift summary.
+    #[arg(long, default_value_t = 0.6)]
+    pub low_confidence: f64,
+}
+
+/// File formats of predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Parquet,
+    Csv,
+    Jsonl,
+    Arrow,
+}
+
+impl OutputFormat {
+    /// The format `--out`'s extension names, if any.
+    pub fn of_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "parquet" => Some(Self::Parquet),
+            "csv" => Some(Self::Csv),
+            "jsonl" | "ndjson" => Some(Self::Jsonl),
+            "arrow" => Some(Self::Arrow),
+            _ => None,
+        }
+    }
+}

@@ -11,30 +11,47 @@ use std::path::Path;
 
 use clap::Args;
 
-/// The stage binaries whose flags are known here.
-pub const STAGES: [&str; 4] = ["graft-preprocess", "graft-backbone", "graft-finetune", "graft-evaluate"];
+/// The stage binaries and subcommands whose flags are known here (pipelines run these).
+pub const STAGES: [(&str, Option<&str>); 7] = [
+    ("graft-preprocess", None),
+    ("graft-preprocess", Some("rows")),
+    ("graft-backbone", None),
+    ("graft-finetune", None),
+    ("graft-evaluate", None),
+    ("graft-evaluate", Some("bundle")),
+    ("graft-evaluate", Some("predict")),
+];
 
-/// The main command's flags of stage binary `cmd` (a name or a path to it); `None` for a
-/// program that is not a graft stage.
-pub fn stage_command(cmd: &str) -> Option<clap::Command> {
+/// The flags of stage binary `cmd` (a name or a path to it) or of its `subcommand`; `None`
+/// for a program or subcommand not in [`STAGES`].
+pub fn stage_command(cmd: &str, subcommand: Option<&str>) -> Option<clap::Command> {
     let file = Path::new(cmd).file_name()?.to_str()?;
-    let name: &'static str = STAGES.into_iter().find(|s| *s == file)?;
+    let (name, _) = STAGES.into_iter().find(|s| s.0 == file && s.1 == subcommand)?;
     let quiet = clap::Arg::new("quiet").long("quiet").short('q').action(clap::ArgAction::SetTrue);
     let base = clap::Command::new(name).no_binary_name(true).arg(quiet);
-    Some(match name {
-        "graft-preprocess" => preprocess::Config::augment_args(base),
-        "graft-backbone" => backbone::Config::augment_args(base),
-        "graft-finetune" => finetune::HeadConfig::augment_args(finetune::Paths::augment_args(base)),
-        "graft-evaluate" => evaluate::Config::augment_args(base),
+    Some(match (name, subcommand) {
+        ("graft-preprocess", None) => preprocess::Config::augment_args(base),
+        ("graft-preprocess", Some(_)) => preprocess::RowsConfig::augment_args(base),
+        ("graft-backbone", _) => backbone::Config::augment_args(base),
+        ("graft-finetune", _) => finetune::HeadConfig::augment_args(finetune::Paths::augment_args(base)),
+        ("graft-evaluate", None) => evaluate::Config::augment_args(base),
+        ("graft-evaluate", Some("bundle")) => evaluate::BundleConfig::augment_args(base),
+        ("graft-evaluate", Some(_)) => evaluate::PredictConfig::augment_args(base),
         _ => return None,
     })
 }
 
-/// Checks `argv` (without the program) against the flags of stage `cmd`; the error is clap's
-/// message on one line (`unexpected argument '--x' found`, `invalid value 'y' for '--c <C>'`).
+/// Checks `argv` (without the program; a subcommand first where there is one) against the
+/// flags of stage `cmd`; the error is clap's message on one line (`unexpected argument '--x'
+/// found`, `invalid value 'y' for '--c <C>'`). Subcommands not in [`STAGES`] are left to
+/// the binary.
 pub fn check_args(cmd: &str, argv: &[String]) -> Result<(), String> {
-    let Some(command) = stage_command(cmd) else { return Ok(()) };
-    command.try_get_matches_from(argv).map(|_| ()).map_err(|e| {
+    let (subcommand, flags) = match argv.split_first() {
+        Some((first, rest)) if !first.starts_with('-') => (Some(first.as_str()), rest),
+        _ => (None, argv),
+    };
+    let Some(command) = stage_command(cmd, subcommand) else { return Ok(()) };
+    command.try_get_matches_from(flags).map(|_| ()).map_err(|e| {
         let text = e.render().to_string();
         let message = text.split("\n\n").next().unwrap_or_default();
         let message = message.strip_prefix("error: ").unwrap_or(message);
@@ -43,8 +60,8 @@ pub fn check_args(cmd: &str, argv: &[String]) -> Result<(), String> {
 }
 
 /// The pipeline keys of stage `cmd` (flags in snake_case) with their help, in declaration order.
-pub fn stage_keys(cmd: &str) -> Vec<(String, String)> {
-    let Some(command) = stage_command(cmd) else { return Vec::new() };
+pub fn stage_keys(cmd: &str, subcommand: Option<&str>) -> Vec<(String, String)> {
+    let Some(command) = stage_command(cmd, subcommand) else { return Vec::new() };
     command
         .get_arguments()
         .filter_map(|a| {
@@ -72,7 +89,11 @@ mod tests {
         let err = check_args("graft-backbone", &argv(&["--spec", "s"])).unwrap_err();
         assert!(err.contains("--input"), "{err}");
         check_args("printf", &argv(&["anything"])).unwrap();
-        let keys = stage_keys("graft-preprocess");
+        check_args("graft-evaluate", &argv(&["bundle", "--head", "h", "--spec", "s", "--data", "d", "--out", "b"]))
+            .unwrap();
+        let err = check_args("graft-evaluate", &argv(&["predict", "--bundle", "b"])).unwrap_err();
+        assert!(err.contains("--rows"), "{err}");
+        let keys = stage_keys("graft-preprocess", None);
         assert!(keys.iter().any(|(k, help)| k == "text_column" && help.contains("text")), "{keys:?}");
     }
 }

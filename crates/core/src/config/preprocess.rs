@@ -86,6 +86,10 @@ pub struct RowsConfig {
     /// Output folder for `rows.arrow` (rows to score) and `rejects.arrow` (rows that cannot be).
     #[arg(long)]
     pub out: PathBuf,
+    /// Column holding a unique row id, instead of the bundle's (by default the row's 0-based
+    /// position, when the bundle has none).
+    #[arg(long)]
+    pub id_column: Option<String>,
     /// Input columns to carry into the predictions (comma-separated; `*` for all of them).
     #[arg(long, value_delimiter = ',')]
     pub keep: Vec<String>,

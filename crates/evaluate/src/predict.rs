@@ -1,0 +1,560 @@
+//! `graft-evaluate predict`: a bundle's head applied to new rows' features, streamed batch
+//! by batch into one output row per input row, in input order. Rows that could not be
+//! scored come out with a null prediction and their reason; the counts and a drift summary
+//! are written beside the predictions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, Provenance, ROWS, Task, column};
+use graft_core::atomic::Pending;
+use graft_core::bundle::{self as format, Bundle};
+use graft_core::columns;
+use graft_core::config::evaluate::{OutputFormat, PredictConfig};
+use graft_core::drift::{self, ClassShare, Drift, LowConfidence};
+use ndarray::Array2;
+
+use crate::{Error, Result};
+
+/// Output rows per written batch.
+const BATCH_ROWS: usize = 4096;
+/// Schema metadata key mapping each probability column to its label (JSON object).
+pub const LABELS_KEY: &str = "graft.probability_columns";
+const REJECTS: &str = "rejects";
+
+pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
+    let bundle = Bundle::load(&cfg.bundle)?;
+    let features_path = cfg.features.join(format!("{ROWS}.arrow"));
+    let mut features = ArtifactReader::open(&features_path)?;
+    let found = features
+        .provenance()
+        .backbone
+        .clone()
+        .ok_or_else(|| graft_core::Error::NotFeatures { path: features_path.clone() })?;
+    if !found.same_features(&bundle.info.features) {
+        return Err(Error::BackboneMismatch {
+            features: features_path,
+            head: cfg.bundle.clone(),
+            found: found.describe(),
+            expected: bundle.info.features.describe(),
+        });
+    }
+    if let Some(shard) = features.provenance().shard {
+        return Err(graft_core::Error::Shard { path: features_path, shard: shard.to_string() }.into());
+    }
+    let rows_path = cfg.rows.join(format!("{ROWS}.arrow"));
+    let mut rows = Cursor::open(&rows_path)?;
+    let mut rejects = Cursor::open(&cfg.rows.join(format!("{REJECTS}.arrow")))?;
+    if features.provenance().rows != rows.total {
+        return Err(Error::NotComparable {
+            a: rows_path,
+            b: features_path,
+            message: format!("{} rows to score, {} rows of features", rows.total, features.provenance().rows),
+        });
+    }
+    let labels = &bundle.info.labels;
+    let layout = Layout::new(bundle.info.task, labels, &rows.extra);
+    let format = cfg.format.or_else(|| OutputFormat::of_path(&cfg.out)).unwrap_or(OutputFormat::Parquet);
+    let provenance = Provenance {
+        format: graft_core::artifact::FORMAT.into(),
+        stage: "predict".into(),
+        graft_version: graft_core::VERSION.into(),
+        task: bundle.info.task,
+        labels: labels.clone(),
+        rows: rows.total + rejects.total,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        inputs: [
+            ("bundle".to_owned(), graft_core::hash::file(&cfg.bundle.join(graft_core::manifest::FILE))?),
+            ("features".to_owned(), graft_core::hash::file(features.path())?),
+            ("rows".to_owned(), graft_core::hash::file(&rows_path)?),
+        ]
+        .into(),
+        tokenizer: None,
+        backbone: Some(found),
+        shard: None,
+    };
+    let mut sink = Sink::create(&cfg.out, format, &layout, &provenance)?;
+    let mut tally = Tally::new(labels.len());
+    let mut out = Unwritten::default();
+    let dim = bundle.info.features.dim;
+    while let Some(batch) = features.next_batch()? {
+        let view = columns::Features::of(&batch, dim, &features_path)?;
+        let x = Array2::from_shape_fn((batch.num_rows(), dim), |(i, j)| view.row(i)[j]);
+        let scored = rows.take(batch.num_rows())?;
+        for (k, id) in scored.iter().map(|r| &r.id).enumerate() {
+            if view.ids.value(k) != id {
+                return Err(Error::NotComparable {
+                    a: rows_path.clone(),
+                    b: features_path.clone(),
+                    message: format!("row {k} of a batch is `{id}` in one and `{}` in the other", view.ids.value(k)),
+                });
+            }
+        }
+        let scores: Vec<Score> = match bundle.info.task {
+            Task::Classification => {
+                let proba = bundle.head.predict_proba(x.view());
+                proba.rows().into_iter().map(|r| Score::Classes(r.to_vec())).collect()
+            }
+            Task::Regression => bundle.head.predict_values(x.view()).into_iter().map(Score::Value).collect(),
+        };
+        for (row, score) in scored.into_iter().zip(scores) {
+            if !score.is_finite() {
+                return Err(Error::NonFinite {
+                    head: cfg.bundle.clone(),
+                    features: features_path.clone(),
+                    row: row.position as usize,
+                    id: row.id,
+                });
+            }
+            while rejects.peek_position()?.is_some_and(|p| p < row.position) {
+                let rejected = rejects.take(1)?.remove(0);
+                tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
+                out.push(rejected, None);
+            }
+            tally.score(&score, cfg.low_confidence);
+            out.push(row, Some(score));
+            if out.len() >= BATCH_ROWS {
+                sink.write(std::mem::take(&mut out).columns(&layout, labels))?;
+            }
+        }
+    }
+    while rejects.peek_position()?.is_some() {
+        let rejected = rejects.take(1)?.remove(0);
+        tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
+        out.push(rejected, None);
+    }
+    if rows.peek_position()?.is_some() {
+        return Err(Error::NotComparable {
+            a: rows_path,
+            b: features_path,
+            message: "more rows to score than rows of features".into(),
+        });
+    }
+    sink.write(out.columns(&layout, labels))?;
+    let drift = tally.drift(&bundle, cfg.low_confidence);
+    let mut json =
+        serde_json::to_vec_pretty(&drift).map_err(|source| graft_core::Error::Json { what: "drift", source })?;
+    json.push(b'\n');
+    let drift_file = graft_core::atomic::pending_bytes(&drift_path(&cfg.out), &json)?;
+    graft_core::atomic::commit_all(vec![sink.finish()?, drift_file])?;
+    Ok(drift)
+}
+
+/// `DIR/NAME.drift.json` beside predictions `DIR/NAME.EXT`.
+pub fn drift_path(out: &Path) -> std::path::PathBuf {
+    out.with_extension("drift.json")
+}
+
+/// A scored row's head output.
+#[derive(Debug, Clone)]
+enum Score {
+    Classes(Vec<f64>),
+    Value(f64),
+}
+
+impl Score {
+    fn is_finite(&self) -> bool {
+        match self {
+            Score::Classes(p) => p.iter().all(|v| v.is_finite()),
+            Score::Value(v) => v.is_finite(),
+        }
+    }
+}
+
+/// One input row as the rows or rejects file holds it.
+#[derive(Debug, Clone)]
+struct InputRow {
+    position: u64,
+    id: String,
+    label: Option<String>,
+    reason: Option<String>,
+    extra: Vec<Option<String>>,
+}
+
+/// Reads a rows or rejects file row by row, a batch at a time.
+struct Cursor {
+    reader: ArtifactReader,
+    total: u64,
+    extra: Vec<String>,
+    rows: std::collections::VecDeque<InputRow>,
+}
+
+impl Cursor {
+    fn open(path: &Path) -> Result<Self> {
+        let reader = ArtifactReader::open(path)?;
+        let total = reader.provenance().rows;
+        let extra: Vec<String> = reader
+            .schema()
+            .fields()
+            .iter()
+            .filter_map(|f| f.name().strip_prefix("extra.").map(str::to_owned))
+            .collect();
+        Ok(Self { reader, total, extra, rows: Default::default() })
+    }
+
+    fn fill(&mut self) -> Result<bool> {
+        while self.rows.is_empty() {
+            let Some(batch) = self.reader.next_batch()? else { return Ok(false) };
+            let path = self.reader.path().to_owned();
+            let positions = column::<UInt64Array>(&batch, columns::ROW, &path, "uint64 row positions")?;
+            let ids = column::<StringArray>(&batch, columns::ID, &path, "utf8 ids")?;
+            let optional =
+                |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>());
+            let (labels, reasons) = (optional(columns::LABEL), optional(columns::REASON));
+            let extras: Vec<&StringArray> = self
+                .extra
+                .iter()
+                .map(|e| column::<StringArray>(&batch, &columns::extra(e), &path, "utf8"))
+                .collect::<graft_core::Result<_>>()?;
+            let text = |a: Option<&StringArray>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_owned());
+            for i in 0..batch.num_rows() {
+                self.rows.push_back(InputRow {
+                    position: positions.value(i),
+                    id: ids.value(i).to_owned(),
+                    label: text(labels, i),
+                    reason: text(reasons, i),
+                    extra: extras.iter().map(|e| text(Some(e), i)).collect(),
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    fn peek_position(&mut self) -> Result<Option<u64>> {
+        Ok(if self.fill()? { self.rows.front().map(|r| r.position) } else { None })
+    }
+
+    fn take(&mut self, n: usize) -> Result<Vec<InputRow>> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if !self.fill()? {
+                return Err(graft_core::Error::RowCount {
+                    path: self.reader.path().to_owned(),
+                    found: out.len() as u64,
+                    expected: n as u64,
+                }
+                .into());
+            }
+            out.push(self.rows.pop_front().expect("filled"));
+        }
+        Ok(out)
+    }
+}
+
+/// The output columns: `row`, `id`, `label`, `pred`, `top_probability`, one probability per
+/// class (names made safe for SQL; the labels are in the schema metadata), `reason`, then the
+/// carried input columns under their own names.
+struct Layout {
+    task: Task,
+    probability_columns: Vec<String>,
+    extra: Vec<String>,
+    schema: SchemaRef,
+}
+
+/// `prob_<label>` with every character outside `[A-Za-z0-9_]` replaced by `_`; repeated
+/// names get `_2`, `_3`, ... in label order.
+pub fn probability_columns(labels: &[String]) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    labels
+        .iter()
+        .map(|l| {
+            let safe: String = l.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+            let name = format!("prob_{safe}");
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { name } else { format!("{name}_{n}") }
+        })
+        .collect()
+}
+
+impl Layout {
+    fn new(task: Task, labels: &[String], extra: &[String]) -> Self {
+        let probability_columns = probability_columns(labels);
+        let mut fields = vec![
+            Field::new(columns::ROW, DataType::UInt64, false),
+            Field::new(columns::ID, DataType::Utf8, false),
+            Field::new(columns::LABEL, DataType::Utf8, true),
+        ];
+        match task {
+            Task::Classification => {
+                fields.push(Field::new(columns::PRED, DataType::Utf8, true));
+                fields.push(Field::new("top_probability", DataType::Float64, true));
+                fields.extend(probability_columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
+            }
+            Task::Regression => fields.push(Field::new(columns::PRED, DataType::Float64, true)),
+        }
+        fields.push(Field::new(columns::REASON, DataType::Utf8, true));
+        let taken: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let extra_names: Vec<String> =
+            extra.iter().map(|e| if taken.contains(e) { format!("input.{e}") } else { e.clone() }).collect();
+        fields.extend(extra_names.iter().map(|n| Field::new(n, DataType::Utf8, true)));
+        let mapping: BTreeMap<&String, &String> = probability_columns.iter().zip(labels).collect();
+        let meta = HashMap::from([(LABELS_KEY.to_owned(), serde_json::to_string(&mapping).expect("strings"))]);
+        Self {
+            task,
+            probability_columns,
+            extra: extra_names,
+            schema: Arc::new(Schema::new_with_metadata(fields, meta)),
+        }
+    }
+}
+
+/// Output rows not yet written.
+#[derive(Default)]
+struct Unwritten {
+    rows: Vec<(InputRow, Option<Score>)>,
+}
+
+impl Unwritten {
+    fn push(&mut self, row: InputRow, score: Option<Score>) {
+        self.rows.push((row, score));
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn columns(self, layout: &Layout, labels: &[String]) -> Vec<ArrayRef> {
+        let rows = &self.rows;
+        let mut out: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(r, _)| r.position))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|(r, _)| r.id.as_str()))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|(r, _)| r.label.as_deref()))),
+        ];
+        let classes = |s: &Option<Score>| match s {
+            Some(Score::Classes(p)) => Some(p.clone()),
+            _ => None,
+        };
+        match layout.task {
+            Task::Classification => {
+                let probs: Vec<Option<Vec<f64>>> = rows.iter().map(|(_, s)| classes(s)).collect();
+                let top = |p: &Vec<f64>| graft_core::numeric::argmax(p);
+                out.push(Arc::new(StringArray::from_iter(
+                    probs.iter().map(|p| p.as_ref().map(|p| labels[top(p)].as_str())),
+                )));
+                out.push(Arc::new(Float64Array::from_iter(probs.iter().map(|p| p.as_ref().map(|p| p[top(p)])))));
+                for c in 0..layout.probability_columns.len() {
+                    out.push(Arc::new(Float64Array::from_iter(probs.iter().map(|p| p.as_ref().map(|p| p[c])))));
+                }
+            }
+            Task::Regression => {
+                let value = |s: &Option<Score>| match s {
+                    Some(Score::Value(v)) => Some(*v),
+                    _ => None,
+                };
+                out.push(Arc::new(Float64Array::from_iter(rows.iter().map(|(_, s)| value(s)))));
+            }
+        }
+        out.push(Arc::new(StringArray::from_iter(rows.iter().map(|(r, _)| r.reason.as_deref()))));
+        for k in 0..layout.extra.len() {
+            out.push(Arc::new(StringArray::from_iter(rows.iter().map(|(r, _)| r.extra[k].as_deref()))));
+        }
+        out
+    }
+}
+
+/// The predictions file being written, in the chosen format, under a temporary name.
+enum Sink {
+    Arrow(ArtifactWriter, SchemaRef),
+    Parquet(parquet::arrow::ArrowWriter<File>, Pending, SchemaRef),
+    Csv(arrow::csv::Writer<File>, Pending, SchemaRef),
+    Jsonl(arrow::json::LineDelimitedWriter<File>, Pending, SchemaRef),
+}
+
+impl Sink {
+    fn create(dest: &Path, format: OutputFormat, layout: &Layout, provenance: &Provenance) -> Result<Self> {
+        let write_err = |source: std::io::Error| graft_core::Error::Write { path: dest.to_owned(), source };
+        let schema = layout.schema.clone();
+        if format == OutputFormat::Arrow {
+            let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut meta = provenance.attach(fields.clone())?.metadata().clone();
+            meta.extend(schema.metadata().clone());
+            let schema = Arc::new(Schema::new_with_metadata(fields, meta));
+            return Ok(Sink::Arrow(ArtifactWriter::create(dest, &schema)?, schema));
+        }
+        let mut pending = Pending::create(dest)?;
+        let file = pending.file().try_clone().map_err(write_err)?;
+        Ok(match format {
+            OutputFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                let writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+                    .map_err(|e| Error::Parquet { path: dest.to_owned(), message: e.to_string() })?;
+                Sink::Parquet(writer, pending, schema)
+            }
+            OutputFormat::Csv => {
+                Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(file), pending, schema)
+            }
+            OutputFormat::Jsonl => Sink::Jsonl(arrow::json::LineDelimitedWriter::new(file), pending, schema),
+            OutputFormat::Arrow => unreachable!("handled above"),
+        })
+    }
+
+    fn write(&mut self, columns: Vec<ArrayRef>) -> Result<()> {
+        if columns.first().is_none_or(|c| c.is_empty()) {
+            return Ok(());
+        }
+        let schema = match self {
+            Sink::Arrow(_, s) | Sink::Parquet(_, _, s) | Sink::Csv(_, _, s) | Sink::Jsonl(_, _, s) => s.clone(),
+        };
+        let batch = RecordBatch::try_new(schema, columns).expect("columns match the layout");
+        match self {
+            Sink::Arrow(w, _) => w.write(&batch)?,
+            Sink::Parquet(w, p, _) => {
+                w.write(&batch).map_err(|e| Error::Parquet { path: p.dest().to_owned(), message: e.to_string() })?
+            }
+            Sink::Csv(w, p, _) => {
+                w.write(&batch).map_err(|source| graft_core::Error::ArrowWrite { path: p.dest().to_owned(), source })?
+            }
+            Sink::Jsonl(w, p, _) => {
+                w.write(&batch).map_err(|source| graft_core::Error::ArrowWrite { path: p.dest().to_owned(), source })?
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Pending> {
+        Ok(match self {
+            Sink::Arrow(w, _) => w.finish()?,
+            Sink::Parquet(w, p, _) => {
+                w.close().map_err(|e| Error::Parquet { path: p.dest().to_owned(), message: e.to_string() })?;
+                p
+            }
+            Sink::Csv(w, p, _) => {
+                drop(w.into_inner());
+                p
+            }
+            Sink::Jsonl(mut w, p, _) => {
+                w.finish().map_err(|source| graft_core::Error::ArrowWrite { path: p.dest().to_owned(), source })?;
+                p
+            }
+        })
+    }
+}
+
+/// Counts for the summary and the drift check.
+struct Tally {
+    read: u64,
+    scored: u64,
+    rejected: BTreeMap<String, u64>,
+    predicted: Vec<u64>,
+    low: u64,
+    top: Vec<f64>,
+}
+
+impl Tally {
+    fn new(classes: usize) -> Self {
+        Self { read: 0, scored: 0, rejected: BTreeMap::new(), predicted: vec![0; classes], low: 0, top: Vec::new() }
+    }
+
+    fn reject(&mut self, reason: &str) {
+        self.read += 1;
+        *self.rejected.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    fn score(&mut self, score: &Score, threshold: f64) {
+        self.read += 1;
+        self.scored += 1;
+        if let Score::Classes(p) = score {
+            let c = graft_core::numeric::argmax(p);
+            self.predicted[c] += 1;
+            self.low += u64::from(p[c] < threshold);
+            self.top.push(p[c]);
+        }
+    }
+
+    fn drift(self, bundle: &Bundle, threshold: f64) -> Drift {
+        let info = &bundle.info;
+        let n = self.scored.max(1) as f64;
+        let trained: u64 = info.training.class_counts.iter().sum();
+        let classes: Vec<ClassShare> = info
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(c, label)| ClassShare {
+                label: label.clone(),
+                predicted: self.predicted[c] as f64 / n,
+                training: info.training.class_counts.get(c).map_or(0.0, |&k| k as f64 / trained.max(1) as f64),
+            })
+            .collect();
+        let psi =
+            info.test.as_ref().filter(|t| !t.top_probability.is_empty() && self.top.len() >= drift::PSI_MIN_ROWS).map(
+                |t| {
+                    format::population_stability_index(
+                        &t.top_probability,
+                        &format::confidence_histogram(self.top.iter().copied()),
+                    )
+                },
+            );
+        let mut warnings = Vec::new();
+        if let Some(psi) = psi {
+            if psi > drift::PSI_LARGE {
+                warnings.push(format!(
+                    "top-probability PSI {psi:.3} > {}: these rows do not look like the test rows",
+                    drift::PSI_LARGE
+                ));
+            } else if psi > drift::PSI_MODERATE {
+                warnings.push(format!(
+                    "top-probability PSI {psi:.3} > {}: a moderate shift from the test rows",
+                    drift::PSI_MODERATE
+                ));
+            }
+        }
+        for c in &classes {
+            if (c.predicted - c.training).abs() > 0.2 {
+                warnings.push(format!(
+                    "class `{}` is predicted for {:.1}% of rows, against {:.1}% of training rows",
+                    c.label,
+                    100.0 * c.predicted,
+                    100.0 * c.training
+                ));
+            }
+        }
+        let rejected: u64 = self.rejected.values().sum();
+        if rejected > 0 {
+            warnings.push(format!("{rejected} of {} rows could not be scored (see the `reason` column)", self.read));
+        }
+        Drift {
+            format: drift::FORMAT.into(),
+            rows_read: self.read,
+            scored: self.scored,
+            rejected: self.rejected,
+            classes,
+            low_confidence: LowConfidence { threshold, share: self.low as f64 / n },
+            top_probability_psi: psi,
+            warnings,
+        }
+    }
+}
+
+/// The printed summary.
+pub fn render(d: &Drift) -> String {
+    let mut s =
+        format!("read {} rows: {} scored, {} rejected\n", d.rows_read, d.scored, d.rejected.values().sum::<u64>());
+    for c in &d.classes {
+        s.push_str(&format!(
+            "  {:<12} predicted {:>6.1}%  training {:>6.1}%\n",
+            c.label,
+            100.0 * c.predicted,
+            100.0 * c.training
+        ));
+    }
+    s.push_str(&format!(
+        "low confidence (top probability < {}): {:.1}%",
+        d.low_confidence.threshold,
+        100.0 * d.low_confidence.share
+    ));
+    if let Some(psi) = d.top_probability_psi {
+        s.push_str(&format!("; top-probability PSI against test: {psi:.3}"));
+    }
+    s.push('\n');
+    for w in &d.warnings {
+        s.push_str(&format!("warning: {w}\n"));
+    }
+    s
+}
