@@ -114,7 +114,7 @@ pub const CONFIDENCE_BINS: usize = 10;
 
 /// Shares of `values` (in [0, 1]) in [`CONFIDENCE_BINS`] equal bins.
 pub fn confidence_histogram(values: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut counts = vec![0u64; CONFIDENCE_BINS];
+    let mut counts = [0u64; CONFIDENCE_BINS];
     let mut n = 0u64;
     for v in values {
         let bin = ((v.clamp(0.0, 1.0) * CONFIDENCE_BINS as f64) as usize).min(CONFIDENCE_BINS - 1);

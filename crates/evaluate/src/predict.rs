@@ -359,7 +359,7 @@ impl Unwritten {
 
 /// The predictions file being written, in the chosen format, under a temporary name.
 enum Sink {
-    Arrow(ArtifactWriter, SchemaRef),
+    Arrow(Box<ArtifactWriter>, SchemaRef),
     Parquet(parquet::arrow::ArrowWriter<File>, Pending, SchemaRef),
     Csv(arrow::csv::Writer<File>, Pending, SchemaRef),
     Jsonl(arrow::json::LineDelimitedWriter<File>, Pending, SchemaRef),
@@ -374,7 +374,7 @@ impl Sink {
             let mut meta = provenance.attach(fields.clone())?.metadata().clone();
             meta.extend(schema.metadata().clone());
             let schema = Arc::new(Schema::new_with_metadata(fields, meta));
-            return Ok(Sink::Arrow(ArtifactWriter::create(dest, &schema)?, schema));
+            return Ok(Sink::Arrow(Box::new(ArtifactWriter::create(dest, &schema)?), schema));
         }
         let mut pending = Pending::create(dest)?;
         let file = pending.file().try_clone().map_err(write_err)?;
@@ -420,7 +420,7 @@ impl Sink {
 
     fn finish(self) -> Result<Pending> {
         Ok(match self {
-            Sink::Arrow(w, _) => w.finish()?,
+            Sink::Arrow(w, _) => (*w).finish()?,
             Sink::Parquet(w, p, _) => {
                 w.close().map_err(|e| Error::Parquet { path: p.dest().to_owned(), message: e.to_string() })?;
                 p

@@ -34,10 +34,17 @@ pub struct RowsSummary {
 /// Why a row cannot be scored, if it cannot.
 fn reject_reason(row: &RawRow) -> Option<&'static str> {
     match row.text.as_deref() {
-        None => Some("no text"),
-        Some(t) if clean_text(t).is_empty() => Some("empty text"),
+        None => Some(REASONS[1]),
+        Some(t) if clean_text(t).is_empty() => Some(REASONS[2]),
         Some(_) => None,
     }
+}
+
+/// Reasons by code: 0 is a scorable row. The first pass keeps one code byte per row.
+const REASONS: [&str; 3] = ["", "no text", "empty text"];
+
+fn code(reason: Option<&'static str>) -> u8 {
+    reason.map_or(0, |r| REASONS.iter().position(|c| *c == r).expect("a known reason") as u8)
 }
 
 pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
@@ -58,10 +65,10 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
     let tokenizer = load_tokenizer(&tokenizer_path, *max_length)?;
     // First pass: which rows can be scored, so that each file's row count is known before
     // it is written (and a shard's block of rows, from the total).
-    let mut reasons: Vec<Option<&'static str>> = Vec::new();
+    let mut reasons: Vec<u8> = Vec::new();
     let mut rows = Rows::open_wanted(&wanted)?;
     while let Some(row) = rows.next_row()? {
-        reasons.push(reject_reason(&row));
+        reasons.push(code(reject_reason(&row)));
     }
     let total = reasons.len();
     let range = match cfg.shard {
@@ -71,7 +78,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         }
         None => 0..total,
     };
-    let rejected_count = reasons[range.clone()].iter().filter(|r| r.is_some()).count() as u64;
+    let rejected_count = reasons[range.clone()].iter().filter(|&&r| r != 0).count() as u64;
     let read = range.len() as u64;
 
     let mut rows = Rows::open_wanted(&wanted)?;
@@ -113,7 +120,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
             continue;
         }
         let reason = reject_reason(&row);
-        if reasons.get(at) != Some(&reason) {
+        if reasons.get(at) != Some(&code(reason)) {
             return Err(Error::Changed { path: cfg.input.clone() });
         }
         match reason {

@@ -1,0 +1,321 @@
+//! Train, bundle, score: the bundle travels, refuses tampering, and its predictions equal
+//! evaluate's on the same rows; every input row comes out once, in order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, Float64Array, RecordBatch, StringArray, UInt64Array};
+use graft_core::artifact::ArtifactReader;
+use graft_e2e::*;
+use serde_json::Value;
+
+/// Trains on the fixture reviews (ids from their `id` column), evaluates on test and
+/// bundles everything into `dir/model`.
+fn bundled(dir: &Path) -> PathBuf {
+    features(dir, &[]);
+    let (data, feats, head, eval, model) =
+        (dir.join("data"), dir.join("features"), dir.join("head"), dir.join("eval"), dir.join("model"));
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "0.1,1", "-q"]);
+    ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
+    let spec = fixture("tiny/tiny.yaml");
+    ok(
+        "graft-evaluate",
+        &["bundle", "--head", s(&head), "--spec", s(&spec), "--data", s(&data), "--eval", s(&eval), "--out", s(&model)],
+    );
+    model
+}
+
+/// rows, backbone and predict for `input` into `dir/NAME.EXT`; extra flags for `rows`.
+fn score(bundle: &Path, input: &Path, dir: &Path, out: &str, rows_flags: &[&str]) -> PathBuf {
+    let (rows, feats, dest) = (dir.join("rows"), dir.join("feats"), dir.join(out));
+    let mut args = vec!["rows", "--bundle", s(bundle), "--input", s(input), "--out", s(&rows), "-q"];
+    args.extend_from_slice(rows_flags);
+    ok("graft-preprocess", &args);
+    ok("graft-backbone", &["--spec", s(bundle), "--input", s(&rows), "--out", s(&feats), "-q"]);
+    let predict = ["predict", "--bundle", s(bundle), "--rows", s(&rows), "--features", s(&feats), "--out", s(&dest)];
+    ok("graft-evaluate", &predict);
+    dest
+}
+
+/// One predictions row: (row, id, label, pred, probabilities, reason, carried columns).
+type Row = (u64, String, Option<String>, Option<String>, Vec<Option<f64>>, Option<String>, Vec<Option<String>>);
+
+fn rows_of(batch: &RecordBatch, rows: &mut Vec<Row>) {
+    let text = |name: &str| batch.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+    let opt = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
+    let positions = batch.column_by_name("row").unwrap().as_any().downcast_ref::<UInt64Array>().unwrap().clone();
+    let (ids, labels, preds, reasons) = (text("id"), text("label"), text("pred"), text("reason"));
+    let probs: Vec<Float64Array> = batch
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name().starts_with("prob_"))
+        .map(|f| batch.column_by_name(f.name()).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone())
+        .collect();
+    let carried: Vec<StringArray> =
+        batch.schema().fields().iter().skip_while(|f| f.name() != "reason").skip(1).map(|f| text(f.name())).collect();
+    for i in 0..batch.num_rows() {
+        rows.push((
+            positions.value(i),
+            ids.value(i).to_owned(),
+            opt(&labels, i),
+            opt(&preds, i),
+            probs.iter().map(|p| p.is_valid(i).then(|| p.value(i))).collect(),
+            opt(&reasons, i),
+            carried.iter().map(|c| opt(c, i)).collect(),
+        ));
+    }
+}
+
+fn read_parquet(path: &Path) -> Vec<Row> {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        rows_of(&batch.unwrap(), &mut rows);
+    }
+    rows
+}
+
+fn read_arrow(path: &Path) -> Vec<Row> {
+    let mut r = ArtifactReader::open(path).unwrap();
+    let mut rows = Vec::new();
+    while let Some(batch) = r.next_batch().unwrap() {
+        rows_of(&batch, &mut rows);
+    }
+    rows
+}
+
+fn write_csv(path: &Path, header: &[&str], rows: &[Vec<&str>]) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(header).unwrap();
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn predictions_on_the_test_split_equal_evaluate_exactly_and_the_bundle_travels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    // The test split's rows, as a labelled table in the split's order.
+    let (_, tokens) = read_tokens(&d.join("data/test.arrow"));
+    let mut r = ArtifactReader::open(&d.join("data/test.arrow")).unwrap();
+    let mut table = Vec::new();
+    while let Some(b) = r.next_batch().unwrap() {
+        let col = |n: &str| b.column_by_name(n).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let (ids, texts, labels) = (col("id"), col("text"), col("label"));
+        for i in 0..b.num_rows() {
+            table.push(vec![ids.value(i).to_owned(), texts.value(i).to_owned(), labels.value(i).to_owned()]);
+        }
+    }
+    assert_eq!(table.len(), tokens.len());
+    let input = d.join("test.csv");
+    let refs: Vec<Vec<&str>> = table.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+    write_csv(&input, &["id", "text", "label"], &refs);
+
+    // Moved to another folder, the bundle still works.
+    let moved = d.join("elsewhere/model");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&model, &moved).unwrap();
+    let out = score(&moved, &input, &d.join("scored"), "p.arrow", &["--id-column", "id"]);
+    let scored = read_arrow(&out);
+
+    let mut ev = ArtifactReader::open(&d.join("eval/predictions.arrow")).unwrap();
+    let prov = ev.provenance().clone();
+    let mut expected: BTreeMap<String, (String, String, Vec<f64>)> = BTreeMap::new();
+    while let Some(b) = ev.next_batch().unwrap() {
+        let col = |n: &str| b.column_by_name(n).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let (ids, labels, preds) = (col("id"), col("label"), col("pred"));
+        let probs: Vec<Float64Array> = prov
+            .labels
+            .iter()
+            .map(|l| {
+                b.column_by_name(&format!("prob_{l}")).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            let p = probs.iter().map(|c| c.value(i)).collect();
+            expected.insert(ids.value(i).to_owned(), (labels.value(i).to_owned(), preds.value(i).to_owned(), p));
+        }
+    }
+    assert_eq!(scored.len(), expected.len());
+    for (k, (row, id, label, pred, probs, reason, _)) in scored.iter().enumerate() {
+        assert_eq!(*row, k as u64, "input order");
+        assert_eq!(id, &table[k][0]);
+        let (want_label, want_pred, want_probs) = &expected[id];
+        assert_eq!(label.as_ref(), Some(want_label), "the label column is carried through");
+        assert_eq!(pred.as_ref(), Some(want_pred), "{id}");
+        let got: Vec<f64> = probs.iter().map(|p| p.unwrap()).collect();
+        assert_eq!(&got, want_probs, "{id}: bit-identical probabilities");
+        assert!(reason.is_none());
+    }
+}
+
+#[test]
+fn every_row_comes_out_once_in_order_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    let input = d.join("new.csv");
+    write_csv(
+        &input,
+        &["key", "text", "channel"],
+        &[
+            vec!["a", "charming sharp movie", "web"],
+            vec!["b", "", "web"],
+            vec!["c", "awful dull boring film", "app"],
+            vec!["d", "<br />", "app"],
+            vec!["e", "great moving film", "web"],
+        ],
+    );
+    let flags = ["--id-column", "key", "--keep", "channel"];
+    let parquet = read_parquet(&score(&model, &input, &d.join("s1"), "p.parquet", &flags));
+    let arrow = read_arrow(&score(&model, &input, &d.join("s2"), "p.arrow", &flags));
+    assert_eq!(parquet, arrow, "Parquet and Arrow hold the same rows");
+    let ids: Vec<&str> = parquet.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    let reasons: Vec<Option<&str>> = parquet.iter().map(|r| r.5.as_deref()).collect();
+    assert_eq!(reasons, [None, Some("empty text"), None, Some("empty text"), None]);
+    assert!(parquet.iter().all(|r| r.3.is_some() == r.5.is_none()), "a prediction or a reason, never both");
+    assert_eq!(parquet[2].6, [Some("app".to_owned())], "carried column");
+    for r in parquet.iter().filter(|r| r.5.is_none()) {
+        let sum: f64 = r.4.iter().map(|p| p.unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-12, "{r:?}");
+    }
+
+    let csv_out = score(&model, &input, &d.join("s3"), "p.csv", &flags);
+    let mut reader = csv::Reader::from_path(&csv_out).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(header, ["row", "id", "label", "pred", "top_probability", "prob_neg", "prob_pos", "reason", "channel"]);
+    let csv_rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(csv_rows.len(), 5);
+    for (c, p) in csv_rows.iter().zip(&parquet) {
+        assert_eq!(&c[1], p.1);
+        let prob: Option<f64> = c[5].parse().ok();
+        match (prob, p.4[0]) {
+            (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}"),
+            (a, b) => assert_eq!(a.is_none(), b.is_none()),
+        }
+    }
+
+    let jsonl = score(&model, &input, &d.join("s4"), "p.jsonl", &flags);
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[1]["reason"], "empty text");
+    assert_eq!(lines[4]["id"], "e");
+
+    let drift: Value = serde_json::from_slice(&std::fs::read(d.join("s1/p.drift.json")).unwrap()).unwrap();
+    assert_eq!((drift["rows_read"].as_u64(), drift["scored"].as_u64()), (Some(5), Some(3)));
+    assert_eq!(drift["rejected"]["empty text"], 2, "read = scored + rejected");
+    let shares: f64 = drift["classes"].as_array().unwrap().iter().map(|c| c["predicted"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn shards_concatenate_to_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    let input = fixture("tiny/reviews.csv");
+    let whole = read_arrow(&score(&model, &input, &d.join("whole"), "p.arrow", &["--id-column", "id"]));
+    let mut joined = Vec::new();
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let out =
+            score(&model, &input, &d.join(format!("shard{i}")), "p.arrow", &["--id-column", "id", "--shard", &shard]);
+        joined.extend(read_arrow(&out));
+    }
+    assert_eq!(joined.len(), whole.len());
+    for (a, b) in joined.iter().zip(&whole) {
+        assert_eq!((a.0, &a.1, &a.3, &a.5), (b.0, &b.1, &b.3, &b.5), "same row, id, prediction and reason");
+        for (x, y) in a.4.iter().zip(&b.4) {
+            assert!((x.unwrap_or(0.0) - y.unwrap_or(0.0)).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+}
+
+#[test]
+fn tampered_incomplete_or_foreign_bundles_and_bad_tables_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    let input = fixture("tiny/reviews.csv");
+    let rows_out = d.join("rows");
+    let rows = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["rows", "--bundle", s(bundle), "--input", s(&input), "--out", s(&rows_out)];
+        args.extend_from_slice(extra);
+        let err = user_error("graft-preprocess", &args);
+        assert!(files_in(&rows_out).is_empty(), "nothing written: {:?}", files_in(&rows_out));
+        err
+    };
+    let err = rows(&model, &["--keep", "nosuch"]);
+    assert!(err.contains("reviews.csv") && err.contains("no column `nosuch`"), "{err}");
+    let err = rows(&model, &["--strict"]);
+    assert!(err.contains("row 80 (id `r900`") && err.contains("empty text"), "{err}");
+
+    let no_text = d.join("no-text.csv");
+    write_csv(&no_text, &["id", "body"], &[vec!["x", "fine"]]);
+    let args = ["rows", "--bundle", s(&model), "--input", s(&no_text), "--out", s(&rows_out)];
+    let err = user_error("graft-preprocess", &args);
+    assert!(err.contains("no-text.csv") && err.contains("no column `text`"), "{err}");
+
+    let tokenizer = model.join("tokenizer.json");
+    let good = std::fs::read(&tokenizer).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    std::fs::write(&tokenizer, &bad).unwrap();
+    let err = rows(&model, &[]);
+    assert!(err.contains("tokenizer.json") && err.contains("mixes files of two runs or was altered"), "{err}");
+    std::fs::remove_file(&tokenizer).unwrap();
+    let err = rows(&model, &[]);
+    assert!(err.contains("manifest.json") && err.contains("lists `tokenizer.json`, which is missing"), "{err}");
+    std::fs::write(&tokenizer, &good).unwrap();
+
+    // A bundle of another format version, consistent with its manifest.
+    let info_path = model.join("bundle.json");
+    let mut info: Value = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    info["format"] = "graft-bundle/0".into();
+    let bytes = serde_json::to_vec_pretty(&info).unwrap();
+    std::fs::write(&info_path, &bytes).unwrap();
+    let manifest_path = model.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"]["bundle.json"] = blake3::hash(&bytes).to_hex().to_string().into();
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let err = rows(&model, &[]);
+    assert!(err.contains("bundle.json") && err.contains("format `graft-bundle/0`"), "{err}");
+}
+
+#[test]
+fn a_scoring_pipeline_reruns_when_the_bundle_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    let input = fixture("tiny/reviews.csv");
+    let yaml = format!(
+        "version: 1\nstages:\n  rows:\n    cmd: graft-preprocess\n    subcommand: rows\n    args: {{bundle: '{b}', input: '{i}', id_column: id, out: out/rows}}\n    deps: ['{b}/manifest.json']\n    outs: [out/rows]\n  backbone:\n    cmd: graft-backbone\n    args: {{spec: '{b}', input: out/rows, out: out/features}}\n    deps: [out/rows]\n    outs: [out/features]\n  predict:\n    cmd: graft-evaluate\n    subcommand: predict\n    args: {{bundle: '{b}', rows: out/rows, features: out/features, out: out/p.arrow}}\n    deps: ['{b}/manifest.json', out/features]\n    outs: [out/p.arrow]\n",
+        b = s(&model),
+        i = s(&input)
+    );
+    let pipeline = d.join("score.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    ok("graft", &["run", s(&pipeline)]);
+    let direct = read_arrow(&score(&model, &input, &d.join("direct"), "p.arrow", &["--id-column", "id"]));
+    assert_eq!(read_arrow(&d.join("out/p.arrow")), direct, "graft run scores as the stages do by hand");
+    let status = String::from_utf8(ok("graft", &["status", s(&pipeline)]).stdout).unwrap();
+    assert!(!status.contains("stale") && !status.contains("never ran"), "{status}");
+    // Retraining the bundle (another C) makes every scoring stage stale.
+    let (feats, head2) = (d.join("features"), d.join("head2"));
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&head2), "--c", "10", "-q"]);
+    let spec = fixture("tiny/tiny.yaml");
+    let data = d.join("data");
+    ok("graft-evaluate", &["bundle", "--head", s(&head2), "--spec", s(&spec), "--data", s(&data), "--out", s(&model)]);
+    let status = String::from_utf8(ok("graft", &["status", s(&pipeline)]).stdout).unwrap();
+    assert!(status.contains("manifest.json") && status.contains("changed"), "{status}");
+    let unknown = ["run", s(&pipeline), "--set", "predict.threshold=1"];
+    let err = user_error("graft", &unknown);
+    assert!(err.contains("stage `predict` (graft-evaluate)") && err.contains("'--threshold'"), "{err}");
+}
