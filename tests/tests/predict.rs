@@ -216,6 +216,19 @@ fn every_row_comes_out_once_in_order_in_every_format() {
 }
 
 #[test]
+fn graft_predict_is_the_three_stages_in_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    let input = fixture("tiny/reviews.csv");
+    let staged = read_arrow(&score(&model, &input, &d.join("staged"), "p.arrow", &["--id-column", "id"]));
+    let out = d.join("one/p.arrow");
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--id-column", "id", "--out", s(&out)]);
+    assert_eq!(read_arrow(&out), staged);
+    assert_eq!(files_in(&d.join("one")).len(), 2, "predictions and drift only: {:?}", files_in(&d.join("one")));
+}
+
+#[test]
 fn shards_concatenate_to_the_whole() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

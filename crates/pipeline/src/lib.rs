@@ -5,6 +5,7 @@ mod error;
 pub mod expand;
 pub mod export;
 mod fingerprint;
+pub mod predict;
 pub mod runner;
 pub mod sweep;
 

@@ -10,6 +10,7 @@ use graft_pipeline::Outcome;
 /// Example:
 ///   graft run pipelines/rt-minilm.yaml
 ///   graft export --to make pipelines/rt-minilm.yaml > pipelines/rt-minilm.mk
+///   graft predict --bundle runs/rt-minilm/model --input tonight.csv --out tonight.parquet
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -37,6 +38,9 @@ enum Command {
         #[arg(long = "set", value_name = "TARGET=VALUE")]
         set: Vec<String>,
     },
+    /// Scores a table with a model bundle: the rows, backbone and predict stages in one
+    /// command (a scoring pipeline runs them as separate, cached stages).
+    Predict(graft_pipeline::predict::PredictOptions),
     /// Prints the JSON Schema of pipeline files (for editors and validators).
     Schema,
     /// Prints the stage graph.
@@ -77,6 +81,10 @@ fn main() -> ExitCode {
                     );
                 }
             }))
+        }
+        Command::Predict(mut options) => {
+            options.quiet = cli.quiet;
+            cli::exit(graft_pipeline::predict::predict(&options))
         }
         Command::Export { format, pipeline } => print(graft_pipeline::export::export(&pipeline, format)),
         Command::Dag { format, pipeline } => print(graft_pipeline::export::dag(&pipeline, format)),

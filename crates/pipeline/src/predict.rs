@@ -1,0 +1,128 @@
+//! `graft predict`: scores a table with a model bundle in one command, as the three stages a
+//! scoring pipeline chains (`graft-preprocess rows`, `graft-backbone`, `graft-evaluate
+//! predict`), run as child processes over a work folder that is removed afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use graft_core::artifact::Shard;
+use graft_core::config::evaluate::OutputFormat;
+
+use crate::error::{Error, Result};
+use crate::runner::resolve_program;
+
+/// Options of `graft predict`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PredictOptions {
+    /// The model bundle (`graft-evaluate bundle` output).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The rows to score: `.csv`, `.jsonl`/`.ndjson` or `.parquet`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The predictions file (Parquet unless its extension or `--format` says otherwise);
+    /// its drift summary goes beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Column holding row ids, instead of the bundle's.
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// Input columns carried into the predictions (comma-separated; `*` for all).
+    #[arg(long, value_delimiter = ',')]
+    pub keep: Vec<String>,
+    /// Keep only rows where COLUMN equals VALUE (repeatable).
+    #[arg(long = "filter", value_name = "COLUMN=VALUE")]
+    pub filters: Vec<String>,
+    /// Fail on the first row that cannot be scored instead of rejecting it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Only shard I of N: the I-th of N contiguous blocks of rows.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Row-level feature cache folder, shared between runs (rows seen before are not embedded again).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Work folder for the intermediate files, kept afterwards (default: a temporary folder
+    /// beside `--out`, removed).
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Stages log warnings and errors only (set by `graft -q`).
+    #[arg(skip)]
+    pub quiet: bool,
+}
+
+pub fn predict(opts: &PredictOptions) -> Result<()> {
+    let parent = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs_err::create_dir_all(parent).map_err(|source| Error::Read { path: parent.to_owned(), source })?;
+    let temp;
+    let work = match &opts.work {
+        Some(w) => w.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix(".graft-predict.")
+                .tempdir_in(parent)
+                .map_err(|source| Error::Read { path: parent.to_owned(), source })?;
+            temp.path().to_owned()
+        }
+    };
+    let (rows, features) = (work.join("rows"), work.join("features"));
+    let path = |p: &Path| p.as_os_str().to_owned();
+    let mut prepare: Vec<std::ffi::OsString> =
+        vec!["rows".into(), "--bundle".into(), path(&opts.bundle), "--input".into(), path(&opts.input)];
+    prepare.extend(["--out".into(), path(&rows)]);
+    if let Some(c) = &opts.id_column {
+        prepare.extend(["--id-column".into(), c.into()]);
+    }
+    if !opts.keep.is_empty() {
+        prepare.extend(["--keep".into(), opts.keep.join(",").into()]);
+    }
+    for f in &opts.filters {
+        prepare.extend(["--filter".into(), f.into()]);
+    }
+    if opts.strict {
+        prepare.push("--strict".into());
+    }
+    if let Some(s) = opts.shard {
+        prepare.extend(["--shard".into(), s.to_string().into()]);
+    }
+    stage(opts, "graft-preprocess", &prepare)?;
+
+    let mut embed: Vec<std::ffi::OsString> =
+        vec!["--spec".into(), path(&opts.bundle), "--input".into(), path(&rows), "--out".into(), path(&features)];
+    embed.extend(["--threads".into(), opts.threads.to_string().into()]);
+    if let Some(c) = &opts.cache {
+        embed.extend(["--cache".into(), path(c)]);
+    }
+    stage(opts, "graft-backbone", &embed)?;
+
+    let mut score: Vec<std::ffi::OsString> = vec!["predict".into(), "--bundle".into(), path(&opts.bundle)];
+    score.extend(["--rows".into(), path(&rows), "--features".into(), path(&features), "--out".into(), path(&opts.out)]);
+    if let Some(f) = opts.format {
+        let name = clap::ValueEnum::to_possible_value(&f).expect("every format has a name");
+        score.extend(["--format".into(), name.get_name().into()]);
+    }
+    stage(opts, "graft-evaluate", &score)
+}
+
+/// Runs one stage to completion; its output goes to this process's stderr, except the final
+/// summary of `graft-evaluate predict`, which goes to stdout.
+fn stage(opts: &PredictOptions, cmd: &str, args: &[std::ffi::OsString]) -> Result<()> {
+    let program = resolve_program(cmd);
+    let mut command = Command::new(&program);
+    command.args(args).env(graft_core::cli::RUNNER_PID_VAR, std::process::id().to_string());
+    if cmd != "graft-evaluate"
+        && let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned()
+    {
+        command.stdout(fd);
+    }
+    if opts.quiet && std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", "warn");
+    }
+    let status = command.status().map_err(|source| Error::Spawn { stage: cmd.to_owned(), program, source })?;
+    if status.success() { Ok(()) } else { Err(Error::StageFailed { stage: cmd.to_owned(), status }) }
+}
