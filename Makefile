@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images report-screenshot lint fixtures clean
+.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
 
 all: build
 
@@ -91,6 +91,13 @@ bench-pipeline: build
 report-screenshot: demo chromium
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2600 \
 		--screenshot=$(CURDIR)/runs/rt-minilm/eval/report.png file://$(CURDIR)/runs/rt-minilm/eval/report.html
+
+## Raw CSV to predictions file: graft predict against tokenizers + onnxruntime (length-sorted)
+## + NumPy, on the demo's bundle; then graft's peak RSS at 1x and 10x the Rotten Tomatoes rows.
+bench-predict: setup build
+	$(BIN)/graft run pipelines/rt-minilm.yaml
+	$(PY) scripts/bench_predict.py --bin $(BIN) --bundle runs/rt-minilm/model
+	$(PY) scripts/bench_predict.py --bin $(BIN) --bundle runs/rt-minilm/model --memory
 
 ## Images/s of preprocessing and the EfficientNet-Lite0 backbone against Pillow + numpy + onnxruntime.
 bench-images: setup-images build
