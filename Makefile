@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
+.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow onnx-check build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
 
 all: build
 
@@ -62,6 +62,10 @@ chromium:
 airflow:
 	scripts/setup_airflow.sh
 
+## Python onnxruntime (pinned, own virtual environment) for the exported-model parity test.
+onnx-check:
+	scripts/setup_onnx_check.sh
+
 ## MNIST through EfficientNet-Lite0 features beside a raw-pixel baseline, and their comparison.
 demo-mnist: setup-images build
 	$(PY) scripts/check_imagenet_photos.py --bin $(BIN)
@@ -70,7 +74,7 @@ demo-mnist: setup-images build
 	$(BIN)/graft-evaluate show runs/mnist/eval
 
 ## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
-test: runtime chromium airflow build
+test: runtime chromium airflow onnx-check build
 	$(CARGO) test --release --workspace
 
 ## Backbone throughput against the Python onnxruntime package on the same model and tokens.

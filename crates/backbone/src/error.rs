@@ -49,6 +49,8 @@ pub enum Error {
     BadRow { path: PathBuf, row: u64, message: String },
     #[error("`--spec {}` is a model bundle: its outputs, pooling and normalisation are fixed; drop `--outputs`, `--pooling` and `--normalize`", bundle.display())]
     BundleFlags { bundle: PathBuf },
+    #[error("cannot export bundle `{}` as one ONNX model: {message}", bundle.display())]
+    Export { bundle: PathBuf, message: String },
     #[error("bundle `{}` records {what} `{value}`, which this graft does not know", bundle.display())]
     BundleFeatures { bundle: PathBuf, what: String, value: String },
 }

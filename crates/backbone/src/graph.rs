@@ -49,7 +49,7 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
+pub(crate) fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -265,6 +265,56 @@ pub fn with_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
         } else {
             out.extend_from_slice(f.raw);
         }
+    }
+    Some(out)
+}
+
+/// The model with its graph outputs replaced by `outputs`, `nodes` and `initializers`
+/// (encoded `NodeProto`s and `TensorProto`s) appended to its graph and `metadata` added to
+/// its `metadata_props`.
+pub fn append(
+    model: &[u8],
+    nodes: &[Vec<u8>],
+    initializers: &[Vec<u8>],
+    outputs: &[&str],
+    metadata: &[(&str, String)],
+) -> Option<Vec<u8>> {
+    const MODEL_METADATA: u64 = 14;
+    let put = |field: u64, bytes: &[u8], out: &mut Vec<u8>| {
+        encode_varint((field << 3) | 2, out);
+        encode_varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    };
+    let mut graph = Vec::new();
+    for f in fields(graph_field(model)?.bytes)? {
+        if f.number != field::GRAPH_OUTPUT {
+            graph.extend_from_slice(f.raw);
+        }
+    }
+    for n in nodes {
+        put(field::GRAPH_NODE, n, &mut graph);
+    }
+    for t in initializers {
+        put(field::GRAPH_INITIALIZER, t, &mut graph);
+    }
+    for name in outputs {
+        let mut value_info = Vec::new();
+        put(field::VALUE_NAME, name.as_bytes(), &mut value_info);
+        put(field::GRAPH_OUTPUT, &value_info, &mut graph);
+    }
+    let mut out = Vec::with_capacity(model.len() + graph.len());
+    for f in fields(model)? {
+        if f.number == field::MODEL_GRAPH {
+            put(field::MODEL_GRAPH, &graph, &mut out);
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    for (key, value) in metadata {
+        let mut entry = Vec::new();
+        put(1, key.as_bytes(), &mut entry);
+        put(2, value.as_bytes(), &mut entry);
+        put(MODEL_METADATA, &entry, &mut out);
     }
     Some(out)
 }

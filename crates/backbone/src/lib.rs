@@ -5,6 +5,7 @@ pub mod cache;
 pub mod device;
 mod embed;
 mod error;
+pub mod export;
 pub mod graph;
 pub mod image;
 pub mod merge;

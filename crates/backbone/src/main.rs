@@ -12,6 +12,7 @@ use graft_core::cli;
 ///   graft-backbone --spec models/all-minilm-l6-v2.yaml --input runs/rt/data --out runs/rt/features --device cuda
 ///   graft-backbone ... --shard 0/2 --out runs/rt/f0; graft-backbone ... --shard 1/2 --out runs/rt/f1
 ///   graft-backbone merge --out runs/rt/features runs/rt/f0 runs/rt/f1
+///   graft-backbone export --bundle runs/rt/model --out runs/rt/model.onnx
 ///   graft-backbone doctor
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
@@ -32,6 +33,17 @@ enum Command {
     /// Lists an ONNX model's inputs, outputs and intermediate tensors (with shapes where the
     /// file records them); any tensor can be pooled into features with `--outputs NAME`.
     Inspect { model: PathBuf },
+    /// Writes a model bundle as one ONNX model: the backbone with pooling, normalisation,
+    /// standardisation, head, temperature and softmax, outputs `probabilities` (or `value`)
+    /// and `embedding`, labels in its metadata; runs in any ONNX Runtime.
+    Export {
+        /// The model bundle.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The ONNX file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Joins the outputs of `--shard 0/N` .. `--shard N-1/N` into one unsharded output.
     Merge {
         /// Output folder.
@@ -53,6 +65,11 @@ fn main() -> ExitCode {
         (Some(Command::Inspect { model }), _) => cli::exit(graft_backbone::inspect(&model).map(|report| {
             let _ = std::io::stdout().write_all(report.as_bytes());
         })),
+        (Some(Command::Export { bundle, out }), _) => {
+            cli::exit(graft_backbone::export::export(&bundle, &out).map(|()| {
+                tracing::info!("wrote {}", out.display());
+            }))
+        }
         (Some(Command::Merge { out, shards }), _) => {
             cli::exit(graft_backbone::merge::merge(&shards, &out).map(|rows| {
                 tracing::info!("merged {} shards: {rows:?} rows into {}", shards.len(), out.display());
