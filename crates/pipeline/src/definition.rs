@@ -32,7 +32,22 @@ pub struct Pipeline {
     /// Where the sweep's comparison table is written (default `<pipeline>.sweep.json`).
     #[serde(default)]
     pub sweep_out: Option<PathBuf>,
+    /// How a scheduler runs the pipeline: `graft export --to airflow` gives the DAG this
+    /// schedule and fills the `partition` param with each run's logical date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
     pub stages: IndexMap<String, Stage>,
+}
+
+/// A schedule and the param that names each run's partition.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// A cron expression or preset, e.g. `@daily` or `0 3 * * *`.
+    pub cron: String,
+    /// The param holding the partition (a date); `graft run --set params.NAME=2026-11-28`
+    /// runs one partition by hand.
+    pub partition: String,
 }
 
 /// One stage: a graft binary and its flags.

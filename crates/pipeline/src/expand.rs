@@ -56,6 +56,14 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
     for o in overrides {
         apply_override(&mut pipeline, o).map_err(|m| invalid(format!("`--set {o}`: {m}")))?;
     }
+    if let Some(schedule) = &pipeline.schedule
+        && !pipeline.params.contains_key(&schedule.partition)
+    {
+        return Err(invalid(format!(
+            "`schedule.partition` names `{}`, which `params:` does not define",
+            schedule.partition
+        )));
+    }
     let params = resolve_params(&pipeline.params).map_err(invalid)?;
     let no_axes = IndexMap::new();
     let outer = Context { params: &params, matrix: &no_axes };
@@ -358,6 +366,16 @@ mod tests {
         assert!(err.contains("cycle: a -> b -> a"), "{err}");
         let p = expand_text(SWEEP, &["params.run=${env.CARGO_PKG_NAME}"]).unwrap();
         assert_eq!(p.stages["data"].outs, [PathBuf::from("graft-pipeline/data")]);
+    }
+
+    #[test]
+    fn a_schedule_names_a_param() {
+        let bad = "version: 1\nschedule: {cron: '@daily', partition: day}\nstages:\n  s: {cmd: x}\n";
+        let err = expand_text(bad, &[]).unwrap_err().to_string();
+        assert!(err.contains("`schedule.partition` names `day`"), "{err}");
+        let good = "version: 1\nparams: {day: 2026-01-01}\nschedule: {cron: '@daily', partition: day}\nstages:\n  s: {cmd: x, outs: ['o/${params.day}']}\n";
+        let p = expand_text(good, &["params.day=2026-11-28"]).unwrap();
+        assert_eq!(p.stages["s"].outs, [PathBuf::from("o/2026-11-28")]);
     }
 
     #[test]

@@ -68,9 +68,17 @@ pub enum Format {
     Airflow,
 }
 
+/// Stands for the partition while the DAG is written; becomes Airflow's `{{ ds }}`.
+const PARTITION: &str = "GRAFT_PARTITION_PLACEHOLDER";
+
 /// Renders `pipeline_path` in `format`.
 pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
-    let (pipeline, order) = crate::expand::load(pipeline_path, &[])?;
+    let schedule = crate::definition::parse(pipeline_path)?.schedule;
+    let partition = match (&schedule, format) {
+        (Some(s), Format::Airflow) => vec![format!("params.{}={PARTITION}", s.partition)],
+        _ => Vec::new(),
+    };
+    let (pipeline, order) = crate::expand::load(pipeline_path, &partition)?;
     let source = pipeline_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     Ok(match format {
         Format::Make => makefile(&pipeline, &order, &source)
@@ -81,7 +89,8 @@ pub fn export(pipeline_path: &Path, format: Format) -> Result<String> {
                 pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
             )
             .map_err(|source| crate::Error::Read { path: pipeline_path.to_owned(), source })?;
-            airflow(&pipeline, &order, &source, &dir)
+            // The logical date reaches each command through Airflow's templating.
+            airflow(&pipeline, &order, &source, &dir).replace(PARTITION, "{{ ds }}")
         }
     })
 }
@@ -175,9 +184,10 @@ fn airflow(pipeline: &Pipeline, order: &[String], source: &str, dir: &Path) -> S
         "def command(cmd, *args):\n    \"\"\"The stage's command line, run from the pipeline's folder.\"\"\"\n",
     );
     out.push_str("    words = [GRAFT_BIN + cmd, *args]\n    return \"cd \" + shlex.quote(PIPELINE_DIR) + \" && \" + \" \".join(shlex.quote(w) for w in words)\n\n\n");
+    let schedule = pipeline.schedule.as_ref().map_or_else(|| "None".to_owned(), |s| py(&s.cron));
     let _ = writeln!(
         out,
-        "with DAG(dag_id={}, description={}, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz=\"UTC\"), catchup=False, tags=[\"graft\"]) as dag:",
+        "with DAG(dag_id={}, description={}, schedule={schedule}, start_date=pendulum.datetime(2024, 1, 1, tz=\"UTC\"), catchup=False, tags=[\"graft\"]) as dag:",
         py(&dag_id),
         py(pipeline.description.as_deref().unwrap_or(source))
     );
