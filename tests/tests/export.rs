@@ -16,17 +16,19 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
-/// Runs `model` on `feeds` in Python onnxruntime; returns each feed's outputs and the metadata.
+/// Runs `model` on `feeds` in Python onnxruntime (or, for an MLflow folder, through
+/// `mlflow.pyfunc.load_model`); returns each feed's outputs and the metadata.
 fn onnxruntime(model: &Path, feeds: &Value, dir: &Path) -> Value {
     let python = repo().join(".graft/onnx-check-venv/bin/python");
     assert!(python.is_file(), "{} missing: `make test` builds it (scripts/setup_onnx_check.sh)", python.display());
     let (feeds_path, out_path) = (dir.join("feeds.json"), dir.join("outputs.json"));
     std::fs::write(&feeds_path, feeds.to_string()).unwrap();
-    let status = Command::new(python)
-        .arg(repo().join("scripts/run_onnx.py"))
-        .args([model, &feeds_path, &out_path])
-        .status()
-        .unwrap();
+    let mut command = Command::new(python);
+    command.arg(repo().join("scripts/run_onnx.py"));
+    if model.is_dir() {
+        command.arg("--mlflow");
+    }
+    let status = command.args([model, &feeds_path, &out_path]).status().unwrap();
     assert!(status.success());
     serde_json::from_slice(&std::fs::read(out_path).unwrap()).unwrap()
 }
@@ -51,12 +53,20 @@ fn evaluated(eval: &Path) -> BTreeMap<String, Vec<f64>> {
     out
 }
 
-/// Exports `model` and checks its probabilities on each `(id, feed)` against `expected`.
-fn assert_parity(model: &Path, feeds: Vec<(String, Value)>, expected: &BTreeMap<String, Vec<f64>>, dir: &Path) {
-    let onnx = dir.join("model.onnx");
-    ok("graft-backbone", &["export", "--bundle", s(model), "--out", s(&onnx)]);
+/// Exports `model` (as one ONNX file, or as an MLflow model folder with `mlflow`) and checks
+/// its probabilities on each `(id, feed)` against `expected`.
+fn assert_parity(
+    model: &Path,
+    feeds: Vec<(String, Value)>,
+    expected: &BTreeMap<String, Vec<f64>>,
+    dir: &Path,
+    mlflow: bool,
+) {
+    let exported = dir.join(if mlflow { "mlflow-model" } else { "model.onnx" });
+    let format = if mlflow { "mlflow" } else { "onnx" };
+    ok("graft-backbone", &["export", "--bundle", s(model), "--out", s(&exported), "--format", format]);
     let (ids, feeds): (Vec<String>, Vec<Value>) = feeds.into_iter().unzip();
-    let result = onnxruntime(&onnx, &Value::Array(feeds), dir);
+    let result = onnxruntime(&exported, &Value::Array(feeds), dir);
     let labels: Vec<String> = serde_json::from_str(result["metadata"]["graft.labels"].as_str().unwrap()).unwrap();
     assert_eq!(labels.len(), expected.values().next().unwrap().len());
     assert_eq!(ids.len(), expected.len());
@@ -121,7 +131,10 @@ fn exported_text_models_match_graft_in_python_onnxruntime() {
     let model = train_evaluate_bundle(d, &spec, &["--c", "1", "--calibrate"]);
     let info: Value = serde_json::from_slice(&std::fs::read(model.join("head/head.json")).unwrap()).unwrap();
     assert_ne!(info["temperature"], 1.0, "the head is temperature-scaled");
-    assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &evaluated(&d.join("eval")), d);
+    let expected = evaluated(&d.join("eval"));
+    assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &expected, d, false);
+    // The same model as an MLflow model, loaded by `mlflow.pyfunc.load_model`.
+    assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &expected, d, true);
 
     // An MLP with GELU on standardised, mean-combined layers.
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +142,7 @@ fn exported_text_models_match_graft_in_python_onnxruntime() {
     features(d, &["--outputs", "hidden_state_1,last_hidden_state", "--combine", "mean"]);
     let args = ["--head", "mlp", "--hidden", "8", "--activation", "gelu", "--epochs", "5", "--standardize"];
     let model = train_evaluate_bundle(d, &spec, &args);
-    assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &evaluated(&d.join("eval")), d);
+    assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &evaluated(&d.join("eval")), d, false);
 }
 
 #[test]
@@ -167,5 +180,5 @@ fn an_exported_image_model_matches_graft_in_python_onnxruntime() {
             feeds.push((ids.value(i).to_owned(), feed));
         }
     }
-    assert_parity(&model, feeds, &evaluated(&d.join("eval")), d);
+    assert_parity(&model, feeds, &evaluated(&d.join("eval")), d, false);
 }

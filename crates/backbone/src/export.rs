@@ -18,7 +18,7 @@ use graft_core::head::model::Model;
 use graft_core::spec::{Combine, Kind, Pooling};
 
 use crate::error::{Error, Result};
-use crate::graph;
+use crate::{graph, mlflow};
 
 /// ONNX `TensorProto.DataType` values used here.
 const FLOAT: i64 = 1;
@@ -108,8 +108,9 @@ impl Builder {
     }
 }
 
-/// Writes the bundle at `bundle` as one ONNX model at `out` (atomically).
-pub fn export(bundle_dir: &Path, out: &Path) -> Result<()> {
+/// Writes the bundle at `bundle_dir` as one ONNX model at `out`, or as an MLflow model
+/// folder `out` (atomically).
+pub fn export(bundle_dir: &Path, out: &Path, format: ExportFormat) -> Result<()> {
     let bundle = Bundle::load(bundle_dir)?;
     let bad = |message: String| Error::Export { bundle: bundle_dir.to_owned(), message };
     let model_path = &bundle.spec.model;
@@ -246,8 +247,53 @@ pub fn export(bundle_dir: &Path, out: &Path) -> Result<()> {
     ];
     let edited = graph::append(&bytes, &b.nodes, &b.initializers, &[&output, &embedding], &metadata)
         .ok_or_else(|| bad(format!("`{}` is not a readable ONNX model", model_path.display())))?;
-    graft_core::atomic::write_bytes(out, &edited)?;
+    match format {
+        ExportFormat::Onnx => graft_core::atomic::write_bytes(out, &edited)?,
+        ExportFormat::Mlflow => {
+            let signature = mlflow::Signature {
+                inputs: inputs(&bundle, &graph),
+                outputs: vec![
+                    match bundle.info.task {
+                        Task::Classification => (output.clone(), "float64", vec![-1, bundle.info.labels.len() as i64]),
+                        Task::Regression => (output.clone(), "float64", vec![-1]),
+                    },
+                    (embedding.clone(), "float32", vec![-1, dim as i64]),
+                ],
+            };
+            let mut pending = vec![graft_core::atomic::pending_bytes(&out.join(mlflow::MODEL_FILE), &edited)?];
+            for (name, text) in mlflow::files(&signature) {
+                pending.push(graft_core::atomic::pending_bytes(&out.join(name), text.as_bytes())?);
+            }
+            graft_core::atomic::commit_all(pending)?;
+        }
+    }
     Ok(())
+}
+
+/// What `graft-backbone export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One ONNX file.
+    Onnx,
+    /// An MLflow model folder: the ONNX file with an `MLmodel` (`onnx` and `python_function`
+    /// flavors, a tensor signature) and pinned requirements.
+    Mlflow,
+}
+
+/// The model's inputs as the signature lists them: name, dtype, shape.
+fn inputs(bundle: &Bundle, graph: &graph::Graph) -> Vec<(String, &'static str, Vec<i64>)> {
+    match bundle.spec.kind {
+        Kind::Text => graph.inputs.iter().map(|i| (i.name.clone(), "int64", vec![-1, -1])).collect(),
+        Kind::Image => {
+            let image = bundle.spec.image();
+            let s = i64::from(image.size);
+            let shape = match image.layout {
+                graft_core::spec::Layout::Nchw => vec![-1, 3, s, s],
+                graft_core::spec::Layout::Nhwc => vec![-1, s, s, 3],
+            };
+            vec![(image.input.clone(), "float32", shape)]
+        }
+    }
 }
 
 /// `activation(h)` as ONNX nodes, in float32 as graft's MLP computes it.

@@ -9,6 +9,7 @@ pub mod export;
 pub mod graph;
 pub mod image;
 pub mod merge;
+mod mlflow;
 mod pool;
 pub mod runtime;
 

@@ -40,9 +40,11 @@ enum Command {
         /// The model bundle.
         #[arg(long)]
         bundle: PathBuf,
-        /// The ONNX file to write.
+        /// The ONNX file to write, or with `--format mlflow` the MLflow model folder.
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, value_enum, default_value = "onnx")]
+        format: graft_backbone::export::ExportFormat,
     },
     /// Joins the outputs of `--shard 0/N` .. `--shard N-1/N` into one unsharded output.
     Merge {
@@ -65,8 +67,8 @@ fn main() -> ExitCode {
         (Some(Command::Inspect { model }), _) => cli::exit(graft_backbone::inspect(&model).map(|report| {
             let _ = std::io::stdout().write_all(report.as_bytes());
         })),
-        (Some(Command::Export { bundle, out }), _) => {
-            cli::exit(graft_backbone::export::export(&bundle, &out).map(|()| {
+        (Some(Command::Export { bundle, out, format }), _) => {
+            cli::exit(graft_backbone::export::export(&bundle, &out, format).map(|()| {
                 tracing::info!("wrote {}", out.display());
             }))
         }
