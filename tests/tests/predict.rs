@@ -229,6 +229,49 @@ fn graft_predict_is_the_three_stages_in_one_command() {
 }
 
 #[test]
+fn a_folder_of_images_is_scored_as_at_training_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (spec, folder, data) = (fixture("tiny-images/tiny-cnn.yaml"), fixture("tiny-images/folder"), d.join("data"));
+    let split = ["--val-fraction", "0.2", "--test-fraction", "0.2", "-q"];
+    ok("graft-preprocess", &[&["--input", s(&folder), "--spec", s(&spec), "--out", s(&data)][..], &split].concat());
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&d.join("features")), "-q"]);
+    let (feats, head, eval, model) = (d.join("features"), d.join("head"), d.join("eval"), d.join("model"));
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
+    ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
+    let args =
+        ["bundle", "--head", s(&head), "--spec", s(&spec), "--data", s(&data), "--eval", s(&eval), "--out", s(&model)];
+    ok("graft-evaluate", &args);
+    let out = d.join("scored/p.arrow");
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&folder), "--out", s(&out)]);
+    let scored = read_arrow(&out);
+    let files: usize = ["cat", "dog"].iter().map(|c| std::fs::read_dir(folder.join(c)).unwrap().count()).sum();
+    assert_eq!(scored.len(), files, "one row per image file");
+    let rejected: Vec<&Row> = scored.iter().filter(|r| r.5.is_some()).collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].1.ends_with("broken.png") && rejected[0].5.as_deref() == Some("unreadable image"));
+    // The test split's images get evaluate's probabilities.
+    let mut ev = ArtifactReader::open(&eval.join("predictions.arrow")).unwrap();
+    let mut compared = 0;
+    while let Some(b) = ev.next_batch().unwrap() {
+        let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let probs: Vec<Float64Array> = ["prob_cat", "prob_dog"]
+            .iter()
+            .map(|c| b.column_by_name(c).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone())
+            .collect();
+        for i in 0..b.num_rows() {
+            let row = scored.iter().find(|r| r.1 == ids.value(i)).expect("the image is scored");
+            assert_eq!(row.2.as_deref(), ids.value(i).split('/').next(), "the folder is the label");
+            for (c, p) in probs.iter().enumerate() {
+                assert!((row.4[c].unwrap() - p.value(i)).abs() < 1e-6, "{row:?}");
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 0);
+}
+
+#[test]
 fn shards_concatenate_to_the_whole() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

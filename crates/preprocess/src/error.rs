@@ -47,8 +47,8 @@ pub enum Error {
     NotNumeric { path: PathBuf, column: String, row: usize, value: String },
     #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
     BadFractions { val: f64, test: f64 },
-    #[error("bundle `{}` holds an image model: `rows` prepares text; score images with the image path", bundle.display())]
-    ImageBundle { bundle: PathBuf },
+    #[error("`--keep` needs a table; `{}` is a folder of images", path.display())]
+    KeepFolder { path: PathBuf },
     #[error("`{}` row {row} (id `{id}`, counting from 0) cannot be scored: {reason}", path.display())]
     Unscorable { path: PathBuf, row: u64, id: String, reason: &'static str },
     #[error("cannot load tokenizer `{}`", path.display())]

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::{Config, Error, Result, Split, Summary, split};
 
 const BATCH_ROWS: usize = 256;
-const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub(crate) const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// Where an image comes from.
 #[derive(Debug, Clone)]
@@ -133,14 +133,19 @@ fn read_pixels(cfg: &Config) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+/// An image file decoded, or why it cannot be.
+pub(crate) fn decode_file(path: &Path) -> std::result::Result<DynamicImage, String> {
+    image::ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())
+}
+
 fn decode(source: &Source) -> std::result::Result<DynamicImage, String> {
     match source {
-        Source::File(path) => image::ImageReader::open(path)
-            .map_err(|e| e.to_string())?
-            .with_guessed_format()
-            .map_err(|e| e.to_string())?
-            .decode()
-            .map_err(|e| e.to_string()),
+        Source::File(path) => decode_file(path),
         Source::Pixels(values, side) => GrayImage::from_raw(*side, *side, values.clone())
             .map(DynamicImage::ImageLuma8)
             .ok_or_else(|| "pixel count does not match the side".to_owned()),
@@ -254,7 +259,7 @@ pub fn augment(
 }
 
 /// `[3, s, s]` as `[s, s, 3]`.
-fn to_nhwc(chw: &[f32], s: usize) -> Vec<f32> {
+pub(crate) fn to_nhwc(chw: &[f32], s: usize) -> Vec<f32> {
     let mut out = vec![0f32; chw.len()];
     for c in 0..3 {
         for i in 0..s * s {

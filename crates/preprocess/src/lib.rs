@@ -2,6 +2,7 @@
 
 mod clean;
 mod error;
+mod image_rows;
 pub mod images;
 pub mod read;
 pub mod rows;

@@ -49,8 +49,13 @@ fn code(reason: Option<&'static str>) -> u8 {
 
 pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
     let bundle = Bundle::load(&cfg.bundle)?;
-    let Input::Text { text_column, label_column, id_column, max_length } = &bundle.info.input else {
-        return Err(Error::ImageBundle { bundle: cfg.bundle.clone() });
+    let (text_column, label_column, id_column, max_length) = match &bundle.info.input {
+        Input::Text { text_column, label_column, id_column, max_length } => {
+            (text_column, label_column, id_column, max_length)
+        }
+        Input::Image { path_column, .. } => {
+            return crate::image_rows::run(cfg, &bundle, path_column.as_deref(), progress);
+        }
     };
     let wanted = Wanted {
         input: cfg.input.clone(),

@@ -1,0 +1,203 @@
+//! `graft-preprocess rows` for image bundles: new images (a folder, or a table naming image
+//! files) decoded and transformed exactly as at training time (view 0, no augmentation), in
+//! input order; an unreadable image goes to `rejects.arrow` with its reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field};
+use graft_core::artifact::{ArtifactWriter, Provenance, ROWS};
+use graft_core::bundle::Bundle;
+use graft_core::columns;
+use graft_core::progress::Progress;
+use graft_core::spec::Layout;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::images::{EXTENSIONS, decode_file, to_nhwc, transform};
+use crate::read::{Rows, Wanted};
+use crate::rows::{REJECTS, RowsConfig, RowsSummary};
+
+/// One image to score: its id, label when known, file and carried columns.
+struct Image {
+    id: String,
+    label: Option<String>,
+    file: PathBuf,
+    extra: Vec<Option<String>>,
+}
+
+/// Images directly in `root` (no label) and in its subfolders (the subfolder's name as the
+/// label), in name order; ids are the paths under `root`.
+fn folder(root: &Path) -> Result<Vec<Image>> {
+    let read = |p: &Path| -> Result<Vec<PathBuf>> {
+        let mut entries: Vec<PathBuf> = fs_err::read_dir(p)
+            .map_err(|source| graft_core::Error::Read { path: p.to_owned(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        Ok(entries)
+    };
+    let is_image = |p: &Path| {
+        p.extension().is_some_and(|e| EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+    };
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut images = Vec::new();
+    for entry in read(root)? {
+        if entry.is_dir() {
+            let label = name(&entry);
+            for file in read(&entry)?.into_iter().filter(|f| is_image(f)) {
+                images.push(Image {
+                    id: format!("{label}/{}", name(&file)),
+                    label: Some(label.clone()),
+                    file,
+                    extra: Vec::new(),
+                });
+            }
+        } else if is_image(&entry) {
+            images.push(Image { id: name(&entry), label: None, file: entry, extra: Vec::new() });
+        }
+    }
+    Ok(images)
+}
+
+/// Rows of a table naming image files (relative to the table's folder) in `path_column`.
+fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Image>, Vec<String>)> {
+    let base = cfg.input.parent().map(Path::to_path_buf).unwrap_or_default();
+    let wanted = Wanted {
+        input: cfg.input.clone(),
+        text: path_column.to_owned(),
+        label: bundle.info.input.label_column().to_owned(),
+        label_required: false,
+        id: cfg.id_column.clone().or_else(|| bundle.info.input.id_column().map(str::to_owned)),
+        filters: cfg.filters.clone(),
+        extra: cfg.keep.clone(),
+    };
+    let mut rows = Rows::open_wanted(&wanted)?;
+    let extra = rows.extra().to_vec();
+    let mut images = Vec::new();
+    while let Some(row) = rows.next_row()? {
+        let path = row.text.as_deref().map(str::trim).unwrap_or_default();
+        images.push(Image { id: row.id, label: row.label, file: base.join(path), extra: row.extra });
+    }
+    Ok((images, extra))
+}
+
+pub fn run(
+    cfg: &RowsConfig,
+    bundle: &Bundle,
+    path_column: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<RowsSummary> {
+    let (images, extra) = if cfg.input.is_dir() {
+        if !cfg.keep.is_empty() {
+            return Err(Error::KeepFolder { path: cfg.input.clone() });
+        }
+        (folder(&cfg.input)?, Vec::new())
+    } else {
+        let column = path_column.ok_or_else(|| Error::Image {
+            path: cfg.input.clone(),
+            message: "the bundle's images came from a folder or pixel rows: give a folder of images".into(),
+        })?;
+        table(cfg, column, bundle)?
+    };
+    let total = images.len();
+    let range = match cfg.shard {
+        Some(s) => total * s.index as usize / s.count as usize..total * (s.index as usize + 1) / s.count as usize,
+        None => 0..total,
+    };
+    let spec = bundle.spec.image();
+    let width = 3 * (spec.size as usize).pow(2);
+    // Decode and transform in parallel; the results stay in input order.
+    progress.start("images", range.len() as u64);
+    let decoded: Vec<std::result::Result<Vec<f32>, String>> = images[range.clone()]
+        .par_iter()
+        .map(|img| {
+            let pixels = decode_file(&img.file).map(|d| transform(&d, spec))?;
+            Ok(if spec.layout == Layout::Nhwc { to_nhwc(&pixels, spec.size as usize) } else { pixels })
+        })
+        .collect();
+    progress.finish();
+    let mut summary = RowsSummary { read: range.len() as u64, ..RowsSummary::default() };
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for (k, result) in decoded.into_iter().enumerate() {
+        let at = range.start + k;
+        match result {
+            Ok(pixels) => ok.push((at, pixels)),
+            Err(message) if cfg.strict => {
+                return Err(Error::Image { path: images[at].file.clone(), message: format!("row {at}: {message}") });
+            }
+            Err(message) => {
+                tracing::warn!("cannot read `{}`: {message}", images[at].file.display());
+                *summary.rejected.entry("unreadable image").or_default() += 1;
+                bad.push(at);
+            }
+        }
+    }
+    let base = Provenance {
+        format: graft_core::artifact::FORMAT.into(),
+        stage: "preprocess".into(),
+        graft_version: graft_core::VERSION.into(),
+        task: bundle.info.task,
+        labels: bundle.info.labels.clone(),
+        rows: ok.len() as u64,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        inputs: [("bundle".to_owned(), graft_core::hash::file(&cfg.bundle.join(graft_core::manifest::FILE))?)].into(),
+        tokenizer: None,
+        backbone: None,
+        shard: cfg.shard,
+    };
+    let text = |f: &dyn Fn(&Image) -> Option<&str>, rows: &[usize]| -> ArrayRef {
+        Arc::new(StringArray::from_iter(rows.iter().map(|&i| f(&images[i]))))
+    };
+    let extras = |rows: &[usize]| -> Vec<ArrayRef> {
+        (0..extra.len()).map(|k| text(&|img: &Image| img.extra[k].as_deref(), rows)).collect()
+    };
+    let dest = cfg.out.join(format!("{ROWS}.arrow"));
+    let mut fields = vec![
+        Field::new(columns::ROW, DataType::UInt64, false),
+        Field::new(columns::ID, DataType::Utf8, false),
+        Field::new(columns::LABEL, DataType::Utf8, true),
+        Field::new(columns::VIEW, DataType::Int32, false),
+        Field::new(columns::PIXELS, columns::floats(width), false),
+    ];
+    fields.extend(extra.iter().map(|n| Field::new(columns::extra(n), DataType::Utf8, true)));
+    let schema = base.attach(fields)?;
+    let mut writer = ArtifactWriter::create(&dest, &schema)?;
+    for chunk in ok.chunks(256) {
+        let rows: Vec<usize> = chunk.iter().map(|(at, _)| *at).collect();
+        let pixels: Vec<f32> = chunk.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|&r| r as u64))),
+            text(&|img: &Image| Some(img.id.as_str()), &rows),
+            text(&|img: &Image| img.label.as_deref(), &rows),
+            Arc::new(Int32Array::from(vec![0; rows.len()])),
+            Arc::new(
+                columns::float_list(pixels, width)
+                    .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?,
+            ),
+        ];
+        columns.extend(extras(&rows));
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
+        writer.write(&batch)?;
+    }
+    let rejects_dest = cfg.out.join(format!("{REJECTS}.arrow"));
+    let rejects_schema =
+        Provenance { rows: bad.len() as u64, ..base.clone() }.attach(columns::rejects_fields(&extra))?;
+    let mut rejects = ArtifactWriter::create(&rejects_dest, &rejects_schema)?;
+    if !bad.is_empty() {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(bad.iter().map(|&r| r as u64))),
+            text(&|img: &Image| Some(img.id.as_str()), &bad),
+            Arc::new(StringArray::from(vec!["unreadable image"; bad.len()])),
+        ];
+        columns.extend(extras(&bad));
+        let batch = RecordBatch::try_new(rejects_schema.clone(), columns)
+            .map_err(|source| graft_core::Error::Arrow { path: rejects_dest.clone(), source })?;
+        rejects.write(&batch)?;
+    }
+    summary.written = ok.len() as u64;
+    graft_core::atomic::commit_all(vec![writer.finish()?, rejects.finish()?])?;
+    Ok(summary)
+}
