@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use graft_core::artifact::Shard;
 use graft_core::config::evaluate::OutputFormat;
+use graft_core::config::preprocess::RowSelection;
 
 use crate::error::{Error, Result};
 use crate::runner::resolve_program;
@@ -14,33 +14,14 @@ use crate::runner::resolve_program;
 /// Options of `graft predict`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictOptions {
-    /// The model bundle (`graft-evaluate bundle` output).
-    #[arg(long)]
-    pub bundle: PathBuf,
-    /// The rows to score: `.csv`, `.jsonl`/`.ndjson` or `.parquet`.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub rows: RowSelection,
     /// The predictions file (Parquet unless its extension or `--format` says otherwise);
     /// its drift summary goes beside it.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
-    /// Column holding row ids, instead of the bundle's.
-    #[arg(long)]
-    pub id_column: Option<String>,
-    /// Input columns carried into the predictions (comma-separated; `*` for all).
-    #[arg(long, value_delimiter = ',')]
-    pub keep: Vec<String>,
-    /// Keep only rows where COLUMN equals VALUE (repeatable).
-    #[arg(long = "filter", value_name = "COLUMN=VALUE")]
-    pub filters: Vec<String>,
-    /// Fail on the first row that cannot be scored instead of rejecting it.
-    #[arg(long)]
-    pub strict: bool,
-    /// Only shard I of N: the I-th of N contiguous blocks of rows.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<Shard>,
     /// Row-level feature cache folder, shared between runs (rows seen before are not embedded again).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -72,35 +53,19 @@ pub fn predict(opts: &PredictOptions) -> Result<()> {
     };
     let (rows, features) = (work.join("rows"), work.join("features"));
     let path = |p: &Path| p.as_os_str().to_owned();
-    let mut prepare: Vec<std::ffi::OsString> =
-        vec!["rows".into(), "--bundle".into(), path(&opts.bundle), "--input".into(), path(&opts.input)];
-    prepare.extend(["--out".into(), path(&rows)]);
-    if let Some(c) = &opts.id_column {
-        prepare.extend(["--id-column".into(), c.into()]);
-    }
-    if !opts.keep.is_empty() {
-        prepare.extend(["--keep".into(), opts.keep.join(",").into()]);
-    }
-    for f in &opts.filters {
-        prepare.extend(["--filter".into(), f.into()]);
-    }
-    if opts.strict {
-        prepare.push("--strict".into());
-    }
-    if let Some(s) = opts.shard {
-        prepare.extend(["--shard".into(), s.to_string().into()]);
-    }
+    let mut prepare: Vec<std::ffi::OsString> = vec!["rows".into(), "--out".into(), path(&rows)];
+    prepare.extend(opts.rows.argv());
     stage(opts, "graft-preprocess", &prepare)?;
 
     let mut embed: Vec<std::ffi::OsString> =
-        vec!["--spec".into(), path(&opts.bundle), "--input".into(), path(&rows), "--out".into(), path(&features)];
+        vec!["--spec".into(), path(&opts.rows.bundle), "--input".into(), path(&rows), "--out".into(), path(&features)];
     embed.extend(["--threads".into(), opts.threads.to_string().into()]);
     if let Some(c) = &opts.cache {
         embed.extend(["--cache".into(), path(c)]);
     }
     stage(opts, "graft-backbone", &embed)?;
 
-    let mut score: Vec<std::ffi::OsString> = vec!["predict".into(), "--bundle".into(), path(&opts.bundle)];
+    let mut score: Vec<std::ffi::OsString> = vec!["predict".into(), "--bundle".into(), path(&opts.rows.bundle)];
     score.extend(["--rows".into(), path(&rows), "--features".into(), path(&features), "--out".into(), path(&opts.out)]);
     if let Some(f) = opts.format {
         let name = clap::ValueEnum::to_possible_value(&f).expect("every format has a name");

@@ -63,15 +63,15 @@ fn folder(root: &Path) -> Result<Vec<Image>> {
 
 /// Rows of a table naming image files (relative to the table's folder) in `path_column`.
 fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Image>, Vec<String>)> {
-    let base = cfg.input.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = cfg.rows.input.parent().map(Path::to_path_buf).unwrap_or_default();
     let wanted = Wanted {
-        input: cfg.input.clone(),
+        input: cfg.rows.input.clone(),
         text: path_column.to_owned(),
         label: bundle.info.input.label_column().to_owned(),
         label_required: false,
-        id: cfg.id_column.clone().or_else(|| bundle.info.input.id_column().map(str::to_owned)),
-        filters: cfg.filters.clone(),
-        extra: cfg.keep.clone(),
+        id: cfg.rows.id_column.clone().or_else(|| bundle.info.input.id_column().map(str::to_owned)),
+        filters: cfg.rows.filters.clone(),
+        extra: cfg.rows.keep.clone(),
     };
     let mut rows = Rows::open_wanted(&wanted)?;
     let extra = rows.extra().to_vec();
@@ -89,20 +89,20 @@ pub fn run(
     path_column: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<RowsSummary> {
-    let (images, extra) = if cfg.input.is_dir() {
-        if !cfg.keep.is_empty() {
-            return Err(Error::KeepFolder { path: cfg.input.clone() });
+    let (images, extra) = if cfg.rows.input.is_dir() {
+        if !cfg.rows.keep.is_empty() {
+            return Err(Error::KeepFolder { path: cfg.rows.input.clone() });
         }
-        (folder(&cfg.input)?, Vec::new())
+        (folder(&cfg.rows.input)?, Vec::new())
     } else {
         let column = path_column.ok_or_else(|| Error::Image {
-            path: cfg.input.clone(),
+            path: cfg.rows.input.clone(),
             message: "the bundle's images came from a folder or pixel rows: give a folder of images".into(),
         })?;
         table(cfg, column, bundle)?
     };
     let total = images.len();
-    let range = match cfg.shard {
+    let range = match cfg.rows.shard {
         Some(s) => total * s.index as usize / s.count as usize..total * (s.index as usize + 1) / s.count as usize,
         None => 0..total,
     };
@@ -124,7 +124,7 @@ pub fn run(
         let at = range.start + k;
         match result {
             Ok(pixels) => ok.push((at, pixels)),
-            Err(message) if cfg.strict => {
+            Err(message) if cfg.rows.strict => {
                 return Err(Error::Image { path: images[at].file.clone(), message: format!("row {at}: {message}") });
             }
             Err(message) => {
@@ -134,19 +134,7 @@ pub fn run(
             }
         }
     }
-    let base = Provenance {
-        format: graft_core::artifact::FORMAT.into(),
-        stage: "preprocess".into(),
-        graft_version: graft_core::VERSION.into(),
-        task: bundle.info.task,
-        labels: bundle.info.labels.clone(),
-        rows: ok.len() as u64,
-        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
-        inputs: [("bundle".to_owned(), graft_core::hash::file(&cfg.bundle.join(graft_core::manifest::FILE))?)].into(),
-        tokenizer: None,
-        backbone: None,
-        shard: cfg.shard,
-    };
+    let base = Provenance { rows: ok.len() as u64, ..crate::rows::provenance(cfg, bundle, None)? };
     let text = |f: &dyn Fn(&Image) -> Option<&str>, rows: &[usize]| -> ArrayRef {
         Arc::new(StringArray::from_iter(rows.iter().map(|&i| f(&images[i]))))
     };

@@ -48,7 +48,7 @@ fn code(reason: Option<&'static str>) -> u8 {
 }
 
 pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
-    let bundle = Bundle::load(&cfg.bundle)?;
+    let bundle = Bundle::load(&cfg.rows.bundle)?;
     let (text_column, label_column, id_column, max_length) = match &bundle.info.input {
         Input::Text { text_column, label_column, id_column, max_length } => {
             (text_column, label_column, id_column, max_length)
@@ -58,13 +58,13 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         }
     };
     let wanted = Wanted {
-        input: cfg.input.clone(),
+        input: cfg.rows.input.clone(),
         text: text_column.clone(),
         label: label_column.clone(),
         label_required: false,
-        id: cfg.id_column.clone().or_else(|| id_column.clone()),
-        filters: cfg.filters.clone(),
-        extra: cfg.keep.clone(),
+        id: cfg.rows.id_column.clone().or_else(|| id_column.clone()),
+        filters: cfg.rows.filters.clone(),
+        extra: cfg.rows.keep.clone(),
     };
     let tokenizer_path = bundle.spec.text().tokenizer.clone();
     let tokenizer = load_tokenizer(&tokenizer_path, *max_length)?;
@@ -76,7 +76,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         reasons.push(code(reject_reason(&row)));
     }
     let total = reasons.len();
-    let range = match cfg.shard {
+    let range = match cfg.rows.shard {
         Some(shard) => {
             let (i, n) = (shard.index as usize, shard.count as usize);
             total * i / n..total * (i + 1) / n
@@ -88,26 +88,12 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
 
     let mut rows = Rows::open_wanted(&wanted)?;
     let extra = rows.extra().to_vec();
-    let base = Provenance {
-        format: graft_core::artifact::FORMAT.into(),
-        stage: "preprocess".into(),
-        graft_version: graft_core::VERSION.into(),
-        task: bundle.info.task,
-        labels: bundle.info.labels.clone(),
-        rows: 0,
-        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
-        inputs: BTreeMap::from([
-            ("input".to_owned(), graft_core::hash::file(&cfg.input)?),
-            ("bundle".to_owned(), graft_core::hash::file(&cfg.bundle.join(graft_core::manifest::FILE))?),
-        ]),
-        tokenizer: Some(TokenizerId {
-            blake3: graft_core::hash::file(&tokenizer_path)?,
-            max_length: *max_length,
-            vocab_size: tokenizer.get_vocab_size(true),
-        }),
-        backbone: None,
-        shard: cfg.shard,
+    let tokenizer_id = TokenizerId {
+        blake3: graft_core::hash::file(&tokenizer_path)?,
+        max_length: *max_length,
+        vocab_size: tokenizer.get_vocab_size(true),
     };
+    let base = provenance(cfg, &bundle, Some(tokenizer_id))?;
     let with_rows = |rows: u64| Provenance { rows, ..base.clone() };
     let mut scored_out = Output::new(&cfg.out, ROWS, columns::rows_fields(&extra), &with_rows(read - rejected_count))?;
     let mut rejects_out = Output::new(&cfg.out, REJECTS, columns::rejects_fields(&extra), &with_rows(rejected_count))?;
@@ -126,11 +112,11 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         }
         let reason = reject_reason(&row);
         if reasons.get(at) != Some(&code(reason)) {
-            return Err(Error::Changed { path: cfg.input.clone() });
+            return Err(Error::Changed { path: cfg.rows.input.clone() });
         }
         match reason {
-            Some(reason) if cfg.strict => {
-                return Err(Error::Unscorable { path: cfg.input.clone(), row: at as u64, id: row.id, reason });
+            Some(reason) if cfg.rows.strict => {
+                return Err(Error::Unscorable { path: cfg.rows.input.clone(), row: at as u64, id: row.id, reason });
             }
             Some(reason) => {
                 *summary.rejected.entry(reason).or_default() += 1;
@@ -151,7 +137,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         }
     }
     if position != total {
-        return Err(Error::Changed { path: cfg.input.clone() });
+        return Err(Error::Changed { path: cfg.rows.input.clone() });
     }
     summary.truncated += scored_out.tokens(scored, &extra, &tokenizer, &tokenizer_path)?;
     rejects_out.rejects(rejected, &extra)?;
@@ -160,6 +146,31 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
     let pending = vec![scored_out.finish()?, rejects_out.finish()?];
     graft_core::atomic::commit_all(pending)?;
     Ok(summary)
+}
+
+/// The provenance of rows to score (its `rows` still to be set): the bundle's task and labels,
+/// the blake3 of the bundle's manifest and of the input when it is a file.
+pub(crate) fn provenance(cfg: &RowsConfig, bundle: &Bundle, tokenizer: Option<TokenizerId>) -> Result<Provenance> {
+    let mut inputs = BTreeMap::from([(
+        "bundle".to_owned(),
+        graft_core::hash::file(&cfg.rows.bundle.join(graft_core::manifest::FILE))?,
+    )]);
+    if cfg.rows.input.is_file() {
+        inputs.insert("input".to_owned(), graft_core::hash::file(&cfg.rows.input)?);
+    }
+    Ok(Provenance {
+        format: graft_core::artifact::FORMAT.into(),
+        stage: "preprocess".into(),
+        graft_version: graft_core::VERSION.into(),
+        task: bundle.info.task,
+        labels: bundle.info.labels.clone(),
+        rows: 0,
+        params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
+        inputs,
+        tokenizer,
+        backbone: None,
+        shard: cfg.rows.shard,
+    })
 }
 
 /// One output file, written batch by batch.

@@ -77,15 +77,25 @@ pub struct Config {
 /// from the bundle).
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
 pub struct RowsConfig {
-    /// The model bundle (`graft-evaluate bundle` output).
-    #[arg(long)]
-    pub bundle: PathBuf,
-    /// New rows: `.csv`, `.jsonl`/`.ndjson` or `.parquet`, with or without a label column.
-    #[arg(long)]
-    pub input: PathBuf,
     /// Output folder for `rows.arrow` (rows to score) and `rejects.arrow` (rows that cannot be).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub rows: RowSelection,
+}
+
+/// Which rows of which table to score, with which bundle; shared by `graft-preprocess rows`
+/// and `graft predict`.
+#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+pub struct RowSelection {
+    /// The model bundle (`graft-evaluate bundle` output).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// New rows: `.csv`, `.jsonl`/`.ndjson` or `.parquet`, with or without a label column; for
+    /// an image model, a folder of images or a table naming image files.
+    #[arg(long)]
+    pub input: PathBuf,
     /// Column holding a unique row id, instead of the bundle's (by default the row's 0-based
     /// position, when the bundle has none).
     #[arg(long)]
@@ -103,4 +113,28 @@ pub struct RowsConfig {
     /// predictions concatenate to the whole file's.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::artifact::Shard>,
+}
+
+impl RowSelection {
+    /// The flags that give this selection to `graft-preprocess rows`.
+    pub fn argv(&self) -> Vec<std::ffi::OsString> {
+        let mut argv: Vec<std::ffi::OsString> =
+            vec!["--bundle".into(), self.bundle.clone().into(), "--input".into(), self.input.clone().into()];
+        if let Some(c) = &self.id_column {
+            argv.extend(["--id-column".into(), c.into()]);
+        }
+        if !self.keep.is_empty() {
+            argv.extend(["--keep".into(), self.keep.join(",").into()]);
+        }
+        for f in &self.filters {
+            argv.extend(["--filter".into(), f.into()]);
+        }
+        if self.strict {
+            argv.push("--strict".into());
+        }
+        if let Some(s) = self.shard {
+            argv.extend(["--shard".into(), s.to_string().into()]);
+        }
+        argv
+    }
 }
