@@ -152,6 +152,13 @@ fn predictions_on_the_test_split_equal_evaluate_exactly_and_the_bundle_travels()
         assert_eq!(&got, want_probs, "{id}: bit-identical probabilities");
         assert!(reason.is_none());
     }
+    let drift: Value = serde_json::from_slice(&std::fs::read(d.join("scored/p.drift.json")).unwrap()).unwrap();
+    let metrics: Value = serde_json::from_slice(&std::fs::read(d.join("eval/metrics.json")).unwrap()).unwrap();
+    assert_eq!(drift["labelled"]["rows"].as_u64(), Some(table.len() as u64));
+    assert_eq!(
+        drift["labelled"]["accuracy"], metrics["metrics"]["accuracy"],
+        "labelled rows are scored as evaluate does"
+    );
 }
 
 #[test]

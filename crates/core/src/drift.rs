@@ -30,8 +30,17 @@ pub struct Drift {
     /// Population stability index of the top probability against the test split's (none
     /// without a test summary in the bundle, or with fewer than [`PSI_MIN_ROWS`] scored rows).
     pub top_probability_psi: Option<f64>,
+    /// Accuracy on the scored rows whose input had a label (classification).
+    pub labelled: Option<Labelled>,
     /// Plain-language warnings an operator should read.
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labelled {
+    pub rows: u64,
+    pub accuracy: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

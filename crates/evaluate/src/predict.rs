@@ -15,7 +15,7 @@ use graft_core::atomic::Pending;
 use graft_core::bundle::{self as format, Bundle};
 use graft_core::columns;
 use graft_core::config::evaluate::{OutputFormat, PredictConfig};
-use graft_core::drift::{self, ClassShare, Drift, LowConfidence};
+use graft_core::drift::{self, ClassShare, Drift, Labelled, LowConfidence};
 use ndarray::Array2;
 
 use crate::{Error, Result};
@@ -115,7 +115,7 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
                 tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
                 out.push(rejected, None);
             }
-            tally.score(&score, cfg.low_confidence);
+            tally.score(&score, cfg.low_confidence, row.label.as_deref(), labels);
             out.push(row, Some(score));
             if out.len() >= BATCH_ROWS {
                 sink.write(std::mem::take(&mut out).columns(&layout, labels))?;
@@ -441,6 +441,9 @@ impl Sink {
 struct Tally {
     read: u64,
     scored: u64,
+    /// Scored rows whose input had a label, and those predicted right (classification).
+    labelled: u64,
+    correct: u64,
     rejected: BTreeMap<String, u64>,
     predicted: Vec<u64>,
     low: u64,
@@ -449,7 +452,16 @@ struct Tally {
 
 impl Tally {
     fn new(classes: usize) -> Self {
-        Self { read: 0, scored: 0, rejected: BTreeMap::new(), predicted: vec![0; classes], low: 0, top: Vec::new() }
+        Self {
+            read: 0,
+            scored: 0,
+            labelled: 0,
+            correct: 0,
+            rejected: BTreeMap::new(),
+            predicted: vec![0; classes],
+            low: 0,
+            top: Vec::new(),
+        }
     }
 
     fn reject(&mut self, reason: &str) {
@@ -457,11 +469,15 @@ impl Tally {
         *self.rejected.entry(reason.to_owned()).or_default() += 1;
     }
 
-    fn score(&mut self, score: &Score, threshold: f64) {
+    fn score(&mut self, score: &Score, threshold: f64, label: Option<&str>, labels: &[String]) {
         self.read += 1;
         self.scored += 1;
         if let Score::Classes(p) = score {
             let c = graft_core::numeric::argmax(p);
+            if let Some(label) = label {
+                self.labelled += 1;
+                self.correct += u64::from(labels[c] == label);
+            }
             self.predicted[c] += 1;
             self.low += u64::from(p[c] < threshold);
             self.top.push(p[c]);
@@ -527,6 +543,8 @@ impl Tally {
             classes,
             low_confidence: LowConfidence { threshold, share: self.low as f64 / n },
             top_probability_psi: psi,
+            labelled: (self.labelled > 0)
+                .then(|| Labelled { rows: self.labelled, accuracy: self.correct as f64 / self.labelled as f64 }),
             warnings,
         }
     }
@@ -553,6 +571,9 @@ pub fn render(d: &Drift) -> String {
         s.push_str(&format!("; top-probability PSI against test: {psi:.3}"));
     }
     s.push('\n');
+    if let Some(l) = &d.labelled {
+        s.push_str(&format!("accuracy on the {} labelled rows: {:.4}\n", l.rows, l.accuracy));
+    }
     for w in &d.warnings {
         s.push_str(&format!("warning: {w}\n"));
     }
