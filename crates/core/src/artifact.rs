@@ -20,6 +20,8 @@ pub const METADATA_KEY: &str = "graft";
 pub const SPLITS: [&str; 3] = ["train", "val", "test"];
 /// The file of new rows to score (`graft-preprocess rows`), beside or instead of splits.
 pub const ROWS: &str = "rows";
+/// Beside it, the rows that cannot be scored and why.
+pub const REJECTS: &str = "rejects";
 
 /// The format of graft's Arrow artifacts: [`Provenance`] in the schema metadata, columns as
 /// [`crate::columns`] lays them out, a checksum in the footer ([`crate::ipc`]).

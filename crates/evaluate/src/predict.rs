@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, Provenance, ROWS, Task, column};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, Provenance, REJECTS, ROWS, Task, column};
 use graft_core::atomic::Pending;
 use graft_core::bundle::{self as format, Bundle};
 use graft_core::columns;
@@ -24,7 +24,6 @@ use crate::{Error, Result};
 const BATCH_ROWS: usize = 4096;
 /// Schema metadata key mapping each probability column to its label (JSON object).
 pub const LABELS_KEY: &str = "graft.probability_columns";
-const REJECTS: &str = "rejects";
 
 pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     let bundle = Bundle::load(&cfg.bundle)?;
@@ -114,18 +113,18 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
                 let rejected = rejects.take(1)?.remove(0);
                 tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
                 out.push(rejected, None);
+                out.flush_when_full(&mut sink, &layout, labels)?;
             }
             tally.score(&score, cfg.low_confidence, row.label.as_deref(), labels);
             out.push(row, Some(score));
-            if out.len() >= BATCH_ROWS {
-                sink.write(std::mem::take(&mut out).columns(&layout, labels))?;
-            }
+            out.flush_when_full(&mut sink, &layout, labels)?;
         }
     }
     while rejects.peek_position()?.is_some() {
         let rejected = rejects.take(1)?.remove(0);
         tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
         out.push(rejected, None);
+        out.flush_when_full(&mut sink, &layout, labels)?;
     }
     if rows.peek_position()?.is_some() {
         return Err(Error::NotComparable {
@@ -314,8 +313,12 @@ impl Unwritten {
         self.rows.push((row, score));
     }
 
-    fn len(&self) -> usize {
-        self.rows.len()
+    /// Writes the rows held once there are a batch's worth, so memory stays flat.
+    fn flush_when_full(&mut self, sink: &mut Sink, layout: &Layout, labels: &[String]) -> Result<()> {
+        if self.rows.len() >= BATCH_ROWS {
+            sink.write(std::mem::take(self).columns(layout, labels))?;
+        }
+        Ok(())
     }
 
     fn columns(self, layout: &Layout, labels: &[String]) -> Vec<ArrayRef> {

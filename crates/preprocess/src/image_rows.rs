@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactWriter, Provenance, ROWS};
+use graft_core::artifact::{ArtifactWriter, Provenance, REJECTS, ROWS};
 use graft_core::bundle::Bundle;
 use graft_core::columns;
 use graft_core::progress::Progress;
@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::images::{EXTENSIONS, decode_file, to_nhwc, transform};
 use crate::read::{Rows, Wanted};
-use crate::rows::{REJECTS, RowsConfig, RowsSummary};
+use crate::rows::{RowsConfig, RowsSummary};
 
 /// One image to score: its id, label when known, file and carried columns.
 struct Image {

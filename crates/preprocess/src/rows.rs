@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Builder, ListBuilder, RecordBatch, StringArray, UInt64Array};
-use graft_core::artifact::{ArtifactWriter, Provenance, ROWS, TokenizerId};
+use graft_core::artifact::{ArtifactWriter, Provenance, REJECTS, ROWS, TokenizerId};
 use graft_core::bundle::{Bundle, Input};
 use graft_core::columns;
 use graft_core::progress::Progress;
@@ -17,8 +17,6 @@ use crate::read::{RawRow, Rows, Wanted};
 use crate::{BATCH_ROWS, clean_text, load_tokenizer};
 
 pub use graft_core::config::preprocess::RowsConfig;
-
-pub const REJECTS: &str = "rejects";
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq)]
