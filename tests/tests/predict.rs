@@ -279,6 +279,35 @@ fn a_folder_of_images_is_scored_as_at_training_time() {
 }
 
 #[test]
+fn pixel_rows_are_scored_as_at_training_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (spec, pixels, data) =
+        (fixture("tiny-images/tiny-cnn.yaml"), fixture("tiny-images/pixels.csv"), d.join("data"));
+    let split = ["--val-fraction", "0.25", "--test-fraction", "0.25", "-q"];
+    ok("graft-preprocess", &[&["--input", s(&pixels), "--spec", s(&spec), "--out", s(&data)][..], &split].concat());
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&d.join("features")), "-q"]);
+    let (feats, head, eval, model) = (d.join("features"), d.join("head"), d.join("eval"), d.join("model"));
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
+    ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
+    let args =
+        ["bundle", "--head", s(&head), "--spec", s(&spec), "--data", s(&data), "--eval", s(&eval), "--out", s(&model)];
+    ok("graft-evaluate", &args);
+    let out = d.join("scored/p.arrow");
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&pixels), "--out", s(&out)]);
+    let scored = read_arrow(&out);
+    assert_eq!(scored.len(), 12, "one row per pixel row");
+    for (k, r) in scored.iter().enumerate() {
+        assert_eq!((r.0, r.1.as_str(), r.5.as_deref()), (k as u64, k.to_string().as_str(), None), "{r:?}");
+        assert!(r.2.is_some(), "the label column is carried");
+        let sum: f64 = r.4.iter().map(|p| p.unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-12);
+    }
+    let drift: Value = serde_json::from_slice(&std::fs::read(d.join("scored/p.drift.json")).unwrap()).unwrap();
+    assert_eq!(drift["labelled"]["rows"], 12);
+}
+
+#[test]
 fn shards_concatenate_to_the_whole() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -1,6 +1,7 @@
-//! `graft-preprocess rows` for image bundles: new images (a folder, or a table naming image
-//! files) decoded and transformed exactly as at training time (view 0, no augmentation), in
-//! input order; an unreadable image goes to `rejects.arrow` with its reason.
+//! `graft-preprocess rows` for image bundles: new images (a folder, a table naming image
+//! files, or a CSV of grey pixel rows) decoded and transformed exactly as at training time
+//! (view 0, no augmentation), in input order; an unreadable image goes to `rejects.arrow`
+//! with its reason.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,16 +16,39 @@ use graft_core::spec::Layout;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::images::{EXTENSIONS, decode_file, to_nhwc, transform};
+use crate::images::{EXTENSIONS, decode_file, decode_pixels, to_nhwc, transform};
 use crate::read::{Rows, Wanted};
 use crate::rows::{RowsConfig, RowsSummary};
 
-/// One image to score: its id, label when known, file and carried columns.
+/// One image to score: its id, label when known, where it comes from and carried columns.
 struct Image {
     id: String,
     label: Option<String>,
-    file: PathBuf,
+    source: Source,
     extra: Vec<Option<String>>,
+}
+
+enum Source {
+    File(PathBuf),
+    /// A row of grey values, `side` x `side`, or why the row is not one.
+    Pixels(std::result::Result<Vec<u8>, String>, u32),
+}
+
+impl Source {
+    fn decode(&self) -> std::result::Result<image::DynamicImage, String> {
+        match self {
+            Source::File(path) => decode_file(path),
+            Source::Pixels(values, side) => decode_pixels(values.as_ref().map_err(Clone::clone)?, *side),
+        }
+    }
+
+    /// What names it in a log line.
+    fn describe(&self, id: &str) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Pixels(..) => format!("pixel row `{id}`"),
+        }
+    }
 }
 
 /// Images directly in `root` (no label) and in its subfolders (the subfolder's name as the
@@ -50,12 +74,12 @@ fn folder(root: &Path) -> Result<Vec<Image>> {
                 images.push(Image {
                     id: format!("{label}/{}", name(&file)),
                     label: Some(label.clone()),
-                    file,
+                    source: Source::File(file),
                     extra: Vec::new(),
                 });
             }
         } else if is_image(&entry) {
-            images.push(Image { id: name(&entry), label: None, file: entry, extra: Vec::new() });
+            images.push(Image { id: name(&entry), label: None, source: Source::File(entry), extra: Vec::new() });
         }
     }
     Ok(images)
@@ -78,9 +102,54 @@ fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Im
     let mut images = Vec::new();
     while let Some(row) = rows.next_row()? {
         let path = row.text.as_deref().map(str::trim).unwrap_or_default();
-        images.push(Image { id: row.id, label: row.label, file: base.join(path), extra: row.extra });
+        images.push(Image { id: row.id, label: row.label, source: Source::File(base.join(path)), extra: row.extra });
     }
     Ok((images, extra))
+}
+
+/// Rows of a CSV of grey pixel values: every column but the id, label and kept ones is a
+/// pixel, and their count must be a square.
+fn pixel_rows(cfg: &RowsConfig, bundle: &Bundle) -> Result<(Vec<Image>, Vec<String>)> {
+    let path = &cfg.rows.input;
+    let csv_err = |e: csv::Error| Error::Csv { path: path.clone(), source: e };
+    let mut reader = csv::Reader::from_path(path).map_err(csv_err)?;
+    let headers: Vec<String> = reader.headers().map_err(csv_err)?.iter().map(str::to_owned).collect();
+    let find = |name: &str| headers.iter().position(|h| h == name);
+    let missing = |name: &str| Error::MissingColumn {
+        path: path.clone(),
+        column: name.to_owned(),
+        available: headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", "),
+    };
+    let label = find(bundle.info.input.label_column());
+    let id_name = cfg.rows.id_column.clone().or_else(|| bundle.info.input.id_column().map(str::to_owned));
+    let id = id_name.as_deref().map(|n| find(n).ok_or_else(|| missing(n))).transpose()?;
+    let keep: Vec<usize> = cfg.rows.keep.iter().map(|k| find(k).ok_or_else(|| missing(k))).collect::<Result<_>>()?;
+    let pixels: Vec<usize> =
+        (0..headers.len()).filter(|&i| Some(i) != label && Some(i) != id && !keep.contains(&i)).collect();
+    let side = (pixels.len() as f64).sqrt().round() as u32;
+    if side == 0 || (side * side) as usize != pixels.len() {
+        let message = format!("{} pixel columns do not make a square image", pixels.len());
+        return Err(Error::Image { path: path.clone(), message });
+    }
+    let mut images = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(csv_err)?;
+        let values: std::result::Result<Vec<u8>, String> = pixels
+            .iter()
+            .map(|&i| {
+                let v = record.get(i).unwrap_or("").trim();
+                let value = v.parse::<f64>().ok().filter(|x| (0.0..=255.0).contains(x));
+                value.map(|x| x.round() as u8).ok_or_else(|| format!("pixel `{v}` is not in 0..=255"))
+            })
+            .collect();
+        images.push(Image {
+            id: id.and_then(|i| record.get(i)).map_or_else(|| row.to_string(), str::to_owned),
+            label: label.and_then(|i| record.get(i)).map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
+            source: Source::Pixels(values, side),
+            extra: keep.iter().map(|&i| record.get(i).map(str::to_owned)).collect(),
+        });
+    }
+    Ok((images, cfg.rows.keep.clone()))
 }
 
 pub fn run(
@@ -95,11 +164,10 @@ pub fn run(
         }
         (folder(&cfg.rows.input)?, Vec::new())
     } else {
-        let column = path_column.ok_or_else(|| Error::Image {
-            path: cfg.rows.input.clone(),
-            message: "the bundle's images came from a folder or pixel rows: give a folder of images".into(),
-        })?;
-        table(cfg, column, bundle)?
+        match path_column {
+            Some(column) => table(cfg, column, bundle)?,
+            None => pixel_rows(cfg, bundle)?,
+        }
     };
     let total = images.len();
     let range = match cfg.rows.shard {
@@ -113,7 +181,7 @@ pub fn run(
     let decoded: Vec<std::result::Result<Vec<f32>, String>> = images[range.clone()]
         .par_iter()
         .map(|img| {
-            let pixels = decode_file(&img.file).map(|d| transform(&d, spec))?;
+            let pixels = img.source.decode().map(|d| transform(&d, spec))?;
             Ok(if spec.layout == Layout::Nhwc { to_nhwc(&pixels, spec.size as usize) } else { pixels })
         })
         .collect();
@@ -125,10 +193,11 @@ pub fn run(
         match result {
             Ok(pixels) => ok.push((at, pixels)),
             Err(message) if cfg.rows.strict => {
-                return Err(Error::Image { path: images[at].file.clone(), message: format!("row {at}: {message}") });
+                let message = format!("row {at} (`{}`): {message}", images[at].source.describe(&images[at].id));
+                return Err(Error::Image { path: cfg.rows.input.clone(), message });
             }
             Err(message) => {
-                tracing::warn!("cannot read `{}`: {message}", images[at].file.display());
+                tracing::warn!("cannot read {}: {message}", images[at].source.describe(&images[at].id));
                 *summary.rejected.entry("unreadable image").or_default() += 1;
                 bad.push(at);
             }

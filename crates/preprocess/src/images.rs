@@ -143,12 +143,17 @@ pub(crate) fn decode_file(path: &Path) -> std::result::Result<DynamicImage, Stri
         .map_err(|e| e.to_string())
 }
 
+/// A square grey image from its row of pixel values.
+pub(crate) fn decode_pixels(values: &[u8], side: u32) -> std::result::Result<DynamicImage, String> {
+    GrayImage::from_raw(side, side, values.to_vec())
+        .map(DynamicImage::ImageLuma8)
+        .ok_or_else(|| "pixel count does not match the side".to_owned())
+}
+
 fn decode(source: &Source) -> std::result::Result<DynamicImage, String> {
     match source {
         Source::File(path) => decode_file(path),
-        Source::Pixels(values, side) => GrayImage::from_raw(*side, *side, values.clone())
-            .map(DynamicImage::ImageLuma8)
-            .ok_or_else(|| "pixel count does not match the side".to_owned()),
+        Source::Pixels(values, side) => decode_pixels(values, *side),
     }
 }
 

@@ -93,7 +93,7 @@ pub struct RowSelection {
     #[arg(long)]
     pub bundle: PathBuf,
     /// New rows: `.csv`, `.jsonl`/`.ndjson` or `.parquet`, with or without a label column; for
-    /// an image model, a folder of images or a table naming image files.
+    /// an image model, a folder of images, a table naming image files or a CSV of pixel rows.
     #[arg(long)]
     pub input: PathBuf,
     /// Column holding a unique row id, instead of the bundle's (by default the row's 0-based
