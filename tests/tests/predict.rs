@@ -235,20 +235,28 @@ fn graft_predict_is_the_three_stages_in_one_command() {
     assert_eq!(files_in(&d.join("one")).len(), 2, "predictions and drift only: {:?}", files_in(&d.join("one")));
 }
 
-#[test]
-fn a_folder_of_images_is_scored_as_at_training_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (spec, folder, data) = (fixture("tiny-images/tiny-cnn.yaml"), fixture("tiny-images/folder"), d.join("data"));
-    let split = ["--val-fraction", "0.2", "--test-fraction", "0.2", "-q"];
-    ok("graft-preprocess", &[&["--input", s(&folder), "--spec", s(&spec), "--out", s(&data)][..], &split].concat());
-    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&d.join("features")), "-q"]);
-    let (feats, head, eval, model) = (d.join("features"), d.join("head"), d.join("eval"), d.join("model"));
+/// The tiny CNN's features of `input` (val and test fractions `fraction`), a head, its test
+/// evaluation in `dir/eval`, and their bundle.
+fn image_bundle(dir: &Path, input: &Path, fraction: &str) -> PathBuf {
+    let (spec, data) = (fixture("tiny-images/tiny-cnn.yaml"), dir.join("data"));
+    let split = ["--val-fraction", fraction, "--test-fraction", fraction, "-q"];
+    ok("graft-preprocess", &[&["--input", s(input), "--spec", s(&spec), "--out", s(&data)][..], &split].concat());
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&dir.join("features")), "-q"]);
+    let (feats, head, eval, model) = (dir.join("features"), dir.join("head"), dir.join("eval"), dir.join("model"));
     ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
     ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
     let args =
         ["bundle", "--head", s(&head), "--spec", s(&spec), "--data", s(&data), "--eval", s(&eval), "--out", s(&model)];
     ok("graft-evaluate", &args);
+    model
+}
+
+#[test]
+fn a_folder_of_images_is_scored_as_at_training_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let folder = fixture("tiny-images/folder");
+    let (model, eval) = (image_bundle(d, &folder, "0.2"), d.join("eval"));
     let out = d.join("scored/p.arrow");
     ok("graft", &["predict", "--bundle", s(&model), "--input", s(&folder), "--out", s(&out)]);
     let scored = read_arrow(&out);
@@ -282,17 +290,8 @@ fn a_folder_of_images_is_scored_as_at_training_time() {
 fn pixel_rows_are_scored_as_at_training_time() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (spec, pixels, data) =
-        (fixture("tiny-images/tiny-cnn.yaml"), fixture("tiny-images/pixels.csv"), d.join("data"));
-    let split = ["--val-fraction", "0.25", "--test-fraction", "0.25", "-q"];
-    ok("graft-preprocess", &[&["--input", s(&pixels), "--spec", s(&spec), "--out", s(&data)][..], &split].concat());
-    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&d.join("features")), "-q"]);
-    let (feats, head, eval, model) = (d.join("features"), d.join("head"), d.join("eval"), d.join("model"));
-    ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
-    ok("graft-evaluate", &["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "-q"]);
-    let args =
-        ["bundle", "--head", s(&head), "--spec", s(&spec), "--data", s(&data), "--eval", s(&eval), "--out", s(&model)];
-    ok("graft-evaluate", &args);
+    let pixels = fixture("tiny-images/pixels.csv");
+    let model = image_bundle(d, &pixels, "0.25");
     let out = d.join("scored/p.arrow");
     ok("graft", &["predict", "--bundle", s(&model), "--input", s(&pixels), "--out", s(&out)]);
     let scored = read_arrow(&out);

@@ -11,12 +11,14 @@
 //! | predictions | evaluate | `id`, `label`, `pred`, `prob_<label>: float64` per class; or `target`, `pred: float64` |
 //! | rows (to score) | preprocess `rows` | `row: uint64`, `id`, `label` (null when unknown), `text`, `input_ids`, `extra.<column>` |
 //! | rejects | preprocess `rows` | `row: uint64`, `id`, `reason`, `extra.<column>` |
+//! | scored rows (Parquet, CSV, JSONL, Arrow) | evaluate `predict` | `row`, `id`, `label`, `pred`, `top_probability`, `prob_<label>` per class (or `pred: float64`), `reason`, carried columns |
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::artifact::{Task, column};
 use crate::{Error, Result};
@@ -127,6 +129,62 @@ pub fn predictions_fields(task: Task, labels: &[String]) -> Vec<Field> {
     fields
 }
 
+/// Schema metadata key of a scored file mapping each probability column to its label (JSON).
+pub const PROBABILITY_LABELS_KEY: &str = "graft.probability_columns";
+pub const TOP_PROBABILITY: &str = "top_probability";
+
+/// `prob_<label>` with every character outside `[A-Za-z0-9_]` replaced by `_`; repeated
+/// names get `_2`, `_3`, ... in label order.
+pub fn probability_columns(labels: &[String]) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    labels
+        .iter()
+        .map(|l| {
+            let safe: String = l.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+            let name = format!("prob_{safe}");
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { name } else { format!("{name}_{n}") }
+        })
+        .collect()
+}
+
+/// The columns of scored new rows: `row`, `id`, `label`, `pred`, `top_probability`, one
+/// probability per class (SQL-safe names; the labels in the schema metadata), `reason`, then
+/// the carried input columns under their own names (`input.<name>` where one is taken).
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub probability_columns: Vec<String>,
+    /// Names of the carried columns in the output.
+    pub extra: Vec<String>,
+    pub schema: Schema,
+}
+
+impl Scored {
+    pub fn new(task: Task, labels: &[String], extra: &[String]) -> Self {
+        let probability_columns = probability_columns(labels);
+        let mut fields =
+            vec![Field::new(ROW, DataType::UInt64, false), utf8(ID), Field::new(LABEL, DataType::Utf8, true)];
+        match task {
+            Task::Classification => {
+                fields.push(Field::new(PRED, DataType::Utf8, true));
+                fields.push(Field::new(TOP_PROBABILITY, DataType::Float64, true));
+                fields.extend(probability_columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
+            }
+            Task::Regression => fields.push(Field::new(PRED, DataType::Float64, true)),
+        }
+        fields.push(Field::new(REASON, DataType::Utf8, true));
+        let taken: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let extra: Vec<String> =
+            extra.iter().map(|e| if taken.contains(e) { format!("input.{e}") } else { e.clone() }).collect();
+        fields.extend(extra.iter().map(|n| Field::new(n, DataType::Utf8, true)));
+        let mapping: BTreeMap<&String, &String> = probability_columns.iter().zip(labels).collect();
+        let meta =
+            HashMap::from([(PROBABILITY_LABELS_KEY.to_owned(), serde_json::to_string(&mapping).expect("strings"))]);
+        Self { probability_columns, extra, schema: Schema::new_with_metadata(fields, meta) }
+    }
+}
+
 /// The `fixed_size_list<float32, width>` column `name` and its flat values.
 fn float_rows<'a>(
     batch: &'a RecordBatch,
@@ -233,5 +291,20 @@ impl<'a> Features<'a> {
     pub fn row(&self, i: usize) -> &'a [f32] {
         let start = self.list.value_offset_at(i);
         &self.values[start..start + self.dim]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probability_columns_are_sql_safe_and_distinct() {
+        let labels: Vec<String> = ["pos", "very good", "very-good", "0"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(probability_columns(&labels), ["prob_pos", "prob_very_good", "prob_very_good_2", "prob_0"]);
+        let scored = Scored::new(Task::Classification, &labels, &["text".into(), "pred".into()]);
+        assert_eq!(scored.extra, ["text", "input.pred"], "a carried column never hides an output column");
+        let mapping = &scored.schema.metadata()[PROBABILITY_LABELS_KEY];
+        assert!(mapping.contains(r#""prob_very_good_2":"very-good""#), "{mapping}");
     }
 }

@@ -3,13 +3,13 @@
 //! scored come out with a null prediction and their reason; the counts and a drift summary
 //! are written beside the predictions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use graft_core::artifact::{ArtifactReader, ArtifactWriter, Provenance, REJECTS, ROWS, Task, column};
 use graft_core::atomic::Pending;
 use graft_core::bundle::{self as format, Bundle};
@@ -22,8 +22,6 @@ use crate::{Error, Result};
 
 /// Output rows per written batch.
 const BATCH_ROWS: usize = 4096;
-/// Schema metadata key mapping each probability column to its label (JSON object).
-pub const LABELS_KEY: &str = "graft.probability_columns";
 
 pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     let bundle = Bundle::load(&cfg.bundle)?;
@@ -244,9 +242,7 @@ impl Cursor {
     }
 }
 
-/// The output columns: `row`, `id`, `label`, `pred`, `top_probability`, one probability per
-/// class (names made safe for SQL; the labels are in the schema metadata), `reason`, then the
-/// carried input columns under their own names.
+/// The output columns ([`columns::Scored`]).
 struct Layout {
     task: Task,
     probability_columns: Vec<String>,
@@ -254,50 +250,14 @@ struct Layout {
     schema: SchemaRef,
 }
 
-/// `prob_<label>` with every character outside `[A-Za-z0-9_]` replaced by `_`; repeated
-/// names get `_2`, `_3`, ... in label order.
-pub fn probability_columns(labels: &[String]) -> Vec<String> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    labels
-        .iter()
-        .map(|l| {
-            let safe: String = l.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-            let name = format!("prob_{safe}");
-            let n = seen.entry(name.clone()).or_insert(0);
-            *n += 1;
-            if *n == 1 { name } else { format!("{name}_{n}") }
-        })
-        .collect()
-}
-
 impl Layout {
     fn new(task: Task, labels: &[String], extra: &[String]) -> Self {
-        let probability_columns = probability_columns(labels);
-        let mut fields = vec![
-            Field::new(columns::ROW, DataType::UInt64, false),
-            Field::new(columns::ID, DataType::Utf8, false),
-            Field::new(columns::LABEL, DataType::Utf8, true),
-        ];
-        match task {
-            Task::Classification => {
-                fields.push(Field::new(columns::PRED, DataType::Utf8, true));
-                fields.push(Field::new("top_probability", DataType::Float64, true));
-                fields.extend(probability_columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
-            }
-            Task::Regression => fields.push(Field::new(columns::PRED, DataType::Float64, true)),
-        }
-        fields.push(Field::new(columns::REASON, DataType::Utf8, true));
-        let taken: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
-        let extra_names: Vec<String> =
-            extra.iter().map(|e| if taken.contains(e) { format!("input.{e}") } else { e.clone() }).collect();
-        fields.extend(extra_names.iter().map(|n| Field::new(n, DataType::Utf8, true)));
-        let mapping: BTreeMap<&String, &String> = probability_columns.iter().zip(labels).collect();
-        let meta = HashMap::from([(LABELS_KEY.to_owned(), serde_json::to_string(&mapping).expect("strings"))]);
+        let scored = columns::Scored::new(task, labels, extra);
         Self {
             task,
-            probability_columns,
-            extra: extra_names,
-            schema: Arc::new(Schema::new_with_metadata(fields, meta)),
+            probability_columns: scored.probability_columns,
+            extra: scored.extra,
+            schema: Arc::new(scored.schema),
         }
     }
 }
