@@ -304,6 +304,20 @@ fn pixel_rows_are_scored_as_at_training_time() {
     }
     let drift: Value = serde_json::from_slice(&std::fs::read(d.join("scored/p.drift.json")).unwrap()).unwrap();
     assert_eq!(drift["labelled"]["rows"], 12);
+    // Text given to an image model, and images given to a text model: refused, nothing written.
+    let reviews = fixture("tiny/reviews.csv");
+    let bad = d.join("bad/p.arrow");
+    let err = user_error("graft", &["predict", "--bundle", s(&model), "--input", s(&reviews), "--out", s(&bad)]);
+    assert!(err.contains("reviews.csv") && err.contains("do not make a square image"), "{err}");
+    let text_model = bundled(&d.join("text"));
+    let folder = fixture("tiny-images/folder");
+    let err = user_error("graft", &["predict", "--bundle", s(&text_model), "--input", s(&folder), "--out", s(&bad)]);
+    assert!(err.contains("folder") && err.contains("cannot tell the format"), "{err}");
+    assert!(
+        !bad.exists() && files_in(&d.join("bad")).iter().all(|f| !f.starts_with("p.")),
+        "{:?}",
+        files_in(&d.join("bad"))
+    );
 }
 
 #[test]

@@ -128,7 +128,10 @@ fn pixel_rows(cfg: &RowsConfig, bundle: &Bundle) -> Result<(Vec<Image>, Vec<Stri
         (0..headers.len()).filter(|&i| Some(i) != label && Some(i) != id && !keep.contains(&i)).collect();
     let side = (pixels.len() as f64).sqrt().round() as u32;
     if side == 0 || (side * side) as usize != pixels.len() {
-        let message = format!("{} pixel columns do not make a square image", pixels.len());
+        let message = format!(
+            "{} pixel columns do not make a square image (an image model scores a folder of images, a table naming image files, or grey pixel rows)",
+            pixels.len()
+        );
         return Err(Error::Image { path: path.clone(), message });
     }
     let mut images = Vec::new();
