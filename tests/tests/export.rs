@@ -68,6 +68,10 @@ fn assert_parity(
     let (ids, feeds): (Vec<String>, Vec<Value>) = feeds.into_iter().unzip();
     let result = onnxruntime(&exported, &Value::Array(feeds), dir);
     let labels: Vec<String> = serde_json::from_str(result["metadata"]["graft.labels"].as_str().unwrap()).unwrap();
+    // The outputs' names: `embedding`, or `graft_embedding` where the backbone has its own.
+    let names: Vec<String> = serde_json::from_str(result["metadata"]["graft.outputs"].as_str().unwrap()).unwrap();
+    let embedding = &names[1];
+    assert!(embedding == "embedding" || embedding == "graft_embedding", "{names:?}");
     assert_eq!(labels.len(), expected.values().next().unwrap().len());
     assert_eq!(ids.len(), expected.len());
     for (id, out) in ids.iter().zip(result["outputs"].as_array().unwrap()) {
@@ -78,7 +82,7 @@ fn assert_parity(
         }
         let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
         assert_eq!(argmax(&got), argmax(want), "{id}: the same predicted label");
-        let dim = out["embedding"][0].as_array().unwrap().len();
+        let dim = out[embedding.as_str()][0].as_array().unwrap().len();
         assert!(dim > 0);
     }
 }
@@ -147,6 +151,13 @@ fn exported_text_models_match_graft_in_python_onnxruntime() {
 
 #[test]
 fn an_exported_image_model_matches_graft_in_python_onnxruntime() {
+    // The graph's pooled output, and its feature map pooled by graft (global average).
+    for backbone_args in [&[][..], &["--outputs", "feature_map", "--pooling", "gap"][..]] {
+        image_parity(backbone_args);
+    }
+}
+
+fn image_parity(backbone_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let spec = fixture("tiny-images/tiny-cnn.yaml");
@@ -166,7 +177,11 @@ fn an_exported_image_model_matches_graft_in_python_onnxruntime() {
         "-q",
     ];
     ok("graft-preprocess", &args);
-    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&d.join("features")), "-q"]);
+    let features = d.join("features");
+    ok(
+        "graft-backbone",
+        &[&["--spec", s(&spec), "--input", s(&data), "--out", s(&features), "-q"][..], backbone_args].concat(),
+    );
     let model = train_evaluate_bundle(d, &spec, &["--c", "1"]);
     let mut r = ArtifactReader::open(&data.join("test.arrow")).unwrap();
     let mut feeds = Vec::new();

@@ -152,9 +152,17 @@ pub fn export(bundle_dir: &Path, out: &Path, format: ExportFormat) -> Result<()>
             features.outputs.iter().map(|o| b.node("Gather", &[o, &zero], &[("axis", Attr::Int(1))])).collect()
         }
         (Kind::Image, Pooling::None) => features.outputs.clone(),
+        (Kind::Image, Pooling::Gap) => features
+            .outputs
+            .iter()
+            .map(|o| {
+                let pooled = b.node("GlobalAveragePool", &[o], &[]);
+                b.node("Flatten", &[&pooled], &[("axis", Attr::Int(1))])
+            })
+            .collect(),
         (_, other) => {
             return Err(bad(format!(
-                "`{}` pooling is not exported yet (mean and cls for text, none for images)",
+                "`{}` pooling is not exported yet (mean and cls for text, none and gap for images)",
                 other.as_str()
             )));
         }
