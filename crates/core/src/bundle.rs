@@ -154,7 +154,7 @@ impl Bundle {
         manifest.check_all(dir)?;
         let head_dir = dir.join(HEAD_DIR);
         for required in [INFO_FILE, SPEC_FILE, MODEL_FILE] {
-            manifest.check_file(dir, required)?;
+            manifest.lists(dir, required)?;
         }
         let bad = |message: String| Error::Document { path: dir.join(INFO_FILE), what: "bundle.json", message };
         let bytes =

@@ -71,6 +71,15 @@ impl Manifest {
         self.check_hash(dir, name, blake3::hash(bytes).to_hex().as_str())
     }
 
+    /// Refuses a manifest that does not list `name`.
+    pub fn lists(&self, dir: &Path, name: &str) -> Result<()> {
+        if self.files.contains_key(name) {
+            Ok(())
+        } else {
+            Err(Error::Manifest { path: dir.join(FILE), message: format!("does not list `{name}`") })
+        }
+    }
+
     /// Refuses the file `dir/name` unless its blake3 is the one listed.
     pub fn check_file(&self, dir: &Path, name: &str) -> Result<()> {
         self.check_hash(dir, name, &crate::hash::file(&dir.join(name))?)
@@ -78,7 +87,13 @@ impl Manifest {
 
     /// Checks every file the manifest lists against its blake3.
     pub fn check_all(&self, dir: &Path) -> Result<()> {
-        for name in self.files.keys() {
+        self.check_others(dir, None)
+    }
+
+    /// [`check_all`](Self::check_all) but for `checked`, a file the caller has checked
+    /// already (from the bytes it read), so that no file is hashed twice.
+    pub fn check_others(&self, dir: &Path, checked: Option<&str>) -> Result<()> {
+        for name in self.files.keys().filter(|n| Some(n.as_str()) != checked) {
             if !dir.join(name).is_file() {
                 return Err(Error::Manifest {
                     path: dir.join(FILE),
@@ -93,7 +108,7 @@ impl Manifest {
     fn check_hash(&self, dir: &Path, name: &str, found: &str) -> Result<()> {
         let path: PathBuf = dir.join(name);
         match self.files.get(name) {
-            None => Err(Error::Manifest { path: dir.join(FILE), message: format!("does not list `{name}`") }),
+            None => self.lists(dir, name),
             Some(expected) if expected != found => {
                 Err(Error::Mixed { path, manifest: dir.join(FILE), found: found.into(), expected: expected.clone() })
             }

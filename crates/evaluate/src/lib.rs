@@ -319,9 +319,12 @@ pub(crate) fn check_manifest(path: &Path, bytes: Option<&[u8]>) -> Result<()> {
         return Ok(());
     }
     let manifest = Manifest::read(dir, MANIFEST_KIND)?;
-    if let Some(b) = bytes {
-        manifest.check_bytes(dir, name, b)?;
+    match bytes {
+        Some(b) => {
+            manifest.check_bytes(dir, name, b)?;
+            manifest.check_others(dir, Some(name))?;
+        }
+        None => manifest.check_all(dir)?,
     }
-    manifest.check_all(dir)?;
     Ok(())
 }

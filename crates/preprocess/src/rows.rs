@@ -29,12 +29,12 @@ pub struct RowsSummary {
     pub truncated: u64,
 }
 
-/// Why a row cannot be scored, if it cannot.
-fn reject_reason(row: &RawRow) -> Option<&'static str> {
-    match row.text.as_deref() {
-        None => Some(REASONS[1]),
-        Some(t) if clean_text(t).is_empty() => Some(REASONS[2]),
-        Some(_) => None,
+/// The row's cleaned text, or why it cannot be scored.
+fn cleaned(row: &RawRow) -> std::result::Result<String, &'static str> {
+    match row.text.as_deref().map(clean_text) {
+        None => Err(REASONS[1]),
+        Some(t) if t.is_empty() => Err(REASONS[2]),
+        Some(t) => Ok(t),
     }
 }
 
@@ -71,7 +71,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
     let mut reasons: Vec<u8> = Vec::new();
     let mut rows = Rows::open_wanted(&wanted)?;
     while let Some(row) = rows.next_row()? {
-        reasons.push(code(reject_reason(&row)));
+        reasons.push(code(cleaned(&row).err()));
     }
     let total = reasons.len();
     let range = match cfg.rows.shard {
@@ -108,22 +108,19 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         if !range.contains(&at) {
             continue;
         }
-        let reason = reject_reason(&row);
-        if reasons.get(at) != Some(&code(reason)) {
+        let text = cleaned(&row);
+        if reasons.get(at) != Some(&code(text.as_ref().err().copied())) {
             return Err(Error::Changed { path: cfg.rows.input.clone() });
         }
-        match reason {
-            Some(reason) if cfg.rows.strict => {
+        match text {
+            Err(reason) if cfg.rows.strict => {
                 return Err(Error::Unscorable { path: cfg.rows.input.clone(), row: at as u64, id: row.id, reason });
             }
-            Some(reason) => {
+            Err(reason) => {
                 *summary.rejected.entry(reason).or_default() += 1;
                 rejected.push((at as u64, row, reason));
             }
-            None => {
-                let text = clean_text(row.text.as_deref().unwrap_or_default());
-                scored.push((at as u64, row, text));
-            }
+            Ok(text) => scored.push((at as u64, row, text)),
         }
         if scored.len() >= BATCH_ROWS {
             progress.advance(scored.len() as u64);
