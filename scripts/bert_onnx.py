@@ -177,3 +177,25 @@ def embed_padded(sess, token_rows, batch_size=32, outputs=("last_hidden_state",)
             joined = joined / np.linalg.norm(joined, axis=1, keepdims=True)
         out.append(joined)
     return np.vstack(out)
+
+
+def embed_sorted(sess, token_rows, batch_size=32, batch_tokens=0, **kwargs):
+    """`embed_padded` on rows sorted by length (as sentence-transformers' `encode` does),
+    batches of at most `batch_size` rows and, when `batch_tokens` is set, at most that many
+    padded tokens; the embeddings come back in input order."""
+    order = sorted(range(len(token_rows)), key=lambda i: len(token_rows[i]))
+    batches, current = [], []
+    for i in order:
+        longest = len(token_rows[i])
+        if current and (len(current) >= batch_size or (batch_tokens and (len(current) + 1) * longest > batch_tokens)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    batches.append(current)
+    out = None
+    for batch in batches:
+        emb = embed_padded(sess, [token_rows[i] for i in batch], batch_size=len(batch), **kwargs)
+        if out is None:
+            out = np.zeros((len(token_rows), emb.shape[1]), np.float32)
+        out[batch] = emb
+    return out

@@ -1,7 +1,8 @@
 //! `graft-backbone export`: a bundle as one ONNX model, run by the Python onnxruntime package
 //! (pinned, installed into `.graft/onnx-check-venv` by `make test`) with no graft code, gives
-//! graft's own predictions: multi-layer text features with a temperature-scaled head, an MLP
-//! head on standardised features, and an image model.
+//! graft's own predictions on padded batches: multi-layer text features with a
+//! temperature-scaled head, an MLP head on standardised features, max and mean-and-max
+//! pooling, and an image model.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,10 +55,10 @@ fn evaluated(eval: &Path) -> BTreeMap<String, Vec<f64>> {
 }
 
 /// Exports `model` (as one ONNX file, or as an MLflow model folder with `mlflow`) and checks
-/// its probabilities on each `(id, feed)` against `expected`.
+/// its probabilities on each `(ids, feed)` (a batch, its rows' ids in order) against `expected`.
 fn assert_parity(
     model: &Path,
-    feeds: Vec<(String, Value)>,
+    feeds: Vec<(Vec<String>, Value)>,
     expected: &BTreeMap<String, Vec<f64>>,
     dir: &Path,
     mlflow: bool,
@@ -65,7 +66,7 @@ fn assert_parity(
     let exported = dir.join(if mlflow { "mlflow-model" } else { "model.onnx" });
     let format = if mlflow { "mlflow" } else { "onnx" };
     ok("graft-backbone", &["export", "--bundle", s(model), "--out", s(&exported), "--format", format]);
-    let (ids, feeds): (Vec<String>, Vec<Value>) = feeds.into_iter().unzip();
+    let (batches, feeds): (Vec<Vec<String>>, Vec<Value>) = feeds.into_iter().unzip();
     let result = onnxruntime(&exported, &Value::Array(feeds), dir);
     let labels: Vec<String> = serde_json::from_str(result["metadata"]["graft.labels"].as_str().unwrap()).unwrap();
     // The outputs' names: `embedding`, or `graft_embedding` where the backbone has its own.
@@ -73,41 +74,58 @@ fn assert_parity(
     let embedding = &names[1];
     assert!(embedding == "embedding" || embedding == "graft_embedding", "{names:?}");
     assert_eq!(labels.len(), expected.values().next().unwrap().len());
-    assert_eq!(ids.len(), expected.len());
-    for (id, out) in ids.iter().zip(result["outputs"].as_array().unwrap()) {
-        let got: Vec<f64> = serde_json::from_value(out["probabilities"][0].clone()).unwrap();
-        let want = &expected[id];
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-5, "{id}: onnxruntime {got:?}, graft {want:?}");
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), expected.len());
+    for (ids, out) in batches.iter().zip(result["outputs"].as_array().unwrap()) {
+        for (row, id) in ids.iter().enumerate() {
+            let got: Vec<f64> = serde_json::from_value(out["probabilities"][row].clone()).unwrap();
+            let want = &expected[id];
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-5, "{id}: onnxruntime {got:?}, graft {want:?}");
+            }
+            let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+            assert_eq!(argmax(&got), argmax(want), "{id}: the same predicted label");
+            let dim = out[embedding.as_str()][row].as_array().unwrap().len();
+            assert!(dim > 0);
         }
-        let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
-        assert_eq!(argmax(&got), argmax(want), "{id}: the same predicted label");
-        let dim = out[embedding.as_str()][0].as_array().unwrap().len();
-        assert!(dim > 0);
     }
 }
 
-/// One row per feed: token ids, a mask of ones and zero token types, as a batch of one.
-fn text_feeds(split: &Path) -> Vec<(String, Value)> {
+/// Batches of up to four rows in file order, each padded to its longest row (id 0, mask 0),
+/// so pooling must ignore the padding as graft does.
+fn text_feeds(split: &Path) -> Vec<(Vec<String>, Value)> {
     let mut r = ArtifactReader::open(split).unwrap();
-    let mut feeds = Vec::new();
+    let mut rows: Vec<(String, Vec<i64>)> = Vec::new();
     while let Some(b) = r.next_batch().unwrap() {
         let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
         let lists = b.column_by_name("input_ids").unwrap().as_any().downcast_ref::<ListArray>().unwrap().clone();
         for i in 0..b.num_rows() {
             let v = lists.value(i);
-            let tokens: Vec<i64> =
-                v.as_any().downcast_ref::<Int32Array>().unwrap().values().iter().map(|&t| i64::from(t)).collect();
-            let shape = json!([1, tokens.len()]);
-            let tensor = |data: Vec<i64>| json!({"dtype": "int64", "shape": shape, "data": data});
-            let feed = json!({
-                "input_ids": tensor(tokens.clone()),
-                "attention_mask": tensor(vec![1; tokens.len()]),
-                "token_type_ids": tensor(vec![0; tokens.len()]),
-            });
-            feeds.push((ids.value(i).to_owned(), feed));
+            let tokens = v.as_any().downcast_ref::<Int32Array>().unwrap().values().iter().map(|&t| i64::from(t));
+            rows.push((ids.value(i).to_owned(), tokens.collect()));
         }
     }
+    let mut padded = 0;
+    let feeds: Vec<(Vec<String>, Value)> = rows
+        .chunks(4)
+        .map(|batch| {
+            let width = batch.iter().map(|(_, t)| t.len()).max().unwrap();
+            let (mut ids, mut mask) = (Vec::new(), Vec::new());
+            for (_, tokens) in batch {
+                padded += width - tokens.len();
+                ids.extend(tokens.iter().copied().chain(std::iter::repeat(0).take(width - tokens.len())));
+                mask.extend((0..width).map(|t| i64::from(t < tokens.len())));
+            }
+            let shape = json!([batch.len(), width]);
+            let tensor = |data: Vec<i64>| json!({"dtype": "int64", "shape": shape, "data": data});
+            let feed = json!({
+                "input_ids": tensor(ids),
+                "attention_mask": tensor(mask),
+                "token_type_ids": tensor(vec![0; batch.len() * width]),
+            });
+            (batch.iter().map(|(id, _)| id.clone()).collect(), feed)
+        })
+        .collect();
+    assert!(padded > 0, "some rows are padded");
     feeds
 }
 
@@ -147,6 +165,15 @@ fn exported_text_models_match_graft_in_python_onnxruntime() {
     let args = ["--head", "mlp", "--hidden", "8", "--activation", "gelu", "--epochs", "5", "--standardize"];
     let model = train_evaluate_bundle(d, &spec, &args);
     assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &evaluated(&d.join("eval")), d, false);
+
+    // Max and mean-and-max pooling, which must skip the padding of the batch.
+    for pooling in ["max", "mean_max"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        features(d, &["--outputs", "hidden_state_1,last_hidden_state", "--pooling", pooling]);
+        let model = train_evaluate_bundle(d, &spec, &["--c", "1"]);
+        assert_parity(&model, text_feeds(&d.join("data/test.arrow")), &evaluated(&d.join("eval")), d, false);
+    }
 }
 
 #[test]
@@ -192,7 +219,7 @@ fn image_parity(backbone_args: &[&str]) {
             let v = pixels.value(i);
             let data: Vec<f32> = v.as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
             let feed = json!({"image": {"dtype": "float32", "shape": [1, 3, 8, 8], "data": data}});
-            feeds.push((ids.value(i).to_owned(), feed));
+            feeds.push((vec![ids.value(i).to_owned()], feed));
         }
     }
     assert_parity(&model, feeds, &evaluated(&d.join("eval")), d, false);

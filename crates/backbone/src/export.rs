@@ -22,6 +22,7 @@ use crate::{graph, mlflow};
 
 /// ONNX `TensorProto.DataType` values used here.
 const FLOAT: i64 = 1;
+const BOOL: i64 = 9;
 const INT64: i64 = 7;
 const DOUBLE: i64 = 11;
 
@@ -47,6 +48,7 @@ fn put_varint(field: u64, v: u64, out: &mut Vec<u8>) {
 /// A node attribute (integers are all the appended nodes need).
 enum Attr {
     Int(i64),
+    Ints(Vec<i64>),
 }
 
 impl Builder {
@@ -73,9 +75,16 @@ impl Builder {
         for (name, value) in attrs {
             let mut a = Vec::new();
             put_bytes(1, name.as_bytes(), &mut a);
-            let Attr::Int(v) = value;
-            put_varint(3, *v as u64, &mut a);
-            put_varint(20, 2, &mut a); // AttributeProto.INT
+            match value {
+                Attr::Int(v) => {
+                    put_varint(3, *v as u64, &mut a);
+                    put_varint(20, 2, &mut a); // AttributeProto.INT
+                }
+                Attr::Ints(vs) => {
+                    vs.iter().for_each(|v| put_varint(8, *v as u64, &mut a));
+                    put_varint(20, 7, &mut a); // AttributeProto.INTS
+                }
+            }
             put_bytes(5, &a, &mut n);
         }
         self.nodes.push(n);
@@ -125,25 +134,53 @@ pub fn export(bundle_dir: &Path, out: &Path, format: ExportFormat) -> Result<()>
         }
         None => Combine::Concat,
     };
+    let graph =
+        graph::read(&bytes).ok_or_else(|| bad(format!("`{}` is not a readable ONNX model", model_path.display())))?;
     let mut b = Builder::default();
     let axis1 = b.i64s("axis1", &[1]);
     let pooled: Vec<String> = match (bundle.spec.kind, pooling) {
-        (Kind::Text, Pooling::Mean) => {
-            let mask_name =
-                bundle.spec.inputs.attention_mask.clone().ok_or_else(|| {
-                    bad("mean pooling needs the attention mask, and the spec names no mask input".into())
-                })?;
-            let mask = b.node("Cast", &[&mask_name], &[("to", Attr::Int(FLOAT))]);
+        (Kind::Text, Pooling::Mean | Pooling::Max | Pooling::MeanMax) => {
+            let mask_name = bundle.spec.inputs.attention_mask.clone().ok_or_else(|| {
+                bad(format!(
+                    "`{}` pooling needs the attention mask, and the spec names no mask input",
+                    pooling.as_str()
+                ))
+            })?;
             let axis2 = b.i64s("axis2", &[2]);
+            let mask = b.node("Cast", &[&mask_name], &[("to", Attr::Int(FLOAT))]);
             let mask3 = b.node("Unsqueeze", &[&mask, &axis2], &[]);
-            let count = b.node("ReduceSum", &[&mask3, &axis1], &[("keepdims", Attr::Int(0))]);
+            let count = (pooling != Pooling::Max)
+                .then(|| b.node("ReduceSum", &[&mask3, &axis1], &[("keepdims", Attr::Int(0))]));
+            let present = (pooling != Pooling::Mean).then(|| {
+                let present = b.node("Cast", &[&mask3], &[("to", Attr::Int(BOOL))]);
+                (present, b.f32s("lowest", &[], std::iter::once(f32::NEG_INFINITY)))
+            });
+            // ReduceMax takes its axes as an attribute before opset 18 and as an input from it.
+            let axes_input = graph.opset.is_some_and(|v| v >= 18);
+            let mean = |b: &mut Builder, o: &str| {
+                let masked = b.node("Mul", &[o, &mask3], &[]);
+                let sum = b.node("ReduceSum", &[&masked, &axis1], &[("keepdims", Attr::Int(0))]);
+                b.node("Div", &[&sum, count.as_ref().expect("made for mean pooling")], &[])
+            };
+            let max = |b: &mut Builder, o: &str| {
+                let (present, lowest) = present.as_ref().expect("made for max pooling");
+                let masked = b.node("Where", &[present, o, lowest], &[]);
+                if axes_input {
+                    b.node("ReduceMax", &[&masked, &axis1], &[("keepdims", Attr::Int(0))])
+                } else {
+                    b.node("ReduceMax", &[&masked], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))])
+                }
+            };
             features
                 .outputs
                 .iter()
-                .map(|o| {
-                    let masked = b.node("Mul", &[o, &mask3], &[]);
-                    let sum = b.node("ReduceSum", &[&masked, &axis1], &[("keepdims", Attr::Int(0))]);
-                    b.node("Div", &[&sum, &count], &[])
+                .map(|o| match pooling {
+                    Pooling::Max => max(&mut b, o),
+                    Pooling::MeanMax => {
+                        let (m, x) = (mean(&mut b, o), max(&mut b, o));
+                        b.node("Concat", &[&m, &x], &[("axis", Attr::Int(1))])
+                    }
+                    _ => mean(&mut b, o),
                 })
                 .collect()
         }
@@ -162,7 +199,7 @@ pub fn export(bundle_dir: &Path, out: &Path, format: ExportFormat) -> Result<()>
             .collect(),
         (_, other) => {
             return Err(bad(format!(
-                "`{}` pooling is not exported yet (mean and cls for text, none and gap for images)",
+                "`{}` pooling is not exported yet (mean, max, mean_max and cls for text, none and gap for images)",
                 other.as_str()
             )));
         }
@@ -185,8 +222,6 @@ pub fn export(bundle_dir: &Path, out: &Path, format: ExportFormat) -> Result<()>
     }
     // Output names the backbone does not use already (an image model may call its own
     // output `embedding`: then it is the embedding).
-    let graph =
-        graph::read(&bytes).ok_or_else(|| bad(format!("`{}` is not a readable ONNX model", model_path.display())))?;
     let taken = |name: &str| graph.produces(name) || graph.inputs.iter().any(|i| i.name == name);
     let free = |name: &str| if taken(name) { format!("graft_{name}") } else { name.to_owned() };
     let embedding = if x == "embedding" { x.clone() } else { free("embedding") };

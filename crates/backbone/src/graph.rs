@@ -7,6 +7,9 @@ use std::collections::HashMap;
 /// Field numbers of the ONNX protobuf messages used here (onnx/onnx.proto).
 mod field {
     pub const MODEL_GRAPH: u64 = 7;
+    pub const MODEL_OPSET_IMPORT: u64 = 8;
+    pub const OPSET_DOMAIN: u64 = 1;
+    pub const OPSET_VERSION: u64 = 2;
     pub const GRAPH_NODE: u64 = 1;
     pub const GRAPH_INITIALIZER: u64 = 5;
     pub const GRAPH_INPUT: u64 = 11;
@@ -190,6 +193,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Shapes recorded for intermediate tensors (`value_info`), by name.
     pub value_info: HashMap<String, TensorInfo>,
+    /// Version of the default (`ai.onnx`) operator set the model imports.
+    pub opset: Option<i64>,
 }
 
 fn graph_field(model: &[u8]) -> Option<Field<'_>> {
@@ -199,7 +204,14 @@ fn graph_field(model: &[u8]) -> Option<Field<'_>> {
 /// Reads the graph of an ONNX model file's bytes; `None` when they are not an ONNX model.
 pub fn read(model: &[u8]) -> Option<Graph> {
     let graph = graph_field(model)?;
-    let mut g = Graph { inputs: vec![], outputs: vec![], nodes: vec![], value_info: HashMap::new() };
+    let mut g = Graph { inputs: vec![], outputs: vec![], nodes: vec![], value_info: HashMap::new(), opset: None };
+    for import in fields(model)?.iter().filter(|f| f.number == field::MODEL_OPSET_IMPORT) {
+        let parts = fields(import.bytes)?;
+        let domain = parts.iter().find(|p| p.number == field::OPSET_DOMAIN).map(string).unwrap_or_default();
+        if domain.is_empty() || domain == "ai.onnx" {
+            g.opset = parts.iter().find(|p| p.number == field::OPSET_VERSION).map(|p| p.varint as i64);
+        }
+    }
     let mut initializers = Vec::new();
     for f in fields(graph.bytes)? {
         match f.number {
