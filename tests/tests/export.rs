@@ -112,7 +112,7 @@ fn text_feeds(split: &Path) -> Vec<(Vec<String>, Value)> {
             let (mut ids, mut mask) = (Vec::new(), Vec::new());
             for (_, tokens) in batch {
                 padded += width - tokens.len();
-                ids.extend(tokens.iter().copied().chain(std::iter::repeat(0).take(width - tokens.len())));
+                ids.extend(tokens.iter().copied().chain(std::iter::repeat_n(0, width - tokens.len())));
                 mask.extend((0..width).map(|t| i64::from(t < tokens.len())));
             }
             let shape = json!([batch.len(), width]);

@@ -49,6 +49,8 @@ pub struct SessionOptions {
     /// Intra-op threads; 0 lets ONNX Runtime choose (one per core).
     pub threads: usize,
     pub optimization: Optimization,
+    /// Whether a CPU session may fuse Add + LayerNormalization into SkipLayerNormalization.
+    pub cpu_skip_layer_norm_fusion: bool,
 }
 
 fn builder(env: &Environment, options: SessionOptions) -> ort::Result<SessionBuilder> {
@@ -67,7 +69,8 @@ fn builder(env: &Environment, options: SessionOptions) -> ort::Result<SessionBui
 
 /// A CPU session of `bytes` without graph optimisations: for reading tensor types and shapes.
 pub fn open_plain(env: &Environment, bytes: &[u8]) -> ort::Result<Session> {
-    builder(env, SessionOptions { threads: 1, optimization: Optimization::Disable })?.commit_from_memory(bytes)
+    let options = SessionOptions { threads: 1, optimization: Optimization::Disable, cpu_skip_layer_norm_fusion: true };
+    builder(env, options)?.commit_from_memory(bytes)
 }
 
 /// Opens the model at `path`, or its edited `bytes` when given, on `device`.
@@ -89,7 +92,13 @@ pub fn open(
             Err(reason) => return Err(Error::CudaUnavailable { reason }),
         }
     }
-    let session = builder(env, options).and_then(|mut b| commit(&mut b, path, bytes)).map_err(model_err)?;
+    let session = builder(env, options)
+        .and_then(|b| match options.cpu_skip_layer_norm_fusion {
+            true => Ok(b),
+            false => Ok(b.with_disabled_optimizers("SkipLayerNormFusion")?),
+        })
+        .and_then(|mut b| commit(&mut b, path, bytes))
+        .map_err(model_err)?;
     Ok(Opened { session, provider: "cpu".into() })
 }
 

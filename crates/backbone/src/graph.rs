@@ -281,6 +281,47 @@ pub fn with_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The model with exactly `names` as its graph outputs, in that order: declared outputs keep
+/// their recorded type and shape, other tensors its nodes produce are added by name. ONNX
+/// Runtime plans memory more freely when fewer tensors must outlive a run.
+pub fn with_only_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
+    let graph_field = graph_field(model)?;
+    let mut graph = Vec::with_capacity(graph_field.bytes.len());
+    let mut declared: HashMap<String, &[u8]> = HashMap::new();
+    for f in fields(graph_field.bytes)? {
+        if f.number == field::GRAPH_OUTPUT {
+            declared.insert(TensorInfo::parse(f.bytes)?.name, f.raw);
+        } else {
+            graph.extend_from_slice(f.raw);
+        }
+    }
+    for name in names {
+        match declared.get(name) {
+            Some(raw) => graph.extend_from_slice(raw),
+            None => {
+                let mut value_info = Vec::new();
+                encode_varint((field::VALUE_NAME << 3) | 2, &mut value_info);
+                encode_varint(name.len() as u64, &mut value_info);
+                value_info.extend_from_slice(name.as_bytes());
+                encode_varint((field::GRAPH_OUTPUT << 3) | 2, &mut graph);
+                encode_varint(value_info.len() as u64, &mut graph);
+                graph.extend_from_slice(&value_info);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(model.len());
+    for f in fields(model)? {
+        if f.number == field::MODEL_GRAPH {
+            encode_varint((field::MODEL_GRAPH << 3) | 2, &mut out);
+            encode_varint(graph.len() as u64, &mut out);
+            out.extend_from_slice(&graph);
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    Some(out)
+}
+
 /// The model with its graph outputs replaced by `outputs`, `nodes` and `initializers`
 /// (encoded `NodeProto`s and `TensorProto`s) appended to its graph and `metadata` added to
 /// its `metadata_props`.

@@ -43,25 +43,18 @@ pub struct Summary {
     pub rows: BTreeMap<&'static str, (u64, u64)>,
 }
 
-/// The model's bytes with `outputs` that are intermediate tensors added as graph outputs, or
-/// `None` when every one of them already is an output. A name the graph does not produce
-/// is refused.
-fn exposing(model: &Path, outputs: &[String]) -> Result<Option<Vec<u8>>> {
+/// The model's bytes with exactly `outputs` as its graph outputs (intermediate tensors
+/// included), so ONNX Runtime keeps no other tensor past its last use, and the blake3 of the
+/// file as it is. A name the graph does not produce is refused.
+fn serving(model: &Path, outputs: &[String]) -> Result<(Vec<u8>, String)> {
     let bytes = fs_err::read(model).map_err(|source| graft_core::Error::Read { path: model.to_owned(), source })?;
     let g = graph::read(&bytes).ok_or_else(|| Error::NotOnnx { path: model.to_owned() })?;
     let declared: Vec<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
-    let mut extra = Vec::new();
-    for name in outputs.iter().filter(|n| !declared.contains(&n.as_str())) {
-        if !g.produces(name) {
-            return Err(Error::NoTensor { path: model.to_owned(), name: name.clone(), outputs: declared.join(", ") });
-        }
-        extra.push(name.clone());
+    if let Some(name) = outputs.iter().find(|n| !declared.contains(&n.as_str()) && !g.produces(n)) {
+        return Err(Error::NoTensor { path: model.to_owned(), name: name.clone(), outputs: declared.join(", ") });
     }
-    if extra.is_empty() {
-        return Ok(None);
-    }
-    tracing::debug!("exposing intermediate tensors {extra:?} as outputs");
-    Ok(Some(graph::with_outputs(&bytes, &extra).ok_or_else(|| Error::NotOnnx { path: model.to_owned() })?))
+    let edited = graph::with_only_outputs(&bytes, outputs).ok_or_else(|| Error::NotOnnx { path: model.to_owned() })?;
+    Ok((edited, graft_core::hash::bytes(&bytes)))
 }
 
 /// `graft-backbone inspect`: the model's inputs, outputs and intermediate tensors.
@@ -151,9 +144,14 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (outputs, pooling, normalize) = (features.outputs.clone(), features.pooling, features.normalize);
     let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;
-    let model = exposing(&spec.model, &outputs)?;
-    let options = device::SessionOptions { threads: cfg.threads, optimization: cfg.graph_optimization };
-    let opened = device::open(env, &spec.model, model.as_deref(), options, device, cfg.allow_cpu_fallback)?;
+    let (model, model_blake3) = serving(&spec.model, &outputs)?;
+    let options = device::SessionOptions {
+        threads: cfg.threads,
+        optimization: cfg.graph_optimization,
+        cpu_skip_layer_norm_fusion: cfg.cpu_skip_layer_norm_fusion,
+    };
+    let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+    drop(model);
     let provider = opened.provider;
     let mut model_runner = match spec.kind {
         Kind::Text => Runner::Text(Embedder::new(opened.session, &spec, &features)?),
@@ -164,7 +162,6 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             Runner::Image(image::ImageEmbedder::new(opened.session, &spec, &features)?)
         }
     };
-    let model_blake3 = graft_core::hash::file(&spec.model)?;
     let tokenizer_blake3 = match spec.kind {
         Kind::Text => Some(graft_core::hash::file(&spec.text().tokenizer)?),
         Kind::Image => None,
