@@ -34,6 +34,44 @@ pub fn features(dir: &Path, backbone_args: &[&str]) {
     ok("graft-backbone", &args);
 }
 
+/// A sweep over pooling x C with shared stages, its outputs under `ROOT/run`.
+pub fn sweep_pipeline(root: &Path) -> PathBuf {
+    std::fs::copy(fixture("tiny/reviews.csv"), root.join("reviews.csv")).unwrap();
+    let yaml = format!(
+        r#"version: 1
+params: {{run: run, spec: "{spec}"}}
+matrix:
+  pooling: [mean, cls]
+  c: [0.1, 10]
+stages:
+  preprocess:
+    cmd: graft-preprocess
+    args: {{input: reviews.csv, spec: "${{params.spec}}", id_column: id, out: "${{params.run}}/data"}}
+    deps: [reviews.csv]
+    outs: ["${{params.run}}/data"]
+  backbone:
+    cmd: graft-backbone
+    args: {{spec: "${{params.spec}}", input: "${{params.run}}/data", pooling: "${{matrix.pooling}}", out: "${{params.run}}/features-${{matrix.pooling}}"}}
+    deps: ["${{params.run}}/data"]
+    outs: ["${{params.run}}/features-${{matrix.pooling}}"]
+  finetune:
+    cmd: graft-finetune
+    args: {{features: "${{params.run}}/features-${{matrix.pooling}}", c: "${{matrix.c}}", out: "${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}"}}
+    deps: ["${{params.run}}/features-${{matrix.pooling}}"]
+    outs: ["${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}"]
+  evaluate:
+    cmd: graft-evaluate
+    args: {{head: "${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}", features: "${{params.run}}/features-${{matrix.pooling}}", out: "${{params.run}}/eval-${{matrix.pooling}}-${{matrix.c}}"}}
+    deps: ["${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}", "${{params.run}}/features-${{matrix.pooling}}"]
+    outs: ["${{params.run}}/eval-${{matrix.pooling}}-${{matrix.c}}"]
+"#,
+        spec = s(&fixture("tiny/tiny.yaml"))
+    );
+    let path = root.join("sweep.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
 /// Writes a features file with the given provenance and rows `(id, label, features)`, as
 /// graft-backbone lays it out; for crafting bad inputs.
 pub fn write_features(path: &Path, provenance: &Provenance, rows: &[(String, String, Vec<f32>)]) {

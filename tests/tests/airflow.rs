@@ -81,6 +81,69 @@ fn airflow_loads_the_exported_dag_and_its_commands_reproduce_graft_run() {
     assert_eq!(metrics(&root)["probabilities"], metrics(&other)["probabilities"]);
 }
 
+/// Loads the DAGs in `dags` with Airflow; returns the tasks of DAG `dag_id` (by task id:
+/// upstream task ids, mapped or not, and the commands they would run).
+fn load_dag(dags: &Path, home: &Path, dag_id: &str) -> Value {
+    let python = repo().join(".graft/airflow-venv/bin/python");
+    assert!(python.is_file(), "{} missing: `make test` builds it (scripts/setup_airflow.sh)", python.display());
+    let bin_dir = format!("{}/", bin("graft").parent().unwrap().display());
+    let out = Command::new(&python)
+        .arg(repo().join("scripts/airflow_dag_graph.py"))
+        .arg(dags)
+        .env("AIRFLOW_HOME", home)
+        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        .env("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+        .env("GRAFT_BIN", &bin_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let loaded: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(loaded["errors"], serde_json::json!({}), "import errors");
+    loaded["dags"][dag_id].clone()
+}
+
+#[test]
+fn an_exported_sweep_has_readable_task_ids_and_ends_by_ranking_like_graft_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, dags, home) = (dir.path().join("p"), dir.path().join("dags"), dir.path().join("airflow"));
+    for d in [&root, &dags, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let path = sweep_pipeline(&root);
+    std::fs::write(dags.join("sweep.py"), ok("graft", &["export", "--to", "airflow", s(&path)]).stdout).unwrap();
+    let tasks = load_dag(&dags, &home, "sweep");
+    let upstream = |t: &str| -> Vec<String> { serde_json::from_value(tasks[t]["upstream"].clone()).unwrap() };
+    assert_eq!(upstream("finetune.pooling-cls.c-0.1"), ["backbone.pooling-cls"], "{tasks}");
+    let mut ranked = upstream("sweep_ranking");
+    ranked.sort();
+    let expected = [
+        "evaluate.pooling-cls.c-0.1",
+        "evaluate.pooling-cls.c-10",
+        "evaluate.pooling-mean.c-0.1",
+        "evaluate.pooling-mean.c-10",
+    ];
+    assert_eq!(ranked, expected);
+    // Airflow's commands in dependency order, then `graft run` on a copy: the same ranking.
+    let mut order: Vec<&String> = tasks.as_object().unwrap().keys().collect();
+    order.sort_by_key(|t| {
+        ["preprocess", "backbone", "finetune", "evaluate", "sweep_ranking"].iter().position(|p| t.starts_with(p))
+    });
+    for task in order {
+        for cmd in tasks[task.as_str()]["commands"].as_array().unwrap() {
+            let status = Command::new("sh").arg("-c").arg(cmd.as_str().unwrap()).status().unwrap();
+            assert!(status.success(), "{task}: {cmd}");
+        }
+    }
+    let other = dir.path().join("q");
+    std::fs::create_dir_all(&other).unwrap();
+    ok("graft", &["run", s(&sweep_pipeline(&other)), "-q"]);
+    let sweep =
+        |r: &Path| -> Value { serde_json::from_slice(&std::fs::read(r.join("sweep.sweep.json")).unwrap()).unwrap() };
+    assert_eq!(sweep(&root), sweep(&other));
+    assert_eq!(sweep(&root)["rows"].as_array().unwrap().len(), 4);
+}
+
 /// A training pipeline ending in a bundle, and a daily scoring pipeline over `incoming/DATE.csv`.
 fn train_and_score(root: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(root.join("incoming")).unwrap();

@@ -27,6 +27,7 @@ fn intervals_bracket_accuracy_and_compare_counts_discordant_rows() {
         );
     }
     let m = metrics(&d("eval_lr"));
+    parquet_copies_match(&d("eval_lr"), &m);
     let (acc, ci) = (m["metrics"]["accuracy"].as_f64().unwrap(), &m["intervals"]["metrics"]["accuracy"]);
     let (low, high) = (ci["low"].as_f64().unwrap(), ci["high"].as_f64().unwrap());
     assert!(low <= acc && acc <= high && low < high, "{acc} not in [{low}, {high}]");
@@ -246,4 +247,33 @@ fn write_predictions(
     let mut w = graft_core::artifact::ArtifactWriter::create(&dir.join("predictions.arrow"), &schema).unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap().commit().unwrap();
+}
+
+/// `predictions.parquet` and `metrics.parquet`, read by pyarrow (no graft code), hold what
+/// predictions.arrow and metrics.json hold.
+fn parquet_copies_match(eval: &Path, metrics: &Value) {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.graft/venv/bin/python");
+    let script = r#"
+import json, sys
+import pyarrow.ipc as ipc, pyarrow.parquet as pq
+d = sys.argv[1]
+arrow = ipc.open_file(d + "/predictions.arrow").read_all()
+parquet = pq.read_table(d + "/predictions.parquet")
+assert parquet.column_names == arrow.column_names, (parquet.column_names, arrow.column_names)
+assert parquet.to_pydict() == arrow.to_pydict()
+rows = pq.read_table(d + "/metrics.parquet").to_pylist()
+print(json.dumps({(r["metric"] + ("/" + r["class"] if r["class"] else "")): [r["value"], r["low"], r["high"]] for r in rows}))
+"#;
+    let out = std::process::Command::new(python).args(["-c", script, s(eval)]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let interval = &metrics["intervals"]["metrics"]["accuracy"];
+    assert_eq!(
+        table["accuracy"],
+        serde_json::json!([metrics["metrics"]["accuracy"], interval["low"], interval["high"]])
+    );
+    assert_eq!(table["log_loss"][0], metrics["probabilities"]["log_loss"]);
+    let first = &metrics["metrics"]["per_class"][0];
+    let key = format!("recall/{}", first["label"].as_str().unwrap());
+    assert_eq!(table[key.as_str()][0], first["recall"]);
 }

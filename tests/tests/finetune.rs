@@ -184,7 +184,10 @@ mod bad_input {
     /// Trains on `dir/features` and expects exit 1 with no head written; returns stderr.
     fn refused(dir: &Path, extra: &[&str]) -> String {
         let (feats, head) = (dir.join("features"), dir.join("head"));
-        let mut args = vec!["--features", s(&feats), "--out", s(&head), "--c", "1"];
+        let mut args = vec!["--features", s(&feats), "--out", s(&head)];
+        if !extra.contains(&"--head") {
+            args.extend(["--c", "1"]);
+        }
         args.extend_from_slice(extra);
         let err = user_error("graft-finetune", &args);
         assert!(files_in(&head).is_empty(), "{:?}", files_in(&head));
@@ -240,6 +243,27 @@ mod bad_input {
         assert!(err.contains("dropout") && err.contains("1.5"), "{err}");
         let err = refused(dir.path(), &["--folds", "40"]);
         assert!(err.contains("fewer than the 40 folds"), "{err}");
+        // A key the chosen head would ignore, on the command line or in the config file.
+        let err = refused(dir.path(), &["--head", "mlp", "--c", "0.1"]);
+        assert!(err.contains("`c` is a key of the logistic_regression head, and the head is mlp"), "{err}");
+        let err = refused(dir.path(), &["--epochs", "3"]);
+        assert!(err.contains("`epochs` is a key of the mlp head"), "{err}");
+        std::fs::write(&cfg, "head: mlp\noptimizer: adamw\nmomentum: 0.5\n").unwrap();
+        let err = refused(dir.path(), &["--config", s(&cfg)]);
+        assert!(err.contains("head.yaml") && err.contains("`momentum` is used by the sgd optimizer only"), "{err}");
+        std::fs::write(&cfg, "head: mlp\nhidden: [8]\nepochs: 2\n").unwrap();
+        ok(
+            "graft-finetune",
+            &[
+                "--features",
+                s(&dir.path().join("features")),
+                "--out",
+                s(&dir.path().join("h2")),
+                "--config",
+                s(&cfg),
+                "-q",
+            ],
+        );
     }
 }
 

@@ -1,48 +1,10 @@
 //! `graft` pipelines end to end on the tiny fixture: sweeps, parallel runs, status,
 //! resuming after a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use graft_e2e::*;
 use serde_json::Value;
-
-/// A sweep over pooling x C with shared stages, its outputs under `ROOT/run`.
-fn sweep_pipeline(root: &Path) -> PathBuf {
-    std::fs::copy(fixture("tiny/reviews.csv"), root.join("reviews.csv")).unwrap();
-    let yaml = format!(
-        r#"version: 1
-params: {{run: run, spec: "{spec}"}}
-matrix:
-  pooling: [mean, cls]
-  c: [0.1, 10]
-stages:
-  preprocess:
-    cmd: graft-preprocess
-    args: {{input: reviews.csv, spec: "${{params.spec}}", id_column: id, out: "${{params.run}}/data"}}
-    deps: [reviews.csv]
-    outs: ["${{params.run}}/data"]
-  backbone:
-    cmd: graft-backbone
-    args: {{spec: "${{params.spec}}", input: "${{params.run}}/data", pooling: "${{matrix.pooling}}", out: "${{params.run}}/features-${{matrix.pooling}}"}}
-    deps: ["${{params.run}}/data"]
-    outs: ["${{params.run}}/features-${{matrix.pooling}}"]
-  finetune:
-    cmd: graft-finetune
-    args: {{features: "${{params.run}}/features-${{matrix.pooling}}", c: "${{matrix.c}}", out: "${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}"}}
-    deps: ["${{params.run}}/features-${{matrix.pooling}}"]
-    outs: ["${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}"]
-  evaluate:
-    cmd: graft-evaluate
-    args: {{head: "${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}", features: "${{params.run}}/features-${{matrix.pooling}}", out: "${{params.run}}/eval-${{matrix.pooling}}-${{matrix.c}}"}}
-    deps: ["${{params.run}}/head-${{matrix.pooling}}-${{matrix.c}}", "${{params.run}}/features-${{matrix.pooling}}"]
-    outs: ["${{params.run}}/eval-${{matrix.pooling}}-${{matrix.c}}"]
-"#,
-        spec = s(&fixture("tiny/tiny.yaml"))
-    );
-    let path = root.join("sweep.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 fn run(args: &[&str]) -> (String, String) {
     let out = ok("graft", args);
@@ -60,7 +22,9 @@ fn sweep_shares_stages_ranks_combinations_and_runs_the_same_in_parallel() {
     let (table, log) = run(&["run", s(&serial)]);
     // 1 preprocess + 2 backbones (one per pooling) + 4 heads + 4 evaluations.
     assert!(log.contains("11 stages: 11 ran"), "{log}");
-    assert_eq!(log.matches("stage `backbone[").count(), 2, "{log}");
+    assert_eq!(log.matches(": graft-backbone --spec").count(), 2, "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("stage `backbone[") && l.contains("done in")).count(), 2, "{log}");
+    assert!(log.contains("11 stages: 11 ran, 0 up to date, in ") && log.contains("; slowest: "), "{log}");
     let sweep = json(&one.path().join("sweep.sweep.json"));
     let rows = sweep["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
@@ -76,6 +40,10 @@ fn sweep_shares_stages_ranks_combinations_and_runs_the_same_in_parallel() {
     let parallel = sweep_pipeline(two.path());
     let (_, log) = run(&["run", s(&parallel), "--jobs", "2"]);
     assert!(log.contains("11 stages: 11 ran"), "{log}");
+    // Each line a stage printed is prefixed by its name, whole.
+    let epoch_lines = log.lines().filter(|l| l.starts_with("[finetune[pooling=mean,c=0.1]] ")).count();
+    assert!(epoch_lines > 0, "{log}");
+    assert!(log.lines().filter(|l| l.contains("kept C=")).all(|l| l.starts_with("[finetune[")), "{log}");
     assert_eq!(json(&two.path().join("sweep.sweep.json")), sweep);
     let (_, log) = run(&["run", s(&parallel), "--jobs", "2"]);
     assert!(log.contains("11 stages: 0 ran"), "{log}");
@@ -100,6 +68,15 @@ fn status_says_what_is_stale_and_why_and_a_failed_run_resumes() {
 
     let (status, _) = run(&["status", s(&pipeline)]);
     assert_eq!(status.matches("up to date").count(), 11, "{status}");
+    // A stage's name selects every stage expanded from it; `matrix.NAME=` narrows an axis.
+    let (_, log) = run(&["run", s(&pipeline), "--only", "finetune"]);
+    assert!(log.contains("4 stages: 0 ran"), "{log}");
+    let (status, _) = run(&["status", s(&pipeline), "--set", "matrix.c=10"]);
+    assert_eq!(status.matches("up to date").count(), 7, "{status}");
+    assert!(!status.contains("c=0.1"), "{status}");
+    // A head flag the head would ignore is refused before anything runs.
+    let err = user_error("graft", &["run", s(&pipeline), "--set", "finetune.epochs=3"]);
+    assert!(err.contains("`epochs` is a key of the mlp head, and the head is logistic_regression"), "{err}");
     let (status, _) = run(&["status", s(&pipeline), "--set", "finetune.max_iter=5"]);
     assert!(status.contains("finetune[pooling=cls,c=10]: stale: arguments changed"), "{status}");
     std::fs::write(root.join("reviews.csv"), std::fs::read_to_string(root.join("reviews.csv")).unwrap() + "\n")

@@ -29,10 +29,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Reports which ONNX Runtime library is loaded, its build, and whether CUDA can be used.
+    ///
+    /// Example: graft-backbone doctor
+    #[command(verbatim_doc_comment)]
     Doctor,
     /// Lists an ONNX model's inputs, outputs and intermediate tensors (with shapes where the
     /// file records them); any tensor can be pooled into features with `--outputs NAME`.
-    Inspect { model: PathBuf },
+    ///
+    /// Example: graft-backbone inspect .graft/models/all-minilm-l6-v2/model.onnx
+    #[command(verbatim_doc_comment)]
+    Inspect {
+        /// The ONNX model file.
+        model: PathBuf,
+    },
     /// Writes a model bundle as one ONNX model: the backbone with pooling, normalisation,
     /// standardisation, head, temperature and softmax, outputs `probabilities` (or `value`)
     /// and `embedding`, labels in its metadata; runs in any ONNX Runtime.
@@ -43,6 +52,7 @@ enum Command {
         /// The ONNX file to write, or with `--format mlflow` the MLflow model folder.
         #[arg(long)]
         out: PathBuf,
+        /// One ONNX file, or an MLflow model folder.
         #[arg(long, value_enum, default_value = "onnx")]
         format: graft_backbone::export::ExportFormat,
     },
@@ -92,14 +102,15 @@ fn embed(config: &graft_backbone::Config, quiet: bool) -> ExitCode {
         let secs = started.elapsed().as_secs_f64();
         let (rows, tokens) = s.rows.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         tracing::info!(
-            "onnx runtime `{}` on {}; {rows} rows{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% in inference)",
+            "onnx runtime `{}` on {}; {rows} rows{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% in inference); wrote {}",
             s.runtime.display(),
             s.provider,
             if tokens > 0 { format!(", {tokens} tokens") } else { String::new() },
             s.dim,
             rows as f64 / secs,
             if tokens > 0 { format!(", {:.0} tokens/s", tokens as f64 / secs) } else { String::new() },
-            100.0 * s.inference_seconds / secs
+            100.0 * s.inference_seconds / secs,
+            config.out.display()
         );
     }))
 }

@@ -63,14 +63,42 @@ pub fn init_logging(quiet: bool) {
         .init();
 }
 
-/// A progress bar on stderr, drawn only when stderr is a terminal and not `--quiet`.
+/// A progress bar on stderr, drawn only when stderr is a terminal and not `--quiet`; each
+/// phase ends with a summary line in the log either way.
 #[derive(Debug)]
 pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
     visible: bool,
     unit: &'static str,
-    /// The phase's name and tokens counted so far, for the token rate.
-    tokens: Mutex<(String, u64)>,
+    /// The phase: its name, when it started, and units and tokens counted so far.
+    phase: Mutex<Phase>,
+}
+
+#[derive(Debug)]
+struct Phase {
+    what: String,
+    started: std::time::Instant,
+    count: u64,
+    tokens: u64,
+}
+
+/// A rate with the precision it deserves: `0.42/s`, `7.3/s`, `512/s`, `12.4k/s`.
+pub fn rate(per_second: f64) -> String {
+    if !per_second.is_finite() || per_second <= 0.0 {
+        return "-".to_owned();
+    }
+    format!("{}/s", amount(per_second))
+}
+
+/// `0.42`, `7.3`, `512`, `12.4k`, `3.1M`.
+fn amount(x: f64) -> String {
+    match x {
+        x if x < 1.0 => format!("{x:.2}"),
+        x if x < 100.0 => format!("{x:.1}"),
+        x if x < 10_000.0 => format!("{x:.0}"),
+        x if x < 10_000_000.0 => format!("{:.1}k", x / 1e3),
+        x => format!("{:.1}M", x / 1e6),
+    }
 }
 
 impl Bar {
@@ -85,7 +113,7 @@ impl Bar {
             bar: Mutex::new(None),
             visible: !quiet && std::io::stderr().is_terminal(),
             unit,
-            tokens: Mutex::new((String::new(), 0)),
+            phase: Mutex::new(Phase { what: String::new(), started: std::time::Instant::now(), count: 0, tokens: 0 }),
         }
     }
 
@@ -102,32 +130,46 @@ impl Progress for Bar {
         } else {
             ProgressBar::hidden()
         };
+        // At most 80 columns: 20 for the phase and token rate, 22 for the bar, the count,
+        // the unit, a rate of at most 8 and the time left (shown once there is a rate).
         bar.set_style(
             ProgressStyle::with_template(&format!(
-                "{{msg:>12}} [{{bar:30}}] {{pos}}/{{len}} {} {{per_sec}} eta {{eta}}",
+                "{{msg:<20!}} [{{bar:20}}] {{pos}}/{{len}} {} {{rate}} {{left}}",
                 self.unit
             ))
             .expect("valid template")
+            .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let shown = if s.pos() == 0 { "-".to_owned() } else { rate(s.per_sec()) };
+                let _ = w.write_str(&shown);
+            })
+            .with_key("left", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                if s.pos() > 0 && s.elapsed() >= Duration::from_secs(1) {
+                    let _ = write!(w, "eta {}", indicatif::HumanDuration(s.eta()));
+                }
+            })
             .progress_chars("=> "),
         );
         bar.set_message(what.to_owned());
-        *self.tokens.lock().expect("progress lock") = (what.to_owned(), 0);
+        *self.phase.lock().expect("progress lock") =
+            Phase { what: what.to_owned(), started: std::time::Instant::now(), count: 0, tokens: 0 };
         bar.enable_steady_tick(Duration::from_millis(200));
         *self.bar.lock().expect("progress lock") = Some(bar);
     }
 
     fn advance(&self, n: u64) {
+        self.phase.lock().expect("progress lock").count += n;
         if let Some(b) = &*self.bar.lock().expect("progress lock") {
             b.inc(n);
         }
     }
 
     fn advance_tokens(&self, n: u64, tokens: u64) {
+        let mut phase = self.phase.lock().expect("progress lock");
+        phase.count += n;
+        phase.tokens += tokens;
         if let Some(b) = &*self.bar.lock().expect("progress lock") {
-            let mut counted = self.tokens.lock().expect("progress lock");
-            counted.1 += tokens;
-            let rate = counted.1 as f64 / b.elapsed().as_secs_f64().max(1e-3);
-            b.set_message(format!("{} {rate:.0} tokens/s", counted.0));
+            let tokens_per_second = phase.tokens as f64 / phase.started.elapsed().as_secs_f64().max(1e-3);
+            b.set_message(format!("{} {} tok", phase.what, rate(tokens_per_second)));
             b.inc(n);
         }
     }
@@ -135,6 +177,20 @@ impl Progress for Bar {
     fn finish(&self) {
         if let Some(b) = self.bar.lock().expect("progress lock").take() {
             b.finish_and_clear();
+            let phase = self.phase.lock().expect("progress lock");
+            let seconds = phase.started.elapsed().as_secs_f64().max(1e-3);
+            let (tokens, token_rate) = match phase.tokens {
+                0 => (String::new(), String::new()),
+                t => (format!(", {t} tokens"), format!(", {} tokens/s", amount(t as f64 / seconds))),
+            };
+            tracing::info!(
+                "{}: {} {}{tokens} in {seconds:.1} s ({} {}/s{token_rate})",
+                phase.what,
+                phase.count,
+                self.unit,
+                amount(phase.count as f64 / seconds),
+                self.unit
+            );
         }
     }
 }
@@ -151,5 +207,21 @@ where
             eprintln!("error: {:#}", anyhow::Error::from(e));
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_have_sensible_precision() {
+        assert_eq!(rate(0.0), "-");
+        assert_eq!(rate(0.4242), "0.42/s");
+        assert_eq!(rate(7.345), "7.3/s");
+        assert_eq!(rate(512.34), "512/s");
+        assert_eq!(rate(13807.0), "13.8k/s");
+        assert_eq!(amount(31_400.0), "31.4k");
+        assert_eq!(amount(2.5e7), "25.0M");
     }
 }

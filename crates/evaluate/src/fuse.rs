@@ -257,6 +257,7 @@ fn write(
         provenance_rows.push((format!("member {i}"), format!("{} (weight {w:.4}, blake3 {hash})", path.display())));
     }
     let truth = first.classes();
+    let wrong = crate::errors::most_confident_wrong(&first.ids, &truth, fused, &first.provenance.labels);
     let page = report::Page {
         title: format!("graft fusion of {} heads", cfg.members.len()),
         report,
@@ -265,6 +266,8 @@ fn write(
         values: None,
         curve: None,
         members,
+        wrong: &wrong,
+        best_threshold: None,
         provenance: provenance_rows,
     };
     crate::write_outputs(&cfg.out, &schema, columns, &page)

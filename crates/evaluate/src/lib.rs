@@ -3,12 +3,14 @@
 pub mod bundle;
 mod card;
 pub mod compare;
+pub mod errors;
 pub mod fuse;
 pub mod metrics;
 pub mod mteb;
 pub mod predict;
 pub mod predictions;
 pub mod report;
+pub mod sql;
 pub mod svg;
 mod table;
 pub mod uncertainty;
@@ -220,10 +222,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let features_hash = graft_core::hash::file(&path)?;
     let mut provenance = vec![
         ("graft".to_owned(), graft_core::VERSION.to_owned()),
-        ("features".to_owned(), format!("{} (blake3 {features_hash})", path.display())),
+        ("features".to_owned(), format!("{} (blake3 {features_hash})", shown_path(&path))),
         (
             "head".to_owned(),
-            format!("{} ({}, graft {})", cfg.head.display(), head.info.format, head.info.graft_version),
+            format!("{} ({}, graft {})", shown_path(&cfg.head), head.info.format, head.info.graft_version),
         ),
         ("backbone".to_owned(), report.backbone.describe()),
         ("model blake3".to_owned(), report.backbone.model_blake3.clone()),
@@ -233,8 +235,27 @@ pub fn run(cfg: &Config) -> Result<Report> {
     for (split, hash) in &head.info.inputs {
         provenance.push((format!("head trained on {split}"), format!("blake3 {hash}")));
     }
-    let config = serde_json::to_string(&head.info.training.config).unwrap_or_default();
+    // The head's settings that its kind of head uses (the others are defaults it ignored).
+    let config = match serde_json::to_value(&head.info.training.config) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.retain(|key, _| head.info.training.config.unused_because(key).is_none());
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => String::new(),
+    };
     provenance.push(("head config".to_owned(), config));
+    let (wrong, best_threshold) = match &scored {
+        Scored::Classes(proba) => {
+            let mut wrong = errors::most_confident_wrong(&feats.ids, &feats.classes, proba, labels);
+            if let Some(data) = &cfg.data {
+                let file = data.join(format!("{}.arrow", cfg.split));
+                errors::attach_text(&mut wrong, &file)?;
+                provenance.push(("text of wrong predictions".to_owned(), shown_path(&file)));
+            }
+            (wrong, best_threshold(cfg, &head, &feats.classes, proba)?)
+        }
+        Scored::Values(_) => (Vec::new(), None),
+    };
     let page = report::Page {
         title: format!("graft evaluation: {} on {}", head.info.architecture.kind(), report.backbone.spec),
         report: &report,
@@ -249,10 +270,40 @@ pub fn run(cfg: &Config) -> Result<Report> {
         },
         curve: curve.as_ref(),
         members: &[],
+        wrong: &wrong,
+        best_threshold,
         provenance,
     };
     write_outputs(&cfg.out, &schema, columns, &page)?;
     Ok(report)
+}
+
+/// A path as given, and resolved when that differs: `runs/x (/home/u/p/runs/x)`.
+fn shown_path(path: &Path) -> String {
+    match std::fs::canonicalize(path) {
+        Ok(full) if full != path => format!("{} ({})", path.display(), full.display()),
+        _ => path.display().to_string(),
+    }
+}
+
+/// Two classes: the threshold of the positive class's probability with the best F1, found
+/// on val when val exists and is not the split evaluated (else on this split, so said).
+fn best_threshold(cfg: &Config, head: &Head, classes: &[usize], proba: &[Vec<f64>]) -> Result<Option<(f64, String)>> {
+    if head.info.labels.len() != 2 {
+        return Ok(None);
+    }
+    let val_path = cfg.features.join("val.arrow");
+    let found = if cfg.split != "val" && val_path.exists() {
+        let val = data::read_features(&val_path)?;
+        let p = head.predict_proba(val.x.view());
+        let positive: Vec<bool> = val.classes.iter().map(|&c| c == 1).collect();
+        errors::best_f1_threshold(&positive, &p.column(1).to_vec()).map(|t| (t, "val".to_owned()))
+    } else {
+        let positive: Vec<bool> = classes.iter().map(|&c| c == 1).collect();
+        let score: Vec<f64> = proba.iter().map(|p| p[1]).collect();
+        errors::best_f1_threshold(&positive, &score).map(|t| (t, format!("{} itself (optimistic)", cfg.split)))
+    };
+    Ok(found)
 }
 
 /// Refuses scores with a non-finite value (`finite` per row), naming the first such row.
@@ -265,8 +316,8 @@ fn check_finite(finite: impl Iterator<Item = bool>, feats: &data::Features, path
     }
 }
 
-/// Writes `predictions.arrow` (`schema`, `columns`), `metrics.json` (the page's report) and
-/// `report.html` into `out`, all committed together.
+/// Writes `predictions.arrow` (`schema`, `columns`), `metrics.json` (the page's report),
+/// `report.html` and their Parquet copies (`sql`) into `out`, all committed together.
 pub(crate) fn write_outputs(
     out: &Path,
     schema: &arrow::datatypes::SchemaRef,
@@ -279,6 +330,10 @@ pub(crate) fn write_outputs(
     let mut writer = ArtifactWriter::create(&dest, schema)?;
     writer.write(&batch)?;
     let predictions = writer.finish()?;
+    let tables = [
+        (sql::PREDICTIONS_FILE, sql::parquet_bytes(&batch, &out.join(sql::PREDICTIONS_FILE))?),
+        (sql::METRICS_FILE, sql::parquet_bytes(&sql::metrics_batch(page.report), &out.join(sql::METRICS_FILE))?),
+    ];
     let mut json =
         serde_json::to_vec_pretty(page.report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;
     json.push(b'\n');
@@ -287,9 +342,15 @@ pub(crate) fn write_outputs(
     manifest.add_pending(PREDICTIONS_FILE, &predictions)?;
     manifest.add_bytes(METRICS_FILE, &json);
     manifest.add_bytes(report::FILE, html.as_bytes());
-    let metrics_file = graft_core::atomic::pending_bytes(&out.join(METRICS_FILE), &json)?;
-    let html = graft_core::atomic::pending_bytes(&out.join(report::FILE), html.as_bytes())?;
-    graft_core::atomic::commit_all(vec![predictions, metrics_file, html, manifest.pending(out)?])?;
+    let mut pending = vec![predictions];
+    for (name, bytes) in &tables {
+        manifest.add_bytes(name, bytes);
+        pending.push(graft_core::atomic::pending_bytes(&out.join(name), bytes)?);
+    }
+    pending.push(graft_core::atomic::pending_bytes(&out.join(METRICS_FILE), &json)?);
+    pending.push(graft_core::atomic::pending_bytes(&out.join(report::FILE), html.as_bytes())?);
+    pending.push(manifest.pending(out)?);
+    graft_core::atomic::commit_all(pending)?;
     Ok(())
 }
 

@@ -29,15 +29,28 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Prints the table of an earlier evaluation (its folder or metrics.json).
-    Show { metrics: PathBuf },
+    /// Prints the table of an earlier evaluation.
+    ///
+    /// Example: graft-evaluate show runs/rt-minilm/eval
+    #[command(verbatim_doc_comment)]
+    Show {
+        /// An evaluation folder, or its metrics.json.
+        metrics: PathBuf,
+    },
     /// Compares two prediction files (or eval folders) on the same rows: accuracies, a
     /// paired-bootstrap interval of the difference, McNemar's exact test.
+    ///
+    /// Example: graft-evaluate compare runs/a/eval runs/b/eval --out runs/a-vs-b
+    #[command(verbatim_doc_comment)]
     Compare {
+        /// The first evaluation folder or predictions.arrow (A).
         a: PathBuf,
+        /// The second, on the same rows (B); differences are B - A.
         b: PathBuf,
+        /// Paired bootstrap resamples of the accuracy difference.
         #[arg(long, default_value_t = 2000)]
         bootstrap: usize,
+        /// Seed of the bootstrap.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Also write `comparison.json` into this folder.
@@ -87,7 +100,9 @@ fn main() -> ExitCode {
                 let _ = std::io::stdout().write_all(graft_evaluate::mteb::render(&r).as_bytes());
             }));
         }
-        (None, Some(config)) => graft_evaluate::run(&config),
+        (None, Some(config)) => graft_evaluate::run(&config).inspect(|_| {
+            tracing::info!("wrote {} (metrics.json, predictions.arrow, report.html)", config.out.display());
+        }),
         (None, None) => {
             eprintln!("error: give --head, --features and --out, or a subcommand (see --help)");
             return ExitCode::from(1);

@@ -1,15 +1,18 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing fetched)
-//! with the headline metrics and their intervals, per-class results, confusion matrix,
-//! ROC, precision-recall and reliability plots, training and learning curves, fusion
-//! members, and provenance. Every piece of text from data is escaped.
+//! with the headline metrics and their intervals, per-class results, the confusion matrix
+//! (counts and shares), ROC, precision-recall, reliability (with bin counts) and probability
+//! histograms, a threshold table for two classes, the most confident wrong predictions with
+//! their text, training and learning curves, fusion members, and provenance. Every piece of
+//! text from data is escaped.
 
 use std::fmt::Write;
 
 use graft_core::curve::{Curve, Size};
 use graft_core::head::{Fit, HeadInfo};
 
+use crate::errors::{self, Wrong};
 use crate::metrics::{self, Classification, Regression};
-use crate::svg::{Axis, Chart, Mark, Series, escape, heatmap};
+use crate::svg::{Axis, Chart, Mark, Series, escape, heatmap, heatmap_by_row};
 use crate::{Metrics, Report};
 
 pub const FILE: &str = "report.html";
@@ -27,8 +30,15 @@ pub struct Page<'a> {
     pub curve: Option<&'a Curve>,
     /// Fusion: each member's name and report.
     pub members: &'a [(String, Report)],
+    /// The most confident wrong predictions (classification).
+    pub wrong: &'a [Wrong],
+    /// Two classes: the threshold with the best F1, and the split it was found on.
+    pub best_threshold: Option<(f64, String)>,
     pub provenance: Vec<(String, String)>,
 }
+
+/// Reliability bins with fewer rows than this are marked: their accuracy is noise.
+const FEW_ROWS: usize = 10;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
@@ -36,7 +46,8 @@ table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom
 th:first-child,td:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:12px}\
 .chart{background:#fafafa;border:1px solid #e5e5e5}.ct{font-size:13px;font-weight:600}.tk{font-size:10px}\
 .al{font-size:11px}.lg{font-size:11px}.note{color:#666;font-size:13px}code{font-size:12px}\
-table.prov td{text-align:left;word-break:break-all}table.prov td:first-child{white-space:nowrap;word-break:normal}";
+table.prov td{text-align:left;word-break:break-all}table.prov td:first-child{white-space:nowrap;word-break:normal}\
+table.wrong td.text{text-align:left;max-width:700px;font-size:12px}";
 
 fn ci(report: &Report, name: &str) -> String {
     match report.intervals.as_ref().and_then(|i| i.metrics.get(name).map(|v| (v, i.confidence))) {
@@ -143,6 +154,13 @@ fn classification(s: &mut String, page: &Page<'_>, m: &Classification) {
     s.push_str("</table><h2>Errors and scores</h2><div class=\"grid\">");
     let labels: Vec<String> = m.per_class.iter().map(|c| c.label.clone()).collect();
     s.push_str(&heatmap("Confusion matrix", &labels, &m.confusion, "predicted", "true"));
+    s.push_str(&heatmap_by_row(
+        "Confusion matrix, share of each true class",
+        &labels,
+        &m.confusion,
+        "predicted",
+        "true",
+    ));
     if let Some((truth, proba)) = page.classes {
         let k = labels.len();
         // Two classes: the positive class only; more: one curve per class against the rest.
@@ -165,15 +183,114 @@ fn classification(s: &mut String, page: &Page<'_>, m: &Classification) {
         s.push_str(&chart("ROC", "false positive rate", "true positive rate", roc).render());
         s.push_str(&chart("Precision-recall", "recall", "precision", pr).render());
         let bins = metrics::reliability_bins(truth, proba);
-        let points: Vec<(f64, f64)> =
-            bins.iter().filter(|b| b.2 > 0).map(|&(conf, correct, n)| (conf / n as f64, correct / n as f64)).collect();
-        let series = vec![
-            Series { name: "model".into(), points, mark: Mark::LineDots },
+        let point = |&(conf, correct, n): &(f64, f64, usize)| (conf / n as f64, correct / n as f64);
+        let points: Vec<(f64, f64)> = bins.iter().filter(|b| b.2 > 0).map(point).collect();
+        let few: Vec<(f64, f64)> = bins.iter().filter(|b| b.2 > 0 && b.2 < FEW_ROWS).map(point).collect();
+        let notes: Vec<(f64, f64, String)> =
+            bins.iter().filter(|b| b.2 > 0).map(|b| (point(b).0, point(b).1, format!("n={}", b.2))).collect();
+        let mut series = vec![
             Series { name: "perfectly calibrated".into(), points: vec![(0.0, 0.0), (1.0, 1.0)], mark: Mark::Dashed },
+            Series { name: "model (n = rows per bin)".into(), points, mark: Mark::LineDots },
         ];
-        s.push_str(&chart("Reliability (top class)", "mean confidence", "accuracy", series).render());
+        if !few.is_empty() {
+            series.push(Series { name: format!("bins of fewer than {FEW_ROWS} rows"), points: few, mark: Mark::Dots });
+        }
+        s.push_str(&chart("Reliability (top class)", "mean confidence", "accuracy", series).render_with_notes(&notes));
+        s.push_str(&histogram(truth, proba, &labels).render());
     }
     s.push_str("</div>");
+    if let (Some((truth, proba)), 2) = (page.classes, labels.len()) {
+        thresholds(s, truth, proba, &labels, page.best_threshold.as_ref());
+    }
+    if !page.wrong.is_empty() {
+        wrong_predictions(s, page.wrong);
+    }
+}
+
+/// Histograms (as lines, share of the class's rows per bin of width 0.05) of the predicted
+/// probability: of the positive class for two classes, else of each row's true class.
+fn histogram(truth: &[usize], proba: &[Vec<f64>], labels: &[String]) -> Chart {
+    const BINS: usize = 20;
+    let binary = labels.len() == 2;
+    let series: Vec<Series> = (0..labels.len())
+        .map(|c| {
+            let mut counts = [0usize; BINS];
+            let mut n = 0;
+            for (&t, p) in truth.iter().zip(proba).filter(|(t, _)| **t == c) {
+                let v = if binary { p[1] } else { p[t] };
+                counts[((v * BINS as f64) as usize).min(BINS - 1)] += 1;
+                n += 1;
+            }
+            let points =
+                (0..BINS).map(|b| ((b as f64 + 0.5) / BINS as f64, counts[b] as f64 / n.max(1) as f64)).collect();
+            Series { name: format!("true {} ({n} rows)", labels[c]), points, mark: Mark::LineDots }
+        })
+        .collect();
+    let x =
+        if binary { format!("predicted probability of {}", labels[1]) } else { "probability of the true class".into() };
+    let top = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+    Chart {
+        title: "Predicted probability by true class".into(),
+        x: Axis::linear(&x, 0.0, 1.0),
+        y: Axis::linear("share of the class's rows", 0.0, (top * 1.1).max(0.05)),
+        series,
+    }
+}
+
+/// Precision, recall and F1 of the positive class (the second label) at several thresholds
+/// and at the one with the best F1 (found on val where val was scored).
+fn thresholds(s: &mut String, truth: &[usize], proba: &[Vec<f64>], labels: &[String], best: Option<&(f64, String)>) {
+    let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
+    let score: Vec<f64> = proba.iter().map(|p| p[1]).collect();
+    let _ = write!(
+        s,
+        "<h2>Thresholds</h2><p class=\"note\">Predicting <code>{}</code> when its probability is at least the \
+         threshold; 0.5 is what the predictions use.</p><table><tr><th>threshold</th><th>precision</th>\
+         <th>recall</th><th>F1</th><th>predicted {}</th></tr>",
+        escape(&labels[1]),
+        escape(&labels[1])
+    );
+    let mut rows: Vec<(f64, String)> =
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9].map(|t| (t, String::new())).to_vec();
+    if let Some((t, found_on)) = best {
+        rows.push((*t, format!(" <span class=\"note\">best F1 on {}</span>", escape(found_on))));
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    for (t, note) in rows {
+        let at = errors::at_threshold(&positive, &score, t);
+        let _ = write!(
+            s,
+            "<tr><td>{t:.3}{note}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+            defined(at.precision),
+            at.recall,
+            at.f1,
+            at.predicted_positive
+        );
+    }
+    s.push_str("</table>");
+}
+
+/// The most confident wrong predictions, by (true, predicted) pair.
+fn wrong_predictions(s: &mut String, wrong: &[Wrong]) {
+    let _ = write!(
+        s,
+        "<h2>Most confident wrong predictions</h2><p class=\"note\">Up to {} rows per pair of classes, \
+         the pairs with the most errors first.</p><table class=\"wrong\"><tr><th>id</th><th>true</th>\
+         <th>predicted</th><th>confidence</th><th>text</th></tr>",
+        errors::PER_PAIR
+    );
+    for w in wrong {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td class=\"text\">{}</td></tr>",
+            escape(&w.id),
+            escape(&w.truth),
+            escape(&w.predicted),
+            w.confidence,
+            w.text.as_deref().map(escape).unwrap_or_default()
+        );
+    }
+    s.push_str("</table>");
 }
 
 fn members(s: &mut String, page: &Page<'_>) {

@@ -4,9 +4,12 @@
 
 use std::fmt::Write;
 
-/// Colours of successive series (matplotlib's tab10).
-pub const PALETTE: [&str; 10] =
-    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+/// Colours of successive series (matplotlib's tab10 without its grey, which reference lines
+/// use).
+pub const PALETTE: [&str; 9] =
+    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"];
+/// Reference lines (chance, perfect calibration): dashed, in a grey no series uses.
+const REFERENCE: &str = "#555";
 
 /// `&`, `<`, `>`, `"` and `'` as entities, for text from data (labels, paths).
 pub fn escape(text: &str) -> String {
@@ -97,6 +100,7 @@ pub enum Mark {
     Line,
     Dots,
     LineDots,
+    /// A reference line (chance, y = x): dashed grey, not a colour of the palette.
     Dashed,
 }
 
@@ -116,7 +120,10 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
-const W: f64 = 440.0;
+/// The plot area's width; the legend sits to its right, outside it, so it never covers a curve.
+const PLOT_W: f64 = 440.0;
+const LEGEND_W: f64 = 170.0;
+const W: f64 = PLOT_W + LEGEND_W;
 const H: f64 = 320.0;
 const LEFT: f64 = 58.0;
 const RIGHT: f64 = 12.0;
@@ -125,7 +132,12 @@ const BOTTOM: f64 = 46.0;
 
 impl Chart {
     pub fn render(&self) -> String {
-        let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+        self.render_with_notes(&[])
+    }
+
+    /// The chart with `notes`: small text at data coordinates `(x, y, text)`.
+    pub fn render_with_notes(&self, notes: &[(f64, f64, String)]) -> String {
+        let (pw, ph) = (PLOT_W - LEFT - RIGHT, H - TOP - BOTTOM);
         let px = |v: f64| LEFT + pw * self.x.position(v).clamp(-0.02, 1.02);
         let py = |v: f64| TOP + ph * (1.0 - self.y.position(v).clamp(-0.02, 1.02));
         let mut s = String::new();
@@ -133,7 +145,7 @@ impl Chart {
             s,
             r#"<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img"><title>{t}</title><text x="{cx}" y="18" text-anchor="middle" class="ct">{t}</text>"#,
             t = escape(&self.title),
-            cx = W / 2.0
+            cx = LEFT + pw / 2.0
         );
         let _ = write!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>"##);
         for (v, text) in self.x.ticks() {
@@ -164,8 +176,14 @@ impl Chart {
             cy = TOP + ph / 2.0,
             yl = escape(&self.y.label)
         );
+        let mut next_colour = 0;
         for (i, series) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = if series.mark == Mark::Dashed {
+                REFERENCE
+            } else {
+                next_colour += 1;
+                PALETTE[(next_colour - 1) % PALETTE.len()]
+            };
             let points: Vec<(f64, f64)> = series
                 .points
                 .iter()
@@ -186,14 +204,24 @@ impl Chart {
                     let _ = write!(s, r#"<circle class="series" cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#);
                 }
             }
+            // The legend, right of the plot area.
             let ly = TOP + 14.0 + 15.0 * i as f64;
             let _ = write!(
                 s,
-                r#"<rect x="{lx}" y="{ry}" width="10" height="10" fill="{color}"/><text x="{tx}" y="{ly}" class="lg">{name}</text>"#,
-                lx = LEFT + 8.0,
+                r#"<rect class="legend" x="{lx}" y="{ry}" width="10" height="10" fill="{color}"/><text x="{tx}" y="{ly}" class="lg">{name}</text>"#,
+                lx = PLOT_W + 4.0,
                 ry = ly - 9.0,
-                tx = LEFT + 22.0,
+                tx = PLOT_W + 18.0,
                 name = escape(&series.name)
+            );
+        }
+        for (x, y, text) in notes.iter().filter(|(x, y, _)| x.is_finite() && y.is_finite()) {
+            let _ = write!(
+                s,
+                r#"<text class="note" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                px(*x),
+                py(*y) - 6.0,
+                escape(text)
             );
         }
         s.push_str("</svg>");
@@ -203,11 +231,31 @@ impl Chart {
 
 /// A heatmap of `counts[row][column]` with row and column labels; cells show the count.
 pub fn heatmap(title: &str, labels: &[String], counts: &[Vec<usize>], x_label: &str, y_label: &str) -> String {
+    let max = counts.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let cells: Vec<Vec<(f64, String)>> =
+        counts.iter().map(|row| row.iter().map(|&n| (n as f64 / max, n.to_string())).collect()).collect();
+    shaded(title, labels, &cells, x_label, y_label)
+}
+
+/// The confusion matrix with each row divided by its total: the share of each true class
+/// given each prediction (the diagonal is per-class recall).
+pub fn heatmap_by_row(title: &str, labels: &[String], counts: &[Vec<usize>], x_label: &str, y_label: &str) -> String {
+    let cells: Vec<Vec<(f64, String)>> = counts
+        .iter()
+        .map(|row| {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            row.iter().map(|&n| (n as f64 / total, format!("{:.2}", n as f64 / total))).collect()
+        })
+        .collect();
+    shaded(title, labels, &cells, x_label, y_label)
+}
+
+/// A heatmap of cells `(shade in [0, 1], text)`.
+fn shaded(title: &str, labels: &[String], cells: &[Vec<(f64, String)>], x_label: &str, y_label: &str) -> String {
     let k = labels.len().max(1);
     let cell = (300.0 / k as f64).clamp(14.0, 60.0);
     let (left, top) = (110.0, 40.0);
     let (w, h) = (left + cell * k as f64 + 20.0, top + cell * k as f64 + 60.0);
-    let max = counts.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -215,9 +263,9 @@ pub fn heatmap(title: &str, labels: &[String], counts: &[Vec<usize>], x_label: &
         t = escape(title),
         cx = w / 2.0
     );
-    for (r, row) in counts.iter().enumerate() {
-        for (c, &n) in row.iter().enumerate() {
-            let shade = n as f64 / max;
+    for (r, row) in cells.iter().enumerate() {
+        for (c, (shade, text)) in row.iter().enumerate() {
+            let shade = shade.clamp(0.0, 1.0);
             // White to the palette's blue.
             let mix = |a: f64, b: f64| (a + (b - a) * shade).round() as u8;
             let fill = format!("#{:02x}{:02x}{:02x}", mix(255.0, 31.0), mix(255.0, 119.0), mix(255.0, 180.0));
@@ -225,7 +273,7 @@ pub fn heatmap(title: &str, labels: &[String], counts: &[Vec<usize>], x_label: &
             let ink = if shade > 0.5 { "#fff" } else { "#222" };
             let _ = write!(
                 s,
-                r##"<rect class="cell" x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="{fill}" stroke="#fff"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" class="tk" fill="{ink}">{n}</text>"##,
+                r##"<rect class="cell" x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="{fill}" stroke="#fff"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" class="tk" fill="{ink}">{text}</text>"##,
                 tx = x + cell / 2.0,
                 ty = y + cell / 2.0 + 4.0
             );
@@ -288,5 +336,31 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert_eq!(svg.matches("<circle").count(), 1);
         assert!(svg.contains("&lt;a&gt;") && !svg.contains("<a>"));
+    }
+
+    #[test]
+    fn legends_sit_outside_the_plot_and_reference_lines_are_grey() {
+        let chart = Chart {
+            title: "t".into(),
+            x: Axis::linear("x", 0.0, 1.0),
+            y: Axis::linear("y", 0.0, 1.0),
+            series: vec![
+                Series { name: "chance".into(), points: vec![(0.0, 0.0), (1.0, 1.0)], mark: Mark::Dashed },
+                Series { name: "a".into(), points: vec![(0.0, 0.5), (1.0, 0.5)], mark: Mark::Line },
+            ],
+        };
+        let svg = chart.render_with_notes(&[(0.5, 0.5, "n=3".into())]);
+        // The plot area ends at PLOT_W - RIGHT; every legend swatch starts after it.
+        for part in svg.split(r#"<rect class="legend" x=""#).skip(1) {
+            let x: f64 = part.split('"').next().unwrap().parse().unwrap();
+            assert!(x > PLOT_W - RIGHT, "{x}");
+        }
+        assert!(svg.contains(&format!(r#"stroke="{REFERENCE}" stroke-width="2" stroke-dasharray"#)));
+        assert!(
+            svg.contains(&format!(r#"stroke="{}" stroke-width="2"/>"#, PALETTE[0])),
+            "the first class keeps the first colour"
+        );
+        assert!(!PALETTE.contains(&REFERENCE));
+        assert!(svg.contains(">n=3</text>"));
     }
 }

@@ -8,6 +8,9 @@ pub enum Error {
     BadParam { key: &'static str, message: String },
     #[error("head config `{}`: {message}", path.display())]
     ConfigFile { path: PathBuf, message: String },
+    /// A key set explicitly that the chosen head would ignore.
+    #[error("{why}: remove it, or choose a head that uses it")]
+    Unused { why: String },
     #[error("`{}` is missing: training needs a train split", path.display())]
     NoTrain { path: PathBuf },
     #[error("{what} needs a validation split, and `{}` is missing", path.display())]

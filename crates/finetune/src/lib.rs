@@ -41,7 +41,24 @@ pub fn apply_config_file(params: &HeadConfig, path: &Path, explicit: &[String]) 
             merged.insert(key, value);
         }
     }
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| bad(e.to_string()))
+    let merged: HeadConfig =
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| bad(e.to_string()))?;
+    let in_file: Vec<String> = match serde_norway::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(m)) => m.keys().filter(|k| !explicit.contains(k)).cloned().collect(),
+        _ => Vec::new(),
+    };
+    if let Some((_, why)) = merged.first_unused(&in_file) {
+        return Err(bad(format!("{why}: remove it, or choose a head that uses it")));
+    }
+    Ok(merged)
+}
+
+/// Refuses a key of `given` (set explicitly) that `params` would ignore.
+pub fn check_given(params: &HeadConfig, given: &[String]) -> Result<()> {
+    match params.first_unused(given) {
+        Some((_, why)) => Err(Error::Unused { why }),
+        None => Ok(()),
+    }
 }
 
 fn check_params(p: &HeadConfig) -> Result<()> {

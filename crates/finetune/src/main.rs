@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use graft_core::cli;
 use graft_core::head::Fit;
@@ -37,15 +36,23 @@ enum Command {
     /// Learning curve: test accuracy against labelled rows per class (`--sizes 8,32,128`)
     /// or train fractions (`--fractions 0.01,0.1,1`), each trained `--repeats` times on
     /// seeded subsets; prints a table and writes `curve.json` with `--out`.
+    ///
+    /// Example: graft-finetune curve --features runs/rt/features --sizes 8,32,128 --out runs/rt/curve
+    #[command(verbatim_doc_comment)]
     Curve {
+        /// Folder of `graft-backbone` output (train, and test for the scores).
         #[arg(long)]
         features: PathBuf,
+        /// Labelled train rows per class at each point.
         #[arg(long, value_delimiter = ',', conflicts_with = "fractions")]
         sizes: Vec<usize>,
+        /// Fractions of each class's train rows at each point.
         #[arg(long, value_delimiter = ',')]
         fractions: Vec<f64>,
+        /// Seeded subsets trained per point.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Folder for `curve.json`.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
@@ -53,9 +60,14 @@ enum Command {
     },
     /// Times training (reading excluded) and prints one JSON line: seconds (best of
     /// `--repeat`), iterations or epochs, and test accuracy when `test.arrow` exists.
+    ///
+    /// Example: graft-finetune bench --features runs/imdb/features --c 10
+    #[command(verbatim_doc_comment)]
     Bench {
+        /// Folder of `graft-backbone` output.
         #[arg(long)]
         features: PathBuf,
+        /// Timed trainings; the fastest is reported.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
         #[command(flatten)]
@@ -73,9 +85,17 @@ fn main() -> ExitCode {
         std::process::exit(1)
     });
     cli::init_logging(cli.quiet);
+    let given = graft_core::config::given(matches.subcommand().map_or(&matches, |(_, m)| m));
+    // Keys the chosen head would ignore are refused, from the command line and the config file.
+    let check = |params: &HeadConfig| graft_finetune::check_given(params, &given);
     match (cli.command, cli.paths) {
-        (Some(Command::Bench { features, repeat, params }), _) => cli::exit(bench(&features, repeat, &params)),
+        (Some(Command::Bench { features, repeat, params }), _) => {
+            cli::exit(check(&params).and_then(|()| bench(&features, repeat, &params)))
+        }
         (Some(Command::Curve { features, sizes, fractions, repeats, out, params }), _) => {
+            if let Err(e) = check(&params) {
+                return cli::exit(Err(e));
+            }
             let sizes: Vec<Size> = if fractions.is_empty() {
                 sizes.into_iter().map(Size::PerClass).collect()
             } else {
@@ -86,17 +106,12 @@ fn main() -> ExitCode {
         (None, Some(paths)) => {
             let mut config = Config { features: paths.features, out: paths.out, params: cli.params };
             if let Some(path) = paths.config {
-                let explicit: Vec<String> = matches
-                    .ids()
-                    .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-                    .map(|id| id.to_string())
-                    .collect();
-                match graft_finetune::apply_config_file(&config.params, &path, &explicit) {
+                match graft_finetune::apply_config_file(&config.params, &path, &given) {
                     Ok(params) => config.params = params,
                     Err(e) => return cli::exit(Err(e)),
                 }
             }
-            cli::exit(train(&config, cli.quiet))
+            cli::exit(check(&config.params).and_then(|()| train(&config, cli.quiet)))
         }
         (None, None) => {
             eprintln!("error: give --features and --out, or a subcommand (see --help)");

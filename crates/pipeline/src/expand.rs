@@ -185,10 +185,26 @@ pub fn normalize(root: &Path, path: &Path) -> PathBuf {
     }
 }
 
-/// `params.NAME=VALUE` or `STAGE.KEY=VALUE` (a stage flag).
+/// `params.NAME=VALUE`, `matrix.NAME=V1,V2` (only those of the axis's values) or
+/// `STAGE.KEY=VALUE` (a stage flag).
 fn apply_override(p: &mut Pipeline, text: &str) -> std::result::Result<(), String> {
     let (target, value) = text.split_once('=').ok_or("expected TARGET=VALUE")?;
-    let (scope, key) = target.split_once('.').ok_or("expected params.NAME or STAGE.KEY before `=`")?;
+    let (scope, key) = target.split_once('.').ok_or("expected params.NAME, matrix.NAME or STAGE.KEY before `=`")?;
+    if scope == "matrix" {
+        let axes: Vec<String> = p.matrix.keys().cloned().collect();
+        let values =
+            p.matrix.get_mut(key).ok_or_else(|| format!("there is no matrix axis `{key}`; axes are {axes:?}"))?;
+        let mut kept = Vec::new();
+        for wanted in value.split(',').map(str::trim) {
+            let found = values.iter().find(|v| v.to_string() == wanted).ok_or_else(|| {
+                let all: Vec<String> = values.iter().map(ToString::to_string).collect();
+                format!("matrix axis `{key}` has no value `{wanted}`; its values are {all:?}")
+            })?;
+            kept.push(found.clone());
+        }
+        *values = kept;
+        return Ok(());
+    }
     let value = Scalar::Str(value.to_owned());
     if scope == "params" {
         if !p.params.contains_key(key) {
@@ -332,6 +348,19 @@ mod tests {
         assert!(err.contains("stage `a`") && err.contains("no param `missing`"), "{err}");
         let bad = "version: 1\nstages:\n  a: {cmd: x, args: {out: '${matrix.k}'}}\n";
         assert!(expand_text(bad, &[]).unwrap_err().to_string().contains("`matrix:` does not define"));
+        // `matrix.NAME=...` narrows an axis to some of its values, and only to those.
+        let narrowed = expand_text(SWEEP, &["matrix.layer=6", "matrix.c=10,1"]).unwrap();
+        let mut heads: Vec<&String> = narrowed.stages.keys().filter(|k| k.starts_with("head")).collect();
+        heads.sort();
+        let expected = [
+            "c=1,layer=6,pooling=cls",
+            "c=1,layer=6,pooling=mean",
+            "c=10,layer=6,pooling=cls",
+            "c=10,layer=6,pooling=mean",
+        ];
+        assert_eq!(heads, expected.map(|c| format!("head[{c}]")).iter().collect::<Vec<_>>());
+        let err = expand_text(SWEEP, &["matrix.layer=5"]).unwrap_err().to_string();
+        assert!(err.contains("matrix axis `layer` has no value `5`; its values are [\"3\", \"6\"]"), "{err}");
         let bad = "version: 1\nstages:\n  a: {cmd: x, args: {out: '${env.GRAFT_TEST_SURELY_UNSET}'}}\n";
         assert!(expand_text(bad, &[]).unwrap_err().to_string().contains("is not set"));
     }

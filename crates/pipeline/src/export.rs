@@ -165,9 +165,17 @@ fn py(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-/// An Airflow task id: letters, digits, `_`, `-` and `.` only.
+/// An Airflow task id: letters, digits, `_`, `-` and `.` only. An expanded stage
+/// `finetune[layer=3,c=0.1]` becomes `finetune.layer-3.c-0.1`.
 fn task_id(name: &str) -> String {
-    make_target(name)
+    let readable = match name.split_once('[') {
+        Some((base, rest)) => {
+            let parts = rest.trim_end_matches(']').split(',').map(|kv| kv.replacen('=', "-", 1));
+            std::iter::once(base.to_owned()).chain(parts).collect::<Vec<_>>().join(".")
+        }
+        None => name.to_owned(),
+    };
+    make_target(&readable)
 }
 
 fn airflow(pipeline: &Pipeline, order: &[String], source: &str, dir: &Path) -> String {
@@ -246,6 +254,25 @@ fn airflow(pipeline: &Pipeline, order: &[String], source: &str, dir: &Path) -> S
         }
         for up in &upstream[name.as_str()] {
             let _ = writeln!(out, "    {} >> {var}", last[up]);
+        }
+    }
+    // A sweep ends, as `graft run` does, by ranking its evaluations into `X.sweep.json`.
+    let evaluations: Vec<&String> = order
+        .iter()
+        .filter(|n| !pipeline.stages[*n].combination.is_empty() && pipeline.stages[*n].cmd.ends_with("graft-evaluate"))
+        .collect();
+    if !evaluations.is_empty() {
+        let mut args = vec![py("sweep"), py(source)];
+        if let Some(s) = &pipeline.schedule {
+            args.extend([py("--set"), py(&format!("params.{}={PARTITION}", s.partition))]);
+        }
+        let _ = writeln!(
+            out,
+            "    sweep_ranking = BashOperator(task_id=\"sweep_ranking\", bash_command=command(\"graft\", {}))",
+            args.join(", ")
+        );
+        for e in evaluations {
+            let _ = writeln!(out, "    {} >> sweep_ranking", last[e.as_str()]);
         }
     }
     out

@@ -7,9 +7,11 @@ use graft_pipeline::Outcome;
 
 /// Runs graft pipelines: YAML files that chain the stage binaries and skip what has not changed.
 ///
-/// Example:
+/// Examples:
 ///   graft run pipelines/rt-minilm.yaml
+///   graft run pipelines/rt-sweep.yaml --jobs 2 --set matrix.pooling=mean
 ///   graft export --to make pipelines/rt-minilm.yaml > pipelines/rt-minilm.mk
+///   graft export --to airflow pipelines/rt-score.yaml > dags/rt_score.py   # an Airflow DAG
 ///   graft predict --bundle runs/rt-minilm/model --input tonight.csv --out tonight.parquet
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
@@ -32,6 +34,15 @@ enum Command {
     },
     /// Says for each stage whether it is up to date, and if not why; runs nothing.
     Status {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Overrides, as for `run`.
+        #[arg(long = "set", value_name = "TARGET=VALUE")]
+        set: Vec<String>,
+    },
+    /// Ranks a sweep's evaluations already on disk: prints the table and writes `X.sweep.json`
+    /// (what `graft run` does at its end; an exported Airflow DAG's last task).
+    Sweep {
         /// The pipeline file.
         pipeline: PathBuf,
         /// Overrides, as for `run`.
@@ -67,12 +78,26 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { pipeline, mut options } => {
             options.quiet = cli.quiet;
+            let started = std::time::Instant::now();
             cli::exit(graft_pipeline::run(&pipeline, &options).map(|summary| {
                 let outcomes = &summary.outcomes;
                 let count = |kind| outcomes.iter().filter(|(_, o)| *o == kind).count();
                 if !options.dry_run {
                     let (ran, cached) = (count(Outcome::Ran), count(Outcome::Cached));
-                    tracing::info!("{} stages: {ran} ran, {cached} up to date", outcomes.len());
+                    let mut slowest: Vec<(&String, &f64)> = summary.seconds.iter().collect();
+                    slowest.sort_by(|a, b| b.1.total_cmp(a.1));
+                    let slowest: Vec<String> = slowest
+                        .iter()
+                        .take(3)
+                        .map(|(name, s)| format!("{name} {}", graft_pipeline::runner::duration(**s)))
+                        .collect();
+                    let slowest =
+                        if slowest.is_empty() { String::new() } else { format!("; slowest: {}", slowest.join(", ")) };
+                    tracing::info!(
+                        "{} stages: {ran} ran, {cached} up to date, in {}{slowest}",
+                        outcomes.len(),
+                        graft_pipeline::runner::duration(started.elapsed().as_secs_f64())
+                    );
                 }
                 if let Some(sweep) = &summary.sweep {
                     let _ = std::io::Write::write_all(
@@ -89,6 +114,12 @@ fn main() -> ExitCode {
         Command::Export { format, pipeline } => print(graft_pipeline::export::export(&pipeline, format)),
         Command::Dag { format, pipeline } => print(graft_pipeline::export::dag(&pipeline, format)),
         Command::Schema => print(Ok(graft_pipeline::definition::json_schema())),
+        Command::Sweep { pipeline, set } => print(graft_pipeline::sweep::rank(&pipeline, &set).and_then(|sweep| {
+            sweep.map(|s| graft_pipeline::sweep::render(&s)).ok_or_else(|| graft_pipeline::Error::Invalid {
+                path: pipeline.clone(),
+                message: "has no matrix with evaluate stages to rank".into(),
+            })
+        })),
         Command::Status { pipeline, set } => print(graft_pipeline::status(&pipeline, &set).map(|states| {
             let mut text = String::new();
             for (name, state) in states {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
 use graft_core::lockfile::{Lock, LockedStage};
@@ -51,16 +51,23 @@ fn select(
     opts: &RunOptions,
 ) -> Result<Vec<String>> {
     let up = definition::upstream(pipeline).expect("validated by load");
-    let known = |name: &String| -> Result<()> {
-        if pipeline.stages.contains_key(name) {
-            Ok(())
-        } else {
-            Err(Error::UnknownStage {
+    // A name selects that stage, or every stage the matrix expanded from it (`finetune`
+    // selects `finetune[c=1]` and `finetune[c=10]`).
+    let matching = |name: &String| -> Result<Vec<String>> {
+        let found: Vec<String> = pipeline
+            .stages
+            .keys()
+            .filter(|k| *k == name || k.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('[')))
+            .cloned()
+            .collect();
+        if found.is_empty() {
+            return Err(Error::UnknownStage {
                 path: pipeline_path.to_owned(),
                 stage: name.clone(),
                 known: pipeline.stages.keys().cloned().collect(),
-            })
+            });
         }
+        Ok(found)
     };
     // Closure of `start` along `next` (upstream or downstream edges).
     let reach = |start: &str, downstream: bool| -> std::collections::BTreeSet<String> {
@@ -80,14 +87,16 @@ fn select(
         }
         seen
     };
-    for name in opts.only.iter().chain(&opts.from).chain(&opts.until) {
-        known(name)?;
-    }
-    let from = opts.from.as_deref().map(|f| reach(f, true));
-    let until = opts.until.as_deref().map(|u| reach(u, false));
+    let only: Vec<String> = opts.only.iter().map(&matching).collect::<Result<Vec<_>>>()?.concat();
+    let closure = |start: &Option<String>, downstream: bool| -> Result<Option<std::collections::BTreeSet<String>>> {
+        let Some(start) = start else { return Ok(None) };
+        Ok(Some(matching(start)?.iter().flat_map(|s| reach(s, downstream)).collect()))
+    };
+    let from = closure(&opts.from, true)?;
+    let until = closure(&opts.until, false)?;
     Ok(order
         .into_iter()
-        .filter(|n| opts.only.is_empty() || opts.only.contains(n))
+        .filter(|n| only.is_empty() || only.contains(n))
         .filter(|n| from.as_ref().is_none_or(|s| s.contains(n)))
         .filter(|n| until.as_ref().is_none_or(|s| s.contains(n)))
         .collect())
@@ -228,6 +237,8 @@ fn outputs_intact(locked: &LockedStage, root: &Path, cache: &HashCache) -> bool 
 #[derive(Debug)]
 pub struct Summary {
     pub outcomes: Vec<(String, Outcome)>,
+    /// Wall time of each stage that ran, in seconds.
+    pub seconds: BTreeMap<String, f64>,
     pub sweep: Option<crate::sweep::Sweep>,
 }
 
@@ -246,7 +257,7 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
             println_out(&format!("# {name}\n{}", shown.join(" ")));
             outcomes.push((name, Outcome::DryRun));
         }
-        return Ok(Summary { outcomes, sweep: None });
+        return Ok(Summary { outcomes, seconds: BTreeMap::new(), sweep: None });
     }
     let lock_file = lock_path(pipeline_path);
     let _running = RunLock::acquire(pipeline_path)?;
@@ -255,7 +266,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
     let waits = waits(&pipeline, &order);
     let mut binaries = HashMap::new();
     let mut done: HashMap<String, Outcome> = HashMap::new();
-    let mut running: HashMap<String, Inputs> = HashMap::new();
+    let mut running: HashMap<String, (Inputs, std::time::Instant)> = HashMap::new();
+    let mut seconds = BTreeMap::new();
     let mut failure: Option<Error> = None;
     let mut outcomes = Vec::new();
     let (tx, rx) = mpsc::channel::<(String, std::io::Result<ExitStatus>)>();
@@ -296,8 +308,12 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 command.args(&now.argv).current_dir(root);
                 // The stage ends when this runner ends (see `graft_core::cli`).
                 command.env(graft_core::cli::RUNNER_PID_VAR, std::process::id().to_string());
-                // Stages print to stderr, so graft's stdout carries only its own results.
-                if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+                let prefixed = opts.jobs > 1;
+                if prefixed {
+                    // Several stages at once: each line they print carries the stage's name.
+                    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+                } else if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+                    // Stages print to stderr, so graft's stdout carries only its own results.
                     command.stdout(fd);
                 }
                 if opts.quiet && std::env::var_os("RUST_LOG").is_none() {
@@ -305,9 +321,34 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 }
                 let (tx, stage_name) = (tx.clone(), name.clone());
                 std::thread::spawn(move || {
-                    let _ = tx.send((stage_name, command.status()));
+                    let status = match command.spawn() {
+                        Ok(mut child) if prefixed => {
+                            let pipes: Vec<Box<dyn std::io::Read + Send>> = [
+                                child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                                child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                            let copies: Vec<_> = pipes
+                                .into_iter()
+                                .map(|pipe| {
+                                    let name = stage_name.clone();
+                                    std::thread::spawn(move || prefix_lines(pipe, &name))
+                                })
+                                .collect();
+                            let status = child.wait();
+                            copies.into_iter().for_each(|c| {
+                                let _ = c.join();
+                            });
+                            status
+                        }
+                        Ok(mut child) => child.wait(),
+                        Err(e) => Err(e),
+                    };
+                    let _ = tx.send((stage_name, status));
                 });
-                running.insert(name.clone(), now);
+                running.insert(name.clone(), (now, std::time::Instant::now()));
                 started = true;
             }
         }
@@ -315,7 +356,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
             break;
         }
         let (name, status) = rx.recv().expect("a running stage reports back");
-        let now = running.remove(&name).expect("it was running");
+        let (now, began) = running.remove(&name).expect("it was running");
+        let took = began.elapsed().as_secs_f64();
         let stage = &pipeline.stages[&name];
         let result = status
             .map_err(|source| Error::Spawn { stage: name.clone(), program: resolve_program(&stage.cmd), source })
@@ -338,6 +380,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 let fingerprint = now.fingerprint(&stage.cmd);
                 let Inputs { binary, argv, deps } = now;
                 lock.stages.insert(name.clone(), LockedStage { fingerprint, binary, argv, deps, outs });
+                tracing::info!("stage `{name}`: done in {}", duration(took));
+                seconds.insert(name.clone(), took);
                 done.insert(name.clone(), Outcome::Ran);
                 outcomes.push((name, Outcome::Ran));
             }
@@ -353,7 +397,7 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
         return Err(e);
     }
     let sweep = crate::sweep::collect(pipeline_path, &pipeline)?;
-    Ok(Summary { outcomes, sweep })
+    Ok(Summary { outcomes, seconds, sweep })
 }
 
 /// Whether a stage would run, and why.
@@ -399,7 +443,7 @@ pub fn status(pipeline_path: &Path, set: &[String]) -> Result<Vec<(String, State
                         ));
                     }
                     if l.argv != now.argv {
-                        reasons.push(format!("arguments changed: {:?} -> {:?}", l.argv, now.argv));
+                        reasons.push(format!("arguments changed: {}", argv_diff(&l.argv, &now.argv)));
                     }
                     for (dep, hash) in &now.deps {
                         if l.deps.get(dep) != Some(hash) {
@@ -441,7 +485,94 @@ fn binary_version(stage: &str, program: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Copies `pipe` to stderr line by line, each line prefixed with `[stage] ` and written
+/// whole, so the lines of stages running at once never mix mid-line.
+fn prefix_lines(pipe: Box<dyn std::io::Read + Send>, stage: &str) {
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut line = Vec::new();
+    while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        let text = String::from_utf8_lossy(&line);
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(format!("[{stage}] {}\n", text.trim_end_matches(['\n', '\r'])).as_bytes());
+        line.clear();
+    }
+}
+
+/// `12.3 s`, `4 min 05 s`.
+pub fn duration(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = seconds.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
+
+/// Flags and their values: `--c 1 --out h` as `[("--c", "1"), ("--out", "h")]`; words before
+/// the first flag (a subcommand) under the empty name.
+fn flags(argv: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for word in argv {
+        match out.last_mut() {
+            _ if word.starts_with("--") => out.push((word.clone(), String::new())),
+            Some((_, value)) => {
+                if !value.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(word);
+            }
+            None => out.push((String::new(), word.clone())),
+        }
+    }
+    out
+}
+
+/// What changed between two argument lists, flag by flag: `--c 1 -> 10`, `--seed 3 (new)`,
+/// `--folds 5 (removed)`.
+fn argv_diff(before: &[String], after: &[String]) -> String {
+    let (old, new) = (flags(before), flags(after));
+    let find = |list: &[(String, String)], flag: &str| list.iter().find(|(f, _)| f == flag).map(|(_, v)| v.clone());
+    let shown = |flag: &str, value: &str| {
+        if flag.is_empty() { value.to_owned() } else { format!("{flag} {value}").trim_end().to_owned() }
+    };
+    let mut changes = Vec::new();
+    for (flag, value) in &new {
+        match find(&old, flag) {
+            Some(was) if &was != value => changes.push(format!("{} -> {value}", shown(flag, &was))),
+            Some(_) => {}
+            None => changes.push(format!("{} (new)", shown(flag, value))),
+        }
+    }
+    for (flag, value) in &old {
+        if find(&new, flag).is_none() {
+            changes.push(format!("{} (removed)", shown(flag, value)));
+        }
+    }
+    if changes.is_empty() {
+        changes.push("the same flags in another order".to_owned());
+    }
+    changes.join(", ")
+}
+
 #[allow(clippy::print_stdout)] // --dry-run's commands are the requested output
 fn println_out(s: &str) {
     println!("{s}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_changes_are_shown_flag_by_flag() {
+        let argv = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let before = argv("--features f --c 0.1 1 --folds 5 --out h");
+        let after = argv("--features f --c 10 --out h --seed 3");
+        assert_eq!(argv_diff(&before, &after), "--c 0.1 1 -> 10, --seed 3 (new), --folds 5 (removed)");
+        assert_eq!(argv_diff(&argv("predict --x 1"), &argv("bundle --x 1")), "predict -> bundle");
+        assert_eq!(duration(75.4), "1 min 15 s");
+        assert_eq!(duration(9.94), "9.9 s");
+    }
 }

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{Arg, Pipeline};
+use graft_core::head::{Head, Selection};
 use graft_core::metrics::Report;
 
 use crate::error::Result;
@@ -18,6 +19,20 @@ pub struct Row {
     pub combination: IndexMap<String, String>,
     /// Headline metrics: accuracy and macro F1, or R² and RMSE.
     pub metrics: IndexMap<String, f64>,
+    /// Their bootstrap intervals, where the evaluation computed them: `[low, high]`.
+    pub intervals: IndexMap<String, [f64; 2]>,
+    /// The split the metrics (and so the ranking) come from.
+    pub ranked_on: String,
+    /// What the head chose from data, and on which split.
+    pub selections: Vec<Selection>,
+}
+
+impl Row {
+    /// Whether the split that ranks this row also chose one of its settings: its score is
+    /// then optimistic.
+    pub fn selected_on_ranking_split(&self) -> bool {
+        self.selections.iter().any(|s| s.split == self.ranked_on)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +40,27 @@ pub struct Sweep {
     /// The metric rows are ordered by (higher first).
     pub ranked_by: String,
     pub rows: Vec<Row>,
+    /// The winner scored once on test, which no choice and no ranking saw; absent when the
+    /// rows are ranked on test already or there is no test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_estimate: Option<Final>,
+}
+
+/// The final held-out estimate of the winning configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Final {
+    pub stage: String,
+    pub split: String,
+    pub metrics: IndexMap<String, f64>,
+    pub intervals: IndexMap<String, [f64; 2]>,
+    /// The evaluation folder, relative to the pipeline file.
+    pub out: String,
+}
+
+/// `graft sweep`: loads the pipeline (with `set` overrides) and ranks its evaluations.
+pub fn rank(pipeline_path: &Path, set: &[String]) -> Result<Option<Sweep>> {
+    let (pipeline, _) = crate::expand::load(pipeline_path, set)?;
+    collect(pipeline_path, &pipeline)
 }
 
 /// Reads the evaluations of a run; `None` when the pipeline has no matrix or no expanded
@@ -41,8 +77,19 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
         }
         let Some(Arg::Scalar(out)) = stage.args.get("out") else { continue };
         let report = Report::read(&root.join(out.to_string()).join(graft_core::metrics::FILE))?;
-        let metrics: IndexMap<String, f64> = report.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        rows.push(Row { stage: name.clone(), combination: stage.combination.clone(), metrics });
+        let (metrics, intervals) = headline(&report);
+        let selections = match stage.args.get("head") {
+            Some(Arg::Scalar(head)) => Head::load(&root.join(head.to_string()))?.info.training.selections(),
+            _ => Vec::new(),
+        };
+        rows.push(Row {
+            stage: name.clone(),
+            combination: stage.combination.clone(),
+            metrics,
+            intervals,
+            ranked_on: report.split.clone(),
+            selections,
+        });
     }
     if rows.is_empty() {
         return Ok(None);
@@ -50,11 +97,12 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     let ranked_by = if rows[0].metrics.contains_key("accuracy") { "accuracy" } else { "r2" }.to_owned();
     let score = |r: &Row| r.metrics.get(&ranked_by).copied().unwrap_or(f64::NEG_INFINITY);
     rows.sort_by(|a, b| score(b).total_cmp(&score(a)));
-    let sweep = Sweep { ranked_by, rows };
     let dest = match &pipeline.sweep_out {
         Some(p) => root.join(p),
         None => pipeline_path.with_extension("sweep.json"),
     };
+    let final_estimate = final_estimate(root, pipeline, &rows[0], &dest)?;
+    let sweep = Sweep { ranked_by, rows, final_estimate };
     let mut json =
         serde_json::to_vec_pretty(&sweep).map_err(|source| graft_core::Error::Json { what: "sweep", source })?;
     json.push(b'\n');
@@ -62,30 +110,156 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     Ok(Some(sweep))
 }
 
-/// The table `graft run` prints: one row per combination, best first.
+/// A report's headline metrics and their intervals.
+fn headline(report: &Report) -> (IndexMap<String, f64>, IndexMap<String, [f64; 2]>) {
+    let metrics: IndexMap<String, f64> = report.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let intervals = metrics
+        .keys()
+        .filter_map(|k| {
+            let i = report.intervals.as_ref()?.metrics.get(k)?;
+            Some((k.clone(), [i.low, i.high]))
+        })
+        .collect();
+    (metrics, intervals)
+}
+
+/// Evaluates the winner's head on test with the winner's evaluate binary, into
+/// `X.sweep.final-test/` beside the sweep table, unless the rows are ranked on test or its
+/// features have no test split.
+fn final_estimate(root: &Path, pipeline: &Pipeline, winner: &Row, dest: &Path) -> Result<Option<Final>> {
+    let stage = &pipeline.stages[&winner.stage];
+    let (Some(Arg::Scalar(head)), Some(Arg::Scalar(features))) = (stage.args.get("head"), stage.args.get("features"))
+    else {
+        return Ok(None);
+    };
+    let (head, features) = (head.to_string(), features.to_string());
+    if winner.ranked_on == "test" || !root.join(&features).join("test.arrow").exists() {
+        return Ok(None);
+    }
+    let out = dest.with_extension("final-test");
+    let shown = out.strip_prefix(root).unwrap_or(&out).display().to_string();
+    let program = crate::runner::resolve_program(&stage.cmd);
+    let status = std::process::Command::new(&program)
+        .args(["--head", &head, "--features", &features, "--split", "test", "--out", &shown, "-q"])
+        .current_dir(root)
+        .status()
+        .map_err(|source| crate::Error::Spawn { stage: format!("{} on test", winner.stage), program, source })?;
+    if !status.success() {
+        return Err(crate::Error::StageFailed { stage: format!("{} on test", winner.stage), status });
+    }
+    let report = Report::read(&out.join(graft_core::metrics::FILE))?;
+    let (metrics, intervals) = headline(&report);
+    Ok(Some(Final { stage: winner.stage.clone(), split: "test".into(), metrics, intervals, out: shown }))
+}
+
+/// The table `graft run` prints: one row per combination, best first, with each metric's
+/// interval, the split that ranks it and what chose its settings; and a warning when a
+/// split both chose settings and ranks.
 pub fn render(sweep: &Sweep) -> String {
     let Some(first) = sweep.rows.first() else { return String::new() };
     let axes: Vec<&String> = first.combination.keys().collect();
     let metrics: Vec<&String> = first.metrics.keys().collect();
-    let width = |axis: &str| {
-        sweep.rows.iter().map(|r| r.combination.get(axis).map_or(0, String::len)).max().unwrap_or(0).max(axis.len())
+    let chosen = |r: &Row| {
+        let parts: Vec<String> = r.selections.iter().map(|s| format!("{} on {}", s.what, s.split)).collect();
+        if parts.is_empty() { "nothing".to_owned() } else { parts.join(", ") }
     };
-    let mut out = String::new();
-    for a in &axes {
-        out.push_str(&format!("{:<w$}  ", a, w = width(a)));
-    }
+    let cell = |r: &Row, m: &str| {
+        let value = r.metrics.get(m).copied().unwrap_or(f64::NAN);
+        match r.intervals.get(m) {
+            Some([low, high]) => format!("{value:.4} [{low:.3}, {high:.3}]"),
+            None => format!("{value:.4}"),
+        }
+    };
+    let mut columns: Vec<(String, Vec<String>)> = axes
+        .iter()
+        .map(|a| {
+            ((*a).clone(), sweep.rows.iter().map(|r| r.combination.get(*a).cloned().unwrap_or_default()).collect())
+        })
+        .collect();
     for m in &metrics {
-        out.push_str(&format!("{m:>9}  "));
+        columns.push(((*m).clone(), sweep.rows.iter().map(|r| cell(r, m)).collect()));
     }
-    out.push('\n');
-    for r in &sweep.rows {
-        for a in &axes {
-            out.push_str(&format!("{:<w$}  ", r.combination.get(*a).map_or("", String::as_str), w = width(a)));
-        }
-        for m in &metrics {
-            out.push_str(&format!("{:>9.4}  ", r.metrics.get(*m).copied().unwrap_or(f64::NAN)));
-        }
-        out.push('\n');
+    columns.push(("ranked on".into(), sweep.rows.iter().map(|r| r.ranked_on.clone()).collect()));
+    columns.push(("chosen".into(), sweep.rows.iter().map(chosen).collect()));
+    let widths: Vec<usize> =
+        columns.iter().map(|(h, vs)| vs.iter().map(String::len).chain([h.len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(columns.iter().map(|(h, _)| h.as_str()).collect());
+    for i in 0..sweep.rows.len() {
+        out.push_str(&line(columns.iter().map(|(_, vs)| vs[i].as_str()).collect()));
+    }
+    if let Some(f) = &sweep.final_estimate {
+        let parts: Vec<String> = f
+            .metrics
+            .iter()
+            .map(|(m, v)| match f.intervals.get(m) {
+                Some([low, high]) => format!("{m} {v:.4} [{low:.3}, {high:.3}]"),
+                None => format!("{m} {v:.4}"),
+            })
+            .collect();
+        out.push_str(&format!(
+            "final held-out estimate of the winner `{}` on {} (seen once, by no choice or ranking): {} ({})\n",
+            f.stage,
+            f.split,
+            parts.join(", "),
+            f.out
+        ));
+    }
+    let optimistic = sweep.rows.iter().filter(|r| r.selected_on_ranking_split()).count();
+    if optimistic > 0 {
+        out.push_str(&format!(
+            "warning: {optimistic} of {} rows are ranked on the split that also chose their settings, so their \
+             scores are optimistic and favour heads that chose more; rank on a split no choice saw (e.g. \
+             `folds: 5` for logistic regression, so C is chosen inside train) and report the winner's test \
+             score once\n",
+            sweep.rows.len()
+        ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(c: &str, accuracy: f64, ranked_on: &str, selections: &[(&str, &str)]) -> Row {
+        Row {
+            stage: format!("evaluate[c={c}]"),
+            combination: IndexMap::from([("c".to_owned(), c.to_owned())]),
+            metrics: IndexMap::from([("accuracy".to_owned(), accuracy)]),
+            intervals: IndexMap::from([("accuracy".to_owned(), [accuracy - 0.05, accuracy + 0.04])]),
+            ranked_on: ranked_on.into(),
+            selections: selections.iter().map(|(w, s)| Selection { what: (*w).into(), split: (*s).into() }).collect(),
+        }
+    }
+
+    #[test]
+    fn the_table_says_what_chose_and_what_ranks_and_warns_when_they_are_one_split() {
+        let honest = Sweep {
+            ranked_by: "accuracy".into(),
+            rows: vec![row("1", 0.8, "val", &[("C", "train (5-fold CV)")]), row("10", 0.75, "val", &[])],
+            final_estimate: Some(Final {
+                stage: "evaluate[c=1]".into(),
+                split: "test".into(),
+                metrics: IndexMap::from([("accuracy".to_owned(), 0.78)]),
+                intervals: IndexMap::from([("accuracy".to_owned(), [0.75, 0.81])]),
+                out: "p.sweep.final-test".into(),
+            }),
+        };
+        let table = render(&honest);
+        assert_eq!(table.lines().next().unwrap(), "c   accuracy               ranked on  chosen");
+        assert_eq!(table.lines().nth(1).unwrap(), "1   0.8000 [0.750, 0.840]  val        C on train (5-fold CV)");
+        assert_eq!(table.lines().nth(2).unwrap(), "10  0.7500 [0.700, 0.790]  val        nothing");
+        assert!(!table.contains("warning"), "{table}");
+        assert!(table.contains("final held-out estimate of the winner `evaluate[c=1]` on test (seen once, by no choice or ranking): accuracy 0.7800 [0.750, 0.810] (p.sweep.final-test)"), "{table}");
+        let leaky = Sweep {
+            ranked_by: "accuracy".into(),
+            rows: vec![row("1", 0.8, "val", &[("epoch", "val")])],
+            final_estimate: None,
+        };
+        assert!(render(&leaky).contains("warning: 1 of 1 rows are ranked on the split that also chose"));
+    }
 }

@@ -26,6 +26,10 @@ pub struct Config {
     /// A learning curve (`curve.json` from `graft-finetune curve --out`) to draw in the report.
     #[arg(long)]
     pub curve: Option<PathBuf>,
+    /// Folder of `graft-preprocess` output for these rows: the report then shows the text of
+    /// the most confident wrong predictions, joined by id from the same split.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Bootstrap resamples for the 95% intervals of accuracy and macro F1 (0: none).
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,

@@ -233,6 +233,77 @@ pub struct HeadConfig {
     pub monitor: Monitor,
 }
 
+/// How a value is written on the command line.
+fn value_name<T: clap::ValueEnum>(value: &T) -> String {
+    value.to_possible_value().map(|p| p.get_name().to_owned()).unwrap_or_default()
+}
+
+/// Keys only one head uses.
+const LOGISTIC_REGRESSION_KEYS: [&str; 4] = ["c", "folds", "max_iter", "tol"];
+const RIDGE_KEYS: [&str; 1] = ["alpha"];
+const MLP_KEYS: [&str; 20] = [
+    "loss",
+    "huber_delta",
+    "standardize_target",
+    "hidden",
+    "activation",
+    "dropout",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "lr_step",
+    "lr_gamma",
+    "epochs",
+    "batch_size",
+    "clip_norm",
+    "label_smoothing",
+    "patience",
+    "monitor",
+];
+
+impl HeadConfig {
+    /// Why `key` (snake_case) is not used by this configuration, or `None` when it is: a key
+    /// of another head (`c` with `--head mlp`), `momentum` without SGD, `lr_step`/`lr_gamma`
+    /// without the step schedule, `huber_delta` without the Huber loss.
+    pub fn unused_because(&self, key: &str) -> Option<String> {
+        let owner = if LOGISTIC_REGRESSION_KEYS.contains(&key) {
+            HeadKind::LogisticRegression
+        } else if RIDGE_KEYS.contains(&key) {
+            HeadKind::Ridge
+        } else if MLP_KEYS.contains(&key) {
+            HeadKind::Mlp
+        } else {
+            return None;
+        };
+        if owner != self.head {
+            return Some(format!("`{key}` is a key of the {owner} head, and the head is {}", self.head));
+        }
+        match key {
+            "momentum" if self.optimizer != Optimizer::Sgd => Some(format!(
+                "`momentum` is used by the sgd optimizer only, and the optimizer is {}",
+                value_name(&self.optimizer)
+            )),
+            "lr_step" | "lr_gamma" if self.schedule != Schedule::Step => Some(format!(
+                "`{key}` is used by the step schedule only, and the schedule is {}",
+                value_name(&self.schedule)
+            )),
+            "huber_delta" if self.loss != RegressionLoss::Huber => {
+                Some("`huber_delta` is used by the huber loss only, and the loss is mse".to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// The first of `given` (keys set explicitly, snake_case) that this configuration does
+    /// not use, and why: a setting that would otherwise be silently ignored.
+    pub fn first_unused(&self, given: &[String]) -> Option<(String, String)> {
+        given.iter().find_map(|k| self.unused_because(k).map(|why| (k.clone(), why)))
+    }
+}
+
 impl Default for HeadConfig {
     fn default() -> Self {
         use clap::FromArgMatches;

@@ -51,12 +51,30 @@ pub fn check_args(cmd: &str, argv: &[String]) -> Result<(), String> {
         _ => (None, argv),
     };
     let Some(command) = stage_command(cmd, subcommand) else { return Ok(()) };
-    command.try_get_matches_from(flags).map(|_| ()).map_err(|e| {
+    let matches = command.try_get_matches_from(flags).map_err(|e| {
         let text = e.render().to_string();
         let message = text.split("\n\n").next().unwrap_or_default();
         let message = message.strip_prefix("error: ").unwrap_or(message);
         message.split_whitespace().collect::<Vec<_>>().join(" ")
-    })
+    })?;
+    // A head flag the chosen head does not use would be ignored: refused before anything runs.
+    if Path::new(cmd).file_name().and_then(|f| f.to_str()) == Some("graft-finetune") {
+        use clap::FromArgMatches;
+        let head = finetune::HeadConfig::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        if let Some((_, why)) = head.first_unused(&given(&matches)) {
+            return Err(why);
+        }
+    }
+    Ok(())
+}
+
+/// The ids of the arguments `matches` got from the command line (not defaults).
+pub fn given(matches: &clap::ArgMatches) -> Vec<String> {
+    matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
 }
 
 /// The pipeline keys of stage `cmd` (flags in snake_case) with their help, in declaration order.
@@ -89,6 +107,17 @@ mod tests {
         let err = check_args("graft-backbone", &argv(&["--spec", "s"])).unwrap_err();
         assert!(err.contains("--input"), "{err}");
         check_args("printf", &argv(&["anything"])).unwrap();
+        let err = check_args("graft-finetune", &argv(&["--features", "f", "--out", "h", "--head", "mlp", "--c", "1"]));
+        assert_eq!(err.unwrap_err(), "`c` is a key of the logistic_regression head, and the head is mlp");
+        let err = check_args("graft-finetune", &argv(&["--features", "f", "--out", "h", "--epochs", "3"]));
+        assert_eq!(err.unwrap_err(), "`epochs` is a key of the mlp head, and the head is logistic_regression");
+        let err = check_args(
+            "graft-finetune",
+            &argv(&["--features", "f", "--out", "h", "--head", "mlp", "--momentum", "0.5"]),
+        );
+        assert_eq!(err.unwrap_err(), "`momentum` is used by the sgd optimizer only, and the optimizer is adamw");
+        let sgd = ["--features", "f", "--out", "h", "--head", "mlp", "--optimizer", "sgd", "--momentum", "0.5"];
+        check_args("graft-finetune", &argv(&sgd)).unwrap();
         check_args("graft-evaluate", &argv(&["bundle", "--head", "h", "--spec", "s", "--data", "d", "--out", "b"]))
             .unwrap();
         let err = check_args("graft-evaluate", &argv(&["predict", "--bundle", "b"])).unwrap_err();

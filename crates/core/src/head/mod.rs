@@ -96,6 +96,43 @@ pub struct Training {
     pub fit: Fit,
 }
 
+impl Training {
+    /// What was chosen from data, and on which split: `C by 5-fold CV on train`, `C on
+    /// val`, `alpha on val`, `epoch on val` (early stopping), `temperature on val`. Empty when
+    /// nothing was (one C, no val).
+    pub fn selections(&self) -> Vec<Selection> {
+        let mut out = Vec::new();
+        match &self.fit {
+            Fit::LogisticRegression { selection, .. } if selection.len() > 1 => {
+                let folds = selection.iter().map(|c| c.fold_scores.len()).max().unwrap_or(0);
+                out.push(match folds {
+                    0 => Selection { what: "C".into(), split: "val".into() },
+                    k => Selection { what: "C".into(), split: format!("train ({k}-fold CV)") },
+                });
+            }
+            Fit::Ridge { alpha_selection, .. } if alpha_selection.len() > 1 => {
+                out.push(Selection { what: "alpha".into(), split: "val".into() });
+            }
+            Fit::Mlp { epochs, .. } if epochs.iter().any(|e| e.val_loss.is_some()) => {
+                out.push(Selection { what: "epoch".into(), split: "val".into() });
+            }
+            _ => {}
+        }
+        if self.calibration.is_some() {
+            out.push(Selection { what: "temperature".into(), split: "val".into() });
+        }
+        out
+    }
+}
+
+/// One choice made from data: what (`C`, `epoch`...) and the split whose scores chose it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    pub what: String,
+    pub split: String,
+}
+
 /// What fitting recorded, by kind of head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
