@@ -142,6 +142,8 @@ fn final_estimate(root: &Path, pipeline: &Pipeline, winner: &Row, dest: &Path) -
     let status = std::process::Command::new(&program)
         .args(["--head", &head, "--features", &features, "--split", "test", "--out", &shown, "-q"])
         .current_dir(root)
+        // Its table would read as one more row of the sweep; the summary line says it all.
+        .stdout(std::process::Stdio::null())
         .status()
         .map_err(|source| crate::Error::Spawn { stage: format!("{} on test", winner.stage), program, source })?;
     if !status.success() {

@@ -188,6 +188,7 @@ pub fn run(
             Ok(if spec.layout == Layout::Nhwc { to_nhwc(&pixels, spec.size as usize) } else { pixels })
         })
         .collect();
+    progress.advance(decoded.len() as u64);
     progress.finish();
     let mut summary = RowsSummary { read: range.len() as u64, ..RowsSummary::default() };
     let (mut ok, mut bad) = (Vec::new(), Vec::new());

@@ -134,6 +134,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
     if position != total {
         return Err(Error::Changed { path: cfg.rows.input.clone() });
     }
+    progress.advance((scored.len() + rejected.len()) as u64);
     summary.truncated += scored_out.tokens(scored, &extra, &tokenizer, &tokenizer_path)?;
     rejects_out.rejects(rejected, &extra)?;
     progress.finish();
