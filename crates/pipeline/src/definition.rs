@@ -29,6 +29,12 @@ pub struct Pipeline {
     /// uses, so stages that use fewer axes are shared between combinations.
     #[serde(default)]
     pub matrix: IndexMap<String, Vec<Scalar>>,
+    /// Axes that apply only for some values of other axes: `c: {head: [logistic_regression]}`
+    /// sweeps `c` for logistic regression only. Where the condition does not hold the axis is
+    /// absent: an argument whose whole value is `${matrix.c}` is left out, `${matrix.c}`
+    /// elsewhere reads as nothing, and the stage's name leaves the axis out.
+    #[serde(default)]
+    pub matrix_when: IndexMap<String, IndexMap<String, Vec<Scalar>>>,
     /// Where the sweep's comparison table is written (default `<pipeline>.sweep.json`).
     #[serde(default)]
     pub sweep_out: Option<PathBuf>,

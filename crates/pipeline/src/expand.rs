@@ -46,6 +46,9 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
         for (k, v) in part.matrix {
             pipeline.matrix.entry(k).or_insert(v);
         }
+        for (k, v) in part.matrix_when {
+            pipeline.matrix_when.entry(k).or_insert(v);
+        }
         for (name, stage) in part.stages {
             if pipeline.stages.contains_key(&name) {
                 return Err(invalid(format!("stage `{name}` is defined here and in `{}`", include.display())));
@@ -66,7 +69,7 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
     }
     let params = resolve_params(&pipeline.params).map_err(invalid)?;
     let no_axes = IndexMap::new();
-    let outer = Context { params: &params, matrix: &no_axes };
+    let outer = Context { params: &params, matrix: &no_axes, absent: &[] };
     for (axis, values) in &mut pipeline.matrix {
         for v in values {
             if let Scalar::Str(t) = v {
@@ -74,6 +77,7 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
             }
         }
     }
+    check_conditions(&pipeline).map_err(invalid)?;
     let absolute_root = std::path::absolute(if root.as_os_str().is_empty() { Path::new(".") } else { root })
         .map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let mut stages = IndexMap::new();
@@ -86,8 +90,18 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
                 )));
             }
         }
-        for combination in combinations(&pipeline.matrix, &axes) {
-            let ctx = Context { params: &params, matrix: &combination };
+        let axes = with_conditions(&pipeline.matrix_when, axes);
+        for combination in combinations(&pipeline.matrix, &pipeline.matrix_when, &axes) {
+            let absent: Vec<&String> = axes.iter().filter(|a| !combination.contains_key(*a)).collect();
+            let ctx = Context { params: &params, matrix: &combination, absent: &absent };
+            // An argument that is only an absent axis is left out.
+            let only_absent = |s: &Scalar| match s {
+                Scalar::Str(t) => t
+                    .strip_prefix("${matrix.")
+                    .and_then(|r| r.strip_suffix('}'))
+                    .is_some_and(|a| absent.iter().any(|x| *x == a)),
+                _ => false,
+            };
             let sub = |text: &str| -> Result<String> {
                 ctx.substitute(text).map_err(|m| invalid(format!("stage `{name}`: {m}")))
             };
@@ -100,8 +114,16 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
             let mut args = IndexMap::new();
             for (k, v) in &stage.args {
                 let v = match v {
+                    Arg::Scalar(s) if only_absent(s) => continue,
                     Arg::Scalar(s) => Arg::Scalar(scalar(s)?),
-                    Arg::List(l) => Arg::List(l.iter().map(scalar).collect::<Result<_>>()?),
+                    Arg::List(l) => {
+                        let kept: Vec<Scalar> =
+                            l.iter().filter(|s| !only_absent(s)).map(scalar).collect::<Result<_>>()?;
+                        if kept.is_empty() && !l.is_empty() {
+                            continue;
+                        }
+                        Arg::List(kept)
+                    }
                 };
                 args.insert(k.clone(), v);
             }
@@ -151,7 +173,7 @@ fn resolve_params(raw: &IndexMap<String, Scalar>) -> std::result::Result<IndexMa
         }
         stack.pop();
         let no_axes = IndexMap::new();
-        let value = Context { params: &deps, matrix: &no_axes }
+        let value = Context { params: &deps, matrix: &no_axes, absent: &[] }
             .substitute(&text)
             .map_err(|m| format!("param `{name}`: {m}"))?;
         done.insert(name.to_owned(), value.clone());
@@ -255,19 +277,74 @@ fn references(text: &str) -> Vec<&str> {
     out
 }
 
-/// All value combinations of `axes` (in the matrix's declaration order of values).
-fn combinations(matrix: &IndexMap<String, Vec<Scalar>>, axes: &[String]) -> Vec<IndexMap<String, String>> {
+/// `matrix_when` names only declared axes and values, and no axis depends on itself.
+fn check_conditions(p: &Pipeline) -> std::result::Result<(), String> {
+    for (axis, when) in &p.matrix_when {
+        if !p.matrix.contains_key(axis) {
+            return Err(format!("`matrix_when` names axis `{axis}`, which `matrix:` does not define"));
+        }
+        for (other, values) in when {
+            let declared = p.matrix.get(other).ok_or_else(|| {
+                format!("`matrix_when.{axis}` depends on axis `{other}`, which `matrix:` does not define")
+            })?;
+            if other == axis {
+                return Err(format!("`matrix_when.{axis}` depends on itself"));
+            }
+            if let Some(v) = values.iter().find(|v| !declared.contains(v)) {
+                return Err(format!("`matrix_when.{axis}`: axis `{other}` has no value `{v}`"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A stage's axes with the axes their conditions read: unconditional axes first (in
+/// first-use order), then conditional ones, so a condition is decided before its axis.
+fn with_conditions(when: &IndexMap<String, IndexMap<String, Vec<Scalar>>>, used: Vec<String>) -> Vec<String> {
+    let mut all = used;
+    let mut i = 0;
+    while i < all.len() {
+        for other in when.get(&all[i]).map(|w| w.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+            if !all.contains(&other) {
+                all.push(other);
+            }
+        }
+        i += 1;
+    }
+    let (plain, conditional): (Vec<String>, Vec<String>) = all.into_iter().partition(|a| !when.contains_key(a));
+    plain.into_iter().chain(conditional).collect()
+}
+
+/// All value combinations of `axes` (in the matrix's declaration order of values); a
+/// conditional axis takes its values only where its condition holds, and is absent elsewhere.
+fn combinations(
+    matrix: &IndexMap<String, Vec<Scalar>>,
+    when: &IndexMap<String, IndexMap<String, Vec<Scalar>>>,
+    axes: &[String],
+) -> Vec<IndexMap<String, String>> {
     let mut out = vec![IndexMap::new()];
     for axis in axes {
         let values = &matrix[axis];
+        let holds = |c: &IndexMap<String, String>| {
+            when.get(axis).is_none_or(|w| {
+                w.iter()
+                    .all(|(other, allowed)| c.get(other).is_some_and(|v| allowed.iter().any(|a| a.to_string() == *v)))
+            })
+        };
         out = out
             .into_iter()
             .flat_map(|c| {
-                values.iter().map(move |v| {
-                    let mut c = c.clone();
-                    c.insert(axis.clone(), v.to_string());
-                    c
-                })
+                if !holds(&c) {
+                    return vec![c];
+                }
+                values
+                    .iter()
+                    .map(|v| {
+                        let mut c = c.clone();
+                        c.insert(axis.clone(), v.to_string());
+                        c
+                    })
+                    .collect()
             })
             .collect();
     }
@@ -277,6 +354,8 @@ fn combinations(matrix: &IndexMap<String, Vec<Scalar>>, axes: &[String]) -> Vec<
 struct Context<'a> {
     params: &'a IndexMap<String, String>,
     matrix: &'a IndexMap<String, String>,
+    /// Conditional axes absent from this combination: they read as nothing.
+    absent: &'a [&'a String],
 }
 
 impl Context<'_> {
@@ -292,6 +371,7 @@ impl Context<'_> {
                 Some(("params", k)) => {
                     self.params.get(k).cloned().ok_or_else(|| format!("`${{{reference}}}`: there is no param `{k}`"))?
                 }
+                Some(("matrix", k)) if self.absent.iter().any(|a| *a == k) => String::new(),
                 Some(("matrix", k)) => {
                     self.matrix.get(k).cloned().ok_or_else(|| format!("`${{{reference}}}`: no matrix axis `{k}`"))?
                 }
@@ -320,6 +400,27 @@ mod tests {
     }
 
     const SWEEP: &str = "version: 1\nparams: {run: out}\nmatrix: {layer: [3, 6], pooling: [mean, cls], c: [1, 10]}\nstages:\n  data: {cmd: p, outs: ['${params.run}/data']}\n  feats:\n    cmd: b\n    args: {outputs: 'hidden_state_${matrix.layer}', pooling: '${matrix.pooling}', out: '${params.run}/f-${matrix.layer}-${matrix.pooling}'}\n    deps: ['${params.run}/data']\n    outs: ['${params.run}/f-${matrix.layer}-${matrix.pooling}']\n  head:\n    cmd: f\n    args: {c: '${matrix.c}', features: '${params.run}/f-${matrix.layer}-${matrix.pooling}'}\n    deps: ['${params.run}/f-${matrix.layer}-${matrix.pooling}']\n    outs: ['${params.run}/h-${matrix.layer}-${matrix.pooling}-${matrix.c}']\n";
+
+    #[test]
+    fn a_conditional_axis_sweeps_only_where_its_condition_holds() {
+        let yaml = "version: 1\nmatrix: {head: [logistic_regression, mlp], c: [0.1, 1], hidden: [8]}\nmatrix_when: {c: {head: [logistic_regression]}, hidden: {head: [mlp]}}\nstages:\n  f:\n    cmd: graft-finetune\n    args: {features: x, head: '${matrix.head}', c: '${matrix.c}', hidden: ['${matrix.hidden}'], out: 'h-${matrix.head}-${matrix.c}'}\n    outs: ['h-${matrix.head}-${matrix.c}']\n";
+        let p = expand_text(yaml, &[]).unwrap();
+        let names: Vec<&String> = p.stages.keys().collect();
+        assert_eq!(
+            names,
+            ["f[head=logistic_regression,c=0.1]", "f[head=logistic_regression,c=1]", "f[head=mlp,hidden=8]"]
+        );
+        let mlp = &p.stages["f[head=mlp,hidden=8]"];
+        assert_eq!(mlp.argv(), ["--features", "x", "--head", "mlp", "--hidden", "8", "--out", "h-mlp-"]);
+        let lr = &p.stages["f[head=logistic_regression,c=1]"];
+        assert_eq!(
+            lr.argv(),
+            ["--features", "x", "--head", "logistic_regression", "--c", "1", "--out", "h-logistic_regression-1"]
+        );
+        let bad = yaml.replace("c: {head: [logistic_regression]}", "c: {head: [svm]}");
+        let err = expand_text(&bad, &[]).unwrap_err().to_string();
+        assert!(err.contains("`matrix_when.c`: axis `head` has no value `svm`"), "{err}");
+    }
 
     #[test]
     fn stages_expand_over_the_axes_they_use_only() {

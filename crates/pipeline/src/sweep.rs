@@ -159,7 +159,13 @@ fn final_estimate(root: &Path, pipeline: &Pipeline, winner: &Row, dest: &Path) -
 /// split both chose settings and ranks.
 pub fn render(sweep: &Sweep) -> String {
     let Some(first) = sweep.rows.first() else { return String::new() };
-    let axes: Vec<&String> = first.combination.keys().collect();
+    // Every axis of any row (a conditional axis is absent from some).
+    let mut axes: Vec<&String> = Vec::new();
+    for a in sweep.rows.iter().flat_map(|r| r.combination.keys()) {
+        if !axes.contains(&a) {
+            axes.push(a);
+        }
+    }
     let metrics: Vec<&String> = first.metrics.keys().collect();
     let chosen = |r: &Row| {
         let parts: Vec<String> = r.selections.iter().map(|s| format!("{} on {}", s.what, s.split)).collect();

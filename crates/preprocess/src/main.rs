@@ -36,20 +36,22 @@ fn main() -> ExitCode {
     match (cli.command, cli.config) {
         (Some(Command::Rows(config)), _) => cli::exit(graft_preprocess::rows::run(&config, &bar).map(|s| {
             tracing::info!(
-                "read {} rows: {} to score, rejected {:?}; truncated {}",
+                "read {} rows: {} to score, rejected {:?}; truncated {}; wrote {}",
                 s.read,
                 s.written,
                 s.rejected,
-                s.truncated
+                s.truncated,
+                config.out.display()
             );
         })),
         (None, Some(config)) => cli::exit(graft_preprocess::run(&config, &bar).map(|s| {
             tracing::info!(
-                "read {} rows; dropped {:?}; labels {:?}; wrote {:?}; truncated {}",
+                "read {} rows; dropped {:?}; labels {:?}; wrote {:?} to {}; truncated {}",
                 s.rows_read,
                 s.dropped,
                 s.labels,
                 s.written,
+                config.out.display(),
                 s.truncated
             );
         })),
