@@ -75,7 +75,7 @@ fn report_loads_cleanly_draws_its_plots_and_escapes_labels() {
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"), "self-contained");
     for title in [
         "Confusion matrix",
-        "share of each true class",
+        "Shares of each true class",
         "ROC",
         "Precision-recall",
         "Reliability",

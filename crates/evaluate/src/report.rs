@@ -47,7 +47,7 @@ th:first-child,td:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;
 .chart{background:#fafafa;border:1px solid #e5e5e5}.ct{font-size:13px;font-weight:600}.tk{font-size:10px}\
 .al{font-size:11px}.lg{font-size:11px}.note{color:#666;font-size:13px}code{font-size:12px}\
 table.prov td{text-align:left;word-break:break-all}table.prov td:first-child{white-space:nowrap;word-break:normal}\
-table.wrong td.text{text-align:left;max-width:700px;font-size:12px}";
+table.wrong td.text,table.wrong th:last-child{text-align:left}table.wrong td.text{max-width:700px;font-size:12px}";
 
 fn ci(report: &Report, name: &str) -> String {
     match report.intervals.as_ref().and_then(|i| i.metrics.get(name).map(|v| (v, i.confidence))) {
@@ -154,13 +154,7 @@ fn classification(s: &mut String, page: &Page<'_>, m: &Classification) {
     s.push_str("</table><h2>Errors and scores</h2><div class=\"grid\">");
     let labels: Vec<String> = m.per_class.iter().map(|c| c.label.clone()).collect();
     s.push_str(&heatmap("Confusion matrix", &labels, &m.confusion, "predicted", "true"));
-    s.push_str(&heatmap_by_row(
-        "Confusion matrix, share of each true class",
-        &labels,
-        &m.confusion,
-        "predicted",
-        "true",
-    ));
+    s.push_str(&heatmap_by_row("Shares of each true class", &labels, &m.confusion, "predicted", "true"));
     if let Some((truth, proba)) = page.classes {
         let k = labels.len();
         // Two classes: the positive class only; more: one curve per class against the rest.
@@ -186,11 +180,12 @@ fn classification(s: &mut String, page: &Page<'_>, m: &Classification) {
         let point = |&(conf, correct, n): &(f64, f64, usize)| (conf / n as f64, correct / n as f64);
         let points: Vec<(f64, f64)> = bins.iter().filter(|b| b.2 > 0).map(point).collect();
         let few: Vec<(f64, f64)> = bins.iter().filter(|b| b.2 > 0 && b.2 < FEW_ROWS).map(point).collect();
+        // Each bin's row count, along the bottom of the plot under its point.
         let notes: Vec<(f64, f64, String)> =
-            bins.iter().filter(|b| b.2 > 0).map(|b| (point(b).0, point(b).1, format!("n={}", b.2))).collect();
+            bins.iter().filter(|b| b.2 > 0).map(|b| (point(b).0, 0.0, b.2.to_string())).collect();
         let mut series = vec![
             Series { name: "perfectly calibrated".into(), points: vec![(0.0, 0.0), (1.0, 1.0)], mark: Mark::Dashed },
-            Series { name: "model (n = rows per bin)".into(), points, mark: Mark::LineDots },
+            Series { name: "model (rows per bin below)".into(), points, mark: Mark::LineDots },
         ];
         if !few.is_empty() {
             series.push(Series { name: format!("bins of fewer than {FEW_ROWS} rows"), points: few, mark: Mark::Dots });

@@ -218,7 +218,7 @@ impl Chart {
         for (x, y, text) in notes.iter().filter(|(x, y, _)| x.is_finite() && y.is_finite()) {
             let _ = write!(
                 s,
-                r#"<text class="note" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                r#"<text class="tk" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
                 px(*x),
                 py(*y) - 6.0,
                 escape(text)
