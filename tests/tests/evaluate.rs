@@ -252,7 +252,9 @@ fn write_predictions(
 /// `predictions.parquet` and `metrics.parquet`, read by pyarrow (no graft code), hold what
 /// predictions.arrow and metrics.json hold.
 fn parquet_copies_match(eval: &Path, metrics: &Value) {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.graft/venv/bin/python");
+    // The pinned environment `make test` builds (scripts/onnx-check-requirements.txt).
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.graft/onnx-check-venv/bin/python");
+    assert!(python.is_file(), "{} missing: `make test` builds it", python.display());
     let script = r#"
 import json, sys
 import pyarrow.ipc as ipc, pyarrow.parquet as pq

@@ -330,3 +330,34 @@ fn learning_curve_points_equal_separately_trained_heads() {
     assert_eq!(accuracies.len(), 2);
     assert!((accuracies[1].as_f64().unwrap() - metrics["metrics"]["accuracy"].as_f64().unwrap()).abs() < 1e-12);
 }
+
+/// `--early-stopping-fraction`: the MLP stops on a held-out share of train, so it needs no
+/// val split and records what it chose on which split.
+#[test]
+fn mlp_early_stops_on_held_out_train_rows_without_val() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let feats = dir.path().join("features");
+    std::fs::remove_file(feats.join("val.arrow")).unwrap();
+    let head = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = dir.path().join(name);
+        let mut args =
+            vec!["--features", s(&feats), "--out", s(&out), "--head", "mlp", "--hidden", "8", "--epochs", "6", "-q"];
+        args.extend_from_slice(extra);
+        ok("graft-finetune", &args);
+        serde_json::from_slice(&std::fs::read(out.join("head.json")).unwrap()).unwrap()
+    };
+    let epochs = |h: &serde_json::Value| h["training"]["fit"]["epochs"].as_array().unwrap().clone();
+    // Without val and without a held-out share, nothing watches the epochs.
+    assert!(epochs(&head("plain", &[])).iter().all(|e| e["val_loss"].is_null()));
+    let held = head("held", &["--early-stopping-fraction", "0.25"]);
+    assert!(epochs(&held).iter().all(|e| e["val_loss"].is_number()), "{held}");
+    // The train split's 64 rows, the held-out ones included, are what it was given.
+    assert_eq!(held["training"]["train_rows"], 64);
+    assert_ne!(epochs(&held)[0]["train_loss"], epochs(&head("plain2", &[]))[0]["train_loss"], "fewer rows trained on");
+    let err = user_error(
+        "graft-finetune",
+        &["--features", s(&feats), "--out", s(&dir.path().join("x")), "--early-stopping-fraction", "0.2"],
+    );
+    assert!(err.contains("`early_stopping_fraction` is a key of the mlp head"), "{err}");
+}

@@ -83,8 +83,28 @@ fn image_folder_features_match_numpy_and_train_a_head() {
     assert_matches(&all(&d("gap")), str::to_owned);
     // And the features train a head like any others.
     ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&d("head")), "--c", "1", "-q"]);
-    ok("graft-evaluate", &["--head", s(&d("head")), "--features", s(&d("features")), "--out", s(&d("eval")), "-q"]);
-    assert!(d("eval/report.html").is_file());
+    let (head, features, eval) = (d("head"), d("features"), d("eval"));
+    let args = ["--head", s(&head), "--features", s(&features), "--data", s(&data), "--out", s(&eval), "-q"];
+    ok("graft-evaluate", &args);
+    // Each wrong prediction shown carries its image: as many thumbnails as wrong rows shown
+    // (five per pair of classes at most), counted here from predictions.arrow.
+    let html = std::fs::read_to_string(d("eval/report.html")).unwrap();
+    let mut reader = graft_core::artifact::ArtifactReader::open(&d("eval/predictions.arrow")).unwrap();
+    let mut pairs = std::collections::BTreeMap::<(String, String), usize>::new();
+    while let Some(b) = reader.next_batch().unwrap() {
+        let col = |n: &str| {
+            b.column_by_name(n).unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone()
+        };
+        let (truth, pred) = (col("label"), col("pred"));
+        for i in 0..b.num_rows() {
+            if truth.value(i) != pred.value(i) {
+                *pairs.entry((truth.value(i).into(), pred.value(i).into())).or_default() += 1;
+            }
+        }
+    }
+    let shown: usize = pairs.values().map(|&n| n.min(5)).sum();
+    assert_eq!(html.matches("<img class=\"thumb\"").count(), shown, "{pairs:?}");
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), shown);
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! What explains a classifier's errors: its most confident wrong predictions per pair of
-//! classes (with the rows' text, joined by id from the data split), and for two classes the
-//! precision, recall and F1 at chosen thresholds of the positive class's probability.
+//! classes (with the rows' text, or a thumbnail of their pixels, joined by id from the data
+//! split), and for two classes the precision, recall and F1 at chosen thresholds of the
+//! positive class's probability.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use arrow::array::{Array, StringArray};
+use arrow::array::{Array, FixedSizeListArray, Float32Array, StringArray};
+use base64::Engine;
 use graft_core::artifact::ArtifactReader;
 
 /// Most confident wrong predictions shown per (true, predicted) pair, and pairs shown.
@@ -24,6 +26,8 @@ pub struct Wrong {
     pub confidence: f64,
     /// The row's text, when the data split was given and has a text column.
     pub text: Option<String>,
+    /// Its image as a `data:image/png` URI, when the data split holds pixels.
+    pub thumbnail: Option<String>,
 }
 
 /// The [`PER_PAIR`] most confident wrong predictions of each (true, predicted) pair, pairs
@@ -47,39 +51,78 @@ pub fn most_confident_wrong(ids: &[String], truth: &[usize], proba: &[Vec<f64>],
             predicted: labels[p].clone(),
             confidence,
             text: None,
+            thumbnail: None,
         }));
     }
     out
 }
 
-/// Fills in each row's text from `data` (a preprocess split file with `id` and `text`),
-/// read batch by batch and keeping only the wanted rows' text. A file without a text column
-/// (images) leaves them without.
-pub fn attach_text(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
+/// Fills in each row's text, or its image's thumbnail, from `data` (a preprocess split file:
+/// `id` and `text`, or `id` and `pixels`), read batch by batch and keeping only the wanted
+/// rows. Of an image's augmented views the first one read is shown.
+pub fn attach_rows(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
     let mut wanted: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, w) in wrong.iter().enumerate() {
         wanted.entry(w.id.clone()).or_default().push(i);
     }
     let mut reader = ArtifactReader::open(data)?;
     while let Some(batch) = reader.next_batch()? {
-        let column = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let (Some(ids), Some(texts)) = (column(graft_core::columns::ID), column(graft_core::columns::TEXT)) else {
+        let Some(ids) =
+            batch.column_by_name(graft_core::columns::ID).and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        else {
             return Ok(());
         };
+        let texts =
+            batch.column_by_name(graft_core::columns::TEXT).and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let pixels = batch
+            .column_by_name(graft_core::columns::PIXELS)
+            .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>());
         for r in 0..batch.num_rows() {
-            if let Some(rows) = wanted.get(ids.value(r)) {
+            let Some(rows) = wanted.get(ids.value(r)) else { continue };
+            if let Some(texts) = texts {
                 let text = texts.value(r);
                 let shown = match text.char_indices().nth(TEXT_CHARS) {
                     Some((cut, _)) => format!("{}…", &text[..cut]),
                     None => text.to_owned(),
                 };
-                for &i in rows {
-                    wrong[i].text = Some(shown.clone());
-                }
+                rows.iter().for_each(|&i| wrong[i].text = Some(shown.clone()));
+            } else if let Some(pixels) = pixels
+                && rows.iter().all(|&i| wrong[i].thumbnail.is_none())
+            {
+                let values = pixels.value(r);
+                let thumb = values.as_any().downcast_ref::<Float32Array>().and_then(|v| thumbnail(v.values()));
+                rows.iter().for_each(|&i| wrong[i].thumbnail = thumb.clone());
             }
         }
     }
     Ok(())
+}
+
+/// A `[3, S, S]` image (normalised floats, channels first) as a PNG data URI, its values
+/// stretched to 0-255 (the normalisation is the model's, so only contrast matters here).
+pub fn thumbnail(chw: &[f32]) -> Option<String> {
+    let side = ((chw.len() / 3) as f64).sqrt().round() as usize;
+    if side == 0 || 3 * side * side != chw.len() {
+        return None;
+    }
+    let (lo, hi) = chw.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let plane = side * side;
+    let mut rgb = Vec::with_capacity(3 * plane);
+    for p in 0..plane {
+        for c in 0..3 {
+            rgb.push((255.0 * (chw[c * plane + p] - lo) / span).round().clamp(0.0, 255.0) as u8);
+        }
+    }
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, side as u32, side as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().ok()?;
+        writer.write_image_data(&rgb).ok()?;
+    }
+    Some(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)))
 }
 
 /// Precision (undefined when nothing is predicted positive), recall and F1 of predicting
@@ -143,6 +186,23 @@ mod tests {
             wrong.iter().map(|w| (w.id.as_str(), w.truth.as_str(), w.confidence)).collect();
         // neg -> pos has three errors (e 0.9, a 0.8, b 0.6), pos -> neg one (c 0.9); d is right.
         assert_eq!(got, [("e", "neg", 0.9), ("a", "neg", 0.8), ("b", "neg", 0.6), ("c", "pos", 0.9)]);
+    }
+
+    #[test]
+    fn thumbnails_are_the_pixels_as_png() {
+        // A 2 x 2 image, channels first: red, green, blue, white after stretching to 0-255.
+        let (r, g, b) = ([1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]);
+        let chw: Vec<f32> = r.iter().chain(&g).chain(&b).map(|v| v * 4.0 - 2.0).collect();
+        let uri = thumbnail(&chw).unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(uri.strip_prefix("data:image/png;base64,").unwrap())
+            .unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (2, 2));
+        assert_eq!(&buf[..12], [255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255]);
+        assert_eq!(thumbnail(&[0.0; 7]), None, "not three square planes");
     }
 
     #[test]

@@ -249,8 +249,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
             let mut wrong = errors::most_confident_wrong(&feats.ids, &feats.classes, proba, labels);
             if let Some(data) = &cfg.data {
                 let file = data.join(format!("{}.arrow", cfg.split));
-                errors::attach_text(&mut wrong, &file)?;
-                provenance.push(("text of wrong predictions".to_owned(), shown_path(&file)));
+                errors::attach_rows(&mut wrong, &file)?;
+                provenance.push(("rows of wrong predictions".to_owned(), shown_path(&file)));
             }
             (wrong, best_threshold(cfg, &head, &feats.classes, proba)?)
         }

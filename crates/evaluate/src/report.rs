@@ -47,7 +47,8 @@ th:first-child,td:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;
 .chart{background:#fafafa;border:1px solid #e5e5e5}.ct{font-size:13px;font-weight:600}.tk{font-size:10px}\
 .al{font-size:11px}.lg{font-size:11px}.note{color:#666;font-size:13px}code{font-size:12px}\
 table.prov td{text-align:left;word-break:break-all}table.prov td:first-child{white-space:nowrap;word-break:normal}\
-table.wrong td.text,table.wrong th:last-child{text-align:left}table.wrong td.text{max-width:700px;font-size:12px}";
+table.wrong td.text,table.wrong th:last-child{text-align:left}table.wrong td.text{max-width:700px;font-size:12px}\
+img.thumb{width:64px;height:64px;image-rendering:pixelated}";
 
 fn ci(report: &Report, name: &str) -> String {
     match report.intervals.as_ref().and_then(|i| i.metrics.get(name).map(|v| (v, i.confidence))) {
@@ -271,7 +272,7 @@ fn wrong_predictions(s: &mut String, wrong: &[Wrong]) {
         s,
         "<h2>Most confident wrong predictions</h2><p class=\"note\">Up to {} rows per pair of classes, \
          the pairs with the most errors first.</p><table class=\"wrong\"><tr><th>id</th><th>true</th>\
-         <th>predicted</th><th>confidence</th><th>text</th></tr>",
+         <th>predicted</th><th>confidence</th><th>text or image</th></tr>",
         errors::PER_PAIR
     );
     for w in wrong {
@@ -282,7 +283,11 @@ fn wrong_predictions(s: &mut String, wrong: &[Wrong]) {
             escape(&w.truth),
             escape(&w.predicted),
             w.confidence,
-            w.text.as_deref().map(escape).unwrap_or_default()
+            match (&w.text, &w.thumbnail) {
+                (Some(text), _) => escape(text),
+                (None, Some(uri)) => format!("<img class=\"thumb\" alt=\"{}\" src=\"{uri}\">", escape(&w.id)),
+                (None, None) => String::new(),
+            }
         );
     }
     s.push_str("</table>");

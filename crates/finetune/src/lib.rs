@@ -67,6 +67,11 @@ fn check_params(p: &HeadConfig) -> Result<()> {
     if cs.is_empty() || cs.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
         return bad("c", format!("values must be positive and finite, got {cs:?}"));
     }
+    if let Some(f) = p.early_stopping_fraction
+        && !(f > 0.0 && f <= 0.5)
+    {
+        return bad("early_stopping_fraction", format!("must be in (0, 0.5], got {f}"));
+    }
     if let Some(f) = p.train_fraction
         && !(f > 0.0 && f <= 1.0)
     {
@@ -238,9 +243,23 @@ pub fn fit(p: &HeadConfig, train: &Loaded, val: Option<&Loaded>, on_epoch: impl 
         }
         HeadKind::Mlp => {
             let settings = mlp_settings(p, mlp::Loss::CrossEntropy { smoothing: p.label_smoothing });
+            // Early stopping watches val, or a stratified share of train held out from training.
+            let held_out =
+                p.early_stopping_fraction.map(|f| sample::subsample(&y_train, labels.len(), Some(f), None, p.seed));
+            let (fit_rows, stop_rows): (Vec<usize>, Vec<usize>) = match &held_out {
+                Some(out) => (0..y_train.len()).partition(|i| out.binary_search(i).is_err()),
+                None => ((0..y_train.len()).collect(), Vec::new()),
+            };
+            let pick =
+                |rows: &[usize]| (x_train.select(Axis(0), rows), rows.iter().map(|&i| y_train[i]).collect::<Vec<_>>());
+            let ((x_fit, y_fit), (x_stop, y_stop)) = (pick(&fit_rows), pick(&stop_rows));
+            let w_fit: Option<Vec<f64>> = row_weights.as_ref().map(|w| fit_rows.iter().map(|&i| w[i]).collect());
             let train_split =
-                mlp::Split { x: x_train, y: mlp::Target::Classes(&y_train), row_weights: row_weights.as_deref() };
-            let val_split = val_split.map(|(x, y)| mlp::Split { x, y: mlp::Target::Classes(y), row_weights: None });
+                mlp::Split { x: x_fit.view(), y: mlp::Target::Classes(&y_fit), row_weights: w_fit.as_deref() };
+            let val_split = match held_out {
+                Some(_) => Some(mlp::Split { x: x_stop.view(), y: mlp::Target::Classes(&y_stop), row_weights: None }),
+                None => val_split.map(|(x, y)| mlp::Split { x, y: mlp::Target::Classes(y), row_weights: None }),
+            };
             let fitted = mlp::train(
                 &train_split,
                 val_split.as_ref(),

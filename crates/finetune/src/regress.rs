@@ -23,6 +23,9 @@ fn check(p: &HeadConfig) -> Result<()> {
         _ if p.class_weight != ClassWeight::None => refuse("class_weight", "class weights need classes"),
         _ if p.per_class.is_some() => refuse("per_class", "rows per class need classes; use `train_fraction`"),
         _ if p.calibrate => refuse("calibrate", "temperature scaling calibrates class probabilities"),
+        _ if p.early_stopping_fraction.is_some() => {
+            refuse("early_stopping_fraction", "held-out early stopping is for classes only so far; give a val split")
+        }
         _ if p.head == HeadKind::Mlp && p.monitor == Monitor::Accuracy => {
             refuse("monitor", "accuracy is undefined; watch `loss`")
         }

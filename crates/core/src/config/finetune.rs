@@ -228,6 +228,11 @@ pub struct HeadConfig {
     /// MLP: stop after this many epochs without improvement on val, keeping the best epoch.
     #[arg(long, default_value_t = 8)]
     pub patience: usize,
+    /// MLP: early-stop on this fraction of train, held out per class (seeded by `--seed`),
+    /// instead of on val, so that val stays unseen by every choice and can rank heads
+    /// honestly (scikit-learn's `validation_fraction`).
+    #[arg(long)]
+    pub early_stopping_fraction: Option<f64>,
     /// MLP: what early stopping watches on val.
     #[arg(long, value_enum, default_value = "loss")]
     pub monitor: Monitor,
@@ -241,7 +246,7 @@ fn value_name<T: clap::ValueEnum>(value: &T) -> String {
 /// Keys only one head uses.
 const LOGISTIC_REGRESSION_KEYS: [&str; 4] = ["c", "folds", "max_iter", "tol"];
 const RIDGE_KEYS: [&str; 1] = ["alpha"];
-const MLP_KEYS: [&str; 20] = [
+const MLP_KEYS: [&str; 21] = [
     "loss",
     "huber_delta",
     "standardize_target",
@@ -262,6 +267,7 @@ const MLP_KEYS: [&str; 20] = [
     "label_smoothing",
     "patience",
     "monitor",
+    "early_stopping_fraction",
 ];
 
 impl HeadConfig {

@@ -114,7 +114,11 @@ impl Training {
                 out.push(Selection { what: "alpha".into(), split: "val".into() });
             }
             Fit::Mlp { epochs, .. } if epochs.iter().any(|e| e.val_loss.is_some()) => {
-                out.push(Selection { what: "epoch".into(), split: "val".into() });
+                let split = match self.config.early_stopping_fraction {
+                    Some(f) => format!("train ({:.0}% held out)", 100.0 * f),
+                    None => "val".into(),
+                };
+                out.push(Selection { what: "epoch".into(), split });
             }
             _ => {}
         }
