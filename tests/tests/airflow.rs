@@ -27,32 +27,11 @@ fn pipeline(root: &Path) -> PathBuf {
 
 #[test]
 fn airflow_loads_the_exported_dag_and_its_commands_reproduce_graft_run() {
-    let python = repo().join(".graft/airflow-venv/bin/python");
-    assert!(python.is_file(), "{} missing: `make test` builds it (scripts/setup_airflow.sh)", python.display());
-    let dir = tempfile::tempdir().unwrap();
-    let (root, dags, home) = (dir.path().join("p"), dir.path().join("dags"), dir.path().join("airflow"));
-    for d in [&root, &dags, &home] {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let (dir, root, dags, home) = folders();
     let path = pipeline(&root);
     let dag = ok("graft", &["export", "--to", "airflow", s(&path)]).stdout;
     std::fs::write(dags.join("tiny_sharded.py"), dag).unwrap();
-    let bin_dir = format!("{}/", bin("graft").parent().unwrap().display());
-    let out = Command::new(&python)
-        .arg(repo().join("scripts/airflow_dag_graph.py"))
-        .arg(&dags)
-        .env("AIRFLOW_HOME", &home)
-        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-        .env("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-        .env("GRAFT_BIN", &bin_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Airflow logs to stdout too; the JSON is the last line.
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let loaded: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    assert_eq!(loaded["errors"], serde_json::json!({}), "import errors");
-    let tasks = &loaded["dags"]["tiny-sharded"];
+    let tasks = load_dag(&dags, &home, "tiny-sharded");
     let upstream = |t: &str| -> Vec<String> { serde_json::from_value(tasks[t]["upstream"].clone()).unwrap() };
     assert_eq!(tasks.as_object().unwrap().len(), 5, "{tasks}");
     assert!(upstream("preprocess").is_empty());
@@ -81,6 +60,16 @@ fn airflow_loads_the_exported_dag_and_its_commands_reproduce_graft_run() {
     assert_eq!(metrics(&root)["probabilities"], metrics(&other)["probabilities"]);
 }
 
+/// A temporary folder with `p/` (the pipeline's folder), `dags/` and `airflow/` (AIRFLOW_HOME).
+fn folders() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, dags, home) = (dir.path().join("p"), dir.path().join("dags"), dir.path().join("airflow"));
+    for d in [&root, &dags, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    (dir, root, dags, home)
+}
+
 /// Loads the DAGs in `dags` with Airflow; returns the tasks of DAG `dag_id` (by task id:
 /// upstream task ids, mapped or not, and the commands they would run).
 fn load_dag(dags: &Path, home: &Path, dag_id: &str) -> Value {
@@ -105,11 +94,7 @@ fn load_dag(dags: &Path, home: &Path, dag_id: &str) -> Value {
 
 #[test]
 fn an_exported_sweep_has_readable_task_ids_and_ends_by_ranking_like_graft_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (root, dags, home) = (dir.path().join("p"), dir.path().join("dags"), dir.path().join("airflow"));
-    for d in [&root, &dags, &home] {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let (dir, root, dags, home) = folders();
     let path = sweep_pipeline(&root);
     std::fs::write(dags.join("sweep.py"), ok("graft", &["export", "--to", "airflow", s(&path)]).stdout).unwrap();
     let tasks = load_dag(&dags, &home, "sweep");
@@ -164,11 +149,7 @@ fn train_and_score(root: &Path) -> (PathBuf, PathBuf) {
 fn airflow_runs_a_training_dag_and_a_daily_scoring_dag_like_graft_run() {
     let airflow = repo().join(".graft/airflow-venv/bin/airflow");
     assert!(airflow.is_file(), "{} missing: `make test` builds it (scripts/setup_airflow.sh)", airflow.display());
-    let dir = tempfile::tempdir().unwrap();
-    let (root, dags, home) = (dir.path().join("p"), dir.path().join("dags"), dir.path().join("airflow"));
-    for d in [&root, &dags, &home] {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let (dir, root, dags, home) = folders();
     let (train, score) = train_and_score(&root);
     std::fs::write(dags.join("train.py"), ok("graft", &["export", "--to", "airflow", s(&train)]).stdout).unwrap();
     let dag = ok("graft", &["export", "--to", "airflow", s(&score)]).stdout;

@@ -256,29 +256,12 @@ impl Graph {
 /// The model with each of `names` (tensors its nodes produce) added as a graph output.
 /// Names that already are outputs are left alone.
 pub fn with_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
-    let graph_field = graph_field(model)?;
-    let mut graph = graph_field.bytes.to_vec();
+    let mut graph = graph_field(model)?.bytes.to_vec();
     let existing: Vec<String> = read(model)?.outputs.into_iter().map(|o| o.name).collect();
     for name in names.iter().filter(|n| !existing.contains(n)) {
-        let mut value_info = Vec::new();
-        encode_varint((field::VALUE_NAME << 3) | 2, &mut value_info);
-        encode_varint(name.len() as u64, &mut value_info);
-        value_info.extend_from_slice(name.as_bytes());
-        encode_varint((field::GRAPH_OUTPUT << 3) | 2, &mut graph);
-        encode_varint(value_info.len() as u64, &mut graph);
-        graph.extend_from_slice(&value_info);
+        push_output(name, &mut graph);
     }
-    let mut out = Vec::with_capacity(model.len() + graph.len() - graph_field.bytes.len() + 8);
-    for f in fields(model)? {
-        if f.number == field::MODEL_GRAPH {
-            encode_varint((field::MODEL_GRAPH << 3) | 2, &mut out);
-            encode_varint(graph.len() as u64, &mut out);
-            out.extend_from_slice(&graph);
-        } else {
-            out.extend_from_slice(f.raw);
-        }
-    }
-    Some(out)
+    with_graph(model, &graph)
 }
 
 /// The model with exactly `names` as its graph outputs, in that order: declared outputs keep
@@ -298,23 +281,31 @@ pub fn with_only_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
     for name in names {
         match declared.get(name) {
             Some(raw) => graph.extend_from_slice(raw),
-            None => {
-                let mut value_info = Vec::new();
-                encode_varint((field::VALUE_NAME << 3) | 2, &mut value_info);
-                encode_varint(name.len() as u64, &mut value_info);
-                value_info.extend_from_slice(name.as_bytes());
-                encode_varint((field::GRAPH_OUTPUT << 3) | 2, &mut graph);
-                encode_varint(value_info.len() as u64, &mut graph);
-                graph.extend_from_slice(&value_info);
-            }
+            None => push_output(name, &mut graph),
         }
     }
-    let mut out = Vec::with_capacity(model.len());
+    with_graph(model, &graph)
+}
+
+/// Appends a graph output naming `name` (no type or shape) to encoded graph fields.
+fn push_output(name: &str, graph: &mut Vec<u8>) {
+    let mut value_info = Vec::new();
+    encode_varint((field::VALUE_NAME << 3) | 2, &mut value_info);
+    encode_varint(name.len() as u64, &mut value_info);
+    value_info.extend_from_slice(name.as_bytes());
+    encode_varint((field::GRAPH_OUTPUT << 3) | 2, graph);
+    encode_varint(value_info.len() as u64, graph);
+    graph.extend_from_slice(&value_info);
+}
+
+/// The model with its graph replaced by the encoded `graph`; every other field copied.
+fn with_graph(model: &[u8], graph: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(model.len() + graph.len());
     for f in fields(model)? {
         if f.number == field::MODEL_GRAPH {
             encode_varint((field::MODEL_GRAPH << 3) | 2, &mut out);
             encode_varint(graph.len() as u64, &mut out);
-            out.extend_from_slice(&graph);
+            out.extend_from_slice(graph);
         } else {
             out.extend_from_slice(f.raw);
         }
