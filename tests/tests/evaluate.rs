@@ -263,7 +263,9 @@ arrow = ipc.open_file(d + "/predictions.arrow").read_all()
 parquet = pq.read_table(d + "/predictions.parquet")
 assert parquet.column_names == arrow.column_names, (parquet.column_names, arrow.column_names)
 assert parquet.to_pydict() == arrow.to_pydict()
-rows = pq.read_table(d + "/metrics.parquet").to_pylist()
+metrics = pq.read_table(d + "/metrics.parquet")
+assert metrics.schema.metadata[b"graft.format"] == b"graft-metrics-table/1", metrics.schema.metadata
+rows = metrics.to_pylist()
 print(json.dumps({(r["metric"] + ("/" + r["class"] if r["class"] else "")): [r["value"], r["low"], r["high"]] for r in rows}))
 "#;
     let out = std::process::Command::new(python).args(["-c", script, s(eval)]).output().unwrap();
@@ -278,4 +280,22 @@ print(json.dumps({(r["metric"] + ("/" + r["class"] if r["class"] else "")): [r["
     let first = &metrics["metrics"]["per_class"][0];
     let key = format!("recall/{}", first["label"].as_str().unwrap());
     assert_eq!(table[key.as_str()][0], first["recall"]);
+}
+
+/// The best-threshold search scores val too: a val split from another feature space is
+/// refused naming it, as the evaluated split would be, and nothing is written.
+#[test]
+fn a_foreign_val_split_is_refused() {
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    features(dir.path(), &[]);
+    features(other.path(), &["--pooling", "cls"]);
+    let d = |n: &str| dir.path().join(n);
+    ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&d("head")), "--c", "1", "-q"]);
+    std::fs::copy(other.path().join("features/val.arrow"), d("features/val.arrow")).unwrap();
+    let err = user_error(
+        "graft-evaluate",
+        &["--head", s(&d("head")), "--features", s(&d("features")), "--out", s(&d("eval"))],
+    );
+    assert!(err.contains("val.arrow") && err.contains("are not those head"), "{err}");
+    assert!(!d("eval").exists());
 }

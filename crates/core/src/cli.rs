@@ -175,7 +175,10 @@ impl Progress for Bar {
     }
 
     fn finish(&self) {
-        if let Some(b) = self.bar.lock().expect("progress lock").take() {
+        // Taken out first: the bar's lock is never held while the phase's is taken (the
+        // order `advance_tokens` takes them in is phase, then bar).
+        let bar = self.bar.lock().expect("progress lock").take();
+        if let Some(b) = bar {
             b.finish_and_clear();
             let phase = self.phase.lock().expect("progress lock");
             let seconds = phase.started.elapsed().as_secs_f64().max(1e-3);

@@ -2,8 +2,12 @@
 //! written by `graft-evaluate` and read back by `graft-evaluate show`, `compare` and the
 //! pipeline's sweep table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +17,8 @@ use crate::{Error, Result};
 
 pub const FILE: &str = "metrics.json";
 pub const FORMAT: &str = "graft-metrics/2";
+/// `metrics.parquet`: the report as rows (see [`Report::table`]).
+pub const TABLE_FORMAT: &str = "graft-metrics-table/1";
 
 /// `metrics.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +88,58 @@ impl Report {
             return Err(bad(format!("format `{}`, expected `{FORMAT}`", report.format)));
         }
         Ok(report)
+    }
+
+    /// The report as a table (`TABLE_FORMAT` in the schema metadata under `graft.format`):
+    /// one row per number of metrics.json, `metric`, `class` for per-class numbers, `value`,
+    /// and the interval's `low` and `high` where the report has one.
+    pub fn table(&self) -> RecordBatch {
+        let mut rows: Vec<(String, Option<String>, f64)> = Vec::new();
+        let mut flatten = |value: &serde_json::Value| {
+            let serde_json::Value::Object(map) = value else { return };
+            for (key, v) in map {
+                match v {
+                    serde_json::Value::Number(n) => rows.extend(n.as_f64().map(|x| (key.clone(), None, x))),
+                    serde_json::Value::Array(items) if key == "per_class" => {
+                        for item in items {
+                            let label = item.get("label").and_then(|l| l.as_str()).map(str::to_owned);
+                            for (k, x) in item.as_object().into_iter().flatten() {
+                                if let Some(x) = x.as_f64() {
+                                    rows.push((k.clone(), label.clone(), x));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        };
+        if let Ok(metrics) = serde_json::to_value(&self.metrics) {
+            flatten(&metrics);
+        }
+        if let Some(p) = self.probabilities.as_ref().and_then(|p| serde_json::to_value(p).ok()) {
+            flatten(&p);
+        }
+        let interval = |name: &str, class: &Option<String>| {
+            class.is_none().then(|| self.intervals.as_ref()?.metrics.get(name).copied()).flatten()
+        };
+        let fields = vec![
+            Field::new("metric", DataType::Utf8, false),
+            Field::new("class", DataType::Utf8, true),
+            Field::new("value", DataType::Float64, false),
+            Field::new("low", DataType::Float64, true),
+            Field::new("high", DataType::Float64, true),
+        ];
+        let format = HashMap::from([("graft.format".to_owned(), TABLE_FORMAT.to_owned())]);
+        let schema = Arc::new(Schema::new_with_metadata(fields, format));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1.as_deref()))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| interval(&r.0, &r.1).map(|i| i.low)))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| interval(&r.0, &r.1).map(|i| i.high)))),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match the schema")
     }
 
     /// Headline numbers: accuracy and macro F1, or R² and RMSE.

@@ -35,7 +35,7 @@ pub struct Wrong {
 pub fn most_confident_wrong(ids: &[String], truth: &[usize], proba: &[Vec<f64>], labels: &[String]) -> Vec<Wrong> {
     let mut by_pair: BTreeMap<(usize, usize), Vec<(f64, &String)>> = BTreeMap::new();
     for ((id, &t), p) in ids.iter().zip(truth).zip(proba) {
-        let predicted = (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+        let predicted = graft_core::numeric::argmax(p);
         if predicted != t {
             by_pair.entry((t, predicted)).or_default().push((p[predicted], id));
         }

@@ -102,31 +102,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     if !path.exists() {
         return Err(Error::NoSplit { dir: cfg.features.clone(), split: cfg.split.clone() });
     }
-    let feats = data::read_features(&path)?;
-    if !feats.backbone.same_features(&head.info.backbone) {
-        return Err(Error::BackboneMismatch {
-            features: path,
-            head: cfg.head.clone(),
-            found: feats.backbone.describe(),
-            expected: head.info.backbone.describe(),
-        });
-    }
-    if feats.provenance.task != head.info.task {
-        return Err(Error::TaskMismatch {
-            features: path,
-            head: cfg.head.clone(),
-            found: feats.provenance.task,
-            expected: head.info.task,
-        });
-    }
-    if feats.provenance.labels != head.info.labels {
-        return Err(Error::LabelMismatch {
-            features: path,
-            head: cfg.head.clone(),
-            found: feats.provenance.labels.clone(),
-            expected: head.info.labels.clone(),
-        });
-    }
+    let feats = read_scored_by(&path, &head, cfg)?;
     let n = feats.ids.len();
     let labels = &head.info.labels;
     let fields = columns::predictions_fields(head.info.task, labels);
@@ -278,6 +254,37 @@ pub fn run(cfg: &Config) -> Result<Report> {
     Ok(report)
 }
 
+/// Reads the features at `path`, refusing them unless they are in `head`'s feature space,
+/// with its task and labels.
+fn read_scored_by(path: &Path, head: &Head, cfg: &Config) -> Result<data::Features> {
+    let feats = data::read_features(path)?;
+    if !feats.backbone.same_features(&head.info.backbone) {
+        return Err(Error::BackboneMismatch {
+            features: path.to_owned(),
+            head: cfg.head.clone(),
+            found: feats.backbone.describe(),
+            expected: head.info.backbone.describe(),
+        });
+    }
+    if feats.provenance.task != head.info.task {
+        return Err(Error::TaskMismatch {
+            features: path.to_owned(),
+            head: cfg.head.clone(),
+            found: feats.provenance.task,
+            expected: head.info.task,
+        });
+    }
+    if feats.provenance.labels != head.info.labels {
+        return Err(Error::LabelMismatch {
+            features: path.to_owned(),
+            head: cfg.head.clone(),
+            found: feats.provenance.labels.clone(),
+            expected: head.info.labels.clone(),
+        });
+    }
+    Ok(feats)
+}
+
 /// A path as given, and resolved when that differs: `runs/x (/home/u/p/runs/x)`.
 fn shown_path(path: &Path) -> String {
     match std::fs::canonicalize(path) {
@@ -294,7 +301,7 @@ fn best_threshold(cfg: &Config, head: &Head, classes: &[usize], proba: &[Vec<f64
     }
     let val_path = cfg.features.join("val.arrow");
     let found = if cfg.split != "val" && val_path.exists() {
-        let val = data::read_features(&val_path)?;
+        let val = read_scored_by(&val_path, head, cfg)?;
         let p = head.predict_proba(val.x.view());
         let positive: Vec<bool> = val.classes.iter().map(|&c| c == 1).collect();
         errors::best_f1_threshold(&positive, &p.column(1).to_vec()).map(|t| (t, "val".to_owned()))
@@ -332,7 +339,7 @@ pub(crate) fn write_outputs(
     let predictions = writer.finish()?;
     let tables = [
         (sql::PREDICTIONS_FILE, sql::parquet_bytes(&batch, &out.join(sql::PREDICTIONS_FILE))?),
-        (sql::METRICS_FILE, sql::parquet_bytes(&sql::metrics_batch(page.report), &out.join(sql::METRICS_FILE))?),
+        (sql::METRICS_FILE, sql::parquet_bytes(&page.report.table(), &out.join(sql::METRICS_FILE))?),
     ];
     let mut json =
         serde_json::to_vec_pretty(page.report).map_err(|source| graft_core::Error::Json { what: "metrics", source })?;

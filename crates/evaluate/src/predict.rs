@@ -343,10 +343,7 @@ impl Sink {
         let file = pending.file().try_clone().map_err(write_err)?;
         Ok(match format {
             OutputFormat::Parquet => {
-                let props = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
-                let writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+                let writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(crate::sql::properties()))
                     .map_err(|e| Error::Parquet { path: dest.to_owned(), message: e.to_string() })?;
                 Sink::Parquet(writer, pending, schema)
             }

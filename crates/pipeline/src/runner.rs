@@ -323,22 +323,14 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
                 std::thread::spawn(move || {
                     let status = match command.spawn() {
                         Ok(mut child) if prefixed => {
-                            let pipes: Vec<Box<dyn std::io::Read + Send>> = [
-                                child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-                                child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-                            ]
-                            .into_iter()
-                            .flatten()
-                            .collect();
-                            let copies: Vec<_> = pipes
-                                .into_iter()
-                                .map(|pipe| {
-                                    let name = stage_name.clone();
-                                    std::thread::spawn(move || prefix_lines(pipe, &name))
-                                })
-                                .collect();
+                            let (out, err) = (child.stdout.take(), child.stderr.take());
+                            let (out_name, err_name) = (stage_name.clone(), stage_name.clone());
+                            let copies = [
+                                out.map(|p| std::thread::spawn(move || prefix_lines(p, &out_name))),
+                                err.map(|p| std::thread::spawn(move || prefix_lines(p, &err_name))),
+                            ];
                             let status = child.wait();
-                            copies.into_iter().for_each(|c| {
+                            copies.into_iter().flatten().for_each(|c| {
                                 let _ = c.join();
                             });
                             status
@@ -487,7 +479,7 @@ fn binary_version(stage: &str, program: &Path) -> Result<String> {
 
 /// Copies `pipe` to stderr line by line, each line prefixed with `[stage] ` and written
 /// whole, so the lines of stages running at once never mix mid-line.
-fn prefix_lines(pipe: Box<dyn std::io::Read + Send>, stage: &str) {
+fn prefix_lines(pipe: impl std::io::Read, stage: &str) {
     use std::io::{BufRead, Write};
     let mut reader = std::io::BufReader::new(pipe);
     let mut line = Vec::new();
