@@ -1,9 +1,11 @@
-"""Write a BERT encoder as an ONNX graph from its weights, and run the same model in numpy.
+"""Write a BERT-family encoder as an ONNX graph from its weights, and run the same model in numpy.
 
 No torch: the graph is built node by node with `onnx.helper`, and `forward` is an
 independent numpy implementation used to check the graph. Every encoder layer's output
 is a named tensor `hidden_state_{i}` (0 = embeddings), so any layer can be transferred;
-`last_hidden_state` is the declared output.
+`last_hidden_state` is the declared output. `as_bert` renames RoBERTa / XLM-R and DistilBERT
+weights to BERT's names and records what differs: position ids offset by the padding index
+(RoBERTa), no token types (RoBERTa, DistilBERT).
 """
 
 import math
@@ -13,6 +15,92 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert")
+_PREFIXES = ("bert.", "roberta.", "distilbert.", "model.")
+_DISTILBERT = {
+    "attention.q_lin": "attention.self.query",
+    "attention.k_lin": "attention.self.key",
+    "attention.v_lin": "attention.self.value",
+    "attention.out_lin": "attention.output.dense",
+    "sa_layer_norm": "attention.output.LayerNorm",
+    "ffn.lin1": "intermediate.dense",
+    "ffn.lin2": "output.dense",
+    "output_layer_norm": "output.LayerNorm",
+}
+
+
+class NotImportable(Exception):
+    """A model folder that cannot be imported; the message names the file or tensor."""
+
+
+def as_bert(weights, cfg):
+    """(weights under BERT's names, BERT's config keys plus `token_types` and
+    `position_offset`) for a Hugging Face config.json and its safetensors weights."""
+    kind = cfg.get("model_type")
+    if kind not in ARCHITECTURES:
+        raise NotImportable(f"config.json: model_type `{kind}` is not supported (supported: {', '.join(ARCHITECTURES)})")
+    w = {}
+    for name, value in weights.items():
+        for prefix in _PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        if name.startswith(("pooler.", "lm_head.", "classifier.", "vocab_")) or name.endswith("position_ids"):
+            continue
+        if kind == "distilbert" and name.startswith("transformer.layer."):
+            _, _, i, rest = name.split(".", 3)
+            module, param = rest.rsplit(".", 1)
+            name = f"encoder.layer.{i}.{_DISTILBERT.get(module, module)}.{param}"
+        w[name] = value
+    if kind == "distilbert":
+        if cfg.get("activation", "gelu") != "gelu":
+            raise NotImportable(f"config.json: activation `{cfg['activation']}` is not supported (gelu)")
+        c = {
+            "hidden_size": cfg["dim"],
+            "num_attention_heads": cfg["n_heads"],
+            "num_hidden_layers": cfg["n_layers"],
+            "intermediate_size": cfg["hidden_dim"],
+            "layer_norm_eps": 1e-12,
+        }
+    else:
+        if cfg.get("hidden_act", "gelu") != "gelu":
+            raise NotImportable(f"config.json: hidden_act `{cfg['hidden_act']}` is not supported (gelu)")
+        keys = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size")
+        missing = [k for k in keys if k not in cfg]
+        if missing:
+            raise NotImportable(f"config.json: no {', '.join(missing)}")
+        c = {k: cfg[k] for k in keys} | {"layer_norm_eps": cfg.get("layer_norm_eps", 1e-12)}
+    c["token_types"] = kind == "bert" and "embeddings.token_type_embeddings.weight" in w
+    c["position_offset"] = int(cfg.get("pad_token_id", 1)) if kind in ("roberta", "xlm-roberta") else None
+    c["max_position_embeddings"] = cfg.get("max_position_embeddings", 512)
+    _check_shapes(w, c)
+    return w, c
+
+
+def _check_shapes(w, c):
+    h, f = c["hidden_size"], c["intermediate_size"]
+    if h % c["num_attention_heads"]:
+        raise NotImportable(f"config.json: hidden size {h} is not a multiple of {c['num_attention_heads']} heads")
+    expected = {"embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,)}
+    for i in range(c["num_hidden_layers"]):
+        p = f"encoder.layer.{i}"
+        for name, shape in [("attention.self.query", (h, h)), ("attention.self.key", (h, h)), ("attention.self.value", (h, h)),
+                            ("attention.output.dense", (h, h)), ("intermediate.dense", (f, h)), ("output.dense", (h, f))]:
+            expected[f"{p}.{name}.weight"] = shape
+            expected[f"{p}.{name}.bias"] = shape[:1]
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            expected[f"{p}.{ln}.weight"] = (h,)
+            expected[f"{p}.{ln}.bias"] = (h,)
+    for name in ("embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"):
+        if name not in w:
+            raise NotImportable(f"model.safetensors: no tensor `{name}`")
+        if w[name].ndim != 2 or w[name].shape[1] != h:
+            raise NotImportable(f"model.safetensors: `{name}` has shape {list(w[name].shape)}, expected [*, {h}] (hidden_size)")
+    for name, shape in expected.items():
+        if name not in w:
+            raise NotImportable(f"model.safetensors: no tensor `{name}`")
+        if tuple(w[name].shape) != shape:
+            raise NotImportable(f"model.safetensors: `{name}` has shape {list(w[name].shape)}, config.json implies {list(shape)}")
 
 
 def _lin(w, prefix):
@@ -47,13 +135,24 @@ def build_graph(w, cfg, name="bert"):
 
     e = "embeddings"
     word = node("Gather", [const(e + ".word", w[e + ".word_embeddings.weight"].astype(np.float32)), "input_ids"], "emb/word")
-    seq_shape = node("Shape", ["input_ids"], "emb/shape")
-    seq_len = node("Gather", [seq_shape, const("one_i64", np.array(1, np.int64))], "emb/seq_len")
-    positions = node("Range", [const("zero_i64", np.array(0, np.int64)), seq_len, "one_i64"], "emb/positions")
+    offset = cfg.get("position_offset")
+    if offset is None:
+        seq_shape = node("Shape", ["input_ids"], "emb/shape")
+        seq_len = node("Gather", [seq_shape, const("one_i64", np.array(1, np.int64))], "emb/seq_len")
+        positions = node("Range", [const("zero_i64", np.array(0, np.int64)), seq_len, "one_i64"], "emb/positions")
+    else:
+        # RoBERTa: the padding index plus the count of real tokens so far; padding gets the index itself.
+        counted = node("CumSum", ["attention_mask", const("seq_axis", np.array(1, np.int64))], "emb/counted")
+        real = node("Mul", [counted, "attention_mask"], "emb/counted_real")
+        positions = node("Add", [real, const("position_offset", np.array(offset, np.int64))], "emb/positions")
     pos = node("Gather", [const(e + ".position", w[e + ".position_embeddings.weight"].astype(np.float32)), positions], "emb/pos")
-    tok = node("Gather", [const(e + ".token_type", w[e + ".token_type_embeddings.weight"].astype(np.float32)), "token_type_ids"], "emb/type")
-    s1 = node("Add", [word, pos], "emb/sum1")
-    s2 = node("Add", [s1, tok], "emb/sum2")
+    s2 = node("Add", [word, pos], "emb/sum1")
+    types = w.get(e + ".token_type_embeddings.weight")
+    if cfg.get("token_types", True):
+        tok = node("Gather", [const(e + ".token_type", types.astype(np.float32)), "token_type_ids"], "emb/type")
+        s2 = node("Add", [s2, tok], "emb/sum2")
+    elif types is not None:
+        s2 = node("Add", [s2, const(e + ".token_type_0", types[0].astype(np.float32))], "emb/sum2")
     x = layer_norm(s2, e + ".LayerNorm", "hidden_state_0")
 
     mask_f = node("Cast", ["attention_mask"], "mask/float", to=TensorProto.FLOAT)
@@ -90,7 +189,8 @@ def build_graph(w, cfg, name="bert"):
         x = layer_norm(node("Add", [out, x], t + "/ffn_res"), p + ".output.LayerNorm", f"hidden_state_{i + 1}")
 
     node("Identity", [x], "last_hidden_state")
-    ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    names = ("input_ids", "attention_mask") + (("token_type_ids",) if cfg.get("token_types", True) else ())
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]
     # Every layer is a declared output, so features can come from any of them; ONNX Runtime
     # computes only what a run asks for.
     outs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])]
@@ -103,6 +203,9 @@ def build_graph(w, cfg, name="bert"):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+_erf = np.vectorize(math.erf)  # exact erf in float64, without scipy
 
 
 def _layer_norm(x, g, b, eps):
@@ -119,7 +222,14 @@ def forward(w, cfg, input_ids, attention_mask):
     hd = hidden // heads
     eps = float(cfg.get("layer_norm_eps", 1e-12))
     b, s = input_ids.shape
-    x = w["embeddings.word_embeddings.weight"][input_ids] + w["embeddings.position_embeddings.weight"][:s][None] + w["embeddings.token_type_embeddings.weight"][0][None, None]
+    offset = cfg.get("position_offset")
+    if offset is None:
+        positions = np.broadcast_to(np.arange(s), (b, s))
+    else:
+        positions = np.cumsum(attention_mask, 1) * attention_mask + offset
+    x = w["embeddings.word_embeddings.weight"][input_ids] + w["embeddings.position_embeddings.weight"][positions]
+    if "embeddings.token_type_embeddings.weight" in w:
+        x = x + w["embeddings.token_type_embeddings.weight"][0][None, None]
     x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
     states = [x]
     bias = (1.0 - attention_mask[:, None, None, :].astype(np.float64)) * -1e30
@@ -140,9 +250,7 @@ def forward(w, cfg, input_ids, attention_mask):
         ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, hidden)
         x = _layer_norm(lin(ctx, "attention.output.dense") + x, w[f"{p}.attention.output.LayerNorm.weight"], w[f"{p}.attention.output.LayerNorm.bias"], eps)
         h = lin(x, "intermediate.dense")
-        from scipy.special import erf  # noqa: PLC0415 (scipy only needed for the check)
-
-        h = 0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))
+        h = 0.5 * h * (1.0 + _erf(h / math.sqrt(2.0)))
         x = _layer_norm(lin(h, "output.dense") + x, w[f"{p}.output.LayerNorm.weight"], w[f"{p}.output.LayerNorm.bias"], eps)
         states.append(x)
     return np.stack(states)

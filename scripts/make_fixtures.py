@@ -6,10 +6,13 @@ tests/fixtures/tiny/      a tiny random BERT (ONNX, same graph code as the real 
                           its WordPiece tokenizer.json, a backbone spec, a review CSV, and
                           the mean-pooled features of every row computed independently
                           (Python tokenizers + numpy forward pass)
+tests/fixtures/tiny-encoders/  tiny Hugging Face folders (BERT, RoBERTa, DistilBERT) for
+                          scripts/import_encoder.py, with the features numpy computes
 tests/fixtures/sklearn/   logistic-regression coefficients and classification metrics
                           computed by scikit-learn, for parity tests
 """
 
+import csv
 import json
 import re
 import struct
@@ -28,6 +31,7 @@ from bert_onnx import build_graph, forward, mean_pool  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 IMAGES = ROOT / "tests" / "fixtures" / "tiny-images"
+ENCODERS = ROOT / "tests" / "fixtures" / "tiny-encoders"
 SKLEARN = ROOT / "tests" / "fixtures" / "sklearn"
 MAX_LENGTH = 12
 CFG = {
@@ -448,9 +452,75 @@ def write_tiny_images():
     (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
 
 
+def write_tiny_encoders():
+    """Tiny Hugging Face folders of BERT, RoBERTa and DistilBERT (each architecture's own
+    tensor names, written here independently of the importer's renaming) with
+    sentence-transformers modules, and the features numpy computes for the fixture reviews:
+    BERT mean-pooled and normalised, RoBERTa CLS, DistilBERT max."""
+    from safetensors.numpy import save_file
+
+    tok, vocab_size = make_tokenizer()
+    rows = [r for r in csv.reader(open(TINY / "reviews.csv"))][1:]
+    tok.no_padding()
+    tok.enable_truncation(MAX_LENGTH)
+    distil = {"attention.self.query": "attention.q_lin", "attention.self.key": "attention.k_lin",
+              "attention.self.value": "attention.v_lin", "attention.output.dense": "attention.out_lin",
+              "attention.output.LayerNorm": "sa_layer_norm", "intermediate.dense": "ffn.lin1",
+              "output.dense": "ffn.lin2", "output.LayerNorm": "output_layer_norm"}
+    for seed, (arch, pooling, normalize) in enumerate([("bert", "mean", True), ("roberta", "cls", False), ("distilbert", "max", False)]):
+        out = ENCODERS / arch
+        (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
+        weights = make_weights(vocab_size, np.random.default_rng(100 + seed))
+        cfg = dict(CFG, token_types=arch == "bert", position_offset=0 if arch == "roberta" else None)
+        if arch == "distilbert":
+            del weights["embeddings.token_type_embeddings.weight"]
+            named = {}
+            for k, v in weights.items():
+                if k.startswith("encoder.layer."):
+                    _, _, i, rest = k.split(".", 3)
+                    module, param = rest.rsplit(".", 1)
+                    k = f"transformer.layer.{i}.{distil[module]}.{param}"
+                named[k] = v
+            config = {"model_type": "distilbert", "dim": CFG["hidden_size"], "n_heads": CFG["num_attention_heads"],
+                      "n_layers": CFG["num_hidden_layers"], "hidden_dim": CFG["intermediate_size"],
+                      "max_position_embeddings": CFG["max_position_embeddings"], "activation": "gelu", "pad_token_id": 0}
+        else:
+            if arch == "roberta":
+                weights["embeddings.token_type_embeddings.weight"] = weights["embeddings.token_type_embeddings.weight"][:1]
+            prefix = "roberta." if arch == "roberta" else ""
+            named = {prefix + k: v for k, v in weights.items()}
+            config = dict({k: v for k, v in CFG.items()}, model_type=arch, hidden_act="gelu", pad_token_id=0,
+                          type_vocab_size=2 if arch == "bert" else 1)
+        save_file({k: np.ascontiguousarray(v) for k, v in named.items()}, str(out / "model.safetensors"))
+        (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        tok.save(str(out / "tokenizer.json"))
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        if normalize:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (out / "modules.json").write_text(json.dumps(modules, indent=1) + "\n")
+        (out / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": CFG["hidden_size"], "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_cls_token": pooling == "cls", "pooling_mode_max_tokens": pooling == "max"}, indent=1) + "\n")
+        expected = {}
+        for rid, text, label, _ in rows:
+            text = clean(text)
+            if not text or not label:
+                continue
+            ids = np.array([tok.encode(text).ids], np.int64)
+            mask = np.ones_like(ids)
+            last = forward(weights, cfg, ids, mask)[-1][0]
+            v = {"mean": last.mean(0), "cls": last[0], "max": last.max(0)}[pooling]
+            if normalize:
+                v = v / np.linalg.norm(v)
+            expected[rid] = [round(float(x), 7) for x in v]
+        (out / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
+
+
 if __name__ == "__main__":
     if "--sklearn-only" not in sys.argv:
         write_tiny()
+        write_tiny_encoders()
         write_tiny_images()
     write_sklearn()
     print(f"wrote {SKLEARN}" if "--sklearn-only" in sys.argv else f"wrote {TINY}, {IMAGES} and {SKLEARN}")
