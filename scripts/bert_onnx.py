@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert")
+ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet")
 _PREFIXES = ("bert.", "roberta.", "distilbert.", "model.")
 _DISTILBERT = {
     "attention.q_lin": "attention.self.query",
@@ -27,6 +27,14 @@ _DISTILBERT = {
     "ffn.lin2": "output.dense",
     "output_layer_norm": "output.LayerNorm",
 }
+_MPNET = {
+    "attention.attn.q": "attention.self.query",
+    "attention.attn.k": "attention.self.key",
+    "attention.attn.v": "attention.self.value",
+    "attention.attn.o": "attention.output.dense",
+    "attention.LayerNorm": "attention.output.LayerNorm",
+}
+RELATIVE_BIAS = "encoder.relative_attention_bias.weight"
 
 
 class NotImportable(Exception):
@@ -51,6 +59,10 @@ def as_bert(weights, cfg):
             _, _, i, rest = name.split(".", 3)
             module, param = rest.rsplit(".", 1)
             name = f"encoder.layer.{i}.{_DISTILBERT.get(module, module)}.{param}"
+        if kind == "mpnet" and name.startswith("encoder.layer."):
+            _, _, i, rest = name.split(".", 3)
+            module, param = rest.rsplit(".", 1)
+            name = f"encoder.layer.{i}.{_MPNET.get(module, module)}.{param}"
         w[name] = value
     if kind == "distilbert":
         if cfg.get("activation", "gelu") != "gelu":
@@ -71,10 +83,37 @@ def as_bert(weights, cfg):
             raise NotImportable(f"config.json: no {', '.join(missing)}")
         c = {k: cfg[k] for k in keys} | {"layer_norm_eps": cfg.get("layer_norm_eps", 1e-12)}
     c["token_types"] = kind == "bert" and "embeddings.token_type_embeddings.weight" in w
-    c["position_offset"] = int(cfg.get("pad_token_id", 1)) if kind in ("roberta", "xlm-roberta") else None
+    c["position_offset"] = int(cfg.get("pad_token_id", 1)) if kind in ("roberta", "xlm-roberta", "mpnet") else None
+    if kind == "mpnet":
+        c["relative_attention_buckets"] = int(cfg.get("relative_attention_num_buckets", 32))
+        if RELATIVE_BIAS not in w:
+            raise NotImportable(f"model.safetensors: no tensor `{RELATIVE_BIAS}`")
+        want = (c["relative_attention_buckets"], c["num_attention_heads"])
+        if tuple(w[RELATIVE_BIAS].shape) != want:
+            raise NotImportable(f"model.safetensors: `{RELATIVE_BIAS}` has shape {list(w[RELATIVE_BIAS].shape)}, config.json implies {list(want)}")
     c["max_position_embeddings"] = cfg.get("max_position_embeddings", 512)
     _check_shapes(w, c)
     return w, c
+
+
+def relative_position_bucket(relative, buckets=32, max_distance=128):
+    """MPNet's (and T5's bidirectional) bucket of each key-minus-query distance, computed in
+    float32 as the reference implementation does."""
+    half = buckets // 2
+    n = -relative
+    bucket = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    exact = half // 2
+    scaled = np.log(np.maximum(n, 1).astype(np.float32) / np.float32(exact)) / np.float32(math.log(max_distance / exact))
+    large = exact + (scaled * np.float32(half - exact)).astype(np.int64)
+    return bucket + np.where(n < exact, n, np.minimum(large, half - 1))
+
+
+def relative_bias_by_distance(w, cfg):
+    """[2P - 1, heads]: row d + P - 1 is the attention bias of key-minus-query distance d, for
+    P = max_position_embeddings."""
+    p = cfg["max_position_embeddings"]
+    return w[RELATIVE_BIAS][relative_position_bucket(np.arange(-(p - 1), p), cfg["relative_attention_buckets"])]
 
 
 def _check_shapes(w, c):
@@ -166,6 +205,20 @@ def build_graph(w, cfg, name="bert"):
     one = "one_f"
     half = const("half_f", np.array(0.5, np.float32))
 
+    if RELATIVE_BIAS in w:
+        # The bias of each (query, key) pair from a table by distance: index k - q + P - 1.
+        p_max = cfg["max_position_embeddings"]
+        table = const("relative_bias_by_distance", relative_bias_by_distance(w, cfg).astype(np.float32))
+        rel_one = const("rel_one", np.array(1, np.int64))
+        seq_len = node("Gather", [node("Shape", ["input_ids"], "rel/shape"), rel_one], "rel/seq_len")
+        steps = node("Range", [const("rel_zero", np.array(0, np.int64)), seq_len, rel_one], "rel/steps")
+        keys = node("Unsqueeze", [steps, const("rel_axis0", np.array([0], np.int64))], "rel/keys")
+        queries = node("Unsqueeze", [steps, const("rel_axis1", np.array([1], np.int64))], "rel/queries")
+        distance = node("Sub", [keys, queries], "rel/distance")
+        index = node("Add", [distance, const("rel_offset", np.array(p_max - 1, np.int64))], "rel/index")
+        by_pair = node("Gather", [table, index], "rel/by_pair")
+        heads_first = node("Transpose", [by_pair], "rel/heads_first", perm=[2, 0, 1])
+        position_bias = node("Unsqueeze", [heads_first, const("rel_axis_batch", np.array([0], np.int64))], "rel/bias")
     for i in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{i}"
         t = f"layer{i}"
@@ -176,6 +229,8 @@ def build_graph(w, cfg, name="bert"):
         kh = node("Transpose", [node("Reshape", [k, split_shape], t + "/k_split")], t + "/k_heads_t", perm=[0, 2, 3, 1])
         vh = node("Transpose", [node("Reshape", [v, split_shape], t + "/v_split")], t + "/v_heads", perm=[0, 2, 1, 3])
         scores = node("Mul", [node("MatMul", [qh, kh], t + "/qk"), scale], t + "/scores_scaled")
+        if RELATIVE_BIAS in w:
+            scores = node("Add", [scores, position_bias], t + "/scores_positioned")
         probs = node("Softmax", [node("Add", [scores, bias], t + "/scores")], t + "/probs", axis=-1)
         ctx = node("Transpose", [node("MatMul", [probs, vh], t + "/ctx_heads")], t + "/ctx_t", perm=[0, 2, 1, 3])
         ctx = node("Reshape", [ctx, merge_shape], t + "/ctx")
@@ -244,6 +299,10 @@ def forward(w, cfg, input_ids, attention_mask):
 
         q, k, v = (split(lin(x, f"attention.self.{n}")) for n in ("query", "key", "value"))
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd) + bias
+        if RELATIVE_BIAS in w:
+            pos = np.arange(s)
+            buckets = relative_position_bucket(pos[None, :] - pos[:, None], cfg["relative_attention_buckets"])
+            scores = scores + w[RELATIVE_BIAS][buckets].transpose(2, 0, 1)[None]
         scores -= scores.max(-1, keepdims=True)
         probs = np.exp(scores)
         probs /= probs.sum(-1, keepdims=True)
@@ -279,7 +338,9 @@ def embed_padded(sess, token_rows, batch_size=32, outputs=("last_hidden_state",)
         for r, x in enumerate(batch):
             ids[r, : len(x)] = x
             mask[r, : len(x)] = 1
-        hidden = sess.run(list(outputs), {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        inputs = {i.name for i in sess.get_inputs()}
+        hidden = sess.run(list(outputs), {k: v for k, v in feed.items() if k in inputs})
         pooled = [mean_pool(h, mask) for h in hidden]
         joined = np.concatenate(pooled, axis=1) if combine == "concat" else np.mean(pooled, axis=0)
         if normalize:

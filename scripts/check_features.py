@@ -1,8 +1,9 @@
 """Recompute some of graft's features with the Python onnxruntime package and compare.
 
-    python scripts/check_features.py RUN SPEC_MODEL.onnx [--rows N]
+    python scripts/check_features.py RUN SPEC_MODEL.onnx [--rows N] [--data D --features F]
 
-Reads RUN/data/test.arrow (token ids) and RUN/features/test.arrow, runs the ONNX model
+Reads RUN/data/test.arrow (token ids) and RUN/features/test.arrow (or the folders given),
+runs the ONNX model
 with graph optimisations off on the first N rows (padded per batch), takes the outputs the
 features' metadata names, mean-pools each, joins and L2-normalises them as it says, and
 requires cosine similarity >= 0.9999 per row.
@@ -26,9 +27,11 @@ def main():
     ap.add_argument("run", type=Path)
     ap.add_argument("model", type=Path)
     ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--data", default="data", help="token-id folder, under RUN")
+    ap.add_argument("--features", default="features", help="features folder, under RUN")
     args = ap.parse_args()
-    tokens = ipc.open_file(str(args.run / "data" / "test.arrow")).read_all()
-    feats = ipc.open_file(str(args.run / "features" / "test.arrow")).read_all()
+    tokens = ipc.open_file(str(args.run / args.data / "test.arrow")).read_all()
+    feats = ipc.open_file(str(args.run / args.features / "test.arrow")).read_all()
     assert tokens.column("id").to_pylist() == feats.column("id").to_pylist(), "row order differs"
     graft = np.asarray(feats.column("features").combine_chunks().flatten().to_numpy()).reshape(feats.num_rows, -1)
     options = ort.SessionOptions()

@@ -2,8 +2,8 @@
 
     python scripts/import_encoder.py --model-dir DIR --out DIR --spec models/NAME.yaml [--name NAME]
 
-Reads config.json (BERT, RoBERTa, XLM-R or DistilBERT; another `model_type` is refused naming
-it), model.safetensors and tokenizer.json, and, when present, sentence-transformers'
+Reads config.json (BERT, RoBERTa, XLM-R, DistilBERT or MPNet; another `model_type` is refused
+naming it), model.safetensors and tokenizer.json, and, when present, sentence-transformers'
 modules.json (a Normalize module: L2-normalised embeddings), 1_Pooling/config.json (mean,
 CLS or max pooling) and sentence_bert_config.json (max_seq_length). Writes DIR/model.onnx
 (every layer's hidden state a named output) and DIR/tokenizer.json, checks the graph, run by

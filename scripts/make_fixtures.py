@@ -6,7 +6,7 @@ tests/fixtures/tiny/      a tiny random BERT (ONNX, same graph code as the real 
                           its WordPiece tokenizer.json, a backbone spec, a review CSV, and
                           the mean-pooled features of every row computed independently
                           (Python tokenizers + numpy forward pass)
-tests/fixtures/tiny-encoders/  tiny Hugging Face folders (BERT, RoBERTa, DistilBERT) for
+tests/fixtures/tiny-encoders/  tiny Hugging Face folders (BERT, RoBERTa, DistilBERT, MPNet) for
                           scripts/import_encoder.py, with the features numpy computes
 tests/fixtures/sklearn/   logistic-regression coefficients and classification metrics
                           computed by scikit-learn, for parity tests
@@ -453,10 +453,10 @@ def write_tiny_images():
 
 
 def write_tiny_encoders():
-    """Tiny Hugging Face folders of BERT, RoBERTa and DistilBERT (each architecture's own
+    """Tiny Hugging Face folders of BERT, RoBERTa, DistilBERT and MPNet (each architecture's own
     tensor names, written here independently of the importer's renaming) with
     sentence-transformers modules, and the features numpy computes for the fixture reviews:
-    BERT mean-pooled and normalised, RoBERTa CLS, DistilBERT max."""
+    BERT and MPNet mean-pooled and normalised, RoBERTa CLS, DistilBERT max."""
     from safetensors.numpy import save_file
 
     tok, vocab_size = make_tokenizer()
@@ -467,12 +467,29 @@ def write_tiny_encoders():
               "attention.self.value": "attention.v_lin", "attention.output.dense": "attention.out_lin",
               "attention.output.LayerNorm": "sa_layer_norm", "intermediate.dense": "ffn.lin1",
               "output.dense": "ffn.lin2", "output.LayerNorm": "output_layer_norm"}
-    for seed, (arch, pooling, normalize) in enumerate([("bert", "mean", True), ("roberta", "cls", False), ("distilbert", "max", False)]):
+    mpnet = {"attention.self.query": "attention.attn.q", "attention.self.key": "attention.attn.k",
+             "attention.self.value": "attention.attn.v", "attention.output.dense": "attention.attn.o",
+             "attention.output.LayerNorm": "attention.LayerNorm"}
+    archs = [("bert", "mean", True), ("roberta", "cls", False), ("distilbert", "max", False), ("mpnet", "mean", True)]
+    for seed, (arch, pooling, normalize) in enumerate(archs):
         out = ENCODERS / arch
         (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
         weights = make_weights(vocab_size, np.random.default_rng(100 + seed))
-        cfg = dict(CFG, token_types=arch == "bert", position_offset=0 if arch == "roberta" else None)
-        if arch == "distilbert":
+        cfg = dict(CFG, token_types=arch == "bert", position_offset=0 if arch in ("roberta", "mpnet") else None)
+        if arch == "mpnet":
+            del weights["embeddings.token_type_embeddings.weight"]
+            weights["encoder.relative_attention_bias.weight"] = np.random.default_rng(7).normal(0, 0.5, (32, CFG["num_attention_heads"])).astype(np.float32)
+            cfg["relative_attention_buckets"] = 32
+            named = {}
+            for k, v in weights.items():
+                if k.startswith("encoder.layer."):
+                    _, _, i, rest = k.split(".", 3)
+                    module, param = rest.rsplit(".", 1)
+                    k = f"encoder.layer.{i}.{mpnet.get(module, module)}.{param}"
+                named[k] = v
+            config = dict(CFG, model_type="mpnet", hidden_act="gelu", pad_token_id=0, relative_attention_num_buckets=32)
+            del config["type_vocab_size"]
+        elif arch == "distilbert":
             del weights["embeddings.token_type_embeddings.weight"]
             named = {}
             for k, v in weights.items():

