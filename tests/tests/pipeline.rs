@@ -30,6 +30,17 @@ fn sweep_shares_stages_ranks_combinations_and_runs_the_same_in_parallel() {
     assert_eq!(rows.len(), 4);
     let acc: Vec<f64> = rows.iter().map(|r| r["metrics"]["accuracy"].as_f64().unwrap()).collect();
     assert!(acc.windows(2).all(|w| w[0] >= w[1]), "best first: {acc:?}");
+    // Every row but the best is paired with it on the same rows.
+    assert!(rows[0].get("versus_best").is_none());
+    for (r, a) in rows.iter().zip(&acc).skip(1) {
+        let v = &r["versus_best"];
+        let difference = v["difference"].as_f64().unwrap();
+        assert!((difference - (a - acc[0])).abs() < 1e-12, "{v} against {a} - {}", acc[0]);
+        let (low, high, p) =
+            (v["interval"][0].as_f64().unwrap(), v["interval"][1].as_f64().unwrap(), v["mcnemar_p"].as_f64().unwrap());
+        assert!(low <= high && (0.0..=1.0).contains(&p), "{v}");
+    }
+    assert!(table.contains("vs best (paired)") && table.contains("McNemar p"), "{table}");
     for r in rows {
         let (pooling, c) = (r["combination"]["pooling"].as_str().unwrap(), r["combination"]["c"].as_str().unwrap());
         let m = json(&one.path().join(format!("run/eval-{pooling}-{c}/metrics.json")));

@@ -1,6 +1,7 @@
 //! The comparison table of a sweep: after a run of a pipeline with a `matrix`, every
-//! expanded `graft-evaluate` stage's metrics beside its matrix values, best first, written
-//! to `sweep.json` (`sweep_out`, default `X.sweep.json` beside pipeline `X.yaml`).
+//! expanded `graft-evaluate` stage's metrics beside its matrix values, best first, each
+//! classification row paired with the best on the same rows (`graft-evaluate compare`),
+//! written to `sweep.json` (`sweep_out`, default `X.sweep.json` beside pipeline `X.yaml`).
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::{Arg, Pipeline};
 use graft_core::head::{Head, Selection};
-use graft_core::metrics::Report;
+use graft_core::metrics::{Comparison, Report};
 
 use crate::error::Result;
 
@@ -25,6 +26,19 @@ pub struct Row {
     pub ranked_on: String,
     /// What the head chose from data, and on which split.
     pub selections: Vec<Selection>,
+    /// Against the best row on the same rows (classification, every row but the best).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versus_best: Option<VersusBest>,
+}
+
+/// A row's accuracy minus the best row's, paired on the same rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersusBest {
+    pub difference: f64,
+    /// The 95% paired-bootstrap interval of the difference.
+    pub interval: [f64; 2],
+    /// McNemar's exact test of the rows only one of the two got right.
+    pub mcnemar_p: f64,
 }
 
 impl Row {
@@ -71,11 +85,13 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     }
     let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut rows = Vec::new();
+    let mut outs = IndexMap::new();
     for (name, stage) in &pipeline.stages {
         if stage.combination.is_empty() || !stage.cmd.ends_with("graft-evaluate") {
             continue;
         }
         let Some(Arg::Scalar(out)) = stage.args.get("out") else { continue };
+        outs.insert(name.clone(), out.to_string());
         let report = Report::read(&root.join(out.to_string()).join(graft_core::metrics::FILE))?;
         let (metrics, intervals) = headline(&report);
         let selections = match stage.args.get("head") {
@@ -89,6 +105,7 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
             intervals,
             ranked_on: report.split.clone(),
             selections,
+            versus_best: None,
         });
     }
     if rows.is_empty() {
@@ -97,6 +114,12 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     let ranked_by = if rows[0].metrics.contains_key("accuracy") { "accuracy" } else { "r2" }.to_owned();
     let score = |r: &Row| r.metrics.get(&ranked_by).copied().unwrap_or(f64::NEG_INFINITY);
     rows.sort_by(|a, b| score(b).total_cmp(&score(a)));
+    if ranked_by == "accuracy" {
+        let best = (rows[0].stage.clone(), outs[&rows[0].stage].clone());
+        for row in rows.iter_mut().skip(1) {
+            row.versus_best = Some(versus_best(root, pipeline, &best, (&row.stage, &outs[&row.stage]))?);
+        }
+    }
     let dest = match &pipeline.sweep_out {
         Some(p) => root.join(p),
         None => pipeline_path.with_extension("sweep.json"),
@@ -108,6 +131,34 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     json.push(b'\n');
     graft_core::atomic::write_bytes(&dest, &json)?;
     Ok(Some(sweep))
+}
+
+/// `graft-evaluate compare BEST ROW` (the row's own evaluate binary) on their predictions.
+fn versus_best(root: &Path, pipeline: &Pipeline, best: &(String, String), row: (&str, &str)) -> Result<VersusBest> {
+    let what = format!("{} against {}", row.0, best.0);
+    let program = crate::runner::resolve_program(&pipeline.stages[row.0].cmd);
+    let dir = tempfile::tempdir().map_err(|source| crate::Error::Spawn {
+        stage: what.clone(),
+        program: program.clone(),
+        source,
+    })?;
+    let status = std::process::Command::new(&program)
+        .args(["compare", &best.1, row.1, "--out"])
+        .arg(dir.path())
+        .arg("-q")
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|source| crate::Error::Spawn { stage: what.clone(), program, source })?;
+    if !status.success() {
+        return Err(crate::Error::StageFailed { stage: what, status });
+    }
+    let path = dir.path().join("comparison.json");
+    let bytes = std::fs::read(&path).map_err(|source| crate::Error::Read { path: path.clone(), source })?;
+    let c: Comparison =
+        serde_json::from_slice(&bytes).map_err(|source| graft_core::Error::Json { what: "comparison", source })?;
+    let interval = [c.difference_interval.low, c.difference_interval.high];
+    Ok(VersusBest { difference: c.difference, interval, mcnemar_p: c.mcnemar_p })
 }
 
 /// A report's headline metrics and their intervals.
@@ -187,6 +238,16 @@ pub fn render(sweep: &Sweep) -> String {
     for m in &metrics {
         columns.push(((*m).clone(), sweep.rows.iter().map(|r| cell(r, m)).collect()));
     }
+    if sweep.rows.iter().any(|r| r.versus_best.is_some()) {
+        let paired = |r: &Row| match &r.versus_best {
+            Some(v) => format!(
+                "{:+.4} [{:+.3}, {:+.3}], McNemar p {:.1e}",
+                v.difference, v.interval[0], v.interval[1], v.mcnemar_p
+            ),
+            None => "best".into(),
+        };
+        columns.push(("vs best (paired)".into(), sweep.rows.iter().map(paired).collect()));
+    }
     columns.push(("ranked on".into(), sweep.rows.iter().map(|r| r.ranked_on.clone()).collect()));
     columns.push(("chosen".into(), sweep.rows.iter().map(chosen).collect()));
     let widths: Vec<usize> =
@@ -241,7 +302,30 @@ mod tests {
             intervals: IndexMap::from([("accuracy".to_owned(), [accuracy - 0.05, accuracy + 0.04])]),
             ranked_on: ranked_on.into(),
             selections: selections.iter().map(|(w, s)| Selection { what: (*w).into(), split: (*s).into() }).collect(),
+            versus_best: None,
         }
+    }
+
+    #[test]
+    fn rows_paired_with_the_best_show_the_difference_its_interval_and_mcnemar() {
+        let mut second = row("10", 0.75, "val", &[]);
+        second.versus_best = Some(VersusBest { difference: -0.05, interval: [-0.081, -0.02], mcnemar_p: 0.0031 });
+        let sweep =
+            Sweep { ranked_by: "accuracy".into(), rows: vec![row("1", 0.8, "val", &[]), second], final_estimate: None };
+        let table = render(&sweep);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "c   accuracy               vs best (paired)                            ranked on  chosen"
+        );
+        assert_eq!(
+            lines[1],
+            "1   0.8000 [0.750, 0.840]  best                                        val        nothing"
+        );
+        assert_eq!(
+            lines[2],
+            "10  0.7500 [0.700, 0.790]  -0.0500 [-0.081, -0.020], McNemar p 3.1e-3  val        nothing"
+        );
     }
 
     #[test]
