@@ -326,21 +326,27 @@ def cosine(a, b):
     return (a * b).sum(-1)
 
 
+def padded_feed(rows, inputs):
+    """(feed for the graph inputs named in `inputs`, attention mask) of token-id rows padded
+    to the longest; token types are all 0."""
+    ids = np.zeros((len(rows), max(map(len, rows))), np.int64)
+    mask = np.zeros_like(ids)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return {k: v for k, v in feed.items() if k in inputs}, mask
+
+
 def embed_padded(sess, token_rows, batch_size=32, outputs=("last_hidden_state",), combine="concat", normalize=True):
     """Mean-pooled embeddings of token-id rows, fed `batch_size` rows at a time in input
     order, each batch padded to its longest row (as sentence-transformers). Several outputs
     are pooled separately and joined by `combine` (concat or mean), then L2-normalised."""
     out = []
+    inputs = {i.name for i in sess.get_inputs()}
     for start in range(0, len(token_rows), batch_size):
-        batch = token_rows[start : start + batch_size]
-        ids = np.zeros((len(batch), max(map(len, batch))), np.int64)
-        mask = np.zeros_like(ids)
-        for r, x in enumerate(batch):
-            ids[r, : len(x)] = x
-            mask[r, : len(x)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        inputs = {i.name for i in sess.get_inputs()}
-        hidden = sess.run(list(outputs), {k: v for k, v in feed.items() if k in inputs})
+        feed, mask = padded_feed(token_rows[start : start + batch_size], inputs)
+        hidden = sess.run(list(outputs), feed)
         pooled = [mean_pool(h, mask) for h in hidden]
         joined = np.concatenate(pooled, axis=1) if combine == "concat" else np.mean(pooled, axis=0)
         if normalize:

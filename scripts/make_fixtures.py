@@ -121,6 +121,14 @@ def query0(weights, x):
     return x @ w.T + b
 
 
+def kept_rows(rows, tok):
+    """(id, token ids [1, n]) of the fixture rows graft-preprocess keeps: cleaned text and a label."""
+    for rid, text, label, _ in rows:
+        text = clean(text)
+        if text and label:
+            yield rid, np.array([tok.encode(text).ids], np.int64)
+
+
 def write_tiny():
     TINY.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20261122)
@@ -144,11 +152,7 @@ def write_tiny():
     tok.no_padding()
     tok.enable_truncation(MAX_LENGTH)
     expected = {}
-    for rid, text, label, _ in rows:
-        text = clean(text)
-        if not text or not label:
-            continue
-        ids = np.array([tok.encode(text).ids], np.int64)
+    for rid, ids in kept_rows(rows, tok):
         mask = np.ones_like(ids)
         hidden = forward(weights, CFG, ids, mask)
         expected[rid] = {
@@ -452,6 +456,18 @@ def write_tiny_images():
     (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
 
 
+def renamed_layers(weights, prefix, modules):
+    """BERT-named weights with each layer's modules renamed by `modules`, under `prefix`."""
+    named = {}
+    for k, v in weights.items():
+        if k.startswith("encoder.layer."):
+            _, _, i, rest = k.split(".", 3)
+            module, param = rest.rsplit(".", 1)
+            k = f"{prefix}.{i}.{modules.get(module, module)}.{param}"
+        named[k] = v
+    return named
+
+
 def write_tiny_encoders():
     """Tiny Hugging Face folders of BERT, RoBERTa, DistilBERT and MPNet (each architecture's own
     tensor names, written here independently of the importer's renaming) with
@@ -480,24 +496,12 @@ def write_tiny_encoders():
             del weights["embeddings.token_type_embeddings.weight"]
             weights["encoder.relative_attention_bias.weight"] = np.random.default_rng(7).normal(0, 0.5, (32, CFG["num_attention_heads"])).astype(np.float32)
             cfg["relative_attention_buckets"] = 32
-            named = {}
-            for k, v in weights.items():
-                if k.startswith("encoder.layer."):
-                    _, _, i, rest = k.split(".", 3)
-                    module, param = rest.rsplit(".", 1)
-                    k = f"encoder.layer.{i}.{mpnet.get(module, module)}.{param}"
-                named[k] = v
+            named = renamed_layers(weights, "encoder.layer", mpnet)
             config = dict(CFG, model_type="mpnet", hidden_act="gelu", pad_token_id=0, relative_attention_num_buckets=32)
             del config["type_vocab_size"]
         elif arch == "distilbert":
             del weights["embeddings.token_type_embeddings.weight"]
-            named = {}
-            for k, v in weights.items():
-                if k.startswith("encoder.layer."):
-                    _, _, i, rest = k.split(".", 3)
-                    module, param = rest.rsplit(".", 1)
-                    k = f"transformer.layer.{i}.{distil[module]}.{param}"
-                named[k] = v
+            named = renamed_layers(weights, "transformer.layer", distil)
             config = {"model_type": "distilbert", "dim": CFG["hidden_size"], "n_heads": CFG["num_attention_heads"],
                       "n_layers": CFG["num_hidden_layers"], "hidden_dim": CFG["intermediate_size"],
                       "max_position_embeddings": CFG["max_position_embeddings"], "activation": "gelu", "pad_token_id": 0}
@@ -520,11 +524,7 @@ def write_tiny_encoders():
             "word_embedding_dimension": CFG["hidden_size"], "pooling_mode_mean_tokens": pooling == "mean",
             "pooling_mode_cls_token": pooling == "cls", "pooling_mode_max_tokens": pooling == "max"}, indent=1) + "\n")
         expected = {}
-        for rid, text, label, _ in rows:
-            text = clean(text)
-            if not text or not label:
-                continue
-            ids = np.array([tok.encode(text).ids], np.int64)
+        for rid, ids in kept_rows(rows, tok):
             mask = np.ones_like(ids)
             last = forward(weights, cfg, ids, mask)[-1][0]
             v = {"mean": last.mean(0), "cls": last[0], "max": last.max(0)}[pooling]

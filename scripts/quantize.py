@@ -36,6 +36,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bert_onnx import padded_feed  # noqa: E402
+
 ALPHAS = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -127,13 +130,8 @@ def collect(model, groups, rows, batch_tokens):
     names = list(groups)
     acts = {n: [] for n in names}
     for batch in batches(rows, batch_tokens):
-        ids = np.zeros((len(batch), max(map(len, batch))), np.int64)
-        mask = np.zeros_like(ids)
-        for r, row in enumerate(batch):
-            ids[r, : len(row)] = row
-            mask[r, : len(row)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        outs = session.run(names, {k: v for k, v in feed.items() if k in inputs})
+        feed, mask = padded_feed(batch, inputs)
+        outs = session.run(names, feed)
         weight = (mask / mask.sum(1, keepdims=True)).reshape(-1)
         for name, out in zip(names, outs):
             acts[name].append((out.reshape(-1, out.shape[-1]), weight))
