@@ -41,6 +41,8 @@ fn sweep_shares_stages_ranks_combinations_and_runs_the_same_in_parallel() {
         assert!(low <= high && (0.0..=1.0).contains(&p), "{v}");
     }
     assert!(table.contains("vs best (paired)") && table.contains("McNemar p"), "{table}");
+    // What each row's features cost, from the lock file of this run.
+    assert!(table.contains("features took"), "{table}");
     for r in rows {
         let (pooling, c) = (r["combination"]["pooling"].as_str().unwrap(), r["combination"]["c"].as_str().unwrap());
         let m = json(&one.path().join(format!("run/eval-{pooling}-{c}/metrics.json")));

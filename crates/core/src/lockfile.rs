@@ -34,6 +34,9 @@ pub struct LockedStage {
     pub deps: BTreeMap<PathBuf, String>,
     /// blake3 of each output as written.
     pub outs: BTreeMap<PathBuf, String>,
+    /// How long the stage took when it last ran (what it costs; no input to any decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 impl Lock {
@@ -77,6 +80,7 @@ mod tests {
                 argv: vec!["--x".into()],
                 deps: BTreeMap::new(),
                 outs: BTreeMap::from([(PathBuf::from("o"), "h".into())]),
+                seconds: Some(1.5),
             },
         );
         lock.write(&path).unwrap();

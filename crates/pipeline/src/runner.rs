@@ -371,7 +371,8 @@ pub fn run(pipeline_path: &Path, opts: &RunOptions) -> Result<Summary> {
             Ok(outs) => {
                 let fingerprint = now.fingerprint(&stage.cmd);
                 let Inputs { binary, argv, deps } = now;
-                lock.stages.insert(name.clone(), LockedStage { fingerprint, binary, argv, deps, outs });
+                lock.stages
+                    .insert(name.clone(), LockedStage { fingerprint, binary, argv, deps, outs, seconds: Some(took) });
                 tracing::info!("stage `{name}`: done in {}", duration(took));
                 seconds.insert(name.clone(), took);
                 done.insert(name.clone(), Outcome::Ran);

@@ -29,6 +29,10 @@ pub struct Row {
     /// Against the best row on the same rows (classification, every row but the best).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versus_best: Option<VersusBest>,
+    /// Seconds the stage that wrote the row's features took when it last ran (from the lock
+    /// file): shown in the table, kept out of sweep.json so that a rerun writes the same bytes.
+    #[serde(skip)]
+    pub features_seconds: Option<f64>,
 }
 
 /// A row's accuracy minus the best row's, paired on the same rows.
@@ -84,6 +88,9 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
         return Ok(None);
     }
     let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let lock = graft_core::lockfile::Lock::read(&crate::runner::lock_path(pipeline_path))?;
+    let seconds_of_out =
+        |out: &str| lock.stages.values().find(|s| s.outs.keys().any(|o| o == Path::new(out))).and_then(|s| s.seconds);
     let mut rows = Vec::new();
     let mut outs = IndexMap::new();
     for (name, stage) in &pipeline.stages {
@@ -106,6 +113,10 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
             ranked_on: report.split.clone(),
             selections,
             versus_best: None,
+            features_seconds: match stage.args.get("features") {
+                Some(Arg::Scalar(features)) => seconds_of_out(&features.to_string()),
+                _ => None,
+            },
         });
     }
     if rows.is_empty() {
@@ -248,6 +259,10 @@ pub fn render(sweep: &Sweep) -> String {
         };
         columns.push(("vs best (paired)".into(), sweep.rows.iter().map(paired).collect()));
     }
+    if sweep.rows.iter().any(|r| r.features_seconds.is_some()) {
+        let cost = |r: &Row| r.features_seconds.map(|s| format!("{s:.1} s")).unwrap_or_default();
+        columns.push(("features took".into(), sweep.rows.iter().map(cost).collect()));
+    }
     columns.push(("ranked on".into(), sweep.rows.iter().map(|r| r.ranked_on.clone()).collect()));
     columns.push(("chosen".into(), sweep.rows.iter().map(chosen).collect()));
     let widths: Vec<usize> =
@@ -303,29 +318,34 @@ mod tests {
             ranked_on: ranked_on.into(),
             selections: selections.iter().map(|(w, s)| Selection { what: (*w).into(), split: (*s).into() }).collect(),
             versus_best: None,
+            features_seconds: None,
         }
     }
 
     #[test]
-    fn rows_paired_with_the_best_show_the_difference_its_interval_and_mcnemar() {
+    fn rows_paired_with_the_best_show_the_difference_its_interval_mcnemar_and_cost() {
+        let mut best = row("1", 0.8, "val", &[]);
+        best.features_seconds = Some(103.24);
         let mut second = row("10", 0.75, "val", &[]);
         second.versus_best = Some(VersusBest { difference: -0.05, interval: [-0.081, -0.02], mcnemar_p: 0.0031 });
-        let sweep =
-            Sweep { ranked_by: "accuracy".into(), rows: vec![row("1", 0.8, "val", &[]), second], final_estimate: None };
+        second.features_seconds = Some(13.3);
+        let sweep = Sweep { ranked_by: "accuracy".into(), rows: vec![best, second], final_estimate: None };
         let table = render(&sweep);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "c   accuracy               vs best (paired)                            ranked on  chosen"
+            "c   accuracy               vs best (paired)                            features took  ranked on  chosen"
         );
         assert_eq!(
             lines[1],
-            "1   0.8000 [0.750, 0.840]  best                                        val        nothing"
+            "1   0.8000 [0.750, 0.840]  best                                        103.2 s        val        nothing"
         );
         assert_eq!(
             lines[2],
-            "10  0.7500 [0.700, 0.790]  -0.0500 [-0.081, -0.020], McNemar p 3.1e-3  val        nothing"
+            "10  0.7500 [0.700, 0.790]  -0.0500 [-0.081, -0.020], McNemar p 3.1e-3  13.3 s         val        nothing"
         );
+        // Timings stay out of sweep.json, which a rerun rewrites byte for byte.
+        assert!(!serde_json::to_string(&sweep).unwrap().contains("13.3"));
     }
 
     #[test]
