@@ -100,3 +100,26 @@ fn status_says_what_is_stale_and_why_and_a_failed_run_resumes() {
     let (status, _) = run(&["status", s(&pipeline)]);
     assert!(status.contains("output `run/eval-cls-10` is missing or was modified"), "{status}");
 }
+
+#[test]
+fn rows_on_other_rows_than_the_best_are_left_unpaired_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sweep_pipeline(dir.path());
+    // Evaluate every head on val and on test: rows of the other split cannot be paired.
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("  c: [0.1, 10]\n", "  c: [0.1, 10]\n  split: [val, test]\n")
+        .replace("eval-${matrix.pooling}-${matrix.c}", "eval-${matrix.pooling}-${matrix.c}-${matrix.split}")
+        .replace("args: {head:", "args: {split: \"${matrix.split}\", head:");
+    std::fs::write(&path, yaml).unwrap();
+    let (table, _) = run(&["run", s(&path)]);
+    let sweep = json(&dir.path().join("sweep.sweep.json"));
+    let rows = sweep["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    let best_split = rows[0]["ranked_on"].as_str().unwrap();
+    for r in &rows[1..] {
+        let same = r["ranked_on"].as_str().unwrap() == best_split;
+        assert_eq!(r.get("versus_best").is_some(), same, "{r}");
+    }
+    assert!(table.contains("not paired (other rows)"), "{table}");
+}

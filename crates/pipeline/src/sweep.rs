@@ -128,7 +128,7 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     if ranked_by == "accuracy" {
         let best = (rows[0].stage.clone(), outs[&rows[0].stage].clone());
         for row in rows.iter_mut().skip(1) {
-            row.versus_best = Some(versus_best(root, pipeline, &best, (&row.stage, &outs[&row.stage]))?);
+            row.versus_best = versus_best(root, pipeline, &best, (&row.stage, &outs[&row.stage]))?;
         }
     }
     let dest = match &pipeline.sweep_out {
@@ -144,32 +144,36 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     Ok(Some(sweep))
 }
 
-/// `graft-evaluate compare BEST ROW` (the row's own evaluate binary) on their predictions.
-fn versus_best(root: &Path, pipeline: &Pipeline, best: &(String, String), row: (&str, &str)) -> Result<VersusBest> {
+/// `graft-evaluate compare BEST ROW` (the row's own evaluate binary) on their predictions;
+/// `None`, with a warning, where it refuses them (rows that differ, as across splits).
+fn versus_best(
+    root: &Path,
+    pipeline: &Pipeline,
+    best: &(String, String),
+    row: (&str, &str),
+) -> Result<Option<VersusBest>> {
     let what = format!("{} against {}", row.0, best.0);
     let program = crate::runner::resolve_program(&pipeline.stages[row.0].cmd);
-    let dir = tempfile::tempdir().map_err(|source| crate::Error::Spawn {
-        stage: what.clone(),
-        program: program.clone(),
-        source,
-    })?;
-    let status = std::process::Command::new(&program)
+    let spawn_error = |source| crate::Error::Spawn { stage: what.clone(), program: program.clone(), source };
+    let dir = tempfile::tempdir().map_err(spawn_error)?;
+    let output = std::process::Command::new(&program)
         .args(["compare", &best.1, row.1, "--out"])
         .arg(dir.path())
         .arg("-q")
         .current_dir(root)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|source| crate::Error::Spawn { stage: what.clone(), program, source })?;
-    if !status.success() {
-        return Err(crate::Error::StageFailed { stage: what, status });
+        .output()
+        .map_err(spawn_error)?;
+    if !output.status.success() {
+        let reason = String::from_utf8_lossy(&output.stderr);
+        tracing::warn!("sweep: {what} not paired: {}", reason.trim());
+        return Ok(None);
     }
     let path = dir.path().join("comparison.json");
     let bytes = std::fs::read(&path).map_err(|source| crate::Error::Read { path: path.clone(), source })?;
     let c: Comparison =
         serde_json::from_slice(&bytes).map_err(|source| graft_core::Error::Json { what: "comparison", source })?;
     let interval = [c.difference_interval.low, c.difference_interval.high];
-    Ok(VersusBest { difference: c.difference, interval, mcnemar_p: c.mcnemar_p })
+    Ok(Some(VersusBest { difference: c.difference, interval, mcnemar_p: c.mcnemar_p }))
 }
 
 /// A report's headline metrics and their intervals.
@@ -250,14 +254,15 @@ pub fn render(sweep: &Sweep) -> String {
         columns.push(((*m).clone(), sweep.rows.iter().map(|r| cell(r, m)).collect()));
     }
     if sweep.rows.iter().any(|r| r.versus_best.is_some()) {
-        let paired = |r: &Row| match &r.versus_best {
+        let paired = |(i, r): (usize, &Row)| match &r.versus_best {
             Some(v) => format!(
                 "{:+.4} [{:+.3}, {:+.3}], McNemar p {:.1e}",
                 v.difference, v.interval[0], v.interval[1], v.mcnemar_p
             ),
-            None => "best".into(),
+            None if i == 0 => "best".into(),
+            None => "not paired (other rows)".into(),
         };
-        columns.push(("vs best (paired)".into(), sweep.rows.iter().map(paired).collect()));
+        columns.push(("vs best (paired)".into(), sweep.rows.iter().enumerate().map(paired).collect()));
     }
     if sweep.rows.iter().any(|r| r.features_seconds.is_some()) {
         let cost = |r: &Row| r.features_seconds.map(|s| format!("{s:.1} s")).unwrap_or_default();
