@@ -34,6 +34,8 @@ _MPNET = {
     "attention.attn.o": "attention.output.dense",
     "attention.LayerNorm": "attention.output.LayerNorm",
 }
+# Per architecture: where its layers' tensors live, and its module names to BERT's.
+_LAYER_MODULES = {"distilbert": ("transformer.layer.", _DISTILBERT), "mpnet": ("encoder.layer.", _MPNET)}
 RELATIVE_BIAS = "encoder.relative_attention_bias.weight"
 
 
@@ -55,14 +57,11 @@ def as_bert(weights, cfg):
                 break
         if name.startswith(("pooler.", "lm_head.", "classifier.", "vocab_")) or name.endswith("position_ids"):
             continue
-        if kind == "distilbert" and name.startswith("transformer.layer."):
-            _, _, i, rest = name.split(".", 3)
+        layers, modules = _LAYER_MODULES.get(kind, ("encoder.layer.", {}))
+        if name.startswith(layers):
+            i, rest = name[len(layers) :].split(".", 1)
             module, param = rest.rsplit(".", 1)
-            name = f"encoder.layer.{i}.{_DISTILBERT.get(module, module)}.{param}"
-        if kind == "mpnet" and name.startswith("encoder.layer."):
-            _, _, i, rest = name.split(".", 3)
-            module, param = rest.rsplit(".", 1)
-            name = f"encoder.layer.{i}.{_MPNET.get(module, module)}.{param}"
+            name = f"encoder.layer.{i}.{modules.get(module, module)}.{param}"
         w[name] = value
     if kind == "distilbert":
         if cfg.get("activation", "gelu") != "gelu":

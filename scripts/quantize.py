@@ -47,6 +47,11 @@ def fail(message):
     sys.exit(1)
 
 
+def spread(items, n):
+    """At most `n` of `items`, evenly spaced from the first."""
+    return items[:: max(1, len(items) // n)][:n]
+
+
 def read_rows(args):
     """Token-id rows for calibration: `--rows` of them, evenly spread over the file."""
     path = args.calibrate
@@ -62,7 +67,7 @@ def read_rows(args):
             fail(f"{path}: not an Arrow IPC file ({e})")
         if "input_ids" not in table.column_names:
             fail(f"{path}: no `input_ids` column (found {', '.join(table.column_names)}); expected a text split from graft-preprocess")
-        rows = table.column("input_ids").to_pylist()
+        rows = spread([r for r in table.column("input_ids").to_pylist() if r], args.rows)
     else:
         if not args.tokenizer:
             fail(f"{path}: a CSV needs --tokenizer (tokenizer.json) and --text-column")
@@ -78,12 +83,9 @@ def read_rows(args):
                 if column not in (reader.fieldnames or []):
                     fail(f"{path}: no column `{column}` (found {', '.join(reader.fieldnames or [])})")
             texts = [r[args.text_column] for r in reader if not key or r[key] == value]
-        step = max(1, len(texts) // args.rows)
-        rows = [e.ids for e in tok.encode_batch(texts[::step][: args.rows])]
-    rows = [r for r in rows if r]
+        rows = [e.ids for e in tok.encode_batch(spread(texts, args.rows))]
     if not rows:
         fail(f"{path}: no calibration rows")
-    rows = rows[:: max(1, len(rows) // args.rows)][: args.rows]
     total = sum(map(len, rows))
     if total > args.tokens:
         rows = rows[:: -(-total // args.tokens)]

@@ -17,6 +17,9 @@ use crate::{Error, Result};
 
 pub const FILE: &str = "metrics.json";
 pub const FORMAT: &str = "graft-metrics/2";
+/// `comparison.json`: two evaluations paired on the same rows (see [`Comparison`]).
+pub const COMPARISON_FILE: &str = "comparison.json";
+pub const COMPARISON_FORMAT: &str = "graft-comparison/1";
 /// `metrics.parquet`: the report as rows (see [`Report::table`]).
 pub const TABLE_FORMAT: &str = "graft-metrics-table/1";
 
@@ -250,6 +253,7 @@ pub struct Fusion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Comparison {
+    pub format: String,
     pub a: PathBuf,
     pub b: PathBuf,
     pub rows: usize,
@@ -262,4 +266,49 @@ pub struct Comparison {
     pub only_a_right: u64,
     pub only_b_right: u64,
     pub mcnemar_p: f64,
+}
+
+impl Comparison {
+    /// Reads `path` (a `comparison.json`); another format is refused.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = fs_err::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let bad = |message: String| Error::Document { path: path.to_owned(), what: COMPARISON_FILE, message };
+        let c: Comparison = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if c.format != COMPARISON_FORMAT {
+            return Err(bad(format!("format `{}`, expected `{COMPARISON_FORMAT}`", c.format)));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comparison_of_another_format_or_shape_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(COMPARISON_FILE);
+        let c = Comparison {
+            format: COMPARISON_FORMAT.into(),
+            a: "a".into(),
+            b: "b".into(),
+            rows: 10,
+            accuracy_a: 0.7,
+            accuracy_b: 0.8,
+            difference: 0.1,
+            difference_interval: Interval { low: -0.1, high: 0.3 },
+            only_a_right: 1,
+            only_b_right: 2,
+            mcnemar_p: 1.0,
+        };
+        std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(Comparison::read(&path).unwrap(), c);
+        let old = serde_json::to_string(&c).unwrap().replace(COMPARISON_FORMAT, "graft-comparison/0");
+        std::fs::write(&path, old).unwrap();
+        let err = Comparison::read(&path).unwrap_err().to_string();
+        assert!(err.contains("comparison.json") && err.contains("graft-comparison/0"), "{err}");
+        std::fs::write(&path, b"{\"format\": 1").unwrap();
+        assert!(Comparison::read(&path).unwrap_err().to_string().contains("comparison.json"));
+    }
 }

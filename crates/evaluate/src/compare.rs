@@ -34,6 +34,7 @@ pub fn compare_predictions(pa: &Predictions, pb: &Predictions, resamples: usize,
     let only_a_right = (0..n).filter(|&i| right_a[i] && !right_b[i]).count() as u64;
     let only_b_right = (0..n).filter(|&i| right_b[i] && !right_a[i]).count() as u64;
     Ok(Comparison {
+        format: graft_core::metrics::COMPARISON_FORMAT.into(),
         a: pa.path.clone(),
         b: pb.path.clone(),
         rows: n,
@@ -47,12 +48,15 @@ pub fn compare_predictions(pa: &Predictions, pb: &Predictions, resamples: usize,
     })
 }
 
-/// Writes `comparison.json` into `dir` atomically.
+/// Writes [`graft_core::metrics::COMPARISON_FILE`] into `dir` atomically.
 pub fn write(dir: &Path, c: &Comparison) -> Result<()> {
     let mut json =
         serde_json::to_vec_pretty(c).map_err(|source| graft_core::Error::Json { what: "comparison", source })?;
     json.push(b'\n');
-    graft_core::atomic::commit_all(vec![graft_core::atomic::pending_bytes(&dir.join("comparison.json"), &json)?])?;
+    graft_core::atomic::commit_all(vec![graft_core::atomic::pending_bytes(
+        &dir.join(graft_core::metrics::COMPARISON_FILE),
+        &json,
+    )?])?;
     Ok(())
 }
 

@@ -92,18 +92,16 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     let seconds_of_out =
         |out: &str| lock.stages.values().find(|s| s.outs.keys().any(|o| o == Path::new(out))).and_then(|s| s.seconds);
     let mut rows = Vec::new();
-    let mut outs = IndexMap::new();
     for (name, stage) in &pipeline.stages {
         if stage.combination.is_empty() || !stage.cmd.ends_with("graft-evaluate") {
             continue;
         }
-        let Some(Arg::Scalar(out)) = stage.args.get("out") else { continue };
-        outs.insert(name.clone(), out.to_string());
-        let report = Report::read(&root.join(out.to_string()).join(graft_core::metrics::FILE))?;
+        let Some(out) = scalar_arg(pipeline, name, "out") else { continue };
+        let report = Report::read(&root.join(out).join(graft_core::metrics::FILE))?;
         let (metrics, intervals) = headline(&report);
-        let selections = match stage.args.get("head") {
-            Some(Arg::Scalar(head)) => Head::load(&root.join(head.to_string()))?.info.training.selections(),
-            _ => Vec::new(),
+        let selections = match scalar_arg(pipeline, name, "head") {
+            Some(head) => Head::load(&root.join(head))?.info.training.selections(),
+            None => Vec::new(),
         };
         rows.push(Row {
             stage: name.clone(),
@@ -113,10 +111,7 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
             ranked_on: report.split.clone(),
             selections,
             versus_best: None,
-            features_seconds: match stage.args.get("features") {
-                Some(Arg::Scalar(features)) => seconds_of_out(&features.to_string()),
-                _ => None,
-            },
+            features_seconds: scalar_arg(pipeline, name, "features").and_then(|f| seconds_of_out(&f)),
         });
     }
     if rows.is_empty() {
@@ -126,9 +121,9 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     let score = |r: &Row| r.metrics.get(&ranked_by).copied().unwrap_or(f64::NEG_INFINITY);
     rows.sort_by(|a, b| score(b).total_cmp(&score(a)));
     if ranked_by == "accuracy" {
-        let best = (rows[0].stage.clone(), outs[&rows[0].stage].clone());
+        let best = rows[0].stage.clone();
         for row in rows.iter_mut().skip(1) {
-            row.versus_best = versus_best(root, pipeline, &best, (&row.stage, &outs[&row.stage]))?;
+            row.versus_best = versus_best(root, pipeline, &best, &row.stage)?;
         }
     }
     let dest = match &pipeline.sweep_out {
@@ -144,34 +139,37 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     Ok(Some(sweep))
 }
 
-/// `graft-evaluate compare BEST ROW` (the row's own evaluate binary) on their predictions;
-/// `None`, with a warning, where it refuses them (rows that differ, as across splits).
-fn versus_best(
-    root: &Path,
-    pipeline: &Pipeline,
-    best: &(String, String),
-    row: (&str, &str),
-) -> Result<Option<VersusBest>> {
-    let what = format!("{} against {}", row.0, best.0);
-    let program = crate::runner::resolve_program(&pipeline.stages[row.0].cmd);
-    let spawn_error = |source| crate::Error::Spawn { stage: what.clone(), program: program.clone(), source };
-    let dir = tempfile::tempdir().map_err(spawn_error)?;
+/// A scalar argument of stage `name`, as text.
+fn scalar_arg(pipeline: &Pipeline, name: &str, key: &str) -> Option<String> {
+    match pipeline.stages[name].args.get(key) {
+        Some(Arg::Scalar(value)) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// `graft-evaluate compare BEST ROW` (the row's own evaluate binary) on the two evaluate
+/// stages' outputs; `None`, with a warning, where it refuses them (rows that differ, as
+/// across splits).
+fn versus_best(root: &Path, pipeline: &Pipeline, best: &str, row: &str) -> Result<Option<VersusBest>> {
+    let what = format!("{row} against {best}");
+    let (Some(best_out), Some(row_out)) = (scalar_arg(pipeline, best, "out"), scalar_arg(pipeline, row, "out")) else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir().map_err(|source| graft_core::Error::Write { path: std::env::temp_dir(), source })?;
+    let program = crate::runner::resolve_program(&pipeline.stages[row].cmd);
     let output = std::process::Command::new(&program)
-        .args(["compare", &best.1, row.1, "--out"])
+        .args(["compare", &best_out, &row_out, "--out"])
         .arg(dir.path())
         .arg("-q")
         .current_dir(root)
         .output()
-        .map_err(spawn_error)?;
+        .map_err(|source| crate::Error::Spawn { stage: what.clone(), program, source })?;
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr);
         tracing::warn!("sweep: {what} not paired: {}", reason.trim());
         return Ok(None);
     }
-    let path = dir.path().join("comparison.json");
-    let bytes = std::fs::read(&path).map_err(|source| crate::Error::Read { path: path.clone(), source })?;
-    let c: Comparison =
-        serde_json::from_slice(&bytes).map_err(|source| graft_core::Error::Json { what: "comparison", source })?;
+    let c = Comparison::read(&dir.path().join(graft_core::metrics::COMPARISON_FILE))?;
     let interval = [c.difference_interval.low, c.difference_interval.high];
     Ok(Some(VersusBest { difference: c.difference, interval, mcnemar_p: c.mcnemar_p }))
 }
@@ -194,11 +192,11 @@ fn headline(report: &Report) -> (IndexMap<String, f64>, IndexMap<String, [f64; 2
 /// features have no test split.
 fn final_estimate(root: &Path, pipeline: &Pipeline, winner: &Row, dest: &Path) -> Result<Option<Final>> {
     let stage = &pipeline.stages[&winner.stage];
-    let (Some(Arg::Scalar(head)), Some(Arg::Scalar(features))) = (stage.args.get("head"), stage.args.get("features"))
+    let (Some(head), Some(features)) =
+        (scalar_arg(pipeline, &winner.stage, "head"), scalar_arg(pipeline, &winner.stage, "features"))
     else {
         return Ok(None);
     };
-    let (head, features) = (head.to_string(), features.to_string());
     if winner.ranked_on == "test" || !root.join(&features).join("test.arrow").exists() {
         return Ok(None);
     }
