@@ -34,6 +34,8 @@ _MPNET = {
     "attention.attn.o": "attention.output.dense",
     "attention.LayerNorm": "attention.output.LayerNorm",
 }
+# DistilBERT's config keys for BERT's.
+_DISTILBERT_KEYS = {"dim": "hidden_size", "n_heads": "num_attention_heads", "n_layers": "num_hidden_layers", "hidden_dim": "intermediate_size"}
 # Per architecture: where its layers' tensors live, and its module names to BERT's.
 _LAYER_MODULES = {"distilbert": ("transformer.layer.", _DISTILBERT), "mpnet": ("encoder.layer.", _MPNET)}
 RELATIVE_BIAS = "encoder.relative_attention_bias.weight"
@@ -63,26 +65,19 @@ def as_bert(weights, cfg):
             module, param = rest.rsplit(".", 1)
             name = f"encoder.layer.{i}.{modules.get(module, module)}.{param}"
         w[name] = value
-    if kind == "distilbert":
-        if cfg.get("activation", "gelu") != "gelu":
-            raise NotImportable(f"config.json: activation `{cfg['activation']}` is not supported (gelu)")
-        c = {
-            "hidden_size": cfg["dim"],
-            "num_attention_heads": cfg["n_heads"],
-            "num_hidden_layers": cfg["n_layers"],
-            "intermediate_size": cfg["hidden_dim"],
-            "layer_norm_eps": 1e-12,
-        }
-    else:
-        if cfg.get("hidden_act", "gelu") != "gelu":
-            raise NotImportable(f"config.json: hidden_act `{cfg['hidden_act']}` is not supported (gelu)")
-        keys = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size")
-        missing = [k for k in keys if k not in cfg]
-        if missing:
-            raise NotImportable(f"config.json: no {', '.join(missing)}")
-        c = {k: cfg[k] for k in keys} | {"layer_norm_eps": cfg.get("layer_norm_eps", 1e-12)}
+    activation, keys = ("activation", _DISTILBERT_KEYS) if kind == "distilbert" else ("hidden_act", {k: k for k in _DISTILBERT_KEYS.values()})
+    if cfg.get(activation, "gelu") != "gelu":
+        raise NotImportable(f"config.json: {activation} `{cfg[activation]}` is not supported (gelu)")
+    bad = [k for k in keys if not isinstance(cfg.get(k), int) or isinstance(cfg.get(k), bool) or cfg[k] <= 0]
+    if bad:
+        raise NotImportable(f"config.json: {', '.join(bad)} must be positive integers")
+    c = {bert_key: cfg[k] for k, bert_key in keys.items()}
+    c["layer_norm_eps"] = 1e-12 if kind == "distilbert" else float(cfg.get("layer_norm_eps", 1e-12))
     c["token_types"] = kind == "bert" and "embeddings.token_type_embeddings.weight" in w
-    c["position_offset"] = int(cfg.get("pad_token_id", 1)) if kind in ("roberta", "xlm-roberta", "mpnet") else None
+    pad = cfg.get("pad_token_id", 1)
+    if not isinstance(pad, int) or pad < 0:
+        raise NotImportable(f"config.json: pad_token_id `{pad}` is not a token id")
+    c["position_offset"] = pad if kind in ("roberta", "xlm-roberta", "mpnet") else None
     if kind == "mpnet":
         c["relative_attention_buckets"] = int(cfg.get("relative_attention_num_buckets", 32))
         if RELATIVE_BIAS not in w:
@@ -90,7 +85,7 @@ def as_bert(weights, cfg):
         want = (c["relative_attention_buckets"], c["num_attention_heads"])
         if tuple(w[RELATIVE_BIAS].shape) != want:
             raise NotImportable(f"model.safetensors: `{RELATIVE_BIAS}` has shape {list(w[RELATIVE_BIAS].shape)}, config.json implies {list(want)}")
-    c["max_position_embeddings"] = cfg.get("max_position_embeddings", 512)
+    c["max_position_embeddings"] = w.get("embeddings.position_embeddings.weight", np.zeros((512, 0))).shape[0]
     _check_shapes(w, c)
     return w, c
 

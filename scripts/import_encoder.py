@@ -32,23 +32,30 @@ def fail(message):
     sys.exit(1)
 
 
-def read_json(path, required=True):
+def read_json(path, required=True, shape=dict):
+    """The JSON document at `path`, which must be a `shape` (an object, or a list)."""
     if not path.is_file():
         if required:
             fail(f"{path}: not found")
         return None
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         fail(f"{path}: not valid JSON ({e})")
+    if not isinstance(value, shape):
+        fail(f"{path}: expected a JSON {'object' if shape is dict else 'list'}")
+    return value
 
 
 def tokenizer_size(path):
     """Ids the tokenizer can produce: one past the largest in its vocabulary and added tokens."""
     tok = read_json(path)
-    vocab = (tok.get("model") or {}).get("vocab")
-    ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab or [])))
-    ids += [t["id"] for t in tok.get("added_tokens", [])]
+    model = tok.get("model")
+    vocab = model.get("vocab") if isinstance(model, dict) else None
+    ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab))) if isinstance(vocab, list) else []
+    ids += [t.get("id") for t in tok.get("added_tokens") or [] if isinstance(t, dict)]
+    if not all(isinstance(i, int) and i >= 0 for i in ids):
+        fail(f"{path}: token ids must be non-negative integers")
     if not ids:
         fail(f"{path}: no vocabulary")
     return max(ids) + 1
@@ -56,9 +63,10 @@ def tokenizer_size(path):
 
 def sentence_transformers_head(model_dir):
     """(pooling, normalize) from the sentence-transformers modules, or the library's defaults."""
-    modules = read_json(model_dir / "modules.json", required=False) or []
-    normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
-    pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
+    modules = [m for m in read_json(model_dir / "modules.json", required=False, shape=list) or [] if isinstance(m, dict)]
+    kinds = [(str(m.get("type", "")), str(m.get("path", ""))) for m in modules]
+    normalize = any(kind.endswith("Normalize") for kind, _ in kinds)
+    pooling_dir = next((path for kind, path in kinds if kind.endswith("Pooling")), "1_Pooling")
     cfg = read_json(model_dir / pooling_dir / "config.json", required=False) or {"pooling_mode_mean_tokens": True}
     modes = [m for m, key in (("mean", "pooling_mode_mean_tokens"), ("cls", "pooling_mode_cls_token"), ("max", "pooling_mode_max_tokens")) if cfg.get(key)]
     if len(modes) != 1:
@@ -66,14 +74,13 @@ def sentence_transformers_head(model_dir):
     return modes[0], normalize
 
 
-def check(model_path, w, c):
+def check(model_path, w, c, capacity):
     """Largest absolute difference between onnxruntime and numpy over every hidden state."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(0)
     vocab = w["embeddings.word_embeddings.weight"].shape[0]
-    limit = c["max_position_embeddings"] - (c["position_offset"] or 0) - 1
-    lengths = [min(n, limit) for n in (3, 9, 17)]
+    lengths = [min(n, capacity) for n in (3, 9, 17)]
     ids = np.zeros((len(lengths), max(lengths)), np.int64)
     mask = np.zeros_like(ids)
     for r, n in enumerate(lengths):
@@ -118,15 +125,20 @@ def main():
     if (size := tokenizer_size(tokenizer)) != rows:
         fail(f"{tokenizer}: {size} token ids, but `embeddings.word_embeddings.weight` in {weights_path} has {rows} rows")
     pooling, normalize = sentence_transformers_head(args.model_dir)
+    # Positions the embedding table holds (RoBERTa and MPNet start after the padding index).
+    capacity = c["max_position_embeddings"] - (c["position_offset"] or 0) - 1
     st = read_json(args.model_dir / "sentence_bert_config.json", required=False) or {}
-    max_length = int(st.get("max_seq_length") or min(512, c["max_position_embeddings"] - (c["position_offset"] or 0) - 1))
+    max_length = st.get("max_seq_length") or min(512, capacity)
+    if not isinstance(max_length, int) or not 0 < max_length <= capacity:
+        fail(f"{args.model_dir / 'sentence_bert_config.json'}: max_seq_length `{max_length}` must be 1..{capacity} (the position embeddings)")
 
     name = args.name or args.spec.stem
     args.out.mkdir(parents=True, exist_ok=True)
     partial = args.out / "model.onnx.partial"
     onnx.save(build_graph(w, c, name), str(partial))
-    diff = check(partial, w, c)
+    diff = check(partial, w, c, capacity)
     if diff >= TOLERANCE:
+        partial.unlink()
         fail(f"{partial}: differs from the numpy forward pass by {diff:.2e} (allowed {TOLERANCE:g})")
     (args.out / "tokenizer.json").write_bytes(tokenizer.read_bytes())
     partial.replace(args.out / "model.onnx")

@@ -65,8 +65,10 @@ def read_rows(args):
             table = ipc.open_file(str(path)).read_all()
         except (pa.ArrowInvalid, OSError) as e:
             fail(f"{path}: not an Arrow IPC file ({e})")
-        if "input_ids" not in table.column_names:
-            fail(f"{path}: no `input_ids` column (found {', '.join(table.column_names)}); expected a text split from graft-preprocess")
+        ids_type = table.schema.field("input_ids").type if "input_ids" in table.column_names else None
+        if ids_type is None or not pa.types.is_list(ids_type) or not pa.types.is_integer(ids_type.value_type):
+            fail(f"{path}: no `input_ids` column of token-id lists (found {', '.join(table.column_names)}); "
+                 "expected a text split from graft-preprocess")
         rows = spread([r for r in table.column("input_ids").to_pylist() if r], args.rows)
     else:
         if not args.tokenizer:

@@ -126,6 +126,16 @@ fn a_folder_it_cannot_use_is_refused_naming_the_file_or_tensor() {
             vec!["model.safetensors", "not found"],
         ),
         (
+            "a config that is not a JSON object",
+            Box::new(|m| std::fs::write(m.join("config.json"), "[1, 2]").unwrap()),
+            vec!["config.json", "expected a JSON object"],
+        ),
+        (
+            "a config without the layer count",
+            Box::new(|m| edit_json(&m.join("config.json"), |c| c["num_hidden_layers"] = "two".into())),
+            vec!["config.json", "num_hidden_layers must be positive integers"],
+        ),
+        (
             "unknown architecture",
             Box::new(|m| edit_json(&m.join("config.json"), |c| c["model_type"] = "gpt2".into())),
             vec!["config.json", "model_type `gpt2`"],
