@@ -50,14 +50,15 @@ demo: setup build
 	$(BIN)/graft run pipelines/rt-score.yaml
 	$(PY) scripts/show_predictions.py runs/rt-score/predictions.csv
 
-## The same on the 25,000 IMDB reviews (max length 256; slow on a small CPU).
-## Which backbone transfers best to Rotten Tomatoes: all-MiniLM-L6-v2 against all-mpnet-base-v2,
-## each with its own head, ranked on val, the winner scored once on test.
+## Which backbone transfers best to Rotten Tomatoes: all-MiniLM-L6-v2 (last layer, last four)
+## against all-mpnet-base-v2, each with its own head, ranked on val, paired with the best,
+## the winner scored once on test; MTEB's protocol on each.
 demo-backbones: setup-mpnet build
 	$(BIN)/graft run pipelines/rt-backbones.yaml
 	$(PY) scripts/check_features.py runs/rt-backbones .graft/models/all-mpnet-base-v2/model.onnx \
-		--data data-all-mpnet-base-v2 --features features-all-mpnet-base-v2
+		--data all-mpnet-base-v2/data --features all-mpnet-base-v2/features
 
+## The same on the 25,000 IMDB reviews (max length 256; slow on a small CPU).
 demo-imdb: setup build
 	$(BIN)/graft run pipelines/imdb-minilm.yaml
 	$(PY) scripts/check_features.py runs/imdb-minilm .graft/models/all-minilm-l6-v2/model.onnx

@@ -41,24 +41,42 @@ fn sweep_shares_stages_ranks_combinations_and_runs_the_same_in_parallel() {
         assert!(low <= high && (0.0..=1.0).contains(&p), "{v}");
     }
     assert!(table.contains("vs best (paired)") && table.contains("McNemar p"), "{table}");
-    // What each row's features cost, from the lock file of this run.
-    assert!(table.contains("features took"), "{table}");
+    // What each row's features cost, from the lock file of this run: seconds, and the tokens
+    // of the data splits over them.
+    assert!(table.contains("features took") && table.contains("tokens/s"), "{table}");
+    let tokens: usize = ["train", "val", "test"]
+        .iter()
+        .map(|split| one.path().join(format!("run/data/{split}.arrow")))
+        .filter(|p| p.exists())
+        .map(|p| read_tokens(&p).1.values().map(|(_, t)| t.len()).sum::<usize>())
+        .sum();
+    let lock = json(&one.path().join("sweep.lock"));
+    for pooling in ["mean", "cls"] {
+        let seconds = lock["stages"][format!("backbone[pooling={pooling}]")]["seconds"].as_f64().unwrap();
+        let rate = format!("{:.0}", tokens as f64 / seconds);
+        let shown = table.lines().filter(|l| l.starts_with(pooling)).all(|l| l.split_whitespace().any(|w| w == rate));
+        assert!(shown, "{pooling}: {tokens} tokens in {seconds} s = {rate}/s in\n{table}");
+    }
     for r in rows {
         let (pooling, c) = (r["combination"]["pooling"].as_str().unwrap(), r["combination"]["c"].as_str().unwrap());
         let m = json(&one.path().join(format!("run/eval-{pooling}-{c}/metrics.json")));
         assert_eq!(m["metrics"]["accuracy"], r["metrics"]["accuracy"]);
         assert!(table.contains(pooling), "{table}");
     }
-    // Two jobs at a time give the same results.
-    let parallel = sweep_pipeline(two.path());
-    let (_, log) = run(&["run", s(&parallel), "--jobs", "2"]);
-    assert!(log.contains("11 stages: 11 ran"), "{log}");
+    // Two jobs at a time give the same results, here with the run outside the pipeline's
+    // folder (`../run`), where the table still finds each row's cost.
+    std::fs::create_dir(two.path().join("pipelines")).unwrap();
+    let parallel = sweep_pipeline(&two.path().join("pipelines"));
+    let (table, log) = run(&["run", s(&parallel), "--jobs", "2", "--set", "params.run=../run"]);
+    assert!(log.contains("11 stages: 11 ran") && two.path().join("run/data").is_dir(), "{log}");
+    let costs = table.lines().skip(1).filter(|l| l.split_whitespace().any(|w| w == "s")).count();
+    assert_eq!(costs, 4, "every row shows what its features took:\n{table}");
     // Each line a stage printed is prefixed by its name, whole.
     let epoch_lines = log.lines().filter(|l| l.starts_with("[finetune[pooling=mean,c=0.1]] ")).count();
     assert!(epoch_lines > 0, "{log}");
     assert!(log.lines().filter(|l| l.contains("kept C=")).all(|l| l.starts_with("[finetune[")), "{log}");
-    assert_eq!(json(&two.path().join("sweep.sweep.json")), sweep);
-    let (_, log) = run(&["run", s(&parallel), "--jobs", "2"]);
+    assert_eq!(json(&two.path().join("pipelines/sweep.sweep.json")), sweep);
+    let (_, log) = run(&["run", s(&parallel), "--jobs", "2", "--set", "params.run=../run"]);
     assert!(log.contains("11 stages: 0 ran"), "{log}");
 }
 

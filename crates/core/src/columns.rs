@@ -239,6 +239,12 @@ impl<'a> Tokens<'a> {
     pub fn is_empty(&self) -> bool {
         self.lists.is_empty()
     }
+
+    /// Token ids in all rows of the batch.
+    pub fn total(&self) -> usize {
+        let offsets = self.lists.value_offsets();
+        (offsets[offsets.len() - 1] - offsets[0]) as usize
+    }
 }
 
 /// A record batch of a pixels file.

@@ -68,7 +68,7 @@ enum Command {
     Predict(graft_core::config::evaluate::PredictConfig),
     /// MTEB's classification protocol (K labelled rows per class, n draws, logistic
     /// regression, test split): mean and spread, comparable with published MTEB scores.
-    Mteb(graft_evaluate::mteb::Protocol),
+    Mteb(graft_core::config::evaluate::MtebConfig),
 }
 
 fn main() -> ExitCode {

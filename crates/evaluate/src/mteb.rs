@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use graft_core::config::evaluate::MtebConfig;
 use graft_core::features as data;
 use graft_core::numeric::argmax;
 use graft_learn::{lbfgs, logreg, sample};
@@ -13,27 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result, metrics};
 
 pub const FILE: &str = "mteb.json";
-
-/// Parameters of `graft-evaluate mteb`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
-pub struct Protocol {
-    /// Folder of `graft-backbone` output with `train.arrow` and `test.arrow`.
-    #[arg(long)]
-    pub features: PathBuf,
-    /// Train rows drawn per label in each experiment (MTEB: `samples_per_label`).
-    #[arg(long, default_value_t = 8)]
-    pub per_class: usize,
-    /// Number of draws (MTEB: `n_experiments`).
-    #[arg(long, default_value_t = 10)]
-    pub experiments: usize,
-    /// Seed of the first draw; draw i uses seed + i.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Folder to write `mteb.json` into.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
 
 /// Scores of one draw, as MTEB names them (`ap` only for two classes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -49,7 +29,7 @@ pub struct Scores {
 #[serde(deny_unknown_fields)]
 pub struct MtebReport {
     pub format: String,
-    pub protocol: Protocol,
+    pub protocol: MtebConfig,
     pub train_rows: usize,
     pub test_rows: usize,
     pub mean: Scores,
@@ -58,7 +38,7 @@ pub struct MtebReport {
     pub scores_per_experiment: Vec<Scores>,
 }
 
-pub fn run(p: &Protocol) -> Result<MtebReport> {
+pub fn run(p: &MtebConfig) -> Result<MtebReport> {
     if p.per_class == 0 || p.experiments == 0 {
         return Err(Error::BadProtocol("`per_class` and `experiments` must be at least 1".into()));
     }

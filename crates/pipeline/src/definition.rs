@@ -26,9 +26,10 @@ pub struct Pipeline {
     #[serde(default)]
     pub params: IndexMap<String, Scalar>,
     /// Sweep axes: a stage that uses `${matrix.NAME}` runs once per value of each axis it
-    /// uses, so stages that use fewer axes are shared between combinations.
+    /// uses, so stages that use fewer axes are shared between combinations. A value is a
+    /// scalar, or a record with a `name` and fields read as `${matrix.NAME.FIELD}`.
     #[serde(default)]
-    pub matrix: IndexMap<String, Vec<Scalar>>,
+    pub matrix: IndexMap<String, Vec<AxisValue>>,
     /// Axes that apply only for some values of other axes: `c: {head: [logistic_regression]}`
     /// sweeps `c` for logistic regression only. Where the condition does not hold the axis is
     /// absent: an argument whose whole value is `${matrix.c}` is left out, `${matrix.c}`
@@ -91,6 +92,34 @@ pub struct Stage {
 pub enum Arg {
     Scalar(Scalar),
     List(Vec<Scalar>),
+}
+
+/// One value of a matrix axis: a scalar, or a record of scalars whose `name` stands for it
+/// (in stage names, `--set matrix.AXIS=NAME`, `matrix_when` and the sweep table) and whose
+/// other fields several arguments can read: `{name: last4, outputs: "hidden_state_3,..."}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum AxisValue {
+    Scalar(Scalar),
+    Record(IndexMap<String, Scalar>),
+}
+
+impl AxisValue {
+    /// What stands for the value: the scalar itself, or the record's `name`.
+    pub fn name(&self) -> String {
+        match self {
+            AxisValue::Scalar(s) => s.to_string(),
+            AxisValue::Record(r) => r.get("name").map(ToString::to_string).unwrap_or_default(),
+        }
+    }
+
+    /// A field of a record; a scalar has none.
+    pub fn field(&self, key: &str) -> Option<String> {
+        match self {
+            AxisValue::Scalar(_) => None,
+            AxisValue::Record(r) => r.get(key).map(ToString::to_string),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::definition::{Arg, Pipeline, Scalar, Stage, parse, run_order};
+use crate::definition::{Arg, AxisValue, Pipeline, Scalar, Stage, parse, run_order};
 use crate::error::{Error, Result};
 
 /// Name of the expanded stage `base` for one combination: `base[k=v,k2=v2]`.
@@ -68,15 +68,23 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
         )));
     }
     let params = resolve_params(&pipeline.params).map_err(invalid)?;
-    let no_axes = IndexMap::new();
-    let outer = Context { params: &params, matrix: &no_axes, absent: &[] };
+    let (no_axes, no_values) = (IndexMap::new(), IndexMap::new());
+    let outer = Context { params: &params, matrix: &no_axes, values: &no_values, absent: &[] };
     for (axis, values) in &mut pipeline.matrix {
         for v in values {
-            if let Scalar::Str(t) = v {
+            let texts: Vec<&mut String> = match v {
+                AxisValue::Scalar(Scalar::Str(t)) => vec![t],
+                AxisValue::Scalar(_) => vec![],
+                AxisValue::Record(r) => {
+                    r.values_mut().filter_map(|f| if let Scalar::Str(t) = f { Some(t) } else { None }).collect()
+                }
+            };
+            for t in texts {
                 *t = outer.substitute(t).map_err(|m| invalid(format!("matrix axis `{axis}`: {m}")))?;
             }
         }
     }
+    check_records(&pipeline).map_err(invalid)?;
     check_conditions(&pipeline).map_err(invalid)?;
     let absolute_root = std::path::absolute(if root.as_os_str().is_empty() { Path::new(".") } else { root })
         .map_err(|source| Error::Read { path: path.to_owned(), source })?;
@@ -93,13 +101,13 @@ pub fn expand(path: &Path, mut pipeline: Pipeline, overrides: &[String]) -> Resu
         let axes = with_conditions(&pipeline.matrix_when, axes);
         for combination in combinations(&pipeline.matrix, &pipeline.matrix_when, &axes) {
             let absent: Vec<&String> = axes.iter().filter(|a| !combination.contains_key(*a)).collect();
-            let ctx = Context { params: &params, matrix: &combination, absent: &absent };
-            // An argument that is only an absent axis is left out.
+            let ctx = Context { params: &params, matrix: &combination, values: &pipeline.matrix, absent: &absent };
+            // An argument that is only an absent axis (or one of its fields) is left out.
             let only_absent = |s: &Scalar| match s {
                 Scalar::Str(t) => t
                     .strip_prefix("${matrix.")
                     .and_then(|r| r.strip_suffix('}'))
-                    .is_some_and(|a| absent.iter().any(|x| *x == a)),
+                    .is_some_and(|r| absent.iter().any(|x| *x == axis_of(r))),
                 _ => false,
             };
             let sub = |text: &str| -> Result<String> {
@@ -173,7 +181,8 @@ fn resolve_params(raw: &IndexMap<String, Scalar>) -> std::result::Result<IndexMa
         }
         stack.pop();
         let no_axes = IndexMap::new();
-        let value = Context { params: &deps, matrix: &no_axes, absent: &[] }
+        let no_values = IndexMap::new();
+        let value = Context { params: &deps, matrix: &no_axes, values: &no_values, absent: &[] }
             .substitute(&text)
             .map_err(|m| format!("param `{name}`: {m}"))?;
         done.insert(name.to_owned(), value.clone());
@@ -218,8 +227,8 @@ fn apply_override(p: &mut Pipeline, text: &str) -> std::result::Result<(), Strin
             p.matrix.get_mut(key).ok_or_else(|| format!("there is no matrix axis `{key}`; axes are {axes:?}"))?;
         let mut kept = Vec::new();
         for wanted in value.split(',').map(str::trim) {
-            let found = values.iter().find(|v| v.to_string() == wanted).ok_or_else(|| {
-                let all: Vec<String> = values.iter().map(ToString::to_string).collect();
+            let found = values.iter().find(|v| v.name() == wanted).ok_or_else(|| {
+                let all: Vec<String> = values.iter().map(AxisValue::name).collect();
                 format!("matrix axis `{key}` has no value `{wanted}`; its values are {all:?}")
             })?;
             kept.push(found.clone());
@@ -255,7 +264,7 @@ fn matrix_axes(stage: &Stage) -> Vec<String> {
     let mut axes = Vec::new();
     for t in texts {
         for reference in references(&t) {
-            if let Some(axis) = reference.strip_prefix("matrix.")
+            if let Some(axis) = reference.strip_prefix("matrix.").map(axis_of)
                 && !axes.iter().any(|a| a == axis)
             {
                 axes.push(axis.to_owned());
@@ -277,6 +286,29 @@ fn references(text: &str) -> Vec<&str> {
     out
 }
 
+/// The axis of a matrix reference: `axis` of `axis` or `axis.field`.
+fn axis_of(reference: &str) -> &str {
+    reference.split_once('.').map_or(reference, |(axis, _)| axis)
+}
+
+/// Record values have a `name`, and no two values of an axis share one.
+fn check_records(p: &Pipeline) -> std::result::Result<(), String> {
+    for (axis, values) in &p.matrix {
+        let mut seen = std::collections::HashSet::new();
+        for (i, v) in values.iter().enumerate() {
+            if let AxisValue::Record(r) = v
+                && r.get("name").is_none_or(|n| n.to_string().is_empty())
+            {
+                return Err(format!("matrix axis `{axis}`, value {}: a record needs a `name`", i + 1));
+            }
+            if !seen.insert(v.name()) {
+                return Err(format!("matrix axis `{axis}` has the value `{}` twice", v.name()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `matrix_when` names only declared axes and values, and no axis depends on itself.
 fn check_conditions(p: &Pipeline) -> std::result::Result<(), String> {
     for (axis, when) in &p.matrix_when {
@@ -290,7 +322,7 @@ fn check_conditions(p: &Pipeline) -> std::result::Result<(), String> {
             if other == axis {
                 return Err(format!("`matrix_when.{axis}` depends on itself"));
             }
-            if let Some(v) = values.iter().find(|v| !declared.contains(v)) {
+            if let Some(v) = values.iter().find(|v| !declared.iter().any(|d| d.name() == v.to_string())) {
                 return Err(format!("`matrix_when.{axis}`: axis `{other}` has no value `{v}`"));
             }
         }
@@ -318,7 +350,7 @@ fn with_conditions(when: &IndexMap<String, IndexMap<String, Vec<Scalar>>>, used:
 /// All value combinations of `axes` (in the matrix's declaration order of values); a
 /// conditional axis takes its values only where its condition holds, and is absent elsewhere.
 fn combinations(
-    matrix: &IndexMap<String, Vec<Scalar>>,
+    matrix: &IndexMap<String, Vec<AxisValue>>,
     when: &IndexMap<String, IndexMap<String, Vec<Scalar>>>,
     axes: &[String],
 ) -> Vec<IndexMap<String, String>> {
@@ -341,7 +373,7 @@ fn combinations(
                     .iter()
                     .map(|v| {
                         let mut c = c.clone();
-                        c.insert(axis.clone(), v.to_string());
+                        c.insert(axis.clone(), v.name());
                         c
                     })
                     .collect()
@@ -353,12 +385,27 @@ fn combinations(
 
 struct Context<'a> {
     params: &'a IndexMap<String, String>,
+    /// This combination: each axis's value (its name, for a record).
     matrix: &'a IndexMap<String, String>,
+    /// Every axis's values, for `${matrix.AXIS.FIELD}`.
+    values: &'a IndexMap<String, Vec<AxisValue>>,
     /// Conditional axes absent from this combination: they read as nothing.
     absent: &'a [&'a String],
 }
 
 impl Context<'_> {
+    /// `axis` (the value or its name) or `axis.field` (a field of this combination's record).
+    fn axis_value(&self, reference: &str) -> std::result::Result<String, String> {
+        let axis = axis_of(reference);
+        let name = self.matrix.get(axis).ok_or_else(|| format!("no matrix axis `{axis}`"))?;
+        let Some((_, field)) = reference.split_once('.') else { return Ok(name.clone()) };
+        self.values
+            .get(axis)
+            .and_then(|vs| vs.iter().find(|v| v.name() == *name))
+            .and_then(|v| v.field(field))
+            .ok_or_else(|| format!("value `{name}` of matrix axis `{axis}` has no field `{field}`"))
+    }
+
     fn substitute(&self, text: &str) -> std::result::Result<String, String> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
@@ -371,10 +418,8 @@ impl Context<'_> {
                 Some(("params", k)) => {
                     self.params.get(k).cloned().ok_or_else(|| format!("`${{{reference}}}`: there is no param `{k}`"))?
                 }
-                Some(("matrix", k)) if self.absent.iter().any(|a| *a == k) => String::new(),
-                Some(("matrix", k)) => {
-                    self.matrix.get(k).cloned().ok_or_else(|| format!("`${{{reference}}}`: no matrix axis `{k}`"))?
-                }
+                Some(("matrix", k)) if self.absent.iter().any(|a| *a == axis_of(k)) => String::new(),
+                Some(("matrix", k)) => self.axis_value(k).map_err(|m| format!("`${{{reference}}}`: {m}"))?,
                 Some(("env", k)) => std::env::var(k)
                     .map_err(|_| format!("`${{{reference}}}`: environment variable `{k}` is not set"))?,
                 _ => return Err(format!("`${{{reference}}}` is neither params.NAME, matrix.NAME nor env.NAME")),
@@ -420,6 +465,29 @@ mod tests {
         let bad = yaml.replace("c: {head: [logistic_regression]}", "c: {head: [svm]}");
         let err = expand_text(&bad, &[]).unwrap_err().to_string();
         assert!(err.contains("`matrix_when.c`: axis `head` has no value `svm`"), "{err}");
+    }
+
+    #[test]
+    fn record_values_name_a_combination_and_give_fields() {
+        let yaml = "version: 1\nmatrix:\n  backbone: [mini, mpnet]\n  layers: [{name: last, outputs: last_hidden_state, join: concat}, {name: last4, outputs: 'h3,h4,h5,h6', join: concat}]\nmatrix_when: {layers: {backbone: [mini]}}\nstages:\n  b:\n    cmd: graft-backbone\n    args: {spec: '${matrix.backbone}.yaml', outputs: '${matrix.layers.outputs}', join: '${matrix.layers.join}', out: 'f-${matrix.backbone}${matrix.layers}'}\n    outs: ['f-${matrix.backbone}${matrix.layers}']\n";
+        let p = expand_text(yaml, &[]).unwrap();
+        let names: Vec<&String> = p.stages.keys().collect();
+        assert_eq!(names, ["b[backbone=mini,layers=last]", "b[backbone=mini,layers=last4]", "b[backbone=mpnet]"]);
+        let last4 = &p.stages["b[backbone=mini,layers=last4]"];
+        assert_eq!(
+            last4.argv(),
+            ["--spec", "mini.yaml", "--outputs", "h3,h4,h5,h6", "--join", "concat", "--out", "f-minilast4"]
+        );
+        assert_eq!(last4.combination.get("layers").map(String::as_str), Some("last4"));
+        // A field a record lacks is an error naming it; an absent axis's fields are left out.
+        let err = expand_text(&yaml.replace("layers.join", "layers.joins"), &[]).unwrap_err().to_string();
+        assert!(err.contains("value `last` of matrix axis `layers` has no field `joins`"), "{err}");
+        assert_eq!(p.stages["b[backbone=mpnet]"].argv(), ["--spec", "mpnet.yaml", "--out", "f-mpnet"]);
+        let narrowed = expand_text(yaml, &["matrix.layers=last4"]).unwrap();
+        assert!(narrowed.stages.contains_key("b[backbone=mini,layers=last4]") && narrowed.stages.len() == 2);
+        let unnamed = yaml.replace("{name: last, ", "{");
+        let err = expand_text(&unnamed, &[]).unwrap_err().to_string();
+        assert!(err.contains("matrix axis `layers`, value 1: a record needs a `name`"), "{err}");
     }
 
     #[test]
@@ -534,5 +602,12 @@ mod tests {
         assert!(err.contains("stage `train` (graft-finetune)") && err.contains("'--unknownkey'"), "{err}");
         let err = load(&path, &["train.epochs=many".into()]).unwrap_err().to_string();
         assert!(err.contains("'many'") && err.contains("--epochs"), "{err}");
+        std::fs::write(
+            &path,
+            "version: 1\nstages:\n  mteb: {cmd: graft-evaluate, subcommand: mteb, args: {features: f, per_class: many}}\n",
+        )
+        .unwrap();
+        let err = load(&path, &[]).unwrap_err().to_string();
+        assert!(err.contains("stage `mteb` (graft-evaluate)") && err.contains("--per-class"), "{err}");
     }
 }

@@ -33,6 +33,9 @@ pub struct Row {
     /// file): shown in the table, kept out of sweep.json so that a rerun writes the same bytes.
     #[serde(skip)]
     pub features_seconds: Option<f64>,
+    /// Tokens the backbone stage read (the token splits of its input), for its tokens/s.
+    #[serde(skip)]
+    pub features_tokens: Option<u64>,
 }
 
 /// A row's accuracy minus the best row's, paired on the same rows.
@@ -89,11 +92,15 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     }
     let root = pipeline_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let lock = graft_core::lockfile::Lock::read(&crate::runner::lock_path(pipeline_path))?;
+    let absolute_root =
+        std::path::absolute(root).map_err(|source| graft_core::Error::Read { path: root.to_owned(), source })?;
+    // Stage paths are normalised against the pipeline's folder (as in the lock file).
+    let key = |out: &str| crate::expand::normalize(&absolute_root, Path::new(out));
     let seconds_of_out =
-        |out: &str| lock.stages.values().find(|s| s.outs.keys().any(|o| o == Path::new(out))).and_then(|s| s.seconds);
+        |out: &str| lock.stages.values().find(|s| s.outs.contains_key(&key(out))).and_then(|s| s.seconds);
     let mut rows = Vec::new();
     for (name, stage) in &pipeline.stages {
-        if stage.combination.is_empty() || !stage.cmd.ends_with("graft-evaluate") {
+        if stage.combination.is_empty() || !stage.cmd.ends_with("graft-evaluate") || stage.subcommand.is_some() {
             continue;
         }
         let Some(out) = scalar_arg(pipeline, name, "out") else { continue };
@@ -103,6 +110,7 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
             Some(head) => Head::load(&root.join(head))?.info.training.selections(),
             None => Vec::new(),
         };
+        let features = scalar_arg(pipeline, name, "features");
         rows.push(Row {
             stage: name.clone(),
             combination: stage.combination.clone(),
@@ -111,7 +119,8 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
             ranked_on: report.split.clone(),
             selections,
             versus_best: None,
-            features_seconds: scalar_arg(pipeline, name, "features").and_then(|f| seconds_of_out(&f)),
+            features_seconds: features.as_deref().and_then(seconds_of_out),
+            features_tokens: features.as_deref().map(|f| tokens_read(root, pipeline, &key(f))).transpose()?.flatten(),
         });
     }
     if rows.is_empty() {
@@ -137,6 +146,32 @@ pub fn collect(pipeline_path: &Path, pipeline: &Pipeline) -> Result<Option<Sweep
     json.push(b'\n');
     graft_core::atomic::write_bytes(&dest, &json)?;
     Ok(Some(sweep))
+}
+
+/// Tokens in the token splits the `graft-backbone` stage writing `features` (a normalised
+/// stage path) read; `None` where no such stage or no token split (images).
+fn tokens_read(root: &Path, pipeline: &Pipeline, features: &Path) -> Result<Option<u64>> {
+    let Some(input) = pipeline.stages.iter().find_map(|(name, s)| {
+        let writes = s.cmd.ends_with("graft-backbone") && s.outs.iter().any(|o| o == features);
+        if writes { scalar_arg(pipeline, name, "input") } else { None }
+    }) else {
+        return Ok(None);
+    };
+    let mut total = 0u64;
+    for split in graft_core::artifact::SPLITS {
+        let path = root.join(&input).join(format!("{split}.arrow"));
+        if !path.exists() {
+            continue;
+        }
+        let mut reader = graft_core::ipc::ValidatingReader::open(&path)?;
+        if reader.schema().field_with_name(graft_core::columns::INPUT_IDS).is_err() {
+            return Ok(None);
+        }
+        while let Some(batch) = reader.next_batch()? {
+            total += graft_core::columns::Tokens::of(&batch, &path)?.total() as u64;
+        }
+    }
+    Ok(Some(total))
 }
 
 /// A scalar argument of stage `name`, as text.
@@ -265,6 +300,13 @@ pub fn render(sweep: &Sweep) -> String {
     if sweep.rows.iter().any(|r| r.features_seconds.is_some()) {
         let cost = |r: &Row| r.features_seconds.map(|s| format!("{s:.1} s")).unwrap_or_default();
         columns.push(("features took".into(), sweep.rows.iter().map(cost).collect()));
+        let rate = |r: &Row| match (r.features_tokens, r.features_seconds) {
+            (Some(tokens), Some(s)) if s > 0.0 => format!("{:.0}", tokens as f64 / s),
+            _ => String::new(),
+        };
+        if sweep.rows.iter().any(|r| !rate(r).is_empty()) {
+            columns.push(("tokens/s".into(), sweep.rows.iter().map(rate).collect()));
+        }
     }
     columns.push(("ranked on".into(), sweep.rows.iter().map(|r| r.ranked_on.clone()).collect()));
     columns.push(("chosen".into(), sweep.rows.iter().map(chosen).collect()));
@@ -322,13 +364,14 @@ mod tests {
             selections: selections.iter().map(|(w, s)| Selection { what: (*w).into(), split: (*s).into() }).collect(),
             versus_best: None,
             features_seconds: None,
+            features_tokens: None,
         }
     }
 
     #[test]
     fn rows_paired_with_the_best_show_the_difference_its_interval_mcnemar_and_cost() {
         let mut best = row("1", 0.8, "val", &[]);
-        best.features_seconds = Some(103.24);
+        (best.features_seconds, best.features_tokens) = (Some(103.24), Some(200_000));
         let mut second = row("10", 0.75, "val", &[]);
         second.versus_best = Some(VersusBest { difference: -0.05, interval: [-0.081, -0.02], mcnemar_p: 0.0031 });
         second.features_seconds = Some(13.3);
@@ -337,18 +380,20 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],
-            "c   accuracy               vs best (paired)                            features took  ranked on  chosen"
+            "c   accuracy               vs best (paired)                            features took  tokens/s  ranked on  chosen"
         );
+        // 200,000 tokens in 103.24 s: 1937 tokens/s; the second row read no token split.
         assert_eq!(
             lines[1],
-            "1   0.8000 [0.750, 0.840]  best                                        103.2 s        val        nothing"
+            "1   0.8000 [0.750, 0.840]  best                                        103.2 s        1937      val        nothing"
         );
         assert_eq!(
             lines[2],
-            "10  0.7500 [0.700, 0.790]  -0.0500 [-0.081, -0.020], McNemar p 3.1e-3  13.3 s         val        nothing"
+            "10  0.7500 [0.700, 0.790]  -0.0500 [-0.081, -0.020], McNemar p 3.1e-3  13.3 s                   val        nothing"
         );
         // Timings stay out of sweep.json, which a rerun rewrites byte for byte.
-        assert!(!serde_json::to_string(&sweep).unwrap().contains("13.3"));
+        let json = serde_json::to_string(&sweep).unwrap();
+        assert!(!json.contains("13.3") && !json.contains("200000"));
     }
 
     #[test]

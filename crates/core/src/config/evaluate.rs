@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Parameters of `graft-evaluate`.
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
@@ -107,4 +107,25 @@ impl OutputFormat {
             _ => None,
         }
     }
+}
+
+/// Parameters of `graft-evaluate mteb`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct MtebConfig {
+    /// Folder of `graft-backbone` output with `train.arrow` and `test.arrow`.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Train rows drawn per label in each experiment (MTEB: `samples_per_label`).
+    #[arg(long, default_value_t = 8)]
+    pub per_class: usize,
+    /// Number of draws (MTEB: `n_experiments`).
+    #[arg(long, default_value_t = 10)]
+    pub experiments: usize,
+    /// Seed of the first draw; draw i uses seed + i.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Folder to write `mteb.json` into.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

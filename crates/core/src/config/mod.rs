@@ -12,7 +12,7 @@ use std::path::Path;
 use clap::Args;
 
 /// The stage binaries and subcommands whose flags are known here (pipelines run these).
-pub const STAGES: [(&str, Option<&str>); 7] = [
+pub const STAGES: [(&str, Option<&str>); 8] = [
     ("graft-preprocess", None),
     ("graft-preprocess", Some("rows")),
     ("graft-backbone", None),
@@ -20,6 +20,7 @@ pub const STAGES: [(&str, Option<&str>); 7] = [
     ("graft-evaluate", None),
     ("graft-evaluate", Some("bundle")),
     ("graft-evaluate", Some("predict")),
+    ("graft-evaluate", Some("mteb")),
 ];
 
 /// The flags of stage binary `cmd` (a name or a path to it) or of its `subcommand`; `None`
@@ -36,7 +37,8 @@ pub fn stage_command(cmd: &str, subcommand: Option<&str>) -> Option<clap::Comman
         ("graft-finetune", _) => finetune::HeadConfig::augment_args(finetune::Paths::augment_args(base)),
         ("graft-evaluate", None) => evaluate::Config::augment_args(base),
         ("graft-evaluate", Some("bundle")) => evaluate::BundleConfig::augment_args(base),
-        ("graft-evaluate", Some(_)) => evaluate::PredictConfig::augment_args(base),
+        ("graft-evaluate", Some("predict")) => evaluate::PredictConfig::augment_args(base),
+        ("graft-evaluate", Some(_)) => evaluate::MtebConfig::augment_args(base),
         _ => return None,
     })
 }
