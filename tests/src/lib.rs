@@ -181,3 +181,28 @@ pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
     let nb = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// Label, pred and the probability columns of an evaluation folder's `predictions.arrow`.
+pub fn read_predictions(path: &Path) -> (graft_core::artifact::Provenance, Vec<String>, Vec<String>, Vec<Vec<f64>>) {
+    let path = path.join("predictions.arrow");
+    let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
+    let prov = r.provenance().clone();
+    let b = r.next_batch().unwrap().unwrap();
+    let text = |n: &str| {
+        let c = graft_core::artifact::column::<arrow::array::StringArray>(&b, n, &path, "").unwrap();
+        (0..b.num_rows()).map(|i| c.value(i).to_owned()).collect::<Vec<_>>()
+    };
+    let proba: Vec<Vec<f64>> = (0..b.num_rows())
+        .map(|i| {
+            prov.labels
+                .iter()
+                .map(|l| {
+                    graft_core::artifact::column::<arrow::array::Float64Array>(&b, &format!("prob_{l}"), &path, "")
+                        .unwrap()
+                        .value(i)
+                })
+                .collect()
+        })
+        .collect();
+    (prov.clone(), text("label"), text("pred"), proba)
+}

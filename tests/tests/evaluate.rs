@@ -80,31 +80,6 @@ fn intervals_bracket_accuracy_and_compare_counts_discordant_rows() {
     );
 }
 
-/// id, label, pred and the probability columns of a predictions file.
-fn read_predictions(path: &Path) -> (graft_core::artifact::Provenance, Vec<String>, Vec<String>, Vec<Vec<f64>>) {
-    let path = path.join("predictions.arrow");
-    let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
-    let prov = r.provenance().clone();
-    let b = r.next_batch().unwrap().unwrap();
-    let text = |n: &str| {
-        let c = graft_core::artifact::column::<arrow::array::StringArray>(&b, n, &path, "").unwrap();
-        (0..b.num_rows()).map(|i| c.value(i).to_owned()).collect::<Vec<_>>()
-    };
-    let proba: Vec<Vec<f64>> = (0..b.num_rows())
-        .map(|i| {
-            prov.labels
-                .iter()
-                .map(|l| {
-                    graft_core::artifact::column::<arrow::array::Float64Array>(&b, &format!("prob_{l}"), &path, "")
-                        .unwrap()
-                        .value(i)
-                })
-                .collect()
-        })
-        .collect();
-    (prov.clone(), text("label"), text("pred"), proba)
-}
-
 #[test]
 fn fusion_averages_weights_and_votes_members_on_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();

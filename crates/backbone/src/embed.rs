@@ -1,5 +1,6 @@
 //! One ONNX Runtime session and the padding, feeding and pooling around it.
 
+use graft_core::config::backbone::TokensDtype;
 use graft_core::spec::{BackboneSpec, Combine, Pooling};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
@@ -15,6 +16,8 @@ pub struct FeatureSpec {
     pub combine: Combine,
     pub pooling: Pooling,
     pub normalize: bool,
+    /// Every real token's vector of the one output, unpooled and stored so (`--tokens`).
+    pub tokens: Option<TokensDtype>,
 }
 
 pub struct Embedder {
@@ -27,6 +30,7 @@ pub struct Embedder {
     run_options: RunOptions<HasSelectedOutputs>,
     pooling: Pooling,
     normalize: bool,
+    tokens: Option<TokensDtype>,
     /// Time spent inside ONNX Runtime.
     pub inference: std::time::Duration,
 }
@@ -87,11 +91,27 @@ impl Embedder {
             run_options,
             pooling: features.pooling,
             normalize: features.normalize,
+            tokens: features.tokens,
             inference: std::time::Duration::ZERO,
         })
     }
 
-    /// Features `[rows, dim]` of a batch of token-id rows, padded to the longest row.
+    /// Whether [`Embedder::embed`] returns token vectors instead of pooled features.
+    pub fn tokens(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// How token vectors are stored, when they are what is written.
+    pub fn tokens_output(&self) -> Option<TokensDtype> {
+        self.tokens
+    }
+
+    pub fn tokens_dtype(&self) -> TokensDtype {
+        self.tokens.unwrap_or_default()
+    }
+
+    /// Features `[rows, dim]` of a batch of token-id rows, padded to the longest row; with
+    /// `tokens`, each row's real tokens' vectors one row after the other (`[tokens, dim]`).
     pub fn embed(&mut self, rows: &[&[i32]]) -> Result<(Vec<f32>, usize), EmbedError> {
         let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let shape = [rows.len(), seq];
@@ -114,6 +134,20 @@ impl Embedder {
         let outputs = self.session.run_with_options(inputs, &self.run_options)?;
         self.inference += started.elapsed();
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
+        if self.tokens.is_some() {
+            let name = &self.outputs[0];
+            let (dims, hidden) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
+            let dims: Vec<i64> = dims.iter().copied().collect();
+            if dims.len() != 3 || dims[0] as usize != rows.len() || dims[1] as usize != seq {
+                return Err(EmbedError::Rank { name: name.clone(), shape: dims, expected: "[batch, sequence, dim]" });
+            }
+            let dim = dims[2] as usize;
+            let mut out = Vec::with_capacity(lengths.iter().sum::<usize>() * dim);
+            for (r, &len) in lengths.iter().enumerate() {
+                out.extend_from_slice(&hidden[r * seq * dim..(r * seq + len) * dim]);
+            }
+            return Ok((out, dim));
+        }
         let mut pooled: Vec<(Vec<f32>, usize)> = Vec::with_capacity(self.outputs.len());
         for name in &self.outputs {
             let (dims, hidden) = outputs[name.as_str()].try_extract_tensor::<f32>()?;

@@ -47,6 +47,8 @@ pub enum Error {
     Merge(String),
     #[error("`{}` row {row}: {message}", path.display())]
     BadRow { path: PathBuf, row: u64, message: String },
+    #[error("`--tokens` writes one output's token vectors as they are: {0}")]
+    TokensFlags(String),
     #[error("`--spec {}` is a model bundle: its outputs, pooling and normalisation are fixed; drop `--outputs`, `--pooling` and `--normalize`", bundle.display())]
     BundleFlags { bundle: PathBuf },
     #[error("cannot export bundle `{}` as one ONNX model: {message}", bundle.display())]

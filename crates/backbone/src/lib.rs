@@ -6,7 +6,7 @@ pub mod device;
 mod embed;
 mod error;
 pub mod export;
-pub mod graph;
+pub use graft_core::onnx as graph;
 pub mod image;
 pub mod merge;
 mod mlflow;
@@ -20,8 +20,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, Shard};
 use graft_core::atomic::Pending;
+use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
-use graft_core::spec::{BackboneSpec, Kind};
+use graft_core::spec::{BackboneSpec, Kind, Pooling};
 
 pub use embed::{Embedder, FeatureSpec};
 pub use error::{EmbedError, Error, Result};
@@ -112,9 +113,32 @@ fn feature_space(cfg: &Config) -> Result<(BackboneSpec, FeatureSpec)> {
     if !cfg.spec.join(graft_core::bundle::INFO_FILE).is_file() {
         let spec = BackboneSpec::load(&cfg.spec)?;
         let outputs = if cfg.outputs.is_empty() { vec![spec.output.clone()] } else { cfg.outputs.clone() };
+        if cfg.tokens {
+            let refused = if spec.kind != Kind::Text {
+                Some(format!("spec `{}` is an image backbone; token vectors are for text", cfg.spec.display()))
+            } else if outputs.len() != 1 {
+                Some(format!("give one output, not {}", outputs.len()))
+            } else if cfg.pooling.is_some() || cfg.normalize.is_some() {
+                Some("drop `--pooling` and `--normalize`".into())
+            } else if cfg.cache.is_some() {
+                Some("drop `--cache` (it holds pooled features)".into())
+            } else {
+                None
+            };
+            if let Some(why) = refused {
+                return Err(Error::TokensFlags(why));
+            }
+            let tokens = Some(cfg.tokens_dtype);
+            let features =
+                FeatureSpec { outputs, combine: cfg.combine, pooling: Pooling::None, normalize: false, tokens };
+            return Ok((spec, features));
+        }
         let pooling = cfg.pooling.unwrap_or(spec.pooling);
         let normalize = cfg.normalize.unwrap_or(spec.normalize);
-        return Ok((spec, FeatureSpec { outputs, combine: cfg.combine, pooling, normalize }));
+        return Ok((spec, FeatureSpec { outputs, combine: cfg.combine, pooling, normalize, tokens: None }));
+    }
+    if cfg.tokens {
+        return Err(Error::TokensFlags(format!("`--spec {}` is a model bundle, which pools", cfg.spec.display())));
     }
     if !cfg.outputs.is_empty() || cfg.pooling.is_some() || cfg.normalize.is_some() {
         return Err(Error::BundleFlags { bundle: cfg.spec.clone() });
@@ -134,7 +158,7 @@ fn feature_space(cfg: &Config) -> Result<(BackboneSpec, FeatureSpec)> {
         }
         None => graft_core::spec::Combine::default(),
     };
-    let features = FeatureSpec { outputs: f.outputs.clone(), combine, pooling, normalize: f.normalize };
+    let features = FeatureSpec { outputs: f.outputs.clone(), combine, pooling, normalize: f.normalize, tokens: None };
     Ok((bundle.spec, features))
 }
 
@@ -194,7 +218,11 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         model_blake3,
         combine: (outputs.len() > 1).then(|| features.combine.as_str().to_owned()),
         outputs,
-        pooling: pooling.as_str().into(),
+        pooling: if features.tokens.is_some() {
+            graft_core::columns::TOKENS_POOLING.into()
+        } else {
+            pooling.as_str().into()
+        },
         normalize,
         dim: 0,
         provider,
@@ -382,7 +410,11 @@ fn embed_split(
                     source,
                 })?;
                 backbone.dim = dim;
-                for (&i, v) in picked.iter().zip(f.chunks_exact(dim)) {
+                let mut start = 0;
+                for &i in &picked {
+                    let width = if embedder.tokens() { rows[i].len() * dim } else { dim };
+                    let v = &f[start..start + width];
+                    start += width;
                     if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
                         c.put(keys[i], v)?;
                     }
@@ -395,14 +427,22 @@ fn embed_split(
             if backbone.dim == 0 {
                 backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
             }
-            let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
             let schema = match &schema {
                 Some(s) => std::sync::Arc::clone(s),
-                None => schema.insert(features_schema(prov, backbone, false)?).clone(),
+                None => schema.insert(output_schema(prov, backbone, embedder.tokens_output())?).clone(),
             };
-            let features = graft_core::columns::float_list(features, backbone.dim)
-                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-            let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), Arc::new(features)];
+            let vectors: ArrayRef = if embedder.tokens() {
+                let rows: Vec<Vec<f32>> = out.into_iter().flatten().collect();
+                let half = embedder.tokens_dtype() == graft_core::config::backbone::TokensDtype::Float16;
+                Arc::new(graft_core::columns::vector_lists(&rows, half))
+            } else {
+                let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
+                Arc::new(
+                    graft_core::columns::float_list(features, backbone.dim)
+                        .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?,
+                )
+            };
+            let columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone()), vectors];
             let out = RecordBatch::try_new(schema, columns)
                 .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
             rows_done += out.num_rows() as u64;
@@ -422,7 +462,7 @@ fn embed_split(
             let (_, dim) =
                 embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
             backbone.dim = dim;
-            ArtifactWriter::create(dest, &features_schema(prov, backbone, false)?)?
+            ArtifactWriter::create(dest, &output_schema(prov, backbone, embedder.tokens_output())?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
@@ -453,6 +493,19 @@ fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Res
         .collect();
     arrow::compute::filter_record_batch(batch, &keep)
         .map_err(|source| graft_core::Error::Arrow { path: path.to_owned(), source }.into())
+}
+
+/// The schema of a features file, or of a token-vectors file of values `tokens`.
+fn output_schema(
+    prov: &mut Provenance,
+    backbone: &BackboneId,
+    tokens: Option<TokensDtype>,
+) -> Result<arrow::datatypes::SchemaRef> {
+    if tokens.is_none() {
+        return features_schema(prov, backbone, false);
+    }
+    prov.backbone = Some(backbone.clone());
+    Ok(prov.attach(graft_core::columns::token_vectors_fields(tokens == Some(TokensDtype::Float16)))?)
 }
 
 /// The schema of a features file, with the backbone recorded in its provenance: id, label,

@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray};
+use arrow::array::{
+    Array, FixedSizeListArray, Float16Array, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::artifact::{Task, column};
@@ -30,6 +32,9 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const VIEW: &str = "view";
 pub const PIXELS: &str = "pixels";
 pub const FEATURES: &str = "features";
+pub const HIDDEN: &str = "hidden";
+/// The `pooling` a token-vectors file records: none, every real token kept.
+pub const TOKENS_POOLING: &str = "tokens";
 pub const KEY: &str = "key";
 pub const PRED: &str = "pred";
 pub const TARGET: &str = "target";
@@ -108,6 +113,13 @@ pub fn features_fields(dim: usize, with_view: bool) -> Vec<Field> {
     }
     fields.push(Field::new(FEATURES, floats(dim), false));
     fields
+}
+
+/// Token vectors (`graft-backbone --tokens`): each row's real tokens, `[tokens, dim]` in
+/// float16 or float32, row-major.
+pub fn token_vectors_fields(half: bool) -> Vec<Field> {
+    let item = Field::new("item", if half { DataType::Float16 } else { DataType::Float32 }, false);
+    vec![utf8(ID), Field::new(LABEL, DataType::Utf8, true), Field::new(HIDDEN, DataType::List(Arc::new(item)), false)]
 }
 
 pub fn cache_fields(dim: usize) -> Vec<Field> {
@@ -268,6 +280,75 @@ impl<'a> Pixels<'a> {
             list,
             values,
         })
+    }
+}
+
+/// Rows of float32 vectors as a list column of float16 (`half`) or float32 values
+/// (`graft-backbone --tokens`).
+pub fn vector_lists(rows: &[Vec<f32>], half: bool) -> ListArray {
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
+    if half {
+        let item = Arc::new(Field::new("item", DataType::Float16, false));
+        let values: Float16Array = rows.iter().flatten().map(|&v| half::f16::from_f32(v)).collect();
+        return ListArray::new(item, offsets, Arc::new(values), None);
+    }
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let values: Float32Array = rows.iter().flatten().copied().collect();
+    ListArray::new(item, offsets, Arc::new(values), None)
+}
+
+/// The values of a token-vectors file: float16 or float32.
+#[derive(Debug, Clone, Copy)]
+pub enum VectorValues<'a> {
+    Half(&'a [half::f16]),
+    Single(&'a [f32]),
+}
+
+/// A record batch of a token-vectors file.
+#[derive(Debug)]
+pub struct TokenVectors<'a> {
+    pub ids: &'a StringArray,
+    pub labels: &'a StringArray,
+    lists: &'a ListArray,
+    values: VectorValues<'a>,
+}
+
+impl<'a> TokenVectors<'a> {
+    pub fn of(batch: &'a RecordBatch, path: &Path) -> Result<Self> {
+        let expected = "list<float16> or list<float32> token vectors";
+        let lists = column::<ListArray>(batch, HIDDEN, path, expected)?;
+        let any = lists.values().as_any();
+        let values = match (any.downcast_ref::<Float16Array>(), any.downcast_ref::<Float32Array>()) {
+            (Some(h), _) => VectorValues::Half(h.values()),
+            (_, Some(s)) => VectorValues::Single(s.values()),
+            _ => {
+                return Err(Error::Column { path: path.to_owned(), column: HIDDEN.into(), expected: expected.into() });
+            }
+        };
+        Ok(Self {
+            ids: column::<StringArray>(batch, ID, path, "utf8 row ids")?,
+            labels: column::<StringArray>(batch, LABEL, path, "utf8 labels")?,
+            lists,
+            values,
+        })
+    }
+
+    /// Row `i`'s token vectors, `[tokens, dim]` row-major.
+    pub fn row(&self, i: usize) -> VectorValues<'a> {
+        let offsets = self.lists.value_offsets();
+        let range = offsets[i] as usize..offsets[i + 1] as usize;
+        match self.values {
+            VectorValues::Half(v) => VectorValues::Half(&v[range]),
+            VectorValues::Single(v) => VectorValues::Single(&v[range]),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
     }
 }
 

@@ -21,6 +21,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod metrics;
 pub mod numeric;
+pub mod onnx;
 pub mod progress;
 pub mod rng;
 pub mod spec;

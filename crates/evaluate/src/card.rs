@@ -67,6 +67,12 @@ pub fn model_card(info: &BundleInfo, head: &Head, spec: &BackboneSpec, report: O
             head.info.training.config.hidden,
             epochs.len()
         ),
+        Fit::Layers { config, cut, epochs, best_epoch, .. } => format!(
+            "the backbone's top {} layers (above `{cut}`) trained with a linear head, weights of epoch {best_epoch} \
+             of {} kept",
+            config.layers,
+            epochs.len()
+        ),
     };
     let _ =
         writeln!(s, "- Head: {fit}; {} train rows; temperature {}.", info.training.train_rows, head.info.temperature);

@@ -349,7 +349,7 @@ fn regression(s: &mut String, page: &Page<'_>, m: &Regression) {
 fn training(s: &mut String, head: &HeadInfo) {
     let mut charts = Vec::new();
     match &head.training.fit {
-        Fit::Mlp { epochs, best_epoch } => {
+        Fit::Mlp { epochs, best_epoch } | Fit::Layers { epochs, best_epoch, .. } => {
             let epoch = |f: fn(&graft_core::head::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
                 epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
             };

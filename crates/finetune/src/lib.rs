@@ -112,31 +112,7 @@ fn check_params(p: &HeadConfig) -> Result<()> {
 
 /// Per-class loss weights given the class ids of the training rows.
 pub fn class_weights(spec: &ClassWeight, labels: &[String], classes: &[usize]) -> Result<Vec<f64>> {
-    let k = labels.len();
-    match spec {
-        ClassWeight::None => Ok(vec![1.0; k]),
-        ClassWeight::Balanced => {
-            let mut counts = vec![0usize; k];
-            classes.iter().for_each(|&c| counts[c] += 1);
-            Ok(counts.iter().map(|&n| classes.len() as f64 / (k as f64 * n.max(1) as f64)).collect())
-        }
-        ClassWeight::Given(map) => {
-            let mut w = vec![1.0; k];
-            for (label, weight) in map {
-                let Some(i) = labels.iter().position(|l| l == label) else {
-                    return Err(Error::BadParam {
-                        key: "class_weight",
-                        message: format!("`{label}` is not a class; classes are {labels:?}"),
-                    });
-                };
-                if !(weight.is_finite() && *weight > 0.0) {
-                    return Err(Error::BadParam { key: "class_weight", message: format!("`{label}` weight {weight}") });
-                }
-                w[i] = *weight;
-            }
-            Ok(w)
-        }
-    }
+    spec.weights(labels, classes).map_err(|message| Error::BadParam { key: "class_weight", message })
 }
 
 /// Trains the head and writes it; returns what was written. `on_epoch` sees the MLP's

@@ -58,6 +58,14 @@ enum Command {
         #[command(flatten)]
         params: HeadConfig,
     },
+    /// Trains the top K transformer layers of a BERT-family backbone with a linear head, on
+    /// the token vectors at the cut below them (`graft-backbone --tokens --outputs
+    /// hidden_state_N`), and writes the backbone with the trained layers as ONNX beside the
+    /// head: `graft-backbone --spec OUT/spec.yaml` then gives the head's features.
+    ///
+    /// Example: graft-finetune layers --cut runs/rt/cut --spec models/all-minilm-l6-v2.yaml --layers 2 --out runs/rt/tuned
+    #[command(verbatim_doc_comment)]
+    Layers(graft_core::config::finetune::LayersConfig),
     /// Times training (reading excluded) and prints one JSON line: seconds (best of
     /// `--repeat`), iterations or epochs, and test accuracy when `test.arrow` exists.
     ///
@@ -89,6 +97,13 @@ fn main() -> ExitCode {
     // Keys the chosen head would ignore are refused, from the command line and the config file.
     let check = |params: &HeadConfig| graft_finetune::check_given(params, &given);
     match (cli.command, cli.paths) {
+        (Some(Command::Layers(config)), _) => match config.train.first_unused(&given) {
+            Some((_, why)) => {
+                eprintln!("error: {why}");
+                ExitCode::from(1)
+            }
+            None => cli::exit(layers(&config)),
+        },
         (Some(Command::Bench { features, repeat, params }), _) => {
             cli::exit(check(&params).and_then(|()| bench(&features, repeat, &params)))
         }
@@ -158,7 +173,9 @@ fn train(config: &Config, quiet: bool) -> graft_finetune::Result<()> {
     let t = &head.info.training;
     let chosen = match &t.fit {
         Fit::LogisticRegression { chosen_c, .. } => format!("C={chosen_c}"),
-        Fit::Mlp { epochs, best_epoch } => format!("epoch {best_epoch} of {}", epochs.len()),
+        Fit::Mlp { epochs, best_epoch } | Fit::Layers { epochs, best_epoch, .. } => {
+            format!("epoch {best_epoch} of {}", epochs.len())
+        }
         Fit::Ridge { chosen_alpha, .. } => format!("alpha={chosen_alpha}"),
     };
     let calibrated = t.calibration.as_ref().map_or(String::new(), |c| {
@@ -174,6 +191,33 @@ fn train(config: &Config, quiet: bool) -> graft_finetune::Result<()> {
         head.info.architecture.dim(),
         config.out.display()
     );
+    Ok(())
+}
+
+fn layers(config: &graft_core::config::finetune::LayersConfig) -> Result<(), graft_tune::Error> {
+    tracing::info!("{EPOCH_HEADER}  seconds");
+    let summary = graft_tune::run(config, |e, seconds| {
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+        tracing::info!(
+            "{:>5}  {:>10.4}  {:>8}  {:>7}  {:.2e}  {seconds:.1}",
+            e.epoch,
+            e.train_loss,
+            opt(e.val_loss),
+            opt(e.val_accuracy),
+            e.lr
+        );
+    })?;
+    if let Fit::Layers { epochs, best_epoch, .. } = &summary.head.info.training.fit {
+        tracing::info!(
+            "kept epoch {best_epoch} of {} ({} train rows, {:.1} s); wrote {} (graft-backbone --spec {}/{})",
+            epochs.len(),
+            summary.train_rows,
+            summary.seconds.iter().sum::<f64>(),
+            summary.out.display(),
+            summary.out.display(),
+            graft_tune::SPEC_FILE
+        );
+    }
     Ok(())
 }
 
@@ -195,7 +239,7 @@ fn bench(features: &std::path::Path, repeat: usize, params: &HeadConfig) -> graf
         Fit::LogisticRegression { selection, chosen_c, .. } => {
             (selection.iter().filter_map(|c| c.fit.as_ref()).map(|f| f.iterations).sum(), Some(*chosen_c))
         }
-        Fit::Mlp { epochs, .. } => (epochs.len(), None),
+        Fit::Mlp { epochs, .. } | Fit::Layers { epochs, .. } => (epochs.len(), None),
         Fit::Ridge { alpha_selection, .. } => (alpha_selection.len(), None),
     };
     let accuracy = test

@@ -65,10 +65,27 @@ pub struct Config {
     /// (`--allow-cpu-fallback` or `--allow-cpu-fallback true|false`).
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub allow_cpu_fallback: bool,
+    /// Write every real token's vector of the one output (float16, `[tokens, dim]` per row)
+    /// instead of pooled features: the cut below the layers `graft-finetune --layers` trains.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub tokens: bool,
+    /// With `--tokens`: `float16` (half the disk and memory; rounding of about 5e-4
+    /// relative) or `float32` (exact).
+    #[arg(long, value_enum, default_value = "float16")]
+    pub tokens_dtype: TokensDtype,
     /// Embed only shard I of N (`I/N`): the rows whose position in each split is I modulo N.
     /// `graft-backbone merge` joins the N outputs into what one run would have written.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+}
+
+/// How `--tokens` stores each value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TokensDtype {
+    #[default]
+    Float16,
+    Float32,
 }
 
 /// ONNX Runtime's graph optimisation level.

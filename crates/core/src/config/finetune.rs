@@ -81,6 +81,35 @@ pub enum ClassWeight {
     Given(std::collections::BTreeMap<String, f64>),
 }
 
+impl ClassWeight {
+    /// Each class's loss weight given the class ids of the training rows; an error names a
+    /// label that is not a class or a weight that is not a positive number.
+    pub fn weights(&self, labels: &[String], classes: &[usize]) -> Result<Vec<f64>, String> {
+        let k = labels.len();
+        match self {
+            ClassWeight::None => Ok(vec![1.0; k]),
+            ClassWeight::Balanced => {
+                let mut counts = vec![0usize; k];
+                classes.iter().for_each(|&c| counts[c] += 1);
+                Ok(counts.iter().map(|&n| classes.len() as f64 / (k as f64 * n.max(1) as f64)).collect())
+            }
+            ClassWeight::Given(map) => {
+                let mut w = vec![1.0; k];
+                for (label, weight) in map {
+                    let Some(i) = labels.iter().position(|l| l == label) else {
+                        return Err(format!("`{label}` is not a class; classes are {labels:?}"));
+                    };
+                    if !(weight.is_finite() && *weight > 0.0) {
+                        return Err(format!("`{label}` weight {weight}"));
+                    }
+                    w[i] = *weight;
+                }
+                Ok(w)
+            }
+        }
+    }
+}
+
 impl FromStr for ClassWeight {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -355,4 +384,94 @@ pub enum Schedule {
     Step,
     /// Cosine decay to zero over the run.
     Cosine,
+}
+
+/// Parameters of `graft-finetune layers`: the top transformer layers of a BERT-family
+/// backbone trained together with a linear head, from the token vectors at the cut below
+/// them; the trained weights are written back into a copy of the ONNX model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct LayersConfig {
+    /// Folder of `graft-backbone --tokens --outputs hidden_state_N` output: the token
+    /// vectors below the trained layers (train, and val for early stopping).
+    #[arg(long)]
+    pub cut: PathBuf,
+    /// The backbone spec the cut was made with; its ONNX model holds the starting weights.
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Output folder: `model.onnx` (the backbone with the trained layers), `spec.yaml`
+    /// (its spec, mean-pooled last layer), `tokenizer.json`, and the head in `head/`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub train: LayersTraining,
+}
+
+impl LayersTraining {
+    /// The first of `given` (keys set explicitly) that this configuration does not use, and
+    /// why: `momentum` without SGD.
+    pub fn first_unused(&self, given: &[String]) -> Option<(String, String)> {
+        given.iter().find(|k| *k == "momentum" && self.optimizer != Optimizer::Sgd).map(|k| {
+            (
+                k.clone(),
+                format!(
+                    "`momentum` is used by the sgd optimizer only, and the optimizer is {}",
+                    value_name(&self.optimizer)
+                ),
+            )
+        })
+    }
+}
+
+/// How the layers and the head are trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct LayersTraining {
+    /// Transformer layers trained: the top K of the model, K from 1 to all; the cut must be
+    /// the output of the layer below them (`hidden_state_{depth-K}`).
+    #[arg(long)]
+    pub layers: usize,
+    /// Optimiser: `adamw` (decoupled weight decay) or `sgd` (with `--momentum`).
+    #[arg(long, value_enum, default_value = "adamw")]
+    pub optimizer: Optimizer,
+    /// Peak learning rate of the head.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Peak learning rate of the trained layers (lower than the head's: they start trained).
+    #[arg(long, default_value_t = 5e-5)]
+    pub layer_lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay of weight matrices (not biases or layer-norm parameters).
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Fraction of the steps of linear warm-up; the rate then decays linearly to zero.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// Most epochs.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Dropout after each layer's attention and feed-forward outputs and before the head.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+    /// Clip the gradient's global L2 norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_norm: f64,
+    /// Stop after this many epochs without a lower val loss, keeping the best epoch.
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    /// Class weights: `none`, `balanced`, or `LABEL=WEIGHT,...`.
+    #[arg(long, default_value = "none")]
+    pub class_weight: ClassWeight,
+    /// Seed of the head's initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute threads (0: one per core); results are reproducible for a given count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }

@@ -12,11 +12,12 @@ use std::path::Path;
 use clap::Args;
 
 /// The stage binaries and subcommands whose flags are known here (pipelines run these).
-pub const STAGES: [(&str, Option<&str>); 8] = [
+pub const STAGES: [(&str, Option<&str>); 9] = [
     ("graft-preprocess", None),
     ("graft-preprocess", Some("rows")),
     ("graft-backbone", None),
     ("graft-finetune", None),
+    ("graft-finetune", Some("layers")),
     ("graft-evaluate", None),
     ("graft-evaluate", Some("bundle")),
     ("graft-evaluate", Some("predict")),
@@ -34,7 +35,8 @@ pub fn stage_command(cmd: &str, subcommand: Option<&str>) -> Option<clap::Comman
         ("graft-preprocess", None) => preprocess::Config::augment_args(base),
         ("graft-preprocess", Some(_)) => preprocess::RowsConfig::augment_args(base),
         ("graft-backbone", _) => backbone::Config::augment_args(base),
-        ("graft-finetune", _) => finetune::HeadConfig::augment_args(finetune::Paths::augment_args(base)),
+        ("graft-finetune", None) => finetune::HeadConfig::augment_args(finetune::Paths::augment_args(base)),
+        ("graft-finetune", Some(_)) => finetune::LayersConfig::augment_args(base),
         ("graft-evaluate", None) => evaluate::Config::augment_args(base),
         ("graft-evaluate", Some("bundle")) => evaluate::BundleConfig::augment_args(base),
         ("graft-evaluate", Some("predict")) => evaluate::PredictConfig::augment_args(base),
@@ -62,8 +64,15 @@ pub fn check_args(cmd: &str, argv: &[String]) -> Result<(), String> {
     // A head flag the chosen head does not use would be ignored: refused before anything runs.
     if Path::new(cmd).file_name().and_then(|f| f.to_str()) == Some("graft-finetune") {
         use clap::FromArgMatches;
-        let head = finetune::HeadConfig::from_arg_matches(&matches).map_err(|e| e.to_string())?;
-        if let Some((_, why)) = head.first_unused(&given(&matches)) {
+        let unused = match subcommand {
+            None => finetune::HeadConfig::from_arg_matches(&matches)
+                .map_err(|e| e.to_string())?
+                .first_unused(&given(&matches)),
+            Some(_) => finetune::LayersTraining::from_arg_matches(&matches)
+                .map_err(|e| e.to_string())?
+                .first_unused(&given(&matches)),
+        };
+        if let Some((_, why)) = unused {
             return Err(why);
         }
     }

@@ -71,7 +71,7 @@ impl Head {
         let info: HeadInfo = serde_json::from_slice(&read(INFO_FILE)?)
             .map_err(|source| Error::HeadJson { path: info_path.clone(), source })?;
         let bad = |message: String| Error::BadHead { path: dir.to_owned(), message };
-        if info.format != FORMAT {
+        if !super::READABLE_FORMATS.contains(&info.format.as_str()) {
             return Err(bad(format!("format `{}`, expected `{FORMAT}`: train it again", info.format)));
         }
         let weights_path = dir.join(WEIGHTS_FILE);

@@ -11,10 +11,12 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{BackboneId, Task};
-use crate::config::finetune::{Activation, HeadConfig, HeadKind};
+use crate::config::finetune::{Activation, HeadConfig, HeadKind, LayersTraining};
 use model::Model;
 
-pub const FORMAT: &str = "graft-head/3";
+pub const FORMAT: &str = "graft-head/4";
+/// Earlier formats read as they are (`/4` added the `layers` fit).
+pub const READABLE_FORMATS: [&str; 2] = ["graft-head/3", FORMAT];
 pub const WEIGHTS_FILE: &str = "head.safetensors";
 pub const INFO_FILE: &str = "head.json";
 /// The manifest's `kind` of a head folder.
@@ -113,6 +115,9 @@ impl Training {
             Fit::Ridge { alpha_selection, .. } if alpha_selection.len() > 1 => {
                 out.push(Selection { what: "alpha".into(), split: "val".into() });
             }
+            Fit::Layers { epochs, .. } if epochs.iter().any(|e| e.val_loss.is_some()) => {
+                out.push(Selection { what: "epoch".into(), split: "val".into() });
+            }
             Fit::Mlp { epochs, .. } if epochs.iter().any(|e| e.val_loss.is_some()) => {
                 let split = match self.config.early_stopping_fraction {
                     Some(f) => format!("train ({:.0}% held out)", 100.0 * f),
@@ -147,6 +152,9 @@ pub enum Fit {
     Ridge { chosen_alpha: f64, alpha_selection: Vec<(f64, Option<f64>)> },
     /// One record per epoch, and the 1-based epoch whose weights were kept.
     Mlp { epochs: Vec<Epoch>, best_epoch: usize },
+    /// The top layers of the backbone trained with a linear head (`graft-finetune layers`):
+    /// how, from which cut of which model, one record per epoch and the epoch kept.
+    Layers { config: LayersTraining, cut: String, base_model_blake3: String, epochs: Vec<Epoch>, best_epoch: usize },
 }
 
 /// One C tried for logistic regression.

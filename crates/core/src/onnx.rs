@@ -1,6 +1,7 @@
-//! Reading an ONNX model's graph (inputs, outputs, every node's output tensors with shapes
-//! where the file records them) and exposing intermediate tensors as extra graph outputs, by
-//! editing the protobuf wire format in memory: the rest of the file is copied byte for byte.
+//! Reading an ONNX model's graph (inputs, outputs, every node's tensors with shapes where the
+//! file records them, float32 weights) and editing it: intermediate tensors exposed as extra
+//! graph outputs, weights replaced, by editing the protobuf wire format in memory; the rest of
+//! the file is copied byte for byte.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,15 @@ mod field {
     pub const GRAPH_INPUT: u64 = 11;
     pub const GRAPH_OUTPUT: u64 = 12;
     pub const GRAPH_VALUE_INFO: u64 = 13;
+    pub const NODE_INPUT: u64 = 1;
     pub const NODE_OUTPUT: u64 = 2;
+    pub const NODE_ATTRIBUTE: u64 = 5;
+    pub const ATTRIBUTE_NAME: u64 = 1;
+    pub const ATTRIBUTE_FLOAT: u64 = 2;
+    pub const TENSOR_DIMS: u64 = 1;
+    pub const TENSOR_DATA_TYPE: u64 = 2;
+    pub const TENSOR_FLOAT_DATA: u64 = 4;
+    pub const TENSOR_RAW_DATA: u64 = 9;
     pub const NODE_NAME: u64 = 3;
     pub const NODE_OP_TYPE: u64 = 4;
     pub const VALUE_NAME: u64 = 1;
@@ -52,7 +61,7 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-pub(crate) fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
+pub fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -75,14 +84,17 @@ fn fields(buf: &[u8]) -> Option<Vec<Field<'_>>> {
         let (mut v, mut bytes) = (0, &buf[0..0]);
         match wire {
             0 => v = varint(buf, &mut pos)?,
-            1 => pos = pos.checked_add(8).filter(|&p| p <= buf.len())?,
+            1 | 5 => {
+                let end = pos.checked_add(if wire == 1 { 8 } else { 4 }).filter(|&p| p <= buf.len())?;
+                bytes = &buf[pos..end];
+                pos = end;
+            }
             2 => {
                 let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
                 let end = pos.checked_add(len).filter(|&e| e <= buf.len())?;
                 bytes = &buf[pos..end];
                 pos = end;
             }
-            5 => pos = pos.checked_add(4).filter(|&p| p <= buf.len())?,
             _ => return None,
         }
         out.push(Field { number, varint: v, bytes, raw: &buf[start..pos] });
@@ -177,12 +189,14 @@ impl TensorInfo {
     }
 }
 
-/// A node and the tensors it produces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A node, the tensors it reads and produces, and its float attributes (`epsilon`, ...).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub name: String,
     pub op_type: String,
+    pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    pub float_attributes: Vec<(String, f32)>,
 }
 
 /// What `graft-backbone inspect` shows of a model.
@@ -216,10 +230,25 @@ pub fn read(model: &[u8]) -> Option<Graph> {
     for f in fields(graph.bytes)? {
         match f.number {
             field::GRAPH_NODE => {
-                let mut node = Node { name: String::new(), op_type: String::new(), outputs: vec![] };
+                let mut node = Node {
+                    name: String::new(),
+                    op_type: String::new(),
+                    inputs: vec![],
+                    outputs: vec![],
+                    float_attributes: vec![],
+                };
                 for nf in fields(f.bytes)? {
                     match nf.number {
+                        field::NODE_INPUT => node.inputs.push(string(&nf)),
                         field::NODE_OUTPUT => node.outputs.push(string(&nf)),
+                        field::NODE_ATTRIBUTE => {
+                            let parts = fields(nf.bytes)?;
+                            let name = parts.iter().find(|p| p.number == field::ATTRIBUTE_NAME).map(string);
+                            let value = parts.iter().find(|p| p.number == field::ATTRIBUTE_FLOAT && p.bytes.len() == 4);
+                            if let (Some(name), Some(v)) = (name, value) {
+                                node.float_attributes.push((name, f32::from_le_bytes(v.bytes.try_into().ok()?)));
+                            }
+                        }
                         field::NODE_NAME => node.name = string(&nf),
                         field::NODE_OP_TYPE => node.op_type = string(&nf),
                         _ => {}
@@ -251,6 +280,127 @@ impl Graph {
     pub fn produces(&self, name: &str) -> bool {
         self.nodes.iter().any(|n| n.outputs.iter().any(|o| o == name))
     }
+
+    /// The node that produces `name`.
+    pub fn producer(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.outputs.iter().any(|o| o == name))
+    }
+}
+
+/// A float32 tensor: its shape and values in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatTensor {
+    pub dims: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+const FLOAT: u64 = 1;
+
+/// The float32 initializers of a model whose names `wanted` accepts, by name; `None` when
+/// the bytes are not an ONNX model or such an initializer's data does not match its shape.
+pub fn float_initializers(model: &[u8], wanted: impl Fn(&str) -> bool) -> Option<HashMap<String, FloatTensor>> {
+    let mut out = HashMap::new();
+    for f in fields(graph_field(model)?.bytes)?.iter().filter(|f| f.number == field::GRAPH_INITIALIZER) {
+        let parts = fields(f.bytes)?;
+        let Some(name) = parts.iter().find(|p| p.number == field::INITIALIZER_NAME).map(string) else { continue };
+        let data_type = parts.iter().find(|p| p.number == field::TENSOR_DATA_TYPE).map_or(0, |p| p.varint);
+        if !wanted(&name) || data_type != FLOAT {
+            continue;
+        }
+        let mut dims = Vec::new();
+        for p in parts.iter().filter(|p| p.number == field::TENSOR_DIMS) {
+            if p.raw[0] & 7 == 0 {
+                dims.push(usize::try_from(p.varint).ok()?);
+            } else {
+                let mut pos = 0;
+                while pos < p.bytes.len() {
+                    dims.push(usize::try_from(varint(p.bytes, &mut pos)?).ok()?);
+                }
+            }
+        }
+        let data = parts
+            .iter()
+            .find(|p| p.number == field::TENSOR_RAW_DATA)
+            .or_else(|| parts.iter().find(|p| p.number == field::TENSOR_FLOAT_DATA))
+            .map_or(&[][..], |p| p.bytes);
+        let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if data.len() % 4 != 0 || values.len() != dims.iter().product::<usize>() {
+            return None;
+        }
+        out.insert(name, FloatTensor { dims, values });
+    }
+    Some(out)
+}
+
+/// An int64 initializer's values (shape tensors, axes); `None` when there is none by `name`.
+pub fn int64_initializer(model: &[u8], name: &str) -> Option<Vec<i64>> {
+    const INT64: u64 = 7;
+    const TENSOR_INT64_DATA: u64 = 7;
+    for f in fields(graph_field(model)?.bytes)?.iter().filter(|f| f.number == field::GRAPH_INITIALIZER) {
+        let parts = fields(f.bytes)?;
+        if parts.iter().find(|p| p.number == field::INITIALIZER_NAME).map(string).as_deref() != Some(name) {
+            continue;
+        }
+        if parts.iter().find(|p| p.number == field::TENSOR_DATA_TYPE).map(|p| p.varint) != Some(INT64) {
+            return None;
+        }
+        if let Some(raw) = parts.iter().find(|p| p.number == field::TENSOR_RAW_DATA) {
+            return Some(
+                raw.bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            );
+        }
+        let mut out = Vec::new();
+        for p in parts.iter().filter(|p| p.number == TENSOR_INT64_DATA) {
+            if p.raw[0] & 7 == 0 {
+                out.push(p.varint as i64);
+            } else {
+                let mut pos = 0;
+                while pos < p.bytes.len() {
+                    out.push(varint(p.bytes, &mut pos)? as i64);
+                }
+            }
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// The model with the named float32 initializers' values replaced (same shapes; written as
+/// raw data); every other byte of the file copied. `None` when a name is not an initializer
+/// of the model.
+pub fn with_float_initializers(model: &[u8], replaced: &HashMap<String, FloatTensor>) -> Option<Vec<u8>> {
+    let put = |number: u64, bytes: &[u8], out: &mut Vec<u8>| {
+        encode_varint((number << 3) | 2, out);
+        encode_varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    };
+    let mut graph = Vec::new();
+    let mut found = 0;
+    for f in fields(graph_field(model)?.bytes)? {
+        let name = (f.number == field::GRAPH_INITIALIZER)
+            .then(|| fields(f.bytes)?.iter().find(|p| p.number == field::INITIALIZER_NAME).map(string))
+            .flatten();
+        let Some(tensor) = name.as_ref().and_then(|n| replaced.get(n)) else {
+            graph.extend_from_slice(f.raw);
+            continue;
+        };
+        found += 1;
+        let mut proto = Vec::new();
+        for &d in &tensor.dims {
+            encode_varint(field::TENSOR_DIMS << 3, &mut proto);
+            encode_varint(d as u64, &mut proto);
+        }
+        encode_varint(field::TENSOR_DATA_TYPE << 3, &mut proto);
+        encode_varint(FLOAT, &mut proto);
+        put(field::INITIALIZER_NAME, name.as_deref().unwrap_or_default().as_bytes(), &mut proto);
+        let raw: Vec<u8> = tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        put(field::TENSOR_RAW_DATA, &raw, &mut proto);
+        put(field::GRAPH_INITIALIZER, &proto, &mut graph);
+    }
+    if found != replaced.len() {
+        return None;
+    }
+    with_graph(model, &graph)
 }
 
 /// The model with each of `names` (tensors its nodes produce) added as a graph output.
@@ -391,5 +541,30 @@ mod tests {
         assert_eq!(after.outputs.last().unwrap().name, "layer0/q");
         assert_eq!((after.nodes, after.inputs), (before.nodes, before.inputs));
         assert!(read(b"not a model").is_none());
+    }
+
+    #[test]
+    fn weights_are_read_and_replaced_in_place() {
+        let model = tiny();
+        let name = "encoder.layer.0.attention.self.query.weight_t";
+        let weights = float_initializers(&model, |n| n.starts_with("encoder.layer.0.")).unwrap();
+        let w = &weights[name];
+        assert_eq!(w.dims, [16, 16]);
+        let ln = read(&model).unwrap();
+        let eps =
+            ln.producer("hidden_state_1").unwrap().float_attributes.iter().find(|(k, _)| k == "epsilon").unwrap().1;
+        assert!((eps - 1e-12).abs() < 1e-15, "{eps}");
+        let changed = FloatTensor { dims: w.dims.clone(), values: w.values.iter().map(|v| v * 2.0 + 1.0).collect() };
+        let edited = with_float_initializers(&model, &HashMap::from([(name.to_owned(), changed.clone())])).unwrap();
+        let after = float_initializers(&edited, |_| true).unwrap();
+        assert_eq!(after[name], changed);
+        let before = float_initializers(&model, |_| true).unwrap();
+        assert_eq!(before.len(), after.len());
+        assert!(before.iter().filter(|(n, _)| *n != name).all(|(n, t)| after[n] == *t));
+        assert_eq!(read(&edited).unwrap().nodes, read(&model).unwrap().nodes);
+        assert_eq!(int64_initializer(&model, "split_heads_shape"), Some(vec![0, 0, 2, 8]));
+        assert_eq!(int64_initializer(&model, "no_such_shape"), None);
+        let unknown = HashMap::from([("no.such.weight".to_owned(), changed)]);
+        assert!(with_float_initializers(&model, &unknown).is_none());
     }
 }

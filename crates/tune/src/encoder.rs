@@ -1,0 +1,270 @@
+//! The top layers of graft's BERT graph (`scripts/bert_onnx.py`, which every imported
+//! encoder goes through) as trainable tensors: recognised in and read from the ONNX model's
+//! initializers, run forward with autograd, and handed back for writing into a copy.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use graft_core::onnx::{self, FloatTensor, Graph};
+use graft_core::rng::SplitMix64;
+
+use crate::error::{Error, Result};
+
+/// Each layer's weights under `encoder.layer.{i}.`, in the order [`Layer::params`] holds
+/// them; `_t` weights are stored `[in, out]`, as the graph's MatMuls read them.
+pub const LAYER_TENSORS: [&str; 16] = [
+    "attention.self.query.weight_t",
+    "attention.self.query.bias",
+    "attention.self.key.weight_t",
+    "attention.self.key.bias",
+    "attention.self.value.weight_t",
+    "attention.self.value.bias",
+    "attention.output.dense.weight_t",
+    "attention.output.dense.bias",
+    "attention.output.LayerNorm.weight",
+    "attention.output.LayerNorm.bias",
+    "intermediate.dense.weight_t",
+    "intermediate.dense.bias",
+    "output.dense.weight_t",
+    "output.dense.bias",
+    "output.LayerNorm.weight",
+    "output.LayerNorm.bias",
+];
+
+/// What a recognised model looks like, for messages.
+const EXPECTED: &str = "graft's BERT graph as scripts/import_encoder.py writes it (`encoder.layer.{i}.*` weights, \
+                        `hidden_state_{i}` layer outputs, `split_heads_shape`)";
+
+/// One transformer layer: its index in the model and its 16 tensors.
+#[derive(Debug)]
+pub struct Layer {
+    pub index: usize,
+    pub eps: [f64; 2],
+    pub params: Vec<Var>,
+}
+
+/// The top layers of a BERT-family encoder.
+#[derive(Debug)]
+pub struct Encoder {
+    /// Layers in the whole model.
+    pub depth: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    /// The trained layers, lowest first.
+    pub layers: Vec<Layer>,
+}
+
+/// Dropout masks drawn from a seeded generator, so that a run is reproducible.
+#[derive(Debug)]
+pub struct Dropout {
+    pub p: f64,
+    pub rng: SplitMix64,
+}
+
+impl Dropout {
+    /// `x` with each element zeroed with probability `p`, the rest scaled by `1 / (1 - p)`.
+    pub fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        if self.p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = 1.0 / (1.0 - self.p);
+        let mask: Vec<f32> =
+            (0..x.elem_count()).map(|_| if self.rng.next_f64() < self.p { 0.0 } else { keep as f32 }).collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok(x.mul(&mask)?)
+    }
+}
+
+fn weight_name(layer: usize, tensor: &str) -> String {
+    format!("encoder.layer.{layer}.{tensor}")
+}
+
+/// `hidden_state_{i}`: the output of layer `i` (0: the embeddings).
+pub fn layer_output(i: usize) -> String {
+    format!("hidden_state_{i}")
+}
+
+impl Encoder {
+    /// The top `k` layers of the model in `bytes` (read from `path`), as `dtype` variables.
+    pub fn load(bytes: &[u8], path: &Path, k: usize, dtype: DType) -> Result<Self> {
+        let not_recognised = |what: String| Error::NotRecognised { path: path.to_owned(), what, expected: EXPECTED };
+        let graph = onnx::read(bytes).ok_or_else(|| not_recognised("not a readable ONNX model".into()))?;
+        let names = initializer_names(bytes);
+        let depth = (0..).take_while(|&i| names.contains(&weight_name(i, LAYER_TENSORS[0]))).count();
+        if depth == 0 {
+            return Err(not_recognised(format!("no tensor `{}`", weight_name(0, LAYER_TENSORS[0]))));
+        }
+        if names.iter().any(|n| n == "relative_bias_by_distance") {
+            return Err(not_recognised(
+                "MPNet's relative position bias (`relative_bias_by_distance`) is not among the trainable layer \
+                 structures"
+                    .into(),
+            ));
+        }
+        if k == 0 || k > depth {
+            return Err(Error::Layers { path: path.to_owned(), k, depth });
+        }
+        let split = onnx::int64_initializer(bytes, "split_heads_shape")
+            .ok_or_else(|| not_recognised("no int64 tensor `split_heads_shape`".into()))?;
+        let [_, _, heads, head_dim] = split[..] else {
+            return Err(not_recognised(format!("`split_heads_shape` is {split:?}, expected 4 values")));
+        };
+        let (heads, head_dim) = (usize::try_from(heads).unwrap_or(0), usize::try_from(head_dim).unwrap_or(0));
+        let hidden = heads * head_dim;
+        let first = depth - k;
+        let wanted = |n: &str| (first..depth).any(|i| n.starts_with(&format!("encoder.layer.{i}.")));
+        let weights = onnx::float_initializers(bytes, wanted)
+            .ok_or_else(|| not_recognised("a layer weight whose data does not match its shape".into()))?;
+        let device = Device::Cpu;
+        let mut layers = Vec::with_capacity(k);
+        for index in first..depth {
+            check_layer(&graph, index).map_err(not_recognised)?;
+            let ffn = weights.get(&weight_name(index, "intermediate.dense.bias")).map_or(0, |t| t.values.len());
+            let mut params = Vec::with_capacity(LAYER_TENSORS.len());
+            for tensor in LAYER_TENSORS {
+                let name = weight_name(index, tensor);
+                let t = weights.get(&name).ok_or_else(|| not_recognised(format!("no float tensor `{name}`")))?;
+                let expected = expected_shape(tensor, hidden, ffn);
+                if t.dims != expected {
+                    return Err(not_recognised(format!("`{name}` has shape {:?}, expected {expected:?}", t.dims)));
+                }
+                let value = Tensor::from_vec(t.values.clone(), t.dims.clone(), &device)?.to_dtype(dtype)?;
+                params.push(Var::from_tensor(&value)?);
+            }
+            let eps = |out: &str| -> std::result::Result<f64, String> {
+                let node = graph.producer(out).filter(|n| n.op_type == "LayerNormalization");
+                let node = node.ok_or_else(|| format!("`{out}` is not made by a LayerNormalization"))?;
+                Ok(node.float_attributes.iter().find(|(k, _)| k == "epsilon").map_or(1e-5, |(_, v)| f64::from(*v)))
+            };
+            let eps = [
+                eps(&format!("layer{index}/attn_norm")).map_err(not_recognised)?,
+                eps(&layer_output(index + 1)).map_err(not_recognised)?,
+            ];
+            layers.push(Layer { index, eps, params });
+        }
+        Ok(Self { depth, hidden, heads, layers })
+    }
+
+    /// The graph tensor the trained layers read: the output of the layer below them.
+    pub fn cut(&self) -> String {
+        layer_output(self.layers[0].index)
+    }
+
+    /// Every trained tensor with its initializer name.
+    pub fn named_vars(&self) -> Vec<(String, &Var)> {
+        self.layers
+            .iter()
+            .flat_map(|l| LAYER_TENSORS.iter().zip(&l.params).map(|(t, v)| (weight_name(l.index, t), v)))
+            .collect()
+    }
+
+    /// The trained tensors as float32 initializers, for writing into the model.
+    pub fn initializers(&self) -> Result<HashMap<String, FloatTensor>> {
+        let mut out = HashMap::new();
+        for (name, var) in self.named_vars() {
+            let t = var.as_tensor().to_dtype(DType::F32)?;
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            out.insert(name, FloatTensor { dims: t.dims().to_vec(), values });
+        }
+        Ok(out)
+    }
+
+    /// The last layer's output `[batch, seq, hidden]` of the cut's `x` `[batch, seq, hidden]`
+    /// where `mask` `[batch, seq]` is 1 on real tokens and 0 on padding; dropout while training.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        // 0 where a key is a real token, a large negative number on padding.
+        let bias = mask.affine(1e9, -1e9)?.reshape((b, 1, 1, s))?;
+        let head_dim = self.hidden / self.heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut x = x.clone();
+        for layer in &self.layers {
+            let p: Vec<&Tensor> = layer.params.iter().map(|v| v.as_tensor()).collect();
+            let heads = |t: Tensor| -> Result<Tensor> {
+                Ok(t.reshape((b, s, self.heads, head_dim))?.transpose(1, 2)?.contiguous()?)
+            };
+            let q = heads(linear(&x, p[0], p[1])?)?;
+            let k = heads(linear(&x, p[2], p[3])?)?;
+            let v = heads(linear(&x, p[4], p[5])?)?;
+            let scores = q.matmul(&k.t()?.contiguous()?)?.affine(scale, 0.0)?.broadcast_add(&bias)?;
+            let probs = softmax_last(&scores)?;
+            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, self.hidden))?;
+            let mut attention = linear(&context, p[6], p[7])?;
+            if let Some(d) = dropout.as_deref_mut() {
+                attention = d.apply(&attention)?;
+            }
+            x = layer_norm(&(attention + &x)?, p[8], p[9], layer.eps[0])?;
+            let inner = linear(&x, p[10], p[11])?.gelu_erf()?;
+            let mut out = linear(&inner, p[12], p[13])?;
+            if let Some(d) = dropout.as_deref_mut() {
+                out = d.apply(&out)?;
+            }
+            x = layer_norm(&(out + &x)?, p[14], p[15], layer.eps[1])?;
+        }
+        Ok(x)
+    }
+}
+
+/// The names of a model's initializers.
+fn initializer_names(bytes: &[u8]) -> Vec<String> {
+    onnx::float_initializers(bytes, |_| true).map(|m| m.into_keys().collect()).unwrap_or_default()
+}
+
+/// The shape of one of [`LAYER_TENSORS`] for hidden size `h` and feed-forward size `f`.
+fn expected_shape(tensor: &str, h: usize, f: usize) -> Vec<usize> {
+    match tensor {
+        "intermediate.dense.weight_t" => vec![h, f],
+        "intermediate.dense.bias" => vec![f],
+        "output.dense.weight_t" => vec![f, h],
+        t if t.ends_with("weight_t") => vec![h, h],
+        _ => vec![h],
+    }
+}
+
+/// Layer `i` of the graph reads `hidden_state_{i}` into its query, key and value MatMuls,
+/// uses the exact (erf) GELU and ends in the LayerNormalization making `hidden_state_{i+1}`:
+/// the computation [`Encoder::forward`] reproduces.
+fn check_layer(graph: &Graph, i: usize) -> std::result::Result<(), String> {
+    for (part, tensor) in [("q", "query"), ("k", "key"), ("v", "value")] {
+        let out = format!("layer{i}/{part}/matmul");
+        let node = graph.producer(&out).filter(|n| n.op_type == "MatMul");
+        let reads = node.is_some_and(|n| {
+            n.inputs == [layer_output(i), weight_name(i, &format!("attention.self.{tensor}.weight_t"))]
+        });
+        if !reads {
+            return Err(format!("`{out}` is not a MatMul of `{}` by the {tensor} weight", layer_output(i)));
+        }
+    }
+    if graph.producer(&format!("layer{i}/gelu_erf")).is_none_or(|n| n.op_type != "Erf") {
+        return Err(format!("layer {i} has no exact GELU (`layer{i}/gelu_erf`)"));
+    }
+    Ok(())
+}
+
+/// `x W + b` over the last dimension of `[batch, seq, in]`.
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (batch, seq, width) = x.dims3()?;
+    let y = x.reshape((batch * seq, width))?.matmul(w)?.broadcast_add(b)?;
+    Ok(y.reshape((batch, seq, ()))?)
+}
+
+/// Layer normalisation over the last dimension (biased variance, as ONNX's operator).
+fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(centred.broadcast_div(&var.affine(1.0, eps)?.sqrt()?)?.broadcast_mul(gamma)?.broadcast_add(beta)?)
+}
+
+/// Softmax over the last dimension; the shift by the maximum carries no gradient (softmax
+/// does not depend on it).
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// Mean of `x` `[batch, seq, hidden]` over each row's real tokens (`mask` `[batch, seq]`).
+pub fn mean_pool(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let summed = x.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+    Ok(summed.broadcast_div(&mask.sum_keepdim(1)?)?)
+}

@@ -1,0 +1,264 @@
+//! `graft-finetune layers`: the top K transformer layers of a BERT-family ONNX backbone
+//! trained together with a linear head on the token vectors cached at the cut below them
+//! (`graft-backbone --tokens`), so each epoch costs only the trained layers; the trained
+//! weights go back into a copy of the ONNX model, so scoring runs in ONNX Runtime alone.
+
+pub mod cut;
+pub mod encoder;
+mod error;
+pub mod optim;
+pub mod train;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::DType;
+use graft_core::artifact::{BackboneId, SPLITS};
+use graft_core::config::finetune::{Activation, HeadConfig, HeadKind, LayersConfig};
+use graft_core::head::model::{Dense, Mlp, Model as HeadModel};
+use graft_core::head::{self, Architecture, Fit, Head, HeadInfo, Training};
+use graft_core::spec::{BackboneSpec, Kind, Pooling};
+
+pub use error::{Error, Result};
+
+/// The output folder's files.
+pub const MODEL_FILE: &str = "model.onnx";
+pub const SPEC_FILE: &str = "spec.yaml";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const HEAD_DIR: &str = "head";
+/// The manifest's `kind` of the output folder.
+pub const MANIFEST_KIND: &str = "tuned-backbone";
+/// The tuned model's features: its last layer, mean-pooled, as the head was trained on.
+pub const OUTPUT: &str = "last_hidden_state";
+
+/// What a run kept, for the binary to report.
+#[derive(Debug)]
+pub struct Summary {
+    pub head: Head,
+    pub train_rows: usize,
+    pub seconds: Vec<f64>,
+    pub out: PathBuf,
+}
+
+fn check(cfg: &LayersConfig) -> Result<()> {
+    let t = &cfg.train;
+    let bad = |key: &'static str, message: String| Err(Error::BadParam { key, message });
+    let at_least = |v: f64, min: f64| v.is_finite() && v >= min;
+    if !(at_least(t.lr, 0.0) && t.lr > 0.0 && at_least(t.layer_lr, 0.0)) {
+        return bad("lr", format!("`lr` {} must be positive, `layer_lr` {} not negative", t.lr, t.layer_lr));
+    }
+    if !(0.0..1.0).contains(&t.dropout) {
+        return bad("dropout", format!("must be in [0, 1), got {}", t.dropout));
+    }
+    if !(0.0..=1.0).contains(&t.warmup) {
+        return bad("warmup", format!("must be a fraction of the steps in [0, 1], got {}", t.warmup));
+    }
+    if t.epochs == 0 || t.batch_size == 0 {
+        return bad("epochs", "`epochs` and `batch_size` must be at least 1".into());
+    }
+    if !(at_least(t.clip_norm, 0.0) && at_least(t.weight_decay, 0.0)) {
+        return bad("clip_norm", "`clip_norm` and `weight_decay` must be finite and not negative".into());
+    }
+    Ok(())
+}
+
+/// Trains and writes `cfg.out`. `on_epoch` sees each epoch's record and seconds.
+pub fn run(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64) + Send) -> Result<Summary> {
+    check(cfg)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.threads).build().map_err(|e| Error::BadParam {
+        key: "threads",
+        message: format!("cannot start {} threads: {e}", cfg.train.threads),
+    })?;
+    pool.install(|| run_here(cfg, on_epoch))
+}
+
+fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Result<Summary> {
+    let spec = BackboneSpec::load(&cfg.spec)?;
+    if spec.kind != Kind::Text {
+        return Err(Error::BadParam {
+            key: "spec",
+            message: format!(
+                "`{}` is an image backbone; `layers` trains BERT-family text encoders",
+                cfg.spec.display()
+            ),
+        });
+    }
+    let bytes =
+        fs_err::read(&spec.model).map_err(|source| graft_core::Error::Read { path: spec.model.clone(), source })?;
+    let model_blake3 = graft_core::hash::bytes(&bytes);
+    let dtype = DType::F32;
+    let encoder = encoder::Encoder::load(&bytes, &spec.model, cfg.train.layers, dtype)?;
+    let cut_tensor = encoder.cut();
+    let expected = (cut_tensor.as_str(), model_blake3.as_str(), encoder.hidden);
+    let (prov, train_split) = cut::read(&cfg.cut, SPLITS[0], expected)?
+        .ok_or_else(|| Error::Cut { path: cfg.cut.join("train.arrow"), message: "there is no train split".into() })?;
+    let val = cut::read(&cfg.cut, SPLITS[1], expected)?;
+    if let Some((p, _)) = &val
+        && p.labels != prov.labels
+    {
+        return Err(Error::Cut {
+            path: cfg.cut.join("val.arrow"),
+            message: format!("labels {:?} differ from train's {:?}", p.labels, prov.labels),
+        });
+    }
+    let labels = prov.labels.clone();
+    let weights = cfg
+        .train
+        .class_weight
+        .weights(&labels, &train_split.classes)
+        .map_err(|message| Error::BadParam { key: "class_weight", message })?;
+    tracing::info!(
+        "training layers {}..{} of {} ({} above `{cut_tensor}`) and a {}-class head on {} rows",
+        encoder.layers[0].index,
+        encoder.depth - 1,
+        encoder.depth,
+        cfg.train.layers,
+        labels.len(),
+        train_split.len()
+    );
+    let model = train::Model::new(encoder, labels.len(), cfg.train.seed, dtype)?;
+    let val_split = val.as_ref().map(|(_, s)| s);
+    let trained = train::train(&model, &cfg.train, &train_split, val_split, &weights, dtype, on_epoch)?;
+
+    let tuned = graft_core::onnx::with_float_initializers(&bytes, &model.encoder.initializers()?).ok_or_else(|| {
+        graft_core::Error::Read { path: spec.model.clone(), source: std::io::ErrorKind::InvalidData.into() }
+    })?;
+    let mut inputs = BTreeMap::new();
+    for split in [SPLITS[0], SPLITS[1]] {
+        let path = cfg.cut.join(format!("{split}.arrow"));
+        if path.exists() {
+            inputs.insert(split.to_owned(), graft_core::hash::file(&path)?);
+        }
+    }
+    let head = head_of(&model, cfg, &prov, &tuned, &trained, train_split.len(), weights, inputs, &model_blake3)?;
+    write(cfg, &spec, &tuned, &head)?;
+    Ok(Summary { head, train_rows: train_split.len(), seconds: trained.seconds, out: cfg.out.clone() })
+}
+
+/// The head in graft's head format: a one-layer MLP (linear) on the tuned model's
+/// mean-pooled last layer.
+#[allow(clippy::too_many_arguments)]
+fn head_of(
+    model: &train::Model,
+    cfg: &LayersConfig,
+    prov: &graft_core::artifact::Provenance,
+    tuned: &[u8],
+    trained: &train::Trained,
+    train_rows: usize,
+    class_weights: Vec<f64>,
+    inputs: BTreeMap<String, String>,
+    base_model_blake3: &str,
+) -> Result<Head> {
+    let hidden = model.encoder.hidden;
+    let classes = prov.labels.len();
+    let w = model.head_weight.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let b = model.head_bias.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let weight = ndarray::Array2::from_shape_vec((hidden, classes), w).expect("head weight is [hidden, classes]");
+    let layer = Dense { weight, bias: ndarray::Array1::from(b) };
+    let t = &cfg.train;
+    let config = HeadConfig {
+        head: HeadKind::Mlp,
+        hidden: Vec::new(),
+        dropout: t.dropout,
+        optimizer: t.optimizer,
+        lr: t.lr,
+        momentum: t.momentum,
+        weight_decay: t.weight_decay,
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        clip_norm: (t.clip_norm > 0.0).then_some(t.clip_norm),
+        patience: t.patience,
+        class_weight: t.class_weight.clone(),
+        seed: t.seed,
+        ..HeadConfig::default()
+    };
+    let backbone = BackboneId {
+        spec: tuned_name(cfg)?,
+        model_blake3: graft_core::hash::bytes(tuned),
+        outputs: vec![OUTPUT.into()],
+        combine: None,
+        pooling: Pooling::Mean.as_str().into(),
+        normalize: false,
+        dim: hidden,
+        provider: "cpu".into(),
+    };
+    let fit = Fit::Layers {
+        config: t.clone(),
+        cut: model.encoder.cut(),
+        base_model_blake3: base_model_blake3.to_owned(),
+        epochs: trained.epochs.clone(),
+        best_epoch: trained.best_epoch,
+    };
+    Ok(Head {
+        info: HeadInfo {
+            format: head::FORMAT.into(),
+            graft_version: graft_core::VERSION.into(),
+            architecture: Architecture::Mlp {
+                outputs: classes,
+                dim: hidden,
+                hidden: Vec::new(),
+                activation: Activation::Relu,
+            },
+            task: prov.task,
+            labels: prov.labels.clone(),
+            backbone,
+            standardize: false,
+            temperature: 1.0,
+            target_mean: 0.0,
+            target_scale: 1.0,
+            training: Training { config, train_rows, class_weights, calibration: None, fit },
+            inputs,
+        },
+        model: HeadModel::Mlp(Mlp { layers: vec![layer], activation: Activation::Relu }),
+        scaling: None,
+    })
+}
+
+/// The tuned backbone's spec name: the base spec's, with the layers trained.
+fn tuned_name(cfg: &LayersConfig) -> Result<String> {
+    let base = BackboneSpec::load(&cfg.spec)?;
+    Ok(format!("{}-top{}", base.name, cfg.train.layers))
+}
+
+/// Writes the tuned model, its spec and tokenizer, the head, and the manifest last.
+fn write(cfg: &LayersConfig, base: &BackboneSpec, tuned: &[u8], head: &Head) -> Result<()> {
+    let out = &cfg.out;
+    let tokenizer = &base.text().tokenizer;
+    let tokenizer_bytes =
+        fs_err::read(tokenizer).map_err(|source| graft_core::Error::Read { path: tokenizer.clone(), source })?;
+    let mut spec = base.clone();
+    spec.name = tuned_name(cfg)?;
+    spec.model = PathBuf::from(MODEL_FILE);
+    if let Some(text) = &mut spec.text {
+        text.tokenizer = PathBuf::from(TOKENIZER_FILE);
+    }
+    spec.output = OUTPUT.into();
+    spec.pooling = Pooling::Mean;
+    spec.normalize = false;
+    let yaml = format!(
+        "# {} with its top {} layers trained by `graft-finetune layers`; the head in `{HEAD_DIR}/` reads\n\
+         # its mean-pooled last layer.\n{}",
+        base.name,
+        cfg.train.layers,
+        serde_norway::to_string(&spec).map_err(|e| Error::BadParam { key: "spec", message: e.to_string() })?
+    );
+    let mut manifest = graft_core::manifest::Manifest::new(MANIFEST_KIND);
+    let mut pending = Vec::new();
+    for (name, bytes) in [(MODEL_FILE, tuned), (SPEC_FILE, yaml.as_bytes()), (TOKENIZER_FILE, &tokenizer_bytes)] {
+        manifest.add_bytes(name, bytes);
+        pending.push(graft_core::atomic::pending_bytes(&out.join(name), bytes)?);
+    }
+    pending.extend(head.to_files(&out.join(HEAD_DIR))?);
+    pending.push(manifest.pending(out)?);
+    graft_core::atomic::commit_all(pending)?;
+    Ok(())
+}
+
+/// The spec of a tuned model folder, checked against its manifest.
+pub fn tuned_spec(dir: &Path) -> Result<BackboneSpec> {
+    let manifest = graft_core::manifest::Manifest::read(dir, MANIFEST_KIND)?;
+    for name in [MODEL_FILE, SPEC_FILE, TOKENIZER_FILE] {
+        manifest.check_file(dir, name)?;
+    }
+    Ok(BackboneSpec::load(&dir.join(SPEC_FILE))?)
+}

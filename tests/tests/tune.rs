@@ -1,0 +1,211 @@
+//! `graft-finetune layers` on the tiny fixture BERT: the cut from `graft-backbone --tokens`,
+//! the trained layers written back into a copy of the ONNX model, and that copy, run by ONNX
+//! Runtime through graft-backbone and graft-evaluate, giving the probabilities the Rust forward
+//! pass gives; a model bundle of it scores new rows. Bad input exits 1 naming what is wrong.
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use graft_e2e::*;
+use graft_tune::encoder::{Encoder, mean_pool};
+
+fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
+    let spec = fixture("tiny/tiny.yaml");
+    let data = dir.join("data");
+    if !data.exists() {
+        #[rustfmt::skip]
+        ok("graft-preprocess", &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--id-column", "id",
+            "--out", s(&data)]);
+    }
+    ok(
+        "graft-backbone",
+        &[
+            "--spec",
+            s(&spec),
+            "--input",
+            s(&dir.join("data")),
+            "--outputs",
+            output,
+            "--tokens",
+            "--tokens-dtype",
+            dtype,
+            "--out",
+            s(&dir.join(format!("cut-{output}-{dtype}"))),
+        ],
+    );
+}
+
+fn ids(path: &Path) -> Vec<String> {
+    let mut r = graft_core::artifact::ArtifactReader::open(path).unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = r.next_batch().unwrap() {
+        let c = graft_core::artifact::column::<arrow::array::StringArray>(&b, "id", path, "").unwrap();
+        out.extend((0..b.num_rows()).map(|i| c.value(i).to_owned()));
+    }
+    out
+}
+
+#[test]
+fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    // A float32 cut, so that both sides read the same numbers at the cut.
+    tiny_cut(dir.path(), "hidden_state_1", "float32");
+    let cut = d("cut-hidden_state_1-float32");
+    let (spec, tuned_dir) = (fixture("tiny/tiny.yaml"), d("tuned"));
+    #[rustfmt::skip]
+    let args = ["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--epochs", "3",
+        "--lr", "0.01", "--layer-lr", "0.01", "--seed", "3", "--out", s(&tuned_dir)];
+    let log = String::from_utf8_lossy(&ok("graft-finetune", &args).stderr).into_owned();
+    assert!(log.contains("training layers 1..1 of 2 (1 above `hidden_state_1`)"), "{log}");
+
+    // Only layer 1's weights changed, every one of them (the key bias aside: its gradient is
+    // zero but for rounding, as softmax ignores a shift shared by all keys); the rest of the
+    // file is the original's.
+    let base = std::fs::read(fixture("tiny/model.onnx")).unwrap();
+    let tuned = std::fs::read(d("tuned/model.onnx")).unwrap();
+    let (before, after) = (
+        graft_core::onnx::float_initializers(&base, |_| true).unwrap(),
+        graft_core::onnx::float_initializers(&tuned, |_| true).unwrap(),
+    );
+    assert_eq!(before.len(), after.len());
+    for (name, t) in &before {
+        let changed = after[name] != *t;
+        if !name.ends_with("key.bias") {
+            assert_eq!(changed, name.starts_with("encoder.layer.1."), "{name}");
+        }
+    }
+    assert_eq!(graft_core::onnx::read(&tuned).unwrap().nodes, graft_core::onnx::read(&base).unwrap().nodes);
+
+    // ONNX Runtime on the tuned model, and the head on its features.
+    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
+        "--out", s(&d("eval"))]);
+    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+
+    // The same rows through the Rust forward pass of the trained layers and the head.
+    let path = d("tuned/model.onnx");
+    let encoder = Encoder::load(&tuned, &path, 1, DType::F32).unwrap();
+    let expected = ("hidden_state_1", &graft_core::hash::bytes(&base)[..], 16);
+    let (_, split) = graft_tune::cut::read(&cut, "test", (expected.0, expected.1, expected.2)).unwrap().unwrap();
+    assert_eq!(split.ids, ids(&d("eval/predictions.arrow")));
+    let rows: Vec<usize> = (0..split.len()).collect();
+    let (x, mask) = graft_tune::train::batch(&split, &rows, 16, DType::F32).unwrap();
+    let pooled: Tensor = mean_pool(&encoder.forward(&x, &mask, None).unwrap(), &mask).unwrap();
+    let pooled =
+        ndarray::Array2::from_shape_vec((rows.len(), 16), pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .unwrap();
+    let head = graft_core::head::Head::load(&d("tuned/head")).unwrap();
+    let rust_proba = head.predict_proba(pooled.view());
+    let mut worst: f64 = 0.0;
+    for (i, p) in onnx_proba.iter().enumerate() {
+        for (j, v) in p.iter().enumerate() {
+            worst = worst.max((v - rust_proba[[i, j]]).abs());
+        }
+    }
+    assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
+    // Training moved the predictions away from the untrained head's (near 0.5).
+    assert!(onnx_proba.iter().any(|p| (p[0] - 0.5).abs() > 0.05), "{onnx_proba:?}");
+
+    // The tuned model ships as a bundle and scores new rows through the prediction path.
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["bundle", "--head", s(&d("tuned/head")), "--spec", s(&d("tuned/spec.yaml")),
+        "--data", s(&d("data")), "--eval", s(&d("eval")), "--out", s(&d("bundle"))]);
+    let scored = ok(
+        "graft",
+        &[
+            "predict",
+            "--bundle",
+            s(&d("bundle")),
+            "--input",
+            s(&fixture("tiny/reviews.csv")),
+            "--id-column",
+            "id",
+            "--out",
+            s(&d("scores.csv")),
+        ],
+    );
+    assert!(scored.status.success());
+    let count = |p: &Path| csv::Reader::from_path(p).unwrap().records().count();
+    assert_eq!(count(&d("scores.csv")), count(&fixture("tiny/reviews.csv")), "one row per input row");
+}
+
+#[test]
+fn half_precision_cut_trains_too_and_is_close_to_float32() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_cut(dir.path(), "hidden_state_0", "float32");
+    tiny_cut(dir.path(), "hidden_state_0", "float16");
+    let base = std::fs::read(fixture("tiny/model.onnx")).unwrap();
+    let blake3 = graft_core::hash::bytes(&base);
+    let read = |dtype: &str| {
+        let cut = dir.path().join(format!("cut-hidden_state_0-{dtype}"));
+        graft_tune::cut::read(&cut, "train", ("hidden_state_0", &blake3, 16)).unwrap().unwrap().1
+    };
+    let (single, half) = (read("float32"), read("float16"));
+    let rows: Vec<usize> = (0..single.len()).collect();
+    let (a, _) = graft_tune::train::batch(&single, &rows, 16, DType::F32).unwrap();
+    let (b, _) = graft_tune::train::batch(&half, &rows, 16, DType::F32).unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    // float16 keeps 11 significant bits: layer-normalised values (|x| < 8) within 4e-3.
+    assert!(diff > 0.0 && diff < 4e-3, "{diff}");
+    // All layers (K = depth) train through the same path, from the embeddings' output.
+    let out = dir.path().join("all");
+    #[rustfmt::skip]
+    ok("graft-finetune", &["layers", "--cut", s(&dir.path().join("cut-hidden_state_0-float16")),
+        "--spec", s(&fixture("tiny/tiny.yaml")), "--layers", "2", "--epochs", "1", "--out", s(&out)]);
+    let head = graft_core::head::Head::load(&out.join("head")).unwrap();
+    assert!(matches!(head.info.training.fit, graft_core::head::Fit::Layers { .. }));
+}
+
+#[test]
+fn bad_layers_and_cuts_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_cut(dir.path(), "hidden_state_1", "float16");
+    let cut = dir.path().join("cut-hidden_state_1-float16");
+    let spec = fixture("tiny/tiny.yaml");
+    let out = dir.path().join("out");
+    let run = |layers: &str, cut: &Path| {
+        user_error(
+            "graft-finetune",
+            &["layers", "--cut", s(cut), "--spec", s(&spec), "--layers", layers, "--out", s(&out)],
+        )
+    };
+    let err = run("3", &cut);
+    assert!(err.contains("`--layers 3`") && err.contains("has 2 transformer layers"), "{err}");
+    let err = user_error(
+        "graft-finetune",
+        &["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--momentum", "0.5", "--out", s(&out)],
+    );
+    assert!(err.contains("`momentum` is used by the sgd optimizer only"), "{err}");
+    // The cut must be the output just below the trained layers.
+    let err = run("2", &cut);
+    assert!(err.contains("the layers trained read `hidden_state_0`") && err.contains("[\"hidden_state_1\"]"), "{err}");
+    // Pooled features are not a cut.
+    features(dir.path(), &[]);
+    let err = run("1", &dir.path().join("features"));
+    assert!(err.contains("`mean`-pooled features") && err.contains("--tokens"), "{err}");
+    // A model whose layers are not graft's BERT graph: the tiny CNN.
+    let cnn_spec = dir.path().join("cnn.yaml");
+    std::fs::write(
+        &cnn_spec,
+        format!(
+            "name: cnn\nkind: text\nmodel: {}\ntext: {{tokenizer: {}, max_length: 12}}\noutput: logits\n",
+            s(&fixture("tiny-images/cnn.onnx")),
+            s(&fixture("tiny/tokenizer.json"))
+        ),
+    )
+    .unwrap();
+    let err = user_error(
+        "graft-finetune",
+        &["layers", "--cut", s(&cut), "--spec", s(&cnn_spec), "--layers", "1", "--out", s(&out)],
+    );
+    assert!(err.contains("is not a backbone whose layers graft can train") && err.contains("encoder.layer.0"), "{err}");
+    // Token vectors only where they apply.
+    let err = user_error(
+        "graft-backbone",
+        &["--spec", s(&spec), "--input", s(&dir.path().join("data")), "--tokens", "--pooling", "cls", "--out", s(&out)],
+    );
+    assert!(err.contains("`--tokens`") && err.contains("drop `--pooling`"), "{err}");
+    assert!(!out.exists());
+}
