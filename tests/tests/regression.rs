@@ -143,3 +143,36 @@ fn non_numeric_targets_and_classification_options_are_refused() {
         assert!(err.contains(key) && err.contains("regression"), "{err}");
     }
 }
+
+#[test]
+fn trained_layers_learn_a_regression_target_with_mse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    prepare(dir.path());
+    let spec = fixture("tiny/tiny.yaml");
+    #[rustfmt::skip]
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--outputs", "hidden_state_1", "--tokens",
+        "--out", s(&d("cut"))]);
+    #[rustfmt::skip]
+    ok("graft-finetune", &["layers", "--cut", s(&d("cut")), "--spec", s(&spec), "--layers", "1", "--epochs", "8",
+        "--lr", "0.01", "--layer-lr", "0.001", "--out", s(&d("tuned"))]);
+    let head: Value = serde_json::from_slice(&std::fs::read(d("tuned/head/head.json")).unwrap()).unwrap();
+    assert_eq!(head["task"], "regression");
+    assert_eq!(head["architecture"]["outputs"], 1);
+    // The target is standardised with train's mean and (population) standard deviation.
+    let targets: Vec<f64> =
+        read_tokens(&d("data/train.arrow")).1.values().map(|(label, _)| label.parse().unwrap()).collect();
+    let n = targets.len() as f64;
+    let mean = targets.iter().sum::<f64>() / n;
+    let scale = (targets.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n).sqrt();
+    assert!((head["target_mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{head}");
+    assert!((head["target_scale"].as_f64().unwrap() - scale).abs() < 1e-9, "{head}");
+    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("tf"))]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("tf")), "--split", "train",
+        "--out", s(&d("eval"))]);
+    let m: Value = serde_json::from_slice(&std::fs::read(d("eval/metrics.json")).unwrap()).unwrap();
+    let r2 = m["metrics"]["r2"].as_f64().unwrap();
+    // Better than predicting train's mean, on the rows it was fitted to.
+    assert!(r2 > 0.3, "train R² {r2}");
+}

@@ -149,13 +149,23 @@ fn half_precision_cut_trains_too_and_is_close_to_float32() {
     let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     // float16 keeps 11 significant bits: layer-normalised values (|x| < 8) within 4e-3.
     assert!(diff > 0.0 && diff < 4e-3, "{diff}");
-    // All layers (K = depth) train through the same path, from the embeddings' output.
-    let out = dir.path().join("all");
-    #[rustfmt::skip]
-    ok("graft-finetune", &["layers", "--cut", s(&dir.path().join("cut-hidden_state_0-float16")),
-        "--spec", s(&fixture("tiny/tiny.yaml")), "--layers", "2", "--epochs", "1", "--out", s(&out)]);
-    let head = graft_core::head::Head::load(&out.join("head")).unwrap();
-    assert!(matches!(head.info.training.fit, graft_core::head::Fit::Layers { .. }));
+    // All layers (K = depth) train through the same path, from the embeddings' output; the
+    // same seed and threads give the same bytes.
+    let all = |name: &str| {
+        let out = dir.path().join(name);
+        #[rustfmt::skip]
+        ok("graft-finetune", &["layers", "--cut", s(&dir.path().join("cut-hidden_state_0-float16")),
+            "--spec", s(&fixture("tiny/tiny.yaml")), "--layers", "2", "--epochs", "2", "--threads", "2",
+            "--out", s(&out)]);
+        out
+    };
+    let (first, second) = (all("all"), all("again"));
+    for file in ["model.onnx", "head/head.safetensors", "head/head.json"] {
+        assert_eq!(std::fs::read(first.join(file)).unwrap(), std::fs::read(second.join(file)).unwrap(), "{file}");
+    }
+    let head = graft_core::head::Head::load(&first.join("head")).unwrap();
+    let graft_core::head::Fit::Layers { epochs, config, .. } = &head.info.training.fit else { panic!("a layers fit") };
+    assert_eq!((epochs.len(), config.layers), (2, 2));
 }
 
 #[test]

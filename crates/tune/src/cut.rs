@@ -42,7 +42,10 @@ impl Row {
 #[derive(Debug, Clone)]
 pub struct Split {
     pub ids: Vec<String>,
+    /// Class ids (classification).
     pub classes: Vec<usize>,
+    /// Target values (regression).
+    pub targets: Vec<f64>,
     pub rows: Vec<Row>,
 }
 
@@ -94,13 +97,10 @@ pub fn read(dir: &Path, split: &str, expected: (&str, &str, usize)) -> Result<Op
             &model_blake3[..12.min(model_blake3.len())]
         )));
     }
-    if prov.task != Task::Classification {
-        return Err(cut_error("its task is regression; `graft-finetune layers` trains classifiers".into()));
-    }
     if let Some(shard) = prov.shard {
         return Err(cut_error(format!("it is shard {shard}; merge the shards first (`graft-backbone merge`)")));
     }
-    let mut out = Split { ids: Vec::new(), classes: Vec::new(), rows: Vec::new() };
+    let mut out = Split { ids: Vec::new(), classes: Vec::new(), targets: Vec::new(), rows: Vec::new() };
     while let Some(batch) = reader.next_batch()? {
         let view = graft_core::columns::TokenVectors::of(&batch, &path)?;
         for i in 0..view.len() {
@@ -111,11 +111,19 @@ pub fn read(dir: &Path, split: &str, expected: (&str, &str, usize)) -> Result<Op
                 return Err(bad("has no label".into()));
             }
             let label = view.labels.value(i);
-            let class = prov
-                .labels
-                .iter()
-                .position(|l| l == label)
-                .ok_or_else(|| bad(format!("label `{label}` is not in the label set {:?}", prov.labels)))?;
+            if prov.task == Task::Regression {
+                match label.trim().parse::<f64>() {
+                    Ok(t) if t.is_finite() => out.targets.push(t),
+                    _ => return Err(bad(format!("regression target `{label}` is not a finite number"))),
+                }
+            } else {
+                let class = prov
+                    .labels
+                    .iter()
+                    .position(|l| l == label)
+                    .ok_or_else(|| bad(format!("label `{label}` is not in the label set {:?}", prov.labels)))?;
+                out.classes.push(class);
+            }
             let vectors = match view.row(i) {
                 VectorValues::Half(v) => {
                     if let Some(j) = v.iter().position(|x| !x.is_finite()) {
@@ -134,7 +142,6 @@ pub fn read(dir: &Path, split: &str, expected: (&str, &str, usize)) -> Result<Op
                 return Err(bad(format!("has {} values, not a positive multiple of the width {dim}", vectors.len())));
             }
             out.ids.push(id);
-            out.classes.push(class);
             out.rows.push(vectors);
         }
     }

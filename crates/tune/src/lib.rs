@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use graft_core::artifact::{BackboneId, SPLITS};
-use graft_core::config::finetune::{Activation, HeadConfig, HeadKind, LayersConfig};
+use graft_core::artifact::{BackboneId, SPLITS, Task};
+use graft_core::config::finetune::{Activation, ClassWeight, HeadConfig, HeadKind, LayersConfig};
 use graft_core::head::model::{Dense, Mlp, Model as HeadModel};
 use graft_core::head::{self, Architecture, Fit, Head, HeadInfo, Training};
 use graft_core::spec::{BackboneSpec, Kind, Pooling};
@@ -101,24 +101,36 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
             message: format!("labels {:?} differ from train's {:?}", p.labels, prov.labels),
         });
     }
-    let labels = prov.labels.clone();
-    let weights = cfg
-        .train
-        .class_weight
-        .weights(&labels, &train_split.classes)
-        .map_err(|message| Error::BadParam { key: "class_weight", message })?;
+    let objective = match prov.task {
+        Task::Classification => train::Objective::Classes {
+            weights: cfg
+                .train
+                .class_weight
+                .weights(&prov.labels, &train_split.classes)
+                .map_err(|message| Error::BadParam { key: "class_weight", message })?,
+        },
+        Task::Regression => {
+            if cfg.train.class_weight != ClassWeight::None {
+                return Err(Error::BadParam { key: "class_weight", message: "the cut's task is regression".into() });
+            }
+            let n = train_split.targets.len() as f64;
+            let mean = train_split.targets.iter().sum::<f64>() / n;
+            let var = train_split.targets.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n;
+            train::Objective::Value { mean, scale: if var > 0.0 { var.sqrt() } else { 1.0 } }
+        }
+    };
     tracing::info!(
-        "training layers {}..{} of {} ({} above `{cut_tensor}`) and a {}-class head on {} rows",
+        "training layers {}..{} of {} ({} above `{cut_tensor}`) and a head of {} outputs on {} rows",
         encoder.layers[0].index,
         encoder.depth - 1,
         encoder.depth,
         cfg.train.layers,
-        labels.len(),
+        objective.outputs(),
         train_split.len()
     );
-    let model = train::Model::new(encoder, labels.len(), cfg.train.seed, dtype)?;
+    let model = train::Model::new(encoder, objective.outputs(), cfg.train.seed, dtype)?;
     let val_split = val.as_ref().map(|(_, s)| s);
-    let trained = train::train(&model, &cfg.train, &train_split, val_split, &weights, dtype, on_epoch)?;
+    let trained = train::train(&model, &cfg.train, &train_split, val_split, &objective, dtype, on_epoch)?;
 
     let tuned = graft_core::onnx::with_float_initializers(&bytes, &model.encoder.initializers()?).ok_or_else(|| {
         graft_core::Error::Read { path: spec.model.clone(), source: std::io::ErrorKind::InvalidData.into() }
@@ -130,7 +142,7 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
             inputs.insert(split.to_owned(), graft_core::hash::file(&path)?);
         }
     }
-    let head = head_of(&model, cfg, &prov, &tuned, &trained, train_split.len(), weights, inputs, &model_blake3)?;
+    let head = head_of(&model, cfg, &prov, &tuned, &trained, train_split.len(), &objective, inputs, &model_blake3)?;
     write(cfg, &spec, &tuned, &head)?;
     Ok(Summary { head, train_rows: train_split.len(), seconds: trained.seconds, out: cfg.out.clone() })
 }
@@ -145,15 +157,19 @@ fn head_of(
     tuned: &[u8],
     trained: &train::Trained,
     train_rows: usize,
-    class_weights: Vec<f64>,
+    objective: &train::Objective,
     inputs: BTreeMap<String, String>,
     base_model_blake3: &str,
 ) -> Result<Head> {
     let hidden = model.encoder.hidden;
-    let classes = prov.labels.len();
+    let outputs = objective.outputs();
+    let (class_weights, target_mean, target_scale) = match objective {
+        train::Objective::Classes { weights } => (weights.clone(), 0.0, 1.0),
+        train::Objective::Value { mean, scale } => (Vec::new(), *mean, *scale),
+    };
     let w = model.head_weight.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let b = model.head_bias.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    let weight = ndarray::Array2::from_shape_vec((hidden, classes), w).expect("head weight is [hidden, classes]");
+    let weight = ndarray::Array2::from_shape_vec((hidden, outputs), w).expect("head weight is [hidden, outputs]");
     let layer = Dense { weight, bias: ndarray::Array1::from(b) };
     let t = &cfg.train;
     let config = HeadConfig {
@@ -193,19 +209,14 @@ fn head_of(
         info: HeadInfo {
             format: head::FORMAT.into(),
             graft_version: graft_core::VERSION.into(),
-            architecture: Architecture::Mlp {
-                outputs: classes,
-                dim: hidden,
-                hidden: Vec::new(),
-                activation: Activation::Relu,
-            },
+            architecture: Architecture::Mlp { outputs, dim: hidden, hidden: Vec::new(), activation: Activation::Relu },
             task: prov.task,
             labels: prov.labels.clone(),
             backbone,
             standardize: false,
             temperature: 1.0,
-            target_mean: 0.0,
-            target_scale: 1.0,
+            target_mean,
+            target_scale,
             training: Training { config, train_rows, class_weights, calibration: None, fit },
             inputs,
         },

@@ -85,6 +85,49 @@ pub fn batch(split: &Split, rows: &[usize], dim: usize, dtype: DType) -> Result<
     Ok((x, mask))
 }
 
+/// What the head is trained to predict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Objective {
+    /// Classes, each row's loss weighted by its class's weight (cross-entropy).
+    Classes { weights: Vec<f64> },
+    /// A number, standardised with train's mean and scale (mean squared error).
+    Value { mean: f64, scale: f64 },
+}
+
+impl Objective {
+    /// Outputs of the head.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Objective::Classes { weights } => weights.len(),
+            Objective::Value { .. } => 1,
+        }
+    }
+
+    /// The targets of `rows` (weighted one-hot, or standardised values `[batch, 1]`) and
+    /// their total weight.
+    fn targets(&self, split: &Split, rows: &[usize], dtype: DType) -> Result<(Tensor, f64)> {
+        match self {
+            Objective::Classes { weights } => {
+                let classes: Vec<usize> = rows.iter().map(|&r| split.classes[r]).collect();
+                let total = classes.iter().map(|&c| weights[c]).sum();
+                Ok((targets(&classes, weights.len(), weights, dtype)?, total))
+            }
+            Objective::Value { mean, scale } => {
+                let values: Vec<f64> = rows.iter().map(|&r| (split.targets[r] - mean) / scale).collect();
+                Ok((Tensor::from_vec(values, (rows.len(), 1), &Device::Cpu)?.to_dtype(dtype)?, rows.len() as f64))
+            }
+        }
+    }
+
+    /// Weighted mean cross-entropy, or mean squared error.
+    pub fn loss(&self, out: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        match self {
+            Objective::Classes { .. } => cross_entropy(out, targets),
+            Objective::Value { .. } => Ok((out - targets)?.sqr()?.mean_all()?),
+        }
+    }
+}
+
 /// One-hot targets `[batch, classes]` scaled by each row's class weight.
 pub fn targets(classes: &[usize], k: usize, weights: &[f64], dtype: DType) -> Result<Tensor> {
     let mut t = vec![0f64; classes.len() * k];
@@ -117,25 +160,26 @@ fn epoch_batches(split: &Split, dim: usize, batch_size: usize, rng: &mut SplitMi
     batches
 }
 
-/// Mean cross-entropy (weighted as in training) and accuracy of `split`, without dropout.
-pub fn evaluate(model: &Model, split: &Split, weights: &[f64], dtype: DType) -> Result<(f64, f64)> {
+/// The loss of `split` (weighted as in training) and, for classes, its accuracy; without
+/// dropout.
+pub fn evaluate(model: &Model, split: &Split, objective: &Objective, dtype: DType) -> Result<(f64, Option<f64>)> {
     let dim = model.encoder.hidden;
-    let k = weights.len();
     let mut order: Vec<usize> = (0..split.len()).collect();
     order.sort_by_key(|&r| split.tokens(r, dim));
     let (mut loss, mut weight, mut correct) = (0.0, 0.0, 0usize);
     for rows in order.chunks(64) {
         let (x, mask) = batch(split, rows, dim, dtype)?;
-        let classes: Vec<usize> = rows.iter().map(|&r| split.classes[r]).collect();
-        let logits = model.logits(&x, &mask, None)?;
-        let t = targets(&classes, k, weights, dtype)?;
-        let w: f64 = classes.iter().map(|&c| weights[c]).sum();
-        loss += scalar(&cross_entropy(&logits, &t)?)? * w;
+        let out = model.logits(&x, &mask, None)?;
+        let (t, w) = objective.targets(split, rows, dtype)?;
+        loss += scalar(&objective.loss(&out, &t)?)? * w;
         weight += w;
-        let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        correct += predicted.iter().zip(&classes).filter(|(p, c)| **p as usize == **c).count();
+        if let Objective::Classes { .. } = objective {
+            let predicted = out.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            correct += predicted.iter().zip(rows).filter(|(p, r)| **p as usize == split.classes[**r]).count();
+        }
     }
-    Ok((loss / weight, correct as f64 / split.len() as f64))
+    let accuracy = matches!(objective, Objective::Classes { .. }).then(|| correct as f64 / split.len() as f64);
+    Ok((loss / weight, accuracy))
 }
 
 pub fn scalar(t: &Tensor) -> Result<f64> {
@@ -159,12 +203,11 @@ pub fn train(
     cfg: &LayersTraining,
     train: &Split,
     val: Option<&Split>,
-    weights: &[f64],
+    objective: &Objective,
     dtype: DType,
     mut on_epoch: impl FnMut(&Epoch, f64),
 ) -> Result<Trained> {
     let dim = model.encoder.hidden;
-    let k = weights.len();
     let mut optim = Optim::new(cfg.optimizer, cfg.momentum, cfg.weight_decay);
     for (_, var) in model.encoder.named_vars() {
         optim.add(var, cfg.layer_lr)?;
@@ -184,13 +227,11 @@ pub fn train(
         let (mut loss_sum, mut weight_sum) = (0.0, 0.0);
         for rows in epoch_batches(train, dim, cfg.batch_size, &mut rng) {
             let (x, mask) = batch(train, &rows, dim, dtype)?;
-            let classes: Vec<usize> = rows.iter().map(|&r| train.classes[r]).collect();
-            let t = targets(&classes, k, weights, dtype)?;
-            let loss = cross_entropy(&model.logits(&x, &mask, Some(&mut dropout))?, &t)?;
+            let (t, w) = objective.targets(train, &rows, dtype)?;
+            let loss = objective.loss(&model.logits(&x, &mask, Some(&mut dropout))?, &t)?;
             let grads = loss.backward()?;
             optim.step(&grads, schedule(step, total, warmup), cfg.clip_norm)?;
             step += 1;
-            let w: f64 = classes.iter().map(|&c| weights[c]).sum();
             loss_sum += scalar(&loss)? * w;
             weight_sum += w;
         }
@@ -200,8 +241,8 @@ pub fn train(
         }
         let (val_loss, val_accuracy) = match val {
             Some(v) => {
-                let (l, a) = evaluate(model, v, weights, dtype)?;
-                (Some(l), Some(a))
+                let (l, a) = evaluate(model, v, objective, dtype)?;
+                (Some(l), a)
             }
             None => (None, None),
         };

@@ -438,8 +438,9 @@ pub struct LayersTraining {
     /// Peak learning rate of the head.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// Peak learning rate of the trained layers (lower than the head's: they start trained).
-    #[arg(long, default_value_t = 5e-5)]
+    /// Peak learning rate of the trained layers (lower than the head's: they start trained;
+    /// lower it too as more layers are trained).
+    #[arg(long, default_value_t = 1e-4)]
     pub layer_lr: f64,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -451,7 +452,7 @@ pub struct LayersTraining {
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
     /// Most epochs.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Rows per step.
     #[arg(long, default_value_t = 32)]
