@@ -129,6 +129,14 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     assert!(scored.status.success());
     let count = |p: &Path| csv::Reader::from_path(p).unwrap().records().count();
     assert_eq!(count(&d("scores.csv")), count(&fixture("tiny/reviews.csv")), "one row per input row");
+
+    // The folder's manifest binds its model to its spec: a model from elsewhere is refused.
+    std::fs::copy(fixture("tiny/model.onnx"), d("tuned/model.onnx")).unwrap();
+    let err = user_error(
+        "graft-backbone",
+        &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("f2"))],
+    );
+    assert!(err.contains("manifest.json") && err.contains("model.onnx"), "{err}");
 }
 
 #[test]

@@ -66,6 +66,17 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The manifest of `dir` when there is one describing a `kind` folder; `None` when there
+    /// is none or it describes another kind.
+    pub fn read_if(dir: &Path, kind: &str) -> Result<Option<Self>> {
+        let path = dir.join(FILE);
+        let Ok(bytes) = fs_err::read(&path) else { return Ok(None) };
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) if m.kind == kind => Self::read(dir, kind).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Refuses `bytes` read from `dir/name` unless the manifest lists them.
     pub fn check_bytes(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         self.check_hash(dir, name, blake3::hash(bytes).to_hex().as_str())

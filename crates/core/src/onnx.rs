@@ -332,6 +332,17 @@ pub fn float_initializers(model: &[u8], wanted: impl Fn(&str) -> bool) -> Option
     Some(out)
 }
 
+/// The names of a model's initializers (weights are not decoded).
+pub fn initializer_names(model: &[u8]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for f in fields(graph_field(model)?.bytes)?.iter().filter(|f| f.number == field::GRAPH_INITIALIZER) {
+        if let Some(name) = fields(f.bytes)?.iter().find(|p| p.number == field::INITIALIZER_NAME) {
+            out.push(string(name));
+        }
+    }
+    Some(out)
+}
+
 /// An int64 initializer's values (shape tensors, axes); `None` when there is none by `name`.
 pub fn int64_initializer(model: &[u8], name: &str) -> Option<Vec<i64>> {
     const INT64: u64 = 7;
@@ -563,6 +574,9 @@ mod tests {
         assert!(before.iter().filter(|(n, _)| *n != name).all(|(n, t)| after[n] == *t));
         assert_eq!(read(&edited).unwrap().nodes, read(&model).unwrap().nodes);
         assert_eq!(int64_initializer(&model, "split_heads_shape"), Some(vec![0, 0, 2, 8]));
+        let names = initializer_names(&model).unwrap();
+        assert!(names.contains(&"split_heads_shape".to_owned()) && names.contains(&name.to_owned()));
+        assert!(before.keys().all(|k| names.contains(k)) && names.len() > before.len());
         assert_eq!(int64_initializer(&model, "no_such_shape"), None);
         let unknown = HashMap::from([("no.such.weight".to_owned(), changed)]);
         assert!(with_float_initializers(&model, &unknown).is_none());

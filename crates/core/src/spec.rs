@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// The manifest kind of a tuned backbone's folder (model, spec, tokenizer, head), checked
+/// when its spec is loaded.
+pub const TUNED_KIND: &str = "tuned-backbone";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackboneSpec {
@@ -150,6 +154,11 @@ impl Pooling {
 impl BackboneSpec {
     /// Reads a spec and makes its paths absolute.
     pub fn load(path: &Path) -> Result<Self> {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // A tuned backbone's folder (`graft-finetune layers`): its files are the ones listed.
+        if let Some(manifest) = crate::manifest::Manifest::read_if(folder, TUNED_KIND)? {
+            manifest.check_all(folder)?;
+        }
         let text = fs_err::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         let mut spec: Self =
             serde_norway::from_str(&text).map_err(|source| Error::Spec { path: path.to_owned(), source })?;

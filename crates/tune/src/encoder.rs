@@ -33,7 +33,7 @@ pub const LAYER_TENSORS: [&str; 16] = [
 ];
 
 /// What a recognised model looks like, for messages.
-const EXPECTED: &str = "graft's BERT graph as scripts/import_encoder.py writes it (`encoder.layer.{i}.*` weights, \
+pub(crate) const EXPECTED: &str = "graft's BERT graph as scripts/import_encoder.py writes it (`encoder.layer.{i}.*` weights, \
                         `hidden_state_{i}` layer outputs, `split_heads_shape`)";
 
 /// One transformer layer: its index in the model and its 16 tensors.
@@ -90,7 +90,7 @@ impl Encoder {
     pub fn load(bytes: &[u8], path: &Path, k: usize, dtype: DType) -> Result<Self> {
         let not_recognised = |what: String| Error::NotRecognised { path: path.to_owned(), what, expected: EXPECTED };
         let graph = onnx::read(bytes).ok_or_else(|| not_recognised("not a readable ONNX model".into()))?;
-        let names = initializer_names(bytes);
+        let names = onnx::initializer_names(bytes).unwrap_or_default();
         let depth = (0..).take_while(|&i| names.contains(&weight_name(i, LAYER_TENSORS[0]))).count();
         if depth == 0 {
             return Err(not_recognised(format!("no tensor `{}`", weight_name(0, LAYER_TENSORS[0]))));
@@ -204,11 +204,6 @@ impl Encoder {
         }
         Ok(x)
     }
-}
-
-/// The names of a model's initializers.
-fn initializer_names(bytes: &[u8]) -> Vec<String> {
-    onnx::float_initializers(bytes, |_| true).map(|m| m.into_keys().collect()).unwrap_or_default()
 }
 
 /// The shape of one of [`LAYER_TENSORS`] for hidden size `h` and feed-forward size `f`.

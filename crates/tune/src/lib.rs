@@ -10,7 +10,7 @@ pub mod optim;
 pub mod train;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::DType;
 use graft_core::artifact::{BackboneId, SPLITS, Task};
@@ -26,8 +26,8 @@ pub const MODEL_FILE: &str = "model.onnx";
 pub const SPEC_FILE: &str = "spec.yaml";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const HEAD_DIR: &str = "head";
-/// The manifest's `kind` of the output folder.
-pub const MANIFEST_KIND: &str = "tuned-backbone";
+/// The manifest's `kind` of the output folder (checked when its spec is loaded).
+pub use graft_core::spec::TUNED_KIND as MANIFEST_KIND;
 /// The tuned model's features: its last layer, mean-pooled, as the head was trained on.
 pub const OUTPUT: &str = "last_hidden_state";
 
@@ -133,7 +133,11 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
     let trained = train::train(&model, &cfg.train, &train_split, val_split, &objective, dtype, on_epoch)?;
 
     let tuned = graft_core::onnx::with_float_initializers(&bytes, &model.encoder.initializers()?).ok_or_else(|| {
-        graft_core::Error::Read { path: spec.model.clone(), source: std::io::ErrorKind::InvalidData.into() }
+        Error::NotRecognised {
+            path: spec.model.clone(),
+            what: "its trained weights could not be written back".into(),
+            expected: encoder::EXPECTED,
+        }
     })?;
     let mut inputs = BTreeMap::new();
     for split in [SPLITS[0], SPLITS[1]] {
@@ -142,7 +146,9 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
             inputs.insert(split.to_owned(), graft_core::hash::file(&path)?);
         }
     }
-    let head = head_of(&model, cfg, &prov, &tuned, &trained, train_split.len(), &objective, inputs, &model_blake3)?;
+    let name = tuned_name(&spec, cfg.train.layers);
+    let head =
+        head_of(&model, cfg, &name, &prov, &tuned, &trained, train_split.len(), &objective, inputs, &model_blake3)?;
     write(cfg, &spec, &tuned, &head)?;
     Ok(Summary { head, train_rows: train_split.len(), seconds: trained.seconds, out: cfg.out.clone() })
 }
@@ -153,6 +159,7 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
 fn head_of(
     model: &train::Model,
     cfg: &LayersConfig,
+    name: &str,
     prov: &graft_core::artifact::Provenance,
     tuned: &[u8],
     trained: &train::Trained,
@@ -189,7 +196,7 @@ fn head_of(
         ..HeadConfig::default()
     };
     let backbone = BackboneId {
-        spec: tuned_name(cfg)?,
+        spec: name.to_owned(),
         model_blake3: graft_core::hash::bytes(tuned),
         outputs: vec![OUTPUT.into()],
         combine: None,
@@ -226,9 +233,8 @@ fn head_of(
 }
 
 /// The tuned backbone's spec name: the base spec's, with the layers trained.
-fn tuned_name(cfg: &LayersConfig) -> Result<String> {
-    let base = BackboneSpec::load(&cfg.spec)?;
-    Ok(format!("{}-top{}", base.name, cfg.train.layers))
+fn tuned_name(base: &BackboneSpec, layers: usize) -> String {
+    format!("{}-top{layers}", base.name)
 }
 
 /// Writes the tuned model, its spec and tokenizer, the head, and the manifest last.
@@ -238,7 +244,7 @@ fn write(cfg: &LayersConfig, base: &BackboneSpec, tuned: &[u8], head: &Head) -> 
     let tokenizer_bytes =
         fs_err::read(tokenizer).map_err(|source| graft_core::Error::Read { path: tokenizer.clone(), source })?;
     let mut spec = base.clone();
-    spec.name = tuned_name(cfg)?;
+    spec.name = tuned_name(base, cfg.train.layers);
     spec.model = PathBuf::from(MODEL_FILE);
     if let Some(text) = &mut spec.text {
         text.tokenizer = PathBuf::from(TOKENIZER_FILE);
@@ -263,13 +269,4 @@ fn write(cfg: &LayersConfig, base: &BackboneSpec, tuned: &[u8], head: &Head) -> 
     pending.push(manifest.pending(out)?);
     graft_core::atomic::commit_all(pending)?;
     Ok(())
-}
-
-/// The spec of a tuned model folder, checked against its manifest.
-pub fn tuned_spec(dir: &Path) -> Result<BackboneSpec> {
-    let manifest = graft_core::manifest::Manifest::read(dir, MANIFEST_KIND)?;
-    for name in [MODEL_FILE, SPEC_FILE, TOKENIZER_FILE] {
-        manifest.check_file(dir, name)?;
-    }
-    Ok(BackboneSpec::load(&dir.join(SPEC_FILE))?)
 }

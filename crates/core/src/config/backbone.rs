@@ -65,8 +65,9 @@ pub struct Config {
     /// (`--allow-cpu-fallback` or `--allow-cpu-fallback true|false`).
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub allow_cpu_fallback: bool,
-    /// Write every real token's vector of the one output (float16, `[tokens, dim]` per row)
-    /// instead of pooled features: the cut below the layers `graft-finetune --layers` trains.
+    /// Write every real token's vector of the one output (`[tokens, dim]` per row, stored as
+    /// `--tokens-dtype`) instead of pooled features: the cut below the layers that
+    /// `graft-finetune layers` trains.
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub tokens: bool,
     /// With `--tokens`: `float16` (half the disk and memory; rounding of about 5e-4
