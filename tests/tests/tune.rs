@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use graft_e2e::*;
+use graft_tune::cut::Expected;
 use graft_tune::encoder::{Encoder, mean_pool};
 
 fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
@@ -87,8 +88,9 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     // The same rows through the Rust forward pass of the trained layers and the head.
     let path = d("tuned/model.onnx");
     let encoder = Encoder::load(&tuned, &path, 1, DType::F32).unwrap();
-    let expected = ("hidden_state_1", &graft_core::hash::bytes(&base)[..], 16);
-    let (_, split) = graft_tune::cut::read(&cut, "test", (expected.0, expected.1, expected.2)).unwrap().unwrap();
+    let blake3 = graft_core::hash::bytes(&base);
+    let expected = Expected::Vectors { tensor: "hidden_state_1", model_blake3: &blake3, dim: 16 };
+    let (_, split) = graft_tune::cut::read(&cut, "test", expected).unwrap().unwrap();
     assert_eq!(split.ids, ids(&d("eval/predictions.arrow")));
     let rows: Vec<usize> = (0..split.len()).collect();
     let (x, mask) = graft_tune::train::batch(&split, &rows, 16, DType::F32).unwrap();
@@ -148,7 +150,8 @@ fn half_precision_cut_trains_too_and_is_close_to_float32() {
     let blake3 = graft_core::hash::bytes(&base);
     let read = |dtype: &str| {
         let cut = dir.path().join(format!("cut-hidden_state_0-{dtype}"));
-        graft_tune::cut::read(&cut, "train", ("hidden_state_0", &blake3, 16)).unwrap().unwrap().1
+        let expected = Expected::Vectors { tensor: "hidden_state_0", model_blake3: &blake3, dim: 16 };
+        graft_tune::cut::read(&cut, "train", expected).unwrap().unwrap().1
     };
     let (single, half) = (read("float32"), read("float16"));
     let rows: Vec<usize> = (0..single.len()).collect();
@@ -174,6 +177,62 @@ fn half_precision_cut_trains_too_and_is_close_to_float32() {
     let head = graft_core::head::Head::load(&first.join("head")).unwrap();
     let graft_core::head::Fit::Layers { epochs, config, .. } = &head.info.training.fit else { panic!("a layers fit") };
     assert_eq!((epochs.len(), config.layers), (2, 2));
+}
+
+#[test]
+fn full_fine_tuning_trains_the_embeddings_from_the_token_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    tiny_cut(dir.path(), "hidden_state_0", "float16");
+    let spec = fixture("tiny/tiny.yaml");
+    // Every layer and the embeddings, read from graft-preprocess's token ids.
+    #[rustfmt::skip]
+    ok("graft-finetune", &["layers", "--cut", s(&d("data")), "--spec", s(&spec), "--layers", "2", "--embeddings",
+        "--epochs", "2", "--lr", "0.01", "--layer-lr", "0.01", "--out", s(&d("full"))]);
+    let base = std::fs::read(fixture("tiny/model.onnx")).unwrap();
+    let tuned = std::fs::read(d("full/model.onnx")).unwrap();
+    let (before, after) = (
+        graft_core::onnx::float_initializers(&base, |_| true).unwrap(),
+        graft_core::onnx::float_initializers(&tuned, |_| true).unwrap(),
+    );
+    for name in ["embeddings.word", "embeddings.position", "embeddings.token_type", "embeddings.LayerNorm.weight"] {
+        assert_ne!(before[name], after[name], "{name} was trained");
+    }
+    // ONNX Runtime on the written-back model gives the Rust forward pass's probabilities.
+    ok("graft-backbone", &["--spec", s(&d("full/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["--head", s(&d("full/head")), "--features", s(&d("features")), "--split", "test",
+        "--out", s(&d("eval"))]);
+    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+    let path = d("full/model.onnx");
+    let encoder =
+        Encoder::load(&tuned, &path, 2, DType::F32).unwrap().with_embeddings(&tuned, &path, DType::F32).unwrap();
+    let tokenizer = graft_core::hash::file(&fixture("tiny/tokenizer.json")).unwrap();
+    let expected = Expected::Ids { tokenizer_blake3: &tokenizer, vocab: encoder.vocab().unwrap() };
+    let (_, split) = graft_tune::cut::read(&d("data"), "test", expected).unwrap().unwrap();
+    let rows: Vec<usize> = (0..split.len()).collect();
+    let (ids, mask) = graft_tune::train::batch(&split, &rows, 16, DType::F32).unwrap();
+    let pooled = mean_pool(&encoder.forward(&ids, &mask, None).unwrap(), &mask).unwrap();
+    let pooled =
+        ndarray::Array2::from_shape_vec((rows.len(), 16), pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .unwrap();
+    let rust_proba = graft_core::head::Head::load(&d("full/head")).unwrap().predict_proba(pooled.view());
+    let worst = onnx_proba
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.iter().enumerate().map(move |(j, v)| (i, j, *v)))
+        .map(|(i, j, v)| (v - rust_proba[[i, j]]).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
+    // Training the embeddings needs every layer, and token ids rather than vectors.
+    #[rustfmt::skip]
+    let err = user_error("graft-finetune", &["layers", "--cut", s(&d("data")), "--spec", s(&spec), "--layers", "1",
+        "--embeddings", "--out", s(&d("x"))]);
+    assert!(err.contains("give `--layers 2`"), "{err}");
+    #[rustfmt::skip]
+    let err = user_error("graft-finetune", &["layers", "--cut", s(&d("cut-hidden_state_0-float16")), "--spec", s(&spec),
+        "--layers", "2", "--embeddings", "--out", s(&d("x"))]);
+    assert!(err.contains("train.arrow` lacks column `input_ids`"), "{err}");
 }
 
 #[test]

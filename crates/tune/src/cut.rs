@@ -10,18 +10,22 @@ use half::f16;
 
 use crate::error::{Error, Result};
 
-/// One row's `[tokens, dim]` vectors, as stored: float16 takes half the memory.
+/// One row's `[tokens, dim]` vectors, as stored (float16 takes half the memory), or its
+/// token ids when the embeddings are trained too.
 #[derive(Debug, Clone)]
 pub enum Row {
     Half(Vec<f16>),
     Single(Vec<f32>),
+    Ids(Vec<u32>),
 }
 
 impl Row {
+    /// Values held: tokens x width for vectors, tokens for ids.
     pub fn len(&self) -> usize {
         match self {
             Row::Half(v) => v.len(),
             Row::Single(v) => v.len(),
+            Row::Ids(v) => v.len(),
         }
     }
 
@@ -29,11 +33,12 @@ impl Row {
         self.len() == 0
     }
 
-    /// Copies the values into `dst` (of the same length) as float32.
+    /// Copies the vectors into `dst` (of the same length) as float32; ids are not vectors.
     pub fn fill(&self, dst: &mut [f32]) {
         match self {
             Row::Half(v) => dst.iter_mut().zip(v).for_each(|(d, x)| *d = x.to_f32()),
             Row::Single(v) => dst.copy_from_slice(v),
+            Row::Ids(_) => unreachable!("token ids are batched as ids"),
         }
     }
 }
@@ -60,19 +65,38 @@ impl Split {
 
     /// Tokens of row `i`.
     pub fn tokens(&self, i: usize, dim: usize) -> usize {
-        self.rows[i].len() / dim
+        match &self.rows[i] {
+            Row::Ids(ids) => ids.len(),
+            row => row.len() / dim,
+        }
+    }
+
+    /// Whether the rows are token ids (the embeddings are trained).
+    pub fn ids(&self) -> bool {
+        matches!(self.rows.first(), Some(Row::Ids(_)))
     }
 }
 
-/// Reads `dir/{split}.arrow`; `None` when the split is absent. `expected` is the cut tensor,
-/// the model's blake3 and the hidden size; a file made otherwise is refused, naming what
-/// differs.
-pub fn read(dir: &Path, split: &str, expected: (&str, &str, usize)) -> Result<Option<(Provenance, Split)>> {
+/// What the cut must be.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'a> {
+    /// Token vectors of `tensor` by the model of this blake3, `dim` wide.
+    Vectors { tensor: &'a str, model_blake3: &'a str, dim: usize },
+    /// Token ids made with the tokenizer of this blake3, below `vocab` (the word table's rows).
+    Ids { tokenizer_blake3: &'a str, vocab: usize },
+}
+
+/// Reads `dir/{split}.arrow`; `None` when the split is absent. A file other than `expected`
+/// is refused, naming what differs.
+pub fn read(dir: &Path, split: &str, expected: Expected<'_>) -> Result<Option<(Provenance, Split)>> {
     let path = dir.join(format!("{split}.arrow"));
     if !path.exists() {
         return Ok(None);
     }
-    let (tensor, model_blake3, dim) = expected;
+    let (tensor, model_blake3, dim) = match expected {
+        Expected::Vectors { tensor, model_blake3, dim } => (tensor, model_blake3, dim),
+        Expected::Ids { tokenizer_blake3, vocab } => return read_ids(&path, tokenizer_blake3, vocab).map(Some),
+    };
     let cut_error = |message: String| Error::Cut { path: path.clone(), message };
     let mut reader = ArtifactReader::open(&path)?;
     let prov = reader.provenance().clone();
@@ -110,20 +134,7 @@ pub fn read(dir: &Path, split: &str, expected: (&str, &str, usize)) -> Result<Op
             if view.labels.is_null(i) {
                 return Err(bad("has no label".into()));
             }
-            let label = view.labels.value(i);
-            if prov.task == Task::Regression {
-                match label.trim().parse::<f64>() {
-                    Ok(t) if t.is_finite() => out.targets.push(t),
-                    _ => return Err(bad(format!("regression target `{label}` is not a finite number"))),
-                }
-            } else {
-                let class = prov
-                    .labels
-                    .iter()
-                    .position(|l| l == label)
-                    .ok_or_else(|| bad(format!("label `{label}` is not in the label set {:?}", prov.labels)))?;
-                out.classes.push(class);
-            }
+            push_label(&mut out, &prov, view.labels.value(i)).map_err(bad)?;
             let vectors = match view.row(i) {
                 VectorValues::Half(v) => {
                     if let Some(j) = v.iter().position(|x| !x.is_finite()) {
@@ -149,4 +160,63 @@ pub fn read(dir: &Path, split: &str, expected: (&str, &str, usize)) -> Result<Op
         return Err(cut_error(format!("it holds {} rows, its metadata says {}", out.len(), prov.rows)));
     }
     Ok(Some((prov, out)))
+}
+
+/// Adds a row's class or target to `out`; the message says why a label is unusable.
+fn push_label(out: &mut Split, prov: &Provenance, label: &str) -> std::result::Result<(), String> {
+    if prov.task == Task::Regression {
+        match label.trim().parse::<f64>() {
+            Ok(t) if t.is_finite() => out.targets.push(t),
+            _ => return Err(format!("regression target `{label}` is not a finite number")),
+        }
+    } else {
+        let class = prov
+            .labels
+            .iter()
+            .position(|l| l == label)
+            .ok_or_else(|| format!("label `{label}` is not in the label set {:?}", prov.labels))?;
+        out.classes.push(class);
+    }
+    Ok(())
+}
+
+/// A `graft-preprocess` split: token ids made with the spec's tokenizer.
+fn read_ids(path: &Path, tokenizer_blake3: &str, vocab: usize) -> Result<(Provenance, Split)> {
+    let cut_error = |message: String| Error::Cut { path: path.to_owned(), message };
+    let mut reader = ArtifactReader::open(path)?;
+    let prov = reader.provenance().clone();
+    let found = prov.tokenizer.as_ref().map(|t| t.blake3.clone());
+    if found.as_deref() != Some(tokenizer_blake3) {
+        return Err(cut_error(format!(
+            "training the embeddings reads token ids made with the spec's tokenizer (blake3 {}); this file has {}",
+            &tokenizer_blake3[..12.min(tokenizer_blake3.len())],
+            found.map_or("no token ids".into(), |b| format!("ids of tokenizer blake3 {}", &b[..12.min(b.len())]))
+        )));
+    }
+    let mut out = Split { ids: Vec::new(), classes: Vec::new(), targets: Vec::new(), rows: Vec::new() };
+    while let Some(batch) = reader.next_batch()? {
+        let view = graft_core::columns::Tokens::of(&batch, path)?;
+        for i in 0..view.len() {
+            let row = out.ids.len();
+            let id = if view.ids.is_null(i) { String::new() } else { view.ids.value(i).to_owned() };
+            let bad = |message: String| Error::BadRow { path: path.to_owned(), row, id: id.clone(), message };
+            if view.labels.is_null(i) {
+                return Err(bad("has no label".into()));
+            }
+            push_label(&mut out, &prov, view.labels.value(i)).map_err(bad)?;
+            let tokens = view.row(i);
+            if tokens.is_empty() {
+                return Err(bad("has no tokens".into()));
+            }
+            if let Some(t) = tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+                return Err(bad(format!("token id {t} is outside the model's {vocab} word embeddings")));
+            }
+            out.ids.push(id);
+            out.rows.push(Row::Ids(tokens.iter().map(|&t| t as u32).collect()));
+        }
+    }
+    if out.len() as u64 != prov.rows {
+        return Err(cut_error(format!("it holds {} rows, its metadata says {}", out.len(), prov.rows)));
+    }
+    Ok((prov, out))
 }

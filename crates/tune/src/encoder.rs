@@ -44,6 +44,20 @@ pub struct Layer {
     pub params: Vec<Var>,
 }
 
+/// The embeddings, when they are trained too: the word and position tables, the token-type
+/// vector (row 0 of the table, as every row is fed type 0; absent without token types), and
+/// their layer norm, each with its initializer name.
+#[derive(Debug)]
+pub struct Embeddings {
+    pub params: Vec<(String, Var)>,
+    pub eps: f64,
+    /// RoBERTa's position ids: the padding index plus the count of real tokens so far.
+    pub position_offset: Option<i64>,
+    /// Whether the token type is a `[types, hidden]` table (its row 0 is used) rather than a
+    /// `[hidden]` vector.
+    pub type_table: bool,
+}
+
 /// The top layers of a BERT-family encoder.
 #[derive(Debug)]
 pub struct Encoder {
@@ -51,6 +65,8 @@ pub struct Encoder {
     pub depth: usize,
     pub hidden: usize,
     pub heads: usize,
+    /// The trained embeddings (full fine-tuning), below the layers.
+    pub embeddings: Option<Embeddings>,
     /// The trained layers, lowest first.
     pub layers: Vec<Layer>,
 }
@@ -143,20 +159,96 @@ impl Encoder {
             ];
             layers.push(Layer { index, eps, params });
         }
-        Ok(Self { depth, hidden, heads, layers })
+        Ok(Self { depth, hidden, heads, embeddings: None, layers })
     }
 
-    /// The graph tensor the trained layers read: the output of the layer below them.
+    /// Adds the embeddings to what is trained (all layers must be): read from the model in
+    /// `bytes` as `dtype` variables.
+    pub fn with_embeddings(mut self, bytes: &[u8], path: &Path, dtype: DType) -> Result<Self> {
+        let not_recognised = |what: String| Error::NotRecognised { path: path.to_owned(), what, expected: EXPECTED };
+        let graph = onnx::read(bytes).ok_or_else(|| not_recognised("not a readable ONNX model".into()))?;
+        let reads = |out: &str, inputs: &[&str]| {
+            graph.producer(out).is_some_and(|n| n.op_type == "Gather" && n.inputs == inputs)
+        };
+        if !reads("emb/word", &["embeddings.word", "input_ids"]) {
+            return Err(not_recognised("`emb/word` is not a Gather of `embeddings.word` by `input_ids`".into()));
+        }
+        let weights = onnx::float_initializers(bytes, |n| n.starts_with("embeddings."))
+            .ok_or_else(|| not_recognised("an embedding whose data does not match its shape".into()))?;
+        let type_table = reads("emb/type", &["embeddings.token_type", "token_type_ids"]);
+        let mut names = vec!["embeddings.word", "embeddings.position"];
+        if type_table {
+            names.push("embeddings.token_type");
+        } else if weights.contains_key("embeddings.token_type_0") {
+            names.push("embeddings.token_type_0");
+        }
+        names.extend(["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]);
+        let mut params = Vec::new();
+        for name in names {
+            let t = weights.get(name).ok_or_else(|| not_recognised(format!("no float tensor `{name}`")))?;
+            if t.dims.last() != Some(&self.hidden) || t.dims.len() > 2 {
+                return Err(not_recognised(format!("`{name}` has shape {:?}, expected [*, {}]", t.dims, self.hidden)));
+            }
+            let value = Tensor::from_vec(t.values.clone(), t.dims.clone(), &Device::Cpu)?.to_dtype(dtype)?;
+            params.push((name.to_owned(), Var::from_tensor(&value)?));
+        }
+        let node = graph.producer(&layer_output(0)).filter(|n| n.op_type == "LayerNormalization");
+        let node = node.ok_or_else(|| not_recognised("`hidden_state_0` is not made by a LayerNormalization".into()))?;
+        let eps = node.float_attributes.iter().find(|(k, _)| k == "epsilon").map_or(1e-5, |(_, v)| f64::from(*v));
+        let position_offset = onnx::int64_initializer(bytes, "position_offset").and_then(|v| v.first().copied());
+        self.embeddings = Some(Embeddings { params, eps, position_offset, type_table });
+        Ok(self)
+    }
+
+    /// Rows of the word table: token ids must be below this.
+    pub fn vocab(&self) -> Option<usize> {
+        self.embeddings.as_ref().map(|e| e.params[0].1.as_tensor().dims()[0])
+    }
+
+    /// The graph tensor the trained part reads: the output of the layer below the trained
+    /// layers, or the token ids when the embeddings are trained.
     pub fn cut(&self) -> String {
-        layer_output(self.layers[0].index)
+        if self.embeddings.is_some() { "input_ids".into() } else { layer_output(self.layers[0].index) }
     }
 
     /// Every trained tensor with its initializer name.
     pub fn named_vars(&self) -> Vec<(String, &Var)> {
-        self.layers
+        let embeddings = self.embeddings.iter().flat_map(|e| e.params.iter().map(|(n, v)| (n.clone(), v)));
+        let layers = self
+            .layers
             .iter()
-            .flat_map(|l| LAYER_TENSORS.iter().zip(&l.params).map(|(t, v)| (weight_name(l.index, t), v)))
-            .collect()
+            .flat_map(|l| LAYER_TENSORS.iter().zip(&l.params).map(|(t, v)| (weight_name(l.index, t), v)));
+        embeddings.chain(layers).collect()
+    }
+
+    /// The embeddings' output `[batch, seq, hidden]` of token ids `[batch, seq]` (u32).
+    fn embed(&self, e: &Embeddings, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let p: Vec<&Tensor> = e.params.iter().map(|(_, v)| v.as_tensor()).collect();
+        let word = p[0].index_select(&ids.flatten_all()?, 0)?.reshape((b, s, self.hidden))?;
+        let positions = match e.position_offset {
+            None => p[1].narrow(0, 0, s)?.unsqueeze(0)?,
+            Some(offset) => {
+                let mask = mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                let mut ids = Vec::with_capacity(b * s);
+                for row in mask {
+                    let mut counted = 0;
+                    for m in row {
+                        counted += i64::from(m > 0.5);
+                        ids.push(u32::try_from(if m > 0.5 { counted + offset } else { offset }).unwrap_or(0));
+                    }
+                }
+                let ids = Tensor::from_vec(ids, b * s, &Device::Cpu)?;
+                p[1].index_select(&ids, 0)?.reshape((b, s, self.hidden))?
+            }
+        };
+        let mut x = word.broadcast_add(&positions)?;
+        let norm = p.len() - 2;
+        if norm == 3 {
+            let types = if e.type_table { p[2].narrow(0, 0, 1)? } else { p[2].unsqueeze(0)? };
+            x = x.broadcast_add(&types)?;
+        }
+        layer_norm(&x, p[norm], p[norm + 1], e.eps)
     }
 
     /// The trained tensors as float32 initializers, for writing into the model.
@@ -171,14 +263,24 @@ impl Encoder {
     }
 
     /// The last layer's output `[batch, seq, hidden]` of the cut's `x` `[batch, seq, hidden]`
-    /// where `mask` `[batch, seq]` is 1 on real tokens and 0 on padding; dropout while training.
+    /// (token ids `[batch, seq]` when the embeddings are trained) where `mask` `[batch, seq]`
+    /// is 1 on real tokens and 0 on padding; dropout while training.
     pub fn forward(&self, x: &Tensor, mask: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
+        let (b, s) = (x.dim(0)?, x.dim(1)?);
         // 0 where a key is a real token, a large negative number on padding.
         let bias = mask.affine(1e9, -1e9)?.reshape((b, 1, 1, s))?;
         let head_dim = self.hidden / self.heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut x = x.clone();
+        let mut x = match &self.embeddings {
+            Some(e) => {
+                let embedded = self.embed(e, x, mask)?;
+                match dropout.as_deref_mut() {
+                    Some(d) => d.apply(&embedded)?,
+                    None => embedded,
+                }
+            }
+            None => x.clone(),
+        };
         for layer in &self.layers {
             let p: Vec<&Tensor> = layer.params.iter().map(|v| v.as_tensor()).collect();
             let heads = |t: Tensor| -> Result<Tensor> {

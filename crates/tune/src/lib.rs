@@ -87,9 +87,22 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
         fs_err::read(&spec.model).map_err(|source| graft_core::Error::Read { path: spec.model.clone(), source })?;
     let model_blake3 = graft_core::hash::bytes(&bytes);
     let dtype = DType::F32;
-    let encoder = encoder::Encoder::load(&bytes, &spec.model, cfg.train.layers, dtype)?;
+    let mut encoder = encoder::Encoder::load(&bytes, &spec.model, cfg.train.layers, dtype)?;
+    let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
+    if cfg.train.embeddings {
+        if cfg.train.layers != encoder.depth {
+            return Err(Error::BadParam {
+                key: "embeddings",
+                message: format!("trains every layer above them: give `--layers {}`", encoder.depth),
+            });
+        }
+        encoder = encoder.with_embeddings(&bytes, &spec.model, dtype)?;
+    }
     let cut_tensor = encoder.cut();
-    let expected = (cut_tensor.as_str(), model_blake3.as_str(), encoder.hidden);
+    let expected = match encoder.vocab() {
+        Some(vocab) => cut::Expected::Ids { tokenizer_blake3: &tokenizer_blake3, vocab },
+        None => cut::Expected::Vectors { tensor: &cut_tensor, model_blake3: &model_blake3, dim: encoder.hidden },
+    };
     let (prov, train_split) = cut::read(&cfg.cut, SPLITS[0], expected)?
         .ok_or_else(|| Error::Cut { path: cfg.cut.join("train.arrow"), message: "there is no train split".into() })?;
     let val = cut::read(&cfg.cut, SPLITS[1], expected)?;

@@ -68,10 +68,24 @@ fn normal(rng: &mut SplitMix64) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// Rows `rows` of `split` padded to the longest: `x` `[batch, seq, dim]` and the mask
-/// `[batch, seq]` (1 on real tokens), in `dtype`.
+/// Rows `rows` of `split` padded to the longest: `x` `[batch, seq, dim]` (token ids
+/// `[batch, seq]`, u32, for a split of ids) and the mask `[batch, seq]` (1 on real tokens),
+/// in `dtype`.
 pub fn batch(split: &Split, rows: &[usize], dim: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
     let seq = rows.iter().map(|&r| split.tokens(r, dim)).max().unwrap_or(0);
+    if split.ids() {
+        let mut ids = vec![0u32; rows.len() * seq];
+        let mut mask = vec![0f32; rows.len() * seq];
+        for (b, &r) in rows.iter().enumerate() {
+            if let crate::cut::Row::Ids(row) = &split.rows[r] {
+                ids[b * seq..b * seq + row.len()].copy_from_slice(row);
+                mask[b * seq..b * seq + row.len()].fill(1.0);
+            }
+        }
+        let ids = Tensor::from_vec(ids, (rows.len(), seq), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, (rows.len(), seq), &Device::Cpu)?.to_dtype(dtype)?;
+        return Ok((ids, mask));
+    }
     let mut x = vec![0f32; rows.len() * seq * dim];
     let mut mask = vec![0f32; rows.len() * seq];
     for (b, &r) in rows.iter().enumerate() {
@@ -338,6 +352,48 @@ mod tests {
             var.set(&original).unwrap();
         }
         assert!(worst > 0.0);
+    }
+
+    #[test]
+    fn embedding_gradients_match_central_differences() {
+        let bytes = std::fs::read(TINY).unwrap();
+        let encoder = Encoder::load(&bytes, Path::new(TINY), 2, DType::F64).unwrap();
+        let encoder = encoder.with_embeddings(&bytes, Path::new(TINY), DType::F64).unwrap();
+        let model = Model::new(encoder, 2, 5, DType::F64).unwrap();
+        model.head_weight.set(&model.head_weight.as_tensor().affine(20.0, 0.0).unwrap()).unwrap();
+        let ids = Tensor::new(&[[1u32, 5, 7, 3, 2], [4, 6, 2, 0, 0]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1f64, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
+        let t = targets(&[1, 0], 2, &[1.0, 1.0], DType::F64).unwrap();
+        let grads = loss(&model, &ids, &mask, &t).backward().unwrap();
+        let h = 1e-6;
+        let named = model.encoder.named_vars();
+        assert_eq!(named.iter().filter(|(n, _)| n.starts_with("embeddings.")).count(), 5);
+        for (name, var) in named.iter().filter(|(n, _)| n.starts_with("embeddings.")) {
+            let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let original = var.as_tensor().copy().unwrap();
+            let values = original.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            // The word table: the rows of the ids fed (the rest have no gradient) and one other.
+            let elements: Vec<usize> = if name == "embeddings.word" {
+                [1usize, 5, 7, 3, 2, 4, 6, 0, 9]
+                    .iter()
+                    .flat_map(|r| (0..16).step_by(5).map(move |c| r * 16 + c))
+                    .collect()
+            } else {
+                (0..values.len()).step_by(3).collect()
+            };
+            for i in elements {
+                let at = |delta: f64| {
+                    let mut v = values.clone();
+                    v[i] += delta;
+                    var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap()).unwrap();
+                    scalar(&loss(&model, &ids, &mask, &t)).unwrap()
+                };
+                let numeric = (at(h) - at(-h)) / (2.0 * h);
+                let error = (numeric - analytic[i]).abs();
+                assert!(error < 1e-8 + 1e-5 * numeric.abs(), "{name}[{i}]: {numeric} by differences, {}", analytic[i]);
+            }
+            var.set(&original).unwrap();
+        }
     }
 
     #[test]

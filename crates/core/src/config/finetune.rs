@@ -432,6 +432,12 @@ pub struct LayersTraining {
     /// the output of the layer below them (`hidden_state_{depth-K}`).
     #[arg(long)]
     pub layers: usize,
+    /// Train the embeddings too (word, position and token-type tables and their layer norm):
+    /// full fine-tuning, with `--layers` all of them and `--cut` the token ids
+    /// (`graft-preprocess` output) instead of token vectors.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    #[serde(default)]
+    pub embeddings: bool,
     /// Optimiser: `adamw` (decoupled weight decay) or `sgd` (with `--momentum`).
     #[arg(long, value_enum, default_value = "adamw")]
     pub optimizer: Optimizer,
