@@ -36,6 +36,23 @@ fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
     );
 }
 
+/// The largest difference between `onnx` (graft-evaluate's probabilities of `split`'s rows)
+/// and the Rust forward pass of `encoder` and the head in `head_dir` on the same rows.
+fn largest_difference(onnx: &[Vec<f64>], encoder: &Encoder, split: &graft_tune::cut::Split, head_dir: &Path) -> f64 {
+    let rows: Vec<usize> = (0..split.len()).collect();
+    let (x, mask) = graft_tune::train::batch(split, &rows, encoder.hidden, DType::F32).unwrap();
+    let pooled: Tensor = mean_pool(&encoder.forward(&x, &mask, None).unwrap(), &mask).unwrap();
+    let values = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let pooled = ndarray::Array2::from_shape_vec((rows.len(), encoder.hidden), values).unwrap();
+    let rust = graft_core::head::Head::load(head_dir).unwrap().predict_proba(pooled.view());
+    assert_eq!(onnx.len(), rows.len());
+    onnx.iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.iter().enumerate().map(move |(j, v)| (i, j, *v)))
+        .map(|(i, j, v)| (v - rust[[i, j]]).abs())
+        .fold(0.0, f64::max)
+}
+
 fn ids(path: &Path) -> Vec<String> {
     let mut r = graft_core::artifact::ArtifactReader::open(path).unwrap();
     let mut out = Vec::new();
@@ -92,20 +109,7 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     let expected = Expected::Vectors { tensor: "hidden_state_1", model_blake3: &blake3, dim: 16 };
     let (_, split) = graft_tune::cut::read(&cut, "test", expected).unwrap().unwrap();
     assert_eq!(split.ids, ids(&d("eval/predictions.arrow")));
-    let rows: Vec<usize> = (0..split.len()).collect();
-    let (x, mask) = graft_tune::train::batch(&split, &rows, 16, DType::F32).unwrap();
-    let pooled: Tensor = mean_pool(&encoder.forward(&x, &mask, None).unwrap(), &mask).unwrap();
-    let pooled =
-        ndarray::Array2::from_shape_vec((rows.len(), 16), pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-            .unwrap();
-    let head = graft_core::head::Head::load(&d("tuned/head")).unwrap();
-    let rust_proba = head.predict_proba(pooled.view());
-    let mut worst: f64 = 0.0;
-    for (i, p) in onnx_proba.iter().enumerate() {
-        for (j, v) in p.iter().enumerate() {
-            worst = worst.max((v - rust_proba[[i, j]]).abs());
-        }
-    }
+    let worst = largest_difference(&onnx_proba, &encoder, &split, &d("tuned/head"));
     assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
     // Training moved the predictions away from the untrained head's (near 0.5).
     assert!(onnx_proba.iter().any(|p| (p[0] - 0.5).abs() > 0.05), "{onnx_proba:?}");
@@ -210,19 +214,7 @@ fn full_fine_tuning_trains_the_embeddings_from_the_token_ids() {
     let tokenizer = graft_core::hash::file(&fixture("tiny/tokenizer.json")).unwrap();
     let expected = Expected::Ids { tokenizer_blake3: &tokenizer, vocab: encoder.vocab().unwrap() };
     let (_, split) = graft_tune::cut::read(&d("data"), "test", expected).unwrap().unwrap();
-    let rows: Vec<usize> = (0..split.len()).collect();
-    let (ids, mask) = graft_tune::train::batch(&split, &rows, 16, DType::F32).unwrap();
-    let pooled = mean_pool(&encoder.forward(&ids, &mask, None).unwrap(), &mask).unwrap();
-    let pooled =
-        ndarray::Array2::from_shape_vec((rows.len(), 16), pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-            .unwrap();
-    let rust_proba = graft_core::head::Head::load(&d("full/head")).unwrap().predict_proba(pooled.view());
-    let worst = onnx_proba
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| p.iter().enumerate().map(move |(j, v)| (i, j, *v)))
-        .map(|(i, j, v)| (v - rust_proba[[i, j]]).abs())
-        .fold(0.0, f64::max);
+    let worst = largest_difference(&onnx_proba, &encoder, &split, &d("full/head"));
     assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
     // Training the embeddings needs every layer, and token ids rather than vectors.
     #[rustfmt::skip]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use arrow::array::Array;
+use arrow::array::{Array, StringArray};
 use graft_core::artifact::{ArtifactReader, Provenance, Task};
 use graft_core::columns::VectorValues;
 use half::f16;
@@ -128,38 +128,53 @@ pub fn read(dir: &Path, split: &str, expected: Expected<'_>) -> Result<Option<(P
     while let Some(batch) = reader.next_batch()? {
         let view = graft_core::columns::TokenVectors::of(&batch, &path)?;
         for i in 0..view.len() {
-            let row = out.ids.len();
-            let id = if view.ids.is_null(i) { String::new() } else { view.ids.value(i).to_owned() };
-            let bad = |message: String| Error::BadRow { path: path.clone(), row, id: id.clone(), message };
-            if view.labels.is_null(i) {
-                return Err(bad("has no label".into()));
-            }
-            push_label(&mut out, &prov, view.labels.value(i)).map_err(bad)?;
-            let vectors = match view.row(i) {
-                VectorValues::Half(v) => {
-                    if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-                        return Err(bad(format!("value {j} is {}", v[j])));
-                    }
-                    Row::Half(v.to_vec())
-                }
-                VectorValues::Single(v) => {
-                    if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-                        return Err(bad(format!("value {j} is {}", v[j])));
-                    }
-                    Row::Single(v.to_vec())
-                }
-            };
-            if vectors.is_empty() || vectors.len() % dim != 0 {
-                return Err(bad(format!("has {} values, not a positive multiple of the width {dim}", vectors.len())));
-            }
-            out.ids.push(id);
-            out.rows.push(vectors);
+            push_row(&mut out, &prov, &path, (view.ids, view.labels, i), vectors(view.row(i), dim))?;
         }
     }
     if out.len() as u64 != prov.rows {
         return Err(cut_error(format!("it holds {} rows, its metadata says {}", out.len(), prov.rows)));
     }
     Ok(Some((prov, out)))
+}
+
+/// A row's token vectors, or why they are unusable: a value that is not finite, or not a
+/// positive multiple of the width.
+fn vectors(values: VectorValues<'_>, dim: usize) -> std::result::Result<Row, String> {
+    fn finite<T: Copy + Into<f32>>(v: &[T]) -> std::result::Result<(), String> {
+        match v.iter().position(|x| !(*x).into().is_finite()) {
+            Some(j) => Err(format!("value {j} is {}", v[j].into())),
+            None => Ok(()),
+        }
+    }
+    let row = match values {
+        VectorValues::Half(v) => finite(v).map(|()| Row::Half(v.to_vec()))?,
+        VectorValues::Single(v) => finite(v).map(|()| Row::Single(v.to_vec()))?,
+    };
+    if row.is_empty() || row.len() % dim != 0 {
+        return Err(format!("has {} values, not a positive multiple of the width {dim}", row.len()));
+    }
+    Ok(row)
+}
+
+/// Adds row `i` of a batch (its id and label columns) to `out` with `values`, or refuses it
+/// naming the file, row and id: no label, an unusable label, unusable values.
+fn push_row(
+    out: &mut Split,
+    prov: &Provenance,
+    path: &Path,
+    (ids, labels, i): (&StringArray, &StringArray, usize),
+    values: std::result::Result<Row, String>,
+) -> Result<()> {
+    let row = out.ids.len();
+    let id = if ids.is_null(i) { String::new() } else { ids.value(i).to_owned() };
+    let bad = |message: String| Error::BadRow { path: path.to_owned(), row, id: id.clone(), message };
+    if labels.is_null(i) {
+        return Err(bad("has no label".into()));
+    }
+    push_label(out, prov, labels.value(i)).map_err(bad)?;
+    out.rows.push(values.map_err(bad)?);
+    out.ids.push(id);
+    Ok(())
 }
 
 /// Adds a row's class or target to `out`; the message says why a label is unusable.
@@ -197,22 +212,15 @@ fn read_ids(path: &Path, tokenizer_blake3: &str, vocab: usize) -> Result<(Proven
     while let Some(batch) = reader.next_batch()? {
         let view = graft_core::columns::Tokens::of(&batch, path)?;
         for i in 0..view.len() {
-            let row = out.ids.len();
-            let id = if view.ids.is_null(i) { String::new() } else { view.ids.value(i).to_owned() };
-            let bad = |message: String| Error::BadRow { path: path.to_owned(), row, id: id.clone(), message };
-            if view.labels.is_null(i) {
-                return Err(bad("has no label".into()));
-            }
-            push_label(&mut out, &prov, view.labels.value(i)).map_err(bad)?;
             let tokens = view.row(i);
-            if tokens.is_empty() {
-                return Err(bad("has no tokens".into()));
-            }
-            if let Some(t) = tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
-                return Err(bad(format!("token id {t} is outside the model's {vocab} word embeddings")));
-            }
-            out.ids.push(id);
-            out.rows.push(Row::Ids(tokens.iter().map(|&t| t as u32).collect()));
+            let values = if tokens.is_empty() {
+                Err("has no tokens".to_owned())
+            } else if let Some(t) = tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+                Err(format!("token id {t} is outside the model's {vocab} word embeddings"))
+            } else {
+                Ok(Row::Ids(tokens.iter().map(|&t| t as u32).collect()))
+            };
+            push_row(&mut out, &prov, path, (view.ids, view.labels, i), values)?;
         }
     }
     if out.len() as u64 != prov.rows {
