@@ -96,18 +96,10 @@ impl Embedder {
         })
     }
 
-    /// Whether [`Embedder::embed`] returns token vectors instead of pooled features.
-    pub fn tokens(&self) -> bool {
-        self.tokens.is_some()
-    }
-
-    /// How token vectors are stored, when they are what is written.
-    pub fn tokens_output(&self) -> Option<TokensDtype> {
+    /// How token vectors are stored when [`Embedder::embed`] returns them instead of pooled
+    /// features; `None` for pooled features.
+    pub fn tokens(&self) -> Option<TokensDtype> {
         self.tokens
-    }
-
-    pub fn tokens_dtype(&self) -> TokensDtype {
-        self.tokens.unwrap_or_default()
     }
 
     /// Features `[rows, dim]` of a batch of token-id rows, padded to the longest row; with

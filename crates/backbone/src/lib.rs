@@ -412,7 +412,7 @@ fn embed_split(
                 backbone.dim = dim;
                 let mut start = 0;
                 for &i in &picked {
-                    let width = if embedder.tokens() { rows[i].len() * dim } else { dim };
+                    let width = if embedder.tokens().is_some() { rows[i].len() * dim } else { dim };
                     let v = &f[start..start + width];
                     start += width;
                     if let (Some(c), Some(keys)) = (cache.as_deref_mut(), &keys) {
@@ -429,12 +429,11 @@ fn embed_split(
             }
             let schema = match &schema {
                 Some(s) => std::sync::Arc::clone(s),
-                None => schema.insert(output_schema(prov, backbone, embedder.tokens_output())?).clone(),
+                None => schema.insert(output_schema(prov, backbone, embedder.tokens())?).clone(),
             };
-            let vectors: ArrayRef = if embedder.tokens() {
+            let vectors: ArrayRef = if let Some(dtype) = embedder.tokens() {
                 let rows: Vec<Vec<f32>> = out.into_iter().flatten().collect();
-                let half = embedder.tokens_dtype() == graft_core::config::backbone::TokensDtype::Float16;
-                Arc::new(graft_core::columns::vector_lists(&rows, half))
+                Arc::new(graft_core::columns::vector_lists(&rows, dtype == TokensDtype::Float16))
             } else {
                 let features: Vec<f32> = out.into_iter().flatten().flatten().collect();
                 Arc::new(
@@ -462,7 +461,7 @@ fn embed_split(
             let (_, dim) =
                 embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
             backbone.dim = dim;
-            ArtifactWriter::create(dest, &output_schema(prov, backbone, embedder.tokens_output())?)?
+            ArtifactWriter::create(dest, &output_schema(prov, backbone, embedder.tokens())?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
