@@ -1,19 +1,27 @@
-"""Image throughput: graft against the Python reference (Pillow resize and crop, numpy
-normalisation, onnxruntime at batch 32), same images, same model, same threads.
+"""Images end to end: raw image files to features, graft against the Python reference a user
+would write (Pillow decode, resize and crop, numpy normalisation, onnxruntime at batch 32,
+batch by batch), same images, same model, same threads; then graft's memory on a large folder.
 
-    python scripts/bench_images.py --bin target/release [--images 400]
+    python scripts/bench_images.py --bin target/release [--images 400] [--large 50000 --small 5000]
 
-The images are scikit-learn's two sample photos (427 x 640 JPEG), repeated. Prints images/s
-for preprocessing (decode, resize, crop, normalise) and for the backbone, the ratios, and
-the cosine similarity of the two feature sets (the resize filters differ slightly).
+Speed: scikit-learn's two sample photos (427 x 640 JPEG), repeated. Both sides time the
+whole path from files to features, model loading included (Python's imports are not):
+graft is `graft-preprocess` (names and hashes each file) then `graft-backbone` (decodes,
+transforms and infers, overlapped). Prints images/s, the ratio, the cosine of the two
+feature sets (the resize filters differ slightly) and the bytes graft writes per image.
+
+Memory: a folder of `--large` distinct JPEGs (random crops and mirrors of the two photos,
+made here, not kept) and its first `--small`; peak RSS of each graft stage on both.
 """
 
 import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +34,76 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "models" / "efficientnet-lite0.yaml"
 MODEL = ROOT / ".graft" / "models" / "efficientnet-lite0" / "model.onnx"
 MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+SAMPLES = Path(sklearn.__file__).parent / "datasets" / "images"
+# Python's fastest batch on these photos (8: 162 images/s; 4: 139, 16: 153, 32: 142), and
+# the common 32.
+BATCHES = (8, 32)
 
 
-def python_preprocess(paths):
-    out = np.empty((len(paths), 3, 224, 224), np.float32)
-    for i, p in enumerate(paths):
-        img = Image.open(p).convert("RGB")
-        w, h = img.size
-        scale = 256 / min(w, h)
-        img = img.resize((max(224, round(w * scale)), max(224, round(h * scale))), Image.BILINEAR)
-        left, top = (img.size[0] - 224) // 2, (img.size[1] - 224) // 2
-        x = np.asarray(img.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
-        out[i] = ((x - MEAN) / STD).transpose(2, 0, 1)
-    return out
+def python_pixels(path):
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    scale = 256 / min(w, h)
+    img = img.resize((max(224, round(w * scale)), max(224, round(h * scale))), Image.BILINEAR)
+    left, top = (img.size[0] - 224) // 2, (img.size[1] - 224) // 2
+    x = np.asarray(img.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+    return ((x - MEAN) / STD).transpose(2, 0, 1)
+
+
+def python_features(paths, threads, batch):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
+    out = []
+    for i in range(0, len(paths), batch):
+        pixels = np.stack([python_pixels(p) for p in paths[i:i + batch]])
+        out.append(session.run(["features"], {"image": pixels})[0])
+    return np.concatenate(out)
+
+
+def graft(bin_dir, name, *args, threads):
+    """Runs a graft binary; returns (seconds, peak RSS in MB) of that process alone. The peak
+    is the kernel's high-water mark (VmHWM), read until the process ends (a child's rusage
+    would count this Python process's memory, which it starts from)."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    started = time.perf_counter()
+    proc = subprocess.Popen([str(bin_dir / name), *map(str, args), "-q"], env=env)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed")
+    return elapsed, peak / 1024
+
+
+def graft_features(bin_dir, photos, work, threads, batch=BATCHES[0]):
+    """(seconds, bytes written, peak RSS of preprocess and backbone) from files to features."""
+    pre, pre_rss = graft(bin_dir, "graft-preprocess", "--input", photos, "--spec", SPEC, "--out", work / "data",
+                         "--val-fraction", "0", "--test-fraction", "0", threads=threads)
+    bb, bb_rss = graft(bin_dir, "graft-backbone", "--spec", SPEC, "--input", work / "data", "--out",
+                       work / "features", "--threads", threads, "--batch-size", batch, threads=threads)
+    written = sum(f.stat().st_size for f in (work / "data").iterdir())
+    return pre + bb, written, pre_rss, bb_rss
+
+
+def crop(job):
+    """One distinct photo: a random crop (200-320 pixels a side) of a sample, maybe mirrored."""
+    i, folder = job
+    rng = np.random.default_rng(i)
+    name = ("china", "flower")[i % 2]
+    img = Image.open(SAMPLES / f"{name}.jpg")
+    w, h = rng.integers(200, 321, 2)
+    x, y = rng.integers(0, img.size[0] - w), rng.integers(0, img.size[1] - h)
+    img = img.crop((int(x), int(y), int(x + w), int(y + h)))
+    if rng.integers(2):
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    img.save(folder / name / f"{i:06d}.jpg", quality=90)
 
 
 def main():
@@ -46,8 +111,9 @@ def main():
     ap.add_argument("--bin", type=Path, default=ROOT / "target" / "release")
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--large", type=int, default=50000, help="images in the memory check (0 skips it)")
+    ap.add_argument("--small", type=int, default=5000)
     args = ap.parse_args()
-    samples = Path(sklearn.__file__).parent / "datasets" / "images"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = []
@@ -56,37 +122,47 @@ def main():
             folder = tmp / "photos" / name
             folder.mkdir(parents=True, exist_ok=True)
             paths.append(folder / f"{i:05d}.jpg")
-            shutil.copy(samples / f"{name}.jpg", paths[-1])
-        started = time.perf_counter()
-        pixels = python_preprocess(paths)
-        py_pre = time.perf_counter() - started
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        session = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
-        started = time.perf_counter()
-        ref = np.concatenate([session.run(["features"], {"image": pixels[i:i + 32]})[0] for i in range(0, len(paths), 32)])
-        py_bb = time.perf_counter() - started
-
-        env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-        run = lambda *a: subprocess.run([str(x) for x in a], check=True, env=env)  # noqa: E731
-        started = time.perf_counter()
-        run(args.bin / "graft-preprocess", "--input", tmp / "photos", "--spec", SPEC, "--out", tmp / "data",
-            "--val-fraction", "0", "--test-fraction", "0", "-q")
-        graft_pre = time.perf_counter() - started
-        started = time.perf_counter()
-        run(args.bin / "graft-backbone", "--spec", SPEC, "--input", tmp / "data", "--out", tmp / "features",
-            "--threads", args.threads, "--batch-size", 32, "-q")
-        graft_bb = time.perf_counter() - started
-        table = ipc.open_file(str(tmp / "features" / "train.arrow")).read_all()
-        feats = np.asarray(table.column("features").combine_chunks().flatten()).reshape(table.num_rows, -1)
-        order = [paths.index(tmp / "photos" / i) for i in table.column("id").to_pylist()]
-    ref = ref[order]
-    cos = (feats * ref).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1))
-    n = args.images
-    print(f"{n} JPEG photos (427 x 640) -> EfficientNet-Lite0 features, {args.threads} threads")
-    print(f"  preprocess: python (Pillow + numpy) {n / py_pre:7.1f} images/s; graft {n / graft_pre:7.1f} images/s; {py_pre / graft_pre:.2f}x")
-    print(f"  backbone:   python onnxruntime      {n / py_bb:7.1f} images/s; graft {n / graft_bb:7.1f} images/s; {py_bb / graft_bb:.2f}x")
-    print(f"  features: cosine to the Python reference min {cos.min():.4f}, mean {cos.mean():.4f}")
+            shutil.copy(SAMPLES / f"{name}.jpg", paths[-1])
+        n = args.images
+        print(f"{n} JPEG photos (427 x 640) -> EfficientNet-Lite0 features, {args.threads} threads")
+        for batch in BATCHES:
+            started = time.perf_counter()
+            ref = python_features(paths, args.threads, batch)
+            py = time.perf_counter() - started
+            work = tmp / f"speed{batch}"
+            seconds, written, _, _ = graft_features(args.bin, tmp / "photos", work, args.threads, batch)
+            table = ipc.open_file(str(work / "features" / "train.arrow")).read_all()
+            feats = np.asarray(table.column("features").combine_chunks().flatten()).reshape(table.num_rows, -1)
+            order = [paths.index(tmp / "photos" / i) for i in table.column("id").to_pylist()]
+            ref = ref[order]
+            cos = (feats * ref).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1))
+            print(f"  batch {batch:>2}, files to features: python (Pillow + numpy + onnxruntime) {n / py:6.1f} images/s; "
+                  f"graft {n / seconds:6.1f} images/s; {py / seconds:.2f}x; cosine min {cos.min():.5f}, mean {cos.mean():.5f}")
+        print(f"  graft writes {written / n:.0f} bytes per image before the features ({written / 1e3:.0f} kB)")
+        if args.large:
+            big = tmp / "large"
+            for name in ("china", "flower"):
+                (big / name).mkdir(parents=True)
+            started = time.perf_counter()
+            with Pool(args.threads) as pool:
+                pool.map(crop, [(i, big) for i in range(args.large)], chunksize=256)
+            made = time.perf_counter() - started
+            small = tmp / "small"
+            for name in ("china", "flower"):
+                (small / name).mkdir(parents=True)
+            for i in range(args.small):
+                name = ("china", "flower")[i % 2]
+                os.link(big / name / f"{i:06d}.jpg", small / name / f"{i:06d}.jpg")
+            print(f"  memory: {args.large:,} distinct JPEG crops (200-320 px a side) made in {made:.0f} s")
+            for count, folder in ((args.small, small), (args.large, big)):
+                seconds, written, pre_rss, bb_rss = graft_features(args.bin, folder, tmp / f"run{count}", args.threads)
+                shutil.rmtree(tmp / f"run{count}")
+                print(f"  {count:>7,} images: {count / seconds:6.1f} images/s; peak RSS preprocess {pre_rss:6.0f} MB, "
+                      f"backbone {bb_rss:6.0f} MB; {written / count:.0f} bytes written per image")
+                if count == args.small:
+                    base = (pre_rss, bb_rss)
+            print(f"  peak RSS {args.large:,} / {args.small:,}: preprocess {pre_rss / base[0]:.2f}x, "
+                  f"backbone {bb_rss / base[1]:.2f}x")
 
 
 if __name__ == "__main__":

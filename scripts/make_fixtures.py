@@ -356,14 +356,15 @@ def write_sklearn_scores():
 
 
 def write_png(path, rgb):
-    """A minimal 8-bit RGB PNG (no PIL here)."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+    """A minimal 8-bit RGB or RGBA PNG, or 16-bit RGB from uint16 values (no PIL here)."""
+    h, w, channels = rgb.shape
+    depth = 16 if rgb.dtype == np.uint16 else 8
+    raw = b"".join(b"\x00" + rgb[y].astype(">u2" if depth == 16 else np.uint8).tobytes() for y in range(h))
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, depth, {3: 2, 4: 6}[channels], 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
@@ -453,7 +454,39 @@ def write_tiny_images():
         expected[f"row/{i}"] = [round(float(v), 7) for v in cnn_features(weight, bias, rgb, mean, std)]
     header = ["label"] + [f"p{k}" for k in range(64)]
     (IMAGES / "pixels.csv").write_text("\n".join(",".join(map(str, r)) for r in [header] + rows) + "\n")
+    expected.update(write_odd_images(weight, bias, mean, std, rng))
     (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
+
+
+def write_odd_images(weight, bias, mean, std, rng):
+    """Images that real folders hold and decoders trip on, in `odd/`: an alpha channel, 16
+    bits a channel, a single pixel, CMYK JPEG, a truncated JPEG. Returns numpy's features of
+    those with an exact RGB reading: alpha dropped (as Pillow's convert("RGB")), 16-bit
+    values rounded to 8 bits (v / 257), one pixel resized to a constant image, CMYK as
+    Pillow converts it to RGB."""
+    from PIL import Image
+
+    odd = IMAGES / "odd"
+    odd.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    rgba = rng.integers(0, 256, (8, 8, 4)).astype(np.uint8)
+    write_png(odd / "alpha.png", rgba)
+    expected["odd/alpha.png"] = cnn_features(weight, bias, rgba[:, :, :3], mean, std)
+    deep = (rng.integers(0, 256, (8, 8, 3)) * 257).astype(np.uint16)
+    write_png(odd / "deep.png", deep)
+    expected["odd/deep.png"] = cnn_features(weight, bias, (deep // 257).astype(np.uint8), mean, std)
+    dot = np.array([[[200, 30, 90]]], np.uint8)
+    write_png(odd / "dot.png", dot)
+    expected["odd/dot.png"] = cnn_features(weight, bias, np.broadcast_to(dot, (8, 8, 3)), mean, std)
+    Image.new("CMYK", (8, 8), (0, 200, 200, 0)).save(odd / "cmyk.jpg", quality=95)
+    cmyk = np.asarray(Image.open(odd / "cmyk.jpg").convert("RGB"))
+    expected["odd/cmyk.jpg"] = cnn_features(weight, bias, cmyk, mean, std)
+    rgb = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(odd / "whole.jpg", quality=90)
+    whole = (odd / "whole.jpg").read_bytes()
+    (odd / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (odd / "whole.jpg").unlink()
+    return {k: [round(float(x), 7) for x in v] for k, v in expected.items()}
 
 
 def renamed_layers(weights, prefix, modules):

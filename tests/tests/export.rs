@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arrow::array::{Array, FixedSizeListArray, Float32Array, Float64Array, Int32Array, ListArray, StringArray};
+use arrow::array::{Array, Float64Array, Int32Array, ListArray, StringArray};
 use graft_core::artifact::ArtifactReader;
 use graft_e2e::*;
 use serde_json::{Value, json};
@@ -210,15 +210,16 @@ fn image_parity(backbone_args: &[&str]) {
         &[&["--spec", s(&spec), "--input", s(&data), "--out", s(&features), "-q"][..], backbone_args].concat(),
     );
     let model = train_evaluate_bundle(d, &spec, &["--c", "1"]);
+    // The test images as the model's input (view 0: resized, cropped, normalised).
+    let image_spec = graft_core::spec::BackboneSpec::load(&spec).unwrap().image().clone();
     let mut r = ArtifactReader::open(&data.join("test.arrow")).unwrap();
     let mut feeds = Vec::new();
     while let Some(b) = r.next_batch().unwrap() {
         let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
-        let pixels = b.column_by_name("pixels").unwrap().as_any().downcast_ref::<FixedSizeListArray>().unwrap().clone();
         for i in 0..b.num_rows() {
-            let v = pixels.value(i);
-            let data: Vec<f32> = v.as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
-            let feed = json!({"image": {"dtype": "float32", "shape": [1, 3, 8, 8], "data": data}});
+            let bytes = std::fs::read(folder.join(ids.value(i))).unwrap();
+            let data = graft_imaging::views(&bytes, &image_spec, ids.value(i), &[0], 0, &Default::default()).unwrap();
+            let feed = json!({"image": {"dtype": "float32", "shape": [1, 3, 8, 8], "data": data[0]}});
             feeds.push((vec![ids.value(i).to_owned()], feed));
         }
     }

@@ -186,7 +186,19 @@ fn augmented_views_stay_in_train_keep_their_id_and_are_reproducible() {
         let name = format!("{split}.arrow");
         assert!(columns(d("data").join(&name)) == columns(d("again").join(&name)), "{split} reproducible");
     }
+    // No pixels on disk: each row names its image (path and blake3), a hundred-odd bytes.
+    let bytes: u64 = ["train", "val", "test"]
+        .iter()
+        .map(|p| std::fs::metadata(d("data").join(format!("{p}.arrow"))).unwrap().len())
+        .sum();
+    assert!(bytes < 20 * 1024, "{bytes} bytes for 60 rows");
     ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    // The backbone augments; seeded by (seed, id, view), a second run gives the same features.
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features2")), "-q"]);
+    assert!(
+        columns(d("features/train.arrow")) == columns(d("features2/train.arrow")),
+        "augmented features reproducible"
+    );
     // Per split: (id, view) of every row, from the features file.
     let views = |split: &str| -> Vec<(String, i32)> {
         let path = d("features").join(format!("{split}.arrow"));
@@ -200,6 +212,17 @@ fn augmented_views_stay_in_train_keep_their_id_and_are_reproducible() {
         out
     };
     let train = views("train");
+    // Augmented views are not the image: rows of one id carry different features.
+    let path = d("features/train.arrow");
+    let mut r = graft_core::artifact::ArtifactReader::open(&path).unwrap();
+    let mut by_id: std::collections::BTreeMap<String, Vec<Vec<f32>>> = Default::default();
+    while let Some(b) = r.next_batch().unwrap() {
+        let f = graft_core::columns::Features::of(&b, 4, &path).unwrap();
+        for i in 0..b.num_rows() {
+            by_id.entry(f.ids.value(i).to_owned()).or_default().push(f.row(i).to_vec());
+        }
+    }
+    assert!(by_id.values().all(|v| v.len() == 3) && by_id.values().any(|v| v[0] != v[1] && v[1] != v[2]));
     let originals: Vec<&String> = train.iter().filter(|(_, v)| *v == 0).map(|(id, _)| id).collect();
     assert_eq!(train.len(), 3 * originals.len());
     for id in &originals {
@@ -278,4 +301,147 @@ fn channels_last_models_get_channels_last_pixels() {
     let got = all(&d("features"));
     assert_eq!(got.len(), 20);
     assert_matches(&got, str::to_owned);
+}
+
+/// A folder with the fixture's cats and the odd images as a second class, plus a symlink
+/// loop; its preprocess split.
+fn odd_folder(d: &Path) -> PathBuf {
+    let input = d.join("in");
+    for class in ["cat", "odd"] {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+    }
+    for entry in std::fs::read_dir(images("folder/cat")).unwrap().chain(std::fs::read_dir(images("odd")).unwrap()) {
+        let path = entry.unwrap().path();
+        let class = if path.starts_with(images("odd")) { "odd" } else { "cat" };
+        std::fs::copy(&path, input.join(class).join(path.file_name().unwrap())).unwrap();
+    }
+    std::os::unix::fs::symlink("loop.png", input.join("odd/loop.png")).unwrap();
+    input
+}
+
+#[test]
+fn odd_images_are_scored_and_truncated_or_looping_ones_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    let input = odd_folder(dir.path());
+    let args = ["--input", s(&input), "--spec", s(&spec), "--val-fraction", "0", "--test-fraction", "0", "--out"];
+    let log =
+        String::from_utf8_lossy(&ok("graft-preprocess", &[&args[..], &[s(&d("data"))]].concat()).stderr).into_owned();
+    for skipped in ["odd/truncated.jpg", "odd/loop.png"] {
+        assert!(log.contains(skipped), "{skipped} is listed: {log}");
+    }
+    // With --strict the first of them fails the run, named, and nothing is written.
+    let err = user_error("graft-preprocess", &[&args[..], &[s(&d("strict")), "--strict"]].concat());
+    assert!(err.contains("odd/loop.png") || err.contains("odd/truncated.jpg"), "{err}");
+    assert!(!d("strict/train.arrow").exists());
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    let got = all(&d("features"));
+    assert_eq!(got.len(), 10 + 4, "ten cats and four odd images scored");
+    // Alpha dropped, 16 bits rounded to 8, a single pixel spread: numpy's features within
+    // 1e-4. CMYK: Pillow's conversion to RGB, within 1e-2 (the two JPEG decoders' rounding).
+    let exact: Rows<f32> = got
+        .iter()
+        .filter(|(id, _)| id.starts_with("odd/") && !id.ends_with(".jpg"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(exact.len(), 3);
+    assert_matches(&exact, str::to_owned);
+    let want: Vec<f64> = serde_json::from_value(expected()["odd/cmyk.jpg"].clone()).unwrap();
+    let cmyk = &got["odd/cmyk.jpg"].1;
+    assert!(cmyk.iter().zip(&want).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-2), "{cmyk:?} vs {want:?}");
+}
+
+#[test]
+fn a_changed_image_or_a_path_leaving_the_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    let input = odd_folder(dir.path());
+    let prep = |input: &Path, out: &Path, extra: &[&str]| {
+        let args = [
+            "--input",
+            s(input),
+            "--spec",
+            s(&spec),
+            "--val-fraction",
+            "0",
+            "--test-fraction",
+            "0",
+            "--out",
+            s(out),
+            "-q",
+        ];
+        run("graft-preprocess", &[&args[..], extra].concat())
+    };
+    assert!(prep(&input, &d("data"), &[]).status.success());
+    // The image changes after preprocess read it: the backbone refuses, naming it.
+    std::fs::copy(images("folder/dog/00.png"), input.join("cat/03.png")).unwrap();
+    let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    assert!(err.contains("cat/03.png") && err.contains("changed since graft-preprocess"), "{err}");
+    assert!(!d("features/train.arrow").exists());
+    // A table whose path climbs out of its folder: listed and skipped, or refused with --strict.
+    let table = input.join("list.csv");
+    std::fs::write(&table, "file,label\ncat/00.png,cat\n../escape.png,cat\nodd/dot.png,odd\nodd/alpha.png,odd\n")
+        .unwrap();
+    std::fs::copy(images("folder/cat/01.png"), dir.path().join("escape.png")).unwrap();
+    let out = prep(&table, &d("table"), &["--path-column", "file"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && log.contains("../escape.png") && log.contains("leaves the image folder"), "{log}");
+    let err = user_error(
+        "graft-preprocess",
+        &["--input", s(&table), "--path-column", "file", "--spec", s(&spec), "--out", s(&d("strict")), "--strict"],
+    );
+    assert!(err.contains("../escape.png") && err.contains("leaves the image folder"), "{err}");
+}
+
+#[test]
+fn images_with_a_numeric_target_train_a_regression_head() {
+    // A table of the fixture's images whose target is the red minus the blue channel's
+    // mean: cats (red) high, dogs (blue) low. Ridge on the CNN's features recovers it.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    let mut csv = String::from("file,redness\n");
+    for label in ["cat", "dog"] {
+        for n in 0..10 {
+            let file = images(&format!("folder/{label}/{n:02}.png"));
+            let bytes = std::fs::read(&file).unwrap();
+            let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+            let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+            reader.next_frame(&mut rgb).unwrap();
+            let mean = |c: usize| rgb.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / 64.0;
+            csv.push_str(&format!("{},{}\n", s(&file), (mean(0) - mean(2)) / 255.0));
+        }
+    }
+    std::fs::write(d("targets.csv"), csv).unwrap();
+    ok(
+        "graft-preprocess",
+        &[
+            "--input",
+            s(&d("targets.csv")),
+            "--path-column",
+            "file",
+            "--label-column",
+            "redness",
+            "--task",
+            "regression",
+            "--spec",
+            s(&spec),
+            "--val-fraction",
+            "0.2",
+            "--test-fraction",
+            "0.2",
+            "--out",
+            s(&d("data")),
+            "-q",
+        ],
+    );
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    ok("graft-finetune", &["--features", s(&d("features")), "--head", "ridge", "--out", s(&d("head")), "-q"]);
+    ok("graft-evaluate", &["--head", s(&d("head")), "--features", s(&d("features")), "--out", s(&d("eval")), "-q"]);
+    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(d("eval/metrics.json")).unwrap()).unwrap();
+    let r2 = metrics["metrics"]["r2"].as_f64().expect("an r2 in metrics.json");
+    // Red against blue is what the CNN's four channels see most: R² well above zero.
+    assert!(r2 > 0.9, "test R² {r2}: {metrics}");
 }

@@ -51,6 +51,10 @@ pub struct SessionOptions {
     pub optimization: Optimization,
     /// Whether a CPU session may fuse Add + LayerNormalization into SkipLayerNormalization.
     pub cpu_skip_layer_norm_fusion: bool,
+    /// Whether idle intra-op threads spin between parallel sections. Off for images: their
+    /// decoding threads need the cores meanwhile (EfficientNet on 400 photos, 2 cores: 4%
+    /// less wall time, 11% less CPU time).
+    pub spinning: bool,
 }
 
 fn builder(env: &Environment, options: SessionOptions) -> ort::Result<SessionBuilder> {
@@ -64,12 +68,20 @@ fn builder(env: &Environment, options: SessionOptions) -> ort::Result<SessionBui
     if options.threads > 0 {
         builder = builder.with_intra_threads(options.threads)?;
     }
+    if !options.spinning {
+        builder = builder.with_intra_op_spinning(false)?;
+    }
     Ok(builder)
 }
 
 /// A CPU session of `bytes` without graph optimisations: for reading tensor types and shapes.
 pub fn open_plain(env: &Environment, bytes: &[u8]) -> ort::Result<Session> {
-    let options = SessionOptions { threads: 1, optimization: Optimization::Disable, cpu_skip_layer_norm_fusion: true };
+    let options = SessionOptions {
+        threads: 1,
+        optimization: Optimization::Disable,
+        cpu_skip_layer_norm_fusion: true,
+        spinning: true,
+    };
     builder(env, options)?.commit_from_memory(bytes)
 }
 

@@ -1,17 +1,23 @@
-//! Features of images: `graft-preprocess` wrote each as `[3, S, S]` floats (`pixels`); they
-//! are fed in batches of `--batch-size` as `[batch, 3, S, S]` to the spec's image input, and
-//! the chosen outputs pooled (`gap` for feature maps, `none` for pooled vectors).
+//! Features of images. `graft-preprocess` named each image (a path under the split's root,
+//! or encoded bytes) with the blake3 of its bytes; here reader threads read each image once,
+//! check its blake3, decode, resize, crop, normalise and augment it (rayon), while this
+//! thread runs inference on the batch before: a bounded channel of two batches of
+//! `--batch-size` images keeps memory flat. Batches go to the spec's image input as
+//! `[batch, 3, S, S]` (or channels last) and the chosen outputs are pooled (`gap` for feature
+//! maps, `none` for pooled vectors).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, ImageSource, Provenance};
 use graft_core::atomic::Pending;
+use graft_core::columns::{ImageRef, ImageRefs};
 use graft_core::progress::Progress;
-use graft_core::spec::BackboneSpec;
+use graft_core::spec::{BackboneSpec, ImageSpec};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
+use rayon::prelude::*;
 
 use crate::embed::{FeatureSpec, combine};
 use crate::error::EmbedError;
@@ -21,8 +27,7 @@ use crate::pool::{normalize_rows, pool_tensor};
 pub struct ImageEmbedder {
     session: Session,
     input: String,
-    size: usize,
-    channels_last: bool,
+    image: ImageSpec,
     features: FeatureSpec,
     run_options: RunOptions<HasSelectedOutputs>,
     pub inference: std::time::Duration,
@@ -57,8 +62,7 @@ impl ImageEmbedder {
         Ok(Self {
             session,
             input: image.input.clone(),
-            size: image.size as usize,
-            channels_last: image.layout == graft_core::spec::Layout::Nhwc,
+            image: image.clone(),
             features: features.clone(),
             run_options,
             inference: std::time::Duration::ZERO,
@@ -68,8 +72,8 @@ impl ImageEmbedder {
     /// Features `[rows, dim]` of `rows` images laid out `[rows, 3, S, S]` (or `[rows, S, S, 3]`)
     /// in `pixels`.
     pub fn embed(&mut self, pixels: Vec<f32>, rows: usize) -> Result<(Vec<f32>, usize), EmbedError> {
-        let s = self.size;
-        let shape = if self.channels_last { [rows, s, s, 3] } else { [rows, 3, s, s] };
+        let s = self.image.size as usize;
+        let shape = if self.image.layout == graft_core::spec::Layout::Nhwc { [rows, s, s, 3] } else { [rows, 3, s, s] };
         let inputs = vec![(self.input.as_str(), Tensor::from_array((shape, pixels))?.into_dyn())];
         let started = std::time::Instant::now();
         let outputs = self.session.run_with_options(inputs, &self.run_options)?;
@@ -94,6 +98,64 @@ impl ImageEmbedder {
     }
 }
 
+/// Decoded model input for consecutive rows of one record batch.
+struct Chunk {
+    pixels: Vec<f32>,
+    rows: usize,
+    /// The record batch the rows belong to, with the last chunk of each.
+    batch: Option<RecordBatch>,
+}
+
+/// The model input of rows `rows` of `refs`: rows naming the same image one after another
+/// (its augmented views) share one read and one decode.
+fn decode_rows(
+    refs: &ImageRefs,
+    rows: std::ops::Range<usize>,
+    source: &ImageSource,
+    spec: &ImageSpec,
+    split: &Path,
+    first_row: u64,
+) -> Result<Vec<f32>> {
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for i in rows {
+        match groups.last_mut() {
+            Some(g) if refs.blake3(g.start) == refs.blake3(i) && refs.source(g.start) == refs.source(i) => {
+                g.end = i + 1
+            }
+            _ => groups.push(i..i + 1),
+        }
+    }
+    let decoded: Vec<Result<Vec<Vec<f32>>>> = groups
+        .par_iter()
+        .map(|g| {
+            let bad =
+                |message: String| Error::BadRow { path: split.to_owned(), row: first_row + g.start as u64, message };
+            let (bytes, name) = match refs.source(g.start).map_err(bad)? {
+                ImageRef::File(p) => {
+                    let file = source.root.join(p);
+                    let bytes = fs_err::read(&file).map_err(|e| bad(format!("cannot read its image: {e}")))?;
+                    (std::borrow::Cow::Owned(bytes), file.display().to_string())
+                }
+                ImageRef::Bytes(b) => (std::borrow::Cow::Borrowed(b), "its encoded image".to_owned()),
+            };
+            if blake3::hash(&bytes).to_hex().as_str() != refs.blake3(g.start) {
+                return Err(bad(format!(
+                    "{name} changed since graft-preprocess read it (blake3 differs); rerun graft-preprocess"
+                )));
+            }
+            let views: Vec<u32> =
+                g.clone().map(|i| refs.view(i)).collect::<std::result::Result<_, _>>().map_err(bad)?;
+            graft_imaging::views(&bytes, spec, refs.ids.value(g.start), &views, source.seed, &source.augment)
+                .map_err(|why| bad(format!("{name} cannot be decoded: {why}")))
+        })
+        .collect();
+    let mut pixels = Vec::new();
+    for group in decoded {
+        group?.into_iter().for_each(|v| pixels.extend(v));
+    }
+    Ok(pixels)
+}
+
 /// Embeds one split of images; returns the rows embedded and the pending output.
 pub fn embed_split(
     reader: &mut ArtifactReader,
@@ -105,47 +167,84 @@ pub fn embed_split(
     progress: &dyn Progress,
 ) -> Result<(u64, Pending)> {
     let path = reader.path().to_owned();
-    let width = 3 * embedder.size * embedder.size;
+    let source = reader.provenance().images.clone().ok_or_else(|| Error::BadRow {
+        path: path.clone(),
+        row: 0,
+        message: "its metadata does not say where its images are (an image split from an older graft-preprocess?); rerun graft-preprocess".into(),
+    })?;
+    let batch_size = batch_size.max(1);
+    let spec = &embedder.image.clone();
     let mut writer: Option<ArtifactWriter> = None;
     let mut done = 0u64;
-    while let Some(batch) = reader.next_batch()? {
-        let batch_pixels = graft_core::columns::Pixels::of(&batch, width, &path)?;
-        let (ids, labels, pixels, values) =
-            (batch_pixels.ids, batch_pixels.labels, batch_pixels.list, batch_pixels.values);
-        // Augmented views keep their view number.
-        let view: Option<ArrayRef> = batch_pixels.view.cloned();
-        let mut features = Vec::with_capacity(batch.num_rows());
-        let mut dim = 0;
-        for start in (0..batch.num_rows()).step_by(batch_size.max(1)) {
-            let end = (start + batch_size.max(1)).min(batch.num_rows());
-            let offset = pixels.value_offset_at(start);
-            let chunk = values[offset..offset + (end - start) * width].to_vec();
-            let (f, d) = embedder.embed(chunk, end - start).map_err(|source| Error::Inference {
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
+        let split = path.clone();
+        scope.spawn(move || {
+            let mut read = 0u64;
+            loop {
+                let batch = match reader.next_batch() {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let refs = match ImageRefs::of(&batch, &split) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let n = batch.num_rows();
+                for start in (0..n).step_by(batch_size) {
+                    let end = (start + batch_size).min(n);
+                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, read).map(|pixels| Chunk {
+                        pixels,
+                        rows: end - start,
+                        batch: (end == n).then(|| batch.clone()),
+                    });
+                    let failed = chunk.is_err();
+                    if tx.send(chunk).is_err() || failed {
+                        return;
+                    }
+                }
+                read += n as u64;
+            }
+        });
+        let mut features = Vec::new();
+        for chunk in rx {
+            let chunk = chunk?;
+            let (f, d) = embedder.embed(chunk.pixels, chunk.rows).map_err(|source| Error::Inference {
                 path: path.clone(),
-                row: done + start as u64,
+                row: done,
                 source,
             })?;
-            dim = d;
+            backbone.dim = d;
             features.extend(f);
-            progress.advance((end - start) as u64);
+            done += chunk.rows as u64;
+            progress.advance(chunk.rows as u64);
+            let Some(batch) = chunk.batch else { continue };
+            let writer = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, true)?)?),
+            };
+            let refs = ImageRefs::of(&batch, &path)?;
+            let features = graft_core::columns::float_list(std::mem::take(&mut features), backbone.dim)
+                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(refs.ids.clone()),
+                Arc::new(refs.labels.clone()),
+                Arc::new(refs.views.clone()),
+                Arc::new(features),
+            ];
+            let out = RecordBatch::try_new(writer.schema(), columns)
+                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+            writer.write(&out)?;
         }
-        backbone.dim = dim;
-        let writer = match &mut writer {
-            Some(w) => w,
-            None => {
-                writer.insert(ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, view.is_some())?)?)
-            }
-        };
-        let features = graft_core::columns::float_list(features, dim)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(labels.clone())];
-        columns.extend(view.clone());
-        columns.push(Arc::new(features));
-        let out = RecordBatch::try_new(writer.schema(), columns)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-        writer.write(&out)?;
-        done += batch.num_rows() as u64;
-    }
+        Ok(())
+    })?;
     let writer =
         writer.ok_or_else(|| Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() })?;
     Ok((done, writer.finish()?))

@@ -173,6 +173,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         threads: cfg.threads,
         optimization: cfg.graph_optimization,
         cpu_skip_layer_norm_fusion: cfg.cpu_skip_layer_norm_fusion,
+        spinning: spec.kind == Kind::Text,
     };
     let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
     drop(model);

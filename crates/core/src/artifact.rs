@@ -54,6 +54,35 @@ pub struct Provenance {
     /// Set when the file holds one shard of a split (`--shard I/N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Image splits: where the images are and how augmented views are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageSource>,
+}
+
+/// Where an image split's files are, and how the backbone makes its augmented views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSource {
+    /// The folder the rows' paths are relative to, as preprocess was given it.
+    pub root: std::path::PathBuf,
+    /// Seeds view `v` of image `id` with (seed, id, v).
+    pub seed: u64,
+    #[serde(default)]
+    pub augment: Augment,
+}
+
+/// How augmented views differ from the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Zero-pad by this many pixels, then crop back at a random offset.
+    pub pad: usize,
+    /// Mirror horizontally half the time.
+    pub flip: bool,
+    /// Rotate by a random angle in [-rotate, rotate] degrees (bilinear, zero fill).
+    pub rotate: f32,
+    /// Scale brightness and contrast by random factors in [1 - jitter, 1 + jitter].
+    pub jitter: f32,
 }
 
 /// The kind of target a data set has.
@@ -296,6 +325,7 @@ mod tests {
             tokenizer: None,
             backbone: None,
             shard: None,
+            images: None,
         }
     }
 

@@ -5,11 +5,11 @@
 //! | kind | written by | columns |
 //! |---|---|---|
 //! | tokens | preprocess (text) | `id`, `label`, `text`, `input_ids: list<int32>` |
-//! | pixels | preprocess (images) | `id`, `label`, `view: int32`, `pixels: fixed_size_list<float32, 3·S·S>` |
+//! | images | preprocess (images) | `id`, `label`, `view: int32`, `path` (under the split's root) or `image: binary` (encoded bytes), `blake3` of the bytes |
 //! | features | backbone | `id`, `label`, [`view`], `features: fixed_size_list<float32, D>` |
 //! | cache | backbone `--cache` | `key: fixed_size_binary(32)`, `features` |
 //! | predictions | evaluate | `id`, `label`, `pred`, `prob_<label>: float64` per class; or `target`, `pred: float64` |
-//! | rows (to score) | preprocess `rows` | `row: uint64`, `id`, `label` (null when unknown), `text`, `input_ids`, `extra.<column>` |
+//! | rows (to score) | preprocess `rows` | `row: uint64`, `id`, `label` (null when unknown), `text`, `input_ids` or the images columns, `extra.<column>` |
 //! | rejects | preprocess `rows` | `row: uint64`, `id`, `reason`, `extra.<column>` |
 //! | scored rows (Parquet, CSV, JSONL, Arrow) | evaluate `predict` | `row`, `id`, `label`, `pred`, `top_probability`, `prob_<label>` per class (or `pred: float64`), `reason`, carried columns |
 
@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, FixedSizeListArray, Float16Array, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
+    Array, BinaryArray, FixedSizeListArray, Float16Array, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Schema};
 
@@ -30,7 +30,9 @@ pub const LABEL: &str = "label";
 pub const TEXT: &str = "text";
 pub const INPUT_IDS: &str = "input_ids";
 pub const VIEW: &str = "view";
-pub const PIXELS: &str = "pixels";
+pub const PATH: &str = "path";
+pub const IMAGE: &str = "image";
+pub const BLAKE3: &str = "blake3";
 pub const FEATURES: &str = "features";
 pub const HIDDEN: &str = "hidden";
 /// The `pooling` a token-vectors file records: none, every real token kept.
@@ -100,8 +102,29 @@ pub fn tokens_fields() -> Vec<Field> {
     vec![utf8(ID), utf8(LABEL), utf8(TEXT), Field::new(INPUT_IDS, token_ids(), false)]
 }
 
-pub fn pixels_fields(width: usize) -> Vec<Field> {
-    vec![utf8(ID), utf8(LABEL), Field::new(VIEW, DataType::Int32, false), Field::new(PIXELS, floats(width), false)]
+/// What identifies each image of a split: its view number, its path under the split's root
+/// or its encoded bytes (exactly one), and the blake3 of its bytes.
+fn image_ref_fields() -> [Field; 4] {
+    [
+        Field::new(VIEW, DataType::Int32, false),
+        Field::new(PATH, DataType::Utf8, true),
+        Field::new(IMAGE, DataType::Binary, true),
+        utf8(BLAKE3),
+    ]
+}
+
+pub fn images_fields() -> Vec<Field> {
+    let mut fields = vec![utf8(ID), utf8(LABEL)];
+    fields.extend(image_ref_fields());
+    fields
+}
+
+/// New images to score: position, id, label when known, the image columns, carried columns.
+pub fn image_rows_fields(extra: &[String]) -> Vec<Field> {
+    let mut fields = vec![Field::new(ROW, DataType::UInt64, false), utf8(ID), Field::new(LABEL, DataType::Utf8, true)];
+    fields.extend(image_ref_fields());
+    fields.extend(extras(extra));
+    fields
 }
 
 /// Features; the label is null for new rows whose label is unknown (training splits have one
@@ -259,27 +282,61 @@ impl<'a> Tokens<'a> {
     }
 }
 
-/// A record batch of a pixels file.
-#[derive(Debug)]
-pub struct Pixels<'a> {
-    pub ids: &'a StringArray,
-    pub labels: &'a StringArray,
-    pub view: Option<&'a Arc<dyn Array>>,
-    pub list: &'a FixedSizeListArray,
-    /// Row-major, `width` values a row from the list's offset.
-    pub values: &'a [f32],
+/// Where one image's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRef<'a> {
+    /// A path under the split's root, or absolute; without `..`.
+    File(&'a str),
+    Bytes(&'a [u8]),
 }
 
-impl<'a> Pixels<'a> {
-    pub fn of(batch: &'a RecordBatch, width: usize, path: &Path) -> Result<Self> {
-        let (list, values) = float_rows(batch, PIXELS, width, path)?;
+/// A record batch of an images file.
+#[derive(Debug)]
+pub struct ImageRefs<'a> {
+    pub ids: &'a StringArray,
+    pub labels: &'a StringArray,
+    pub views: &'a Int32Array,
+    paths: &'a StringArray,
+    bytes: &'a BinaryArray,
+    hashes: &'a StringArray,
+}
+
+impl<'a> ImageRefs<'a> {
+    pub fn of(batch: &'a RecordBatch, path: &Path) -> Result<Self> {
         Ok(Self {
             ids: column::<StringArray>(batch, ID, path, "utf8 row ids")?,
             labels: column::<StringArray>(batch, LABEL, path, "utf8 labels")?,
-            view: batch.column_by_name(VIEW),
-            list,
-            values,
+            views: column::<Int32Array>(batch, VIEW, path, "int32 view numbers")?,
+            paths: column::<StringArray>(batch, PATH, path, "utf8 image paths")?,
+            bytes: column::<BinaryArray>(batch, IMAGE, path, "binary encoded images")?,
+            hashes: column::<StringArray>(batch, BLAKE3, path, "utf8 blake3 of each image")?,
         })
+    }
+
+    /// Row `i`'s image: a relative path that stays under the root, or bytes; never both.
+    pub fn source(&self, i: usize) -> std::result::Result<ImageRef<'a>, String> {
+        match (self.paths.is_valid(i), self.bytes.is_valid(i)) {
+            (true, false) => {
+                let path = self.paths.value(i);
+                let parent = Path::new(path).components().any(|c| c == std::path::Component::ParentDir);
+                match parent || path.is_empty() {
+                    false => Ok(ImageRef::File(path)),
+                    true => Err(format!("path `{path}` is empty or has `..` in it")),
+                }
+            }
+            (false, true) => Ok(ImageRef::Bytes(self.bytes.value(i))),
+            _ => Err("expected exactly one of `path` and `image`".into()),
+        }
+    }
+
+    /// The blake3 (hex) of row `i`'s bytes.
+    pub fn blake3(&self, i: usize) -> &'a str {
+        self.hashes.value(i)
+    }
+
+    /// Row `i`'s view number: 0 for the image itself.
+    pub fn view(&self, i: usize) -> std::result::Result<u32, String> {
+        u32::try_from(self.views.value(i)).map_err(|_| format!("view {} is negative", self.views.value(i)))
     }
 }
 

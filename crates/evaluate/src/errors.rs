@@ -1,18 +1,20 @@
 //! What explains a classifier's errors: its most confident wrong predictions per pair of
-//! classes (with the rows' text, or a thumbnail of their pixels, joined by id from the data
+//! classes (with the rows' text, or a thumbnail of their image, joined by id from the data
 //! split), and for two classes the precision, recall and F1 at chosen thresholds of the
 //! positive class's probability.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use arrow::array::{Array, FixedSizeListArray, Float32Array, StringArray};
+use arrow::array::{Array, StringArray};
 use base64::Engine;
 use graft_core::artifact::ArtifactReader;
 
 /// Most confident wrong predictions shown per (true, predicted) pair, and pairs shown.
 pub const PER_PAIR: usize = 5;
 pub const PAIRS: usize = 12;
+/// Thumbnails' shorter side, in pixels.
+const THUMBNAIL_SIDE: u32 = 96;
 /// Characters of text shown per row.
 const TEXT_CHARS: usize = 300;
 
@@ -58,14 +60,15 @@ pub fn most_confident_wrong(ids: &[String], truth: &[usize], proba: &[Vec<f64>],
 }
 
 /// Fills in each row's text, or its image's thumbnail, from `data` (a preprocess split file:
-/// `id` and `text`, or `id` and `pixels`), read batch by batch and keeping only the wanted
-/// rows. Of an image's augmented views the first one read is shown.
+/// `id` and `text`, or `id` and the image's path or bytes), read batch by batch and keeping
+/// only the wanted rows. An image that cannot be read any more gets no thumbnail.
 pub fn attach_rows(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
     let mut wanted: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, w) in wrong.iter().enumerate() {
         wanted.entry(w.id.clone()).or_default().push(i);
     }
     let mut reader = ArtifactReader::open(data)?;
+    let root = reader.provenance().images.as_ref().map(|i| i.root.clone());
     while let Some(batch) = reader.next_batch()? {
         let Some(ids) =
             batch.column_by_name(graft_core::columns::ID).and_then(|c| c.as_any().downcast_ref::<StringArray>())
@@ -74,9 +77,7 @@ pub fn attach_rows(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
         };
         let texts =
             batch.column_by_name(graft_core::columns::TEXT).and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let pixels = batch
-            .column_by_name(graft_core::columns::PIXELS)
-            .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>());
+        let images = graft_core::columns::ImageRefs::of(&batch, data).ok();
         for r in 0..batch.num_rows() {
             let Some(rows) = wanted.get(ids.value(r)) else { continue };
             if let Some(texts) = texts {
@@ -86,11 +87,16 @@ pub fn attach_rows(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
                     None => text.to_owned(),
                 };
                 rows.iter().for_each(|&i| wrong[i].text = Some(shown.clone()));
-            } else if let Some(pixels) = pixels
+            } else if let (Some(images), Some(root)) = (&images, &root)
                 && rows.iter().all(|&i| wrong[i].thumbnail.is_none())
             {
-                let values = pixels.value(r);
-                let thumb = values.as_any().downcast_ref::<Float32Array>().and_then(|v| thumbnail(v.values()));
+                let thumb = match images.source(r) {
+                    Ok(graft_core::columns::ImageRef::File(p)) => {
+                        std::fs::read(root.join(p)).ok().and_then(|b| thumbnail(&b))
+                    }
+                    Ok(graft_core::columns::ImageRef::Bytes(b)) => thumbnail(b),
+                    Err(_) => None,
+                };
                 rows.iter().for_each(|&i| wrong[i].thumbnail = thumb.clone());
             }
         }
@@ -98,30 +104,9 @@ pub fn attach_rows(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
     Ok(())
 }
 
-/// A `[3, S, S]` image (normalised floats, channels first) as a PNG data URI, its values
-/// stretched to 0-255 (the normalisation is the model's, so only contrast matters here).
-pub fn thumbnail(chw: &[f32]) -> Option<String> {
-    let side = ((chw.len() / 3) as f64).sqrt().round() as usize;
-    if side == 0 || 3 * side * side != chw.len() {
-        return None;
-    }
-    let (lo, hi) = chw.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let plane = side * side;
-    let mut rgb = Vec::with_capacity(3 * plane);
-    for p in 0..plane {
-        for c in 0..3 {
-            rgb.push((255.0 * (chw[c * plane + p] - lo) / span).round().clamp(0.0, 255.0) as u8);
-        }
-    }
-    let mut png = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut png, side as u32, side as u32);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().ok()?;
-        writer.write_image_data(&rgb).ok()?;
-    }
+/// Image bytes as a PNG data URI, shorter side [`THUMBNAIL_SIDE`] pixels.
+pub fn thumbnail(bytes: &[u8]) -> Option<String> {
+    let png = graft_imaging::thumbnail(bytes, THUMBNAIL_SIDE).ok()?;
     Some(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)))
 }
 
@@ -189,20 +174,21 @@ mod tests {
     }
 
     #[test]
-    fn thumbnails_are_the_pixels_as_png() {
-        // A 2 x 2 image, channels first: red, green, blue, white after stretching to 0-255.
-        let (r, g, b) = ([1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]);
-        let chw: Vec<f32> = r.iter().chain(&g).chain(&b).map(|v| v * 4.0 - 2.0).collect();
-        let uri = thumbnail(&chw).unwrap();
+    fn thumbnails_are_the_image_scaled_as_png() {
+        // A 2 x 2 grey image: black and white on the top row, white and black below.
+        let uri = thumbnail(&graft_imaging::grey_png(&[0, 255, 255, 0], 2).unwrap()).unwrap();
         let png = base64::engine::general_purpose::STANDARD
             .decode(uri.strip_prefix("data:image/png;base64,").unwrap())
             .unwrap();
         let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!((info.width, info.height), (2, 2));
-        assert_eq!(&buf[..12], [255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255]);
-        assert_eq!(thumbnail(&[0.0; 7]), None, "not three square planes");
+        assert_eq!((info.width, info.height), (THUMBNAIL_SIDE, THUMBNAIL_SIDE));
+        // RGB corners: black, white / white, black (the scaling blends only near the middle).
+        let at = |x: usize, y: usize| buf[(y * THUMBNAIL_SIDE as usize + x) * 3];
+        let last = THUMBNAIL_SIDE as usize - 1;
+        assert_eq!([at(0, 0), at(last, 0), at(0, last), at(last, last)], [0, 255, 255, 0]);
+        assert_eq!(thumbnail(b"not an image"), None);
     }
 
     #[test]

@@ -243,6 +243,7 @@ fn write(
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
         inputs: inputs.clone(),
         shard: None,
+        images: None,
         ..first.provenance.clone()
     };
     let schema = provenance.attach(fields)?;
@@ -294,6 +295,7 @@ mod tests {
                 tokenizer: None,
                 backbone: None,
                 shard: None,
+                images: None,
             },
             ids: (0..truth.len()).map(|i| i.to_string()).collect(),
             truth,

@@ -159,6 +159,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         tokenizer: feats.provenance.tokenizer.clone(),
         backbone: Some(feats.backbone.clone()),
         shard: None,
+        images: None,
     };
     let schema = provenance.attach(fields)?;
 

@@ -73,6 +73,7 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
         tokenizer: None,
         backbone: Some(found),
         shard: None,
+        images: None,
     };
     let mut sink = Sink::create(&cfg.out, format, &layout, &provenance)?;
     let mut tally = Tally::new(labels.len());

@@ -1,22 +1,20 @@
 //! `graft-preprocess rows` for image bundles: new images (a folder, a table naming image
-//! files, or a CSV of grey pixel rows) decoded and transformed exactly as at training time
-//! (view 0, no augmentation), in input order; an unreadable image goes to `rejects.arrow`
-//! with its reason.
+//! files, or a CSV of grey pixel rows) named as in training splits (path or encoded bytes,
+//! blake3; view 0), in input order, for the backbone to decode exactly as at training time;
+//! an image whose header cannot be read goes to `rejects.arrow` with its reason.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Field};
-use graft_core::artifact::{ArtifactWriter, Provenance, REJECTS, ROWS};
+use graft_core::artifact::{ArtifactWriter, ImageSource, Provenance, REJECTS, ROWS};
 use graft_core::bundle::Bundle;
 use graft_core::columns;
 use graft_core::progress::Progress;
-use graft_core::spec::Layout;
-use rayon::prelude::*;
+use graft_imaging::EXTENSIONS;
 
 use crate::error::{Error, Result};
-use crate::images::{EXTENSIONS, decode_file, decode_pixels, to_nhwc, transform};
+use crate::image_refs::{ImageRef, Source};
 use crate::read::{Rows, Wanted};
 use crate::rows::{RowsConfig, RowsSummary};
 
@@ -26,29 +24,6 @@ struct Image {
     label: Option<String>,
     source: Source,
     extra: Vec<Option<String>>,
-}
-
-enum Source {
-    File(PathBuf),
-    /// A row of grey values, `side` x `side`, or why the row is not one.
-    Pixels(std::result::Result<Vec<u8>, String>, u32),
-}
-
-impl Source {
-    fn decode(&self) -> std::result::Result<image::DynamicImage, String> {
-        match self {
-            Source::File(path) => decode_file(path),
-            Source::Pixels(values, side) => decode_pixels(values.as_ref().map_err(Clone::clone)?, *side),
-        }
-    }
-
-    /// What names it in a log line.
-    fn describe(&self, id: &str) -> String {
-        match self {
-            Source::File(path) => path.display().to_string(),
-            Source::Pixels(..) => format!("pixel row `{id}`"),
-        }
-    }
 }
 
 /// Images directly in `root` (no label) and in its subfolders (the subfolder's name as the
@@ -71,15 +46,16 @@ fn folder(root: &Path) -> Result<Vec<Image>> {
         if entry.is_dir() {
             let label = name(&entry);
             for file in read(&entry)?.into_iter().filter(|f| is_image(f)) {
+                let id = format!("{label}/{}", name(&file));
                 images.push(Image {
-                    id: format!("{label}/{}", name(&file)),
+                    id: id.clone(),
                     label: Some(label.clone()),
-                    source: Source::File(file),
+                    source: Source::File(id),
                     extra: Vec::new(),
                 });
             }
         } else if is_image(&entry) {
-            images.push(Image { id: name(&entry), label: None, source: Source::File(entry), extra: Vec::new() });
+            images.push(Image { id: name(&entry), label: None, source: Source::File(name(&entry)), extra: Vec::new() });
         }
     }
     Ok(images)
@@ -87,7 +63,6 @@ fn folder(root: &Path) -> Result<Vec<Image>> {
 
 /// Rows of a table naming image files (relative to the table's folder) in `path_column`.
 fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Image>, Vec<String>)> {
-    let base = cfg.rows.input.parent().map(Path::to_path_buf).unwrap_or_default();
     let wanted = Wanted {
         input: cfg.rows.input.clone(),
         text: path_column.to_owned(),
@@ -101,8 +76,8 @@ fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Im
     let extra = rows.extra().to_vec();
     let mut images = Vec::new();
     while let Some(row) = rows.next_row()? {
-        let path = row.text.as_deref().map(str::trim).unwrap_or_default();
-        images.push(Image { id: row.id, label: row.label, source: Source::File(base.join(path)), extra: row.extra });
+        let path = row.text.as_deref().map(str::trim).unwrap_or_default().to_owned();
+        images.push(Image { id: row.id, label: row.label, source: Source::File(path), extra: row.extra });
     }
     Ok((images, extra))
 }
@@ -137,14 +112,8 @@ fn pixel_rows(cfg: &RowsConfig, bundle: &Bundle) -> Result<(Vec<Image>, Vec<Stri
     let mut images = Vec::new();
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(csv_err)?;
-        let values: std::result::Result<Vec<u8>, String> = pixels
-            .iter()
-            .map(|&i| {
-                let v = record.get(i).unwrap_or("").trim();
-                let value = v.parse::<f64>().ok().filter(|x| (0.0..=255.0).contains(x));
-                value.map(|x| x.round() as u8).ok_or_else(|| format!("pixel `{v}` is not in 0..=255"))
-            })
-            .collect();
+        let values: std::result::Result<Vec<u8>, String> =
+            pixels.iter().map(|&i| crate::image_refs::grey(record.get(i).unwrap_or(""))).collect();
         images.push(Image {
             id: id.and_then(|i| record.get(i)).map_or_else(|| row.to_string(), str::to_owned),
             label: label.and_then(|i| record.get(i)).map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
@@ -161,53 +130,50 @@ pub fn run(
     path_column: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<RowsSummary> {
-    let (images, extra) = if cfg.rows.input.is_dir() {
+    let ((images, extra), root) = if cfg.rows.input.is_dir() {
         if !cfg.rows.keep.is_empty() {
             return Err(Error::KeepFolder { path: cfg.rows.input.clone() });
         }
-        (folder(&cfg.rows.input)?, Vec::new())
+        ((folder(&cfg.rows.input)?, Vec::new()), cfg.rows.input.clone())
     } else {
         match path_column {
-            Some(column) => table(cfg, column, bundle)?,
-            None => pixel_rows(cfg, bundle)?,
+            Some(column) => (table(cfg, column, bundle)?, crate::image_refs::table_root(&cfg.rows.input)),
+            None => (pixel_rows(cfg, bundle)?, PathBuf::new()),
         }
     };
+    bundle.spec.image();
     let total = images.len();
     let range = match cfg.rows.shard {
         Some(s) => total * s.index as usize / s.count as usize..total * (s.index as usize + 1) / s.count as usize,
         None => 0..total,
     };
-    let spec = bundle.spec.image();
-    let width = 3 * (spec.size as usize).pow(2);
-    // Decode and transform in parallel; the results stay in input order.
+    // Read, hash and check in parallel; the results stay in input order.
     progress.start("images", range.len() as u64);
-    let decoded: Vec<std::result::Result<Vec<f32>, String>> = images[range.clone()]
-        .par_iter()
-        .map(|img| {
-            let pixels = img.source.decode().map(|d| transform(&d, spec))?;
-            Ok(if spec.layout == Layout::Nhwc { to_nhwc(&pixels, spec.size as usize) } else { pixels })
-        })
-        .collect();
-    progress.advance(decoded.len() as u64);
+    let sources: Vec<&Source> = images[range.clone()].iter().map(|i| &i.source).collect();
+    let resolved = crate::image_refs::resolve(&root, &sources);
+    progress.advance(resolved.len() as u64);
     progress.finish();
     let mut summary = RowsSummary { read: range.len() as u64, ..RowsSummary::default() };
-    let (mut ok, mut bad) = (Vec::new(), Vec::new());
-    for (k, result) in decoded.into_iter().enumerate() {
+    let (mut ok, mut bad): (Vec<(usize, ImageRef)>, Vec<usize>) = (Vec::new(), Vec::new());
+    for (k, result) in resolved.into_iter().enumerate() {
         let at = range.start + k;
+        let described = || images[at].source.describe(&root, &images[at].id);
         match result {
-            Ok(pixels) => ok.push((at, pixels)),
+            Ok(image) => ok.push((at, image)),
             Err(message) if cfg.rows.strict => {
-                let message = format!("row {at} (`{}`): {message}", images[at].source.describe(&images[at].id));
+                let message = format!("row {at} (`{}`): {message}", described());
                 return Err(Error::Image { path: cfg.rows.input.clone(), message });
             }
             Err(message) => {
-                tracing::warn!("cannot read {}: {message}", images[at].source.describe(&images[at].id));
+                tracing::warn!("cannot read {}: {message}", described());
                 *summary.rejected.entry("unreadable image").or_default() += 1;
                 bad.push(at);
             }
         }
     }
-    let base = Provenance { rows: ok.len() as u64, ..crate::rows::provenance(cfg, bundle, None)? };
+    let source = ImageSource { root, seed: 0, augment: Default::default() };
+    let base =
+        Provenance { rows: ok.len() as u64, images: Some(source), ..crate::rows::provenance(cfg, bundle, None)? };
     let text = |f: &dyn Fn(&Image) -> Option<&str>, rows: &[usize]| -> ArrayRef {
         Arc::new(StringArray::from_iter(rows.iter().map(|&i| f(&images[i]))))
     };
@@ -215,29 +181,17 @@ pub fn run(
         (0..extra.len()).map(|k| text(&|img: &Image| img.extra[k].as_deref(), rows)).collect()
     };
     let dest = cfg.out.join(format!("{ROWS}.arrow"));
-    let mut fields = vec![
-        Field::new(columns::ROW, DataType::UInt64, false),
-        Field::new(columns::ID, DataType::Utf8, false),
-        Field::new(columns::LABEL, DataType::Utf8, true),
-        Field::new(columns::VIEW, DataType::Int32, false),
-        Field::new(columns::PIXELS, columns::floats(width), false),
-    ];
-    fields.extend(extra.iter().map(|n| Field::new(columns::extra(n), DataType::Utf8, true)));
-    let schema = base.attach(fields)?;
+    let schema = base.attach(columns::image_rows_fields(&extra))?;
     let mut writer = ArtifactWriter::create(&dest, &schema)?;
     for chunk in ok.chunks(256) {
         let rows: Vec<usize> = chunk.iter().map(|(at, _)| *at).collect();
-        let pixels: Vec<f32> = chunk.iter().flat_map(|(_, p)| p.iter().copied()).collect();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|&r| r as u64))),
             text(&|img: &Image| Some(img.id.as_str()), &rows),
             text(&|img: &Image| img.label.as_deref(), &rows),
             Arc::new(Int32Array::from(vec![0; rows.len()])),
-            Arc::new(
-                columns::float_list(pixels, width)
-                    .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?,
-            ),
         ];
+        columns.extend(crate::image_refs::columns(chunk.iter().map(|(_, r)| r)));
         columns.extend(extras(&rows));
         let batch = RecordBatch::try_new(schema.clone(), columns)
             .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;

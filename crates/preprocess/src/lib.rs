@@ -2,6 +2,7 @@
 
 mod clean;
 mod error;
+mod image_refs;
 mod image_rows;
 pub mod images;
 pub mod read;
@@ -149,6 +150,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         inputs,
         backbone: None,
         shard: None,
+        images: None,
     };
     let mut writers: Vec<Option<SplitWriter>> = Vec::new();
     for split in Split::ALL {

@@ -166,6 +166,7 @@ pub(crate) fn provenance(cfg: &RowsConfig, bundle: &Bundle, tokenizer: Option<To
         tokenizer,
         backbone: None,
         shard: cfg.rows.shard,
+        images: None,
     })
 }
 

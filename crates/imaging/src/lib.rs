@@ -1,0 +1,310 @@
+//! Image bytes to a backbone's input, the same at training and scoring time: decode (PNG or
+//! JPEG, any bit depth or channel layout, as RGB), shorter side resized (bilinear, as
+//! Pillow's), centre crop, `[0, 1]`, per-channel normalisation, channels first or last; and
+//! seeded augmented views of the result.
+
+use graft_core::artifact::Augment;
+use graft_core::spec::{ImageSpec, Layout};
+use image::{DynamicImage, GrayImage};
+
+/// Files taken as images when a folder is listed.
+pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Image bytes decoded, or why they cannot be. The decoder's default limits (512 MiB of
+/// pixels) refuse images that would exhaust memory.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())
+}
+
+/// Width and height from the header, and the file's end: a cheap check, without decoding,
+/// that the bytes are a whole PNG or JPEG of a positive size. (The JPEG decoder fills a
+/// truncated file's missing rows with grey rather than failing; this refuses it.)
+pub fn check(bytes: &[u8]) -> Result<(u32, u32), String> {
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let whole = match reader.format() {
+        Some(image::ImageFormat::Jpeg) => {
+            // The end-of-image marker after the last start of scan (scan data cannot hold
+            // 0xFF 0xD9: a 0xFF byte there is followed by 0x00).
+            let last = |marker: [u8; 2]| bytes.windows(2).rposition(|w| w == marker);
+            matches!((last([0xFF, 0xDA]), last([0xFF, 0xD9])), (Some(scan), Some(end)) if end > scan)
+        }
+        Some(image::ImageFormat::Png) => bytes.windows(4).rev().take(64).any(|w| w == b"IEND"),
+        _ => return Err("not a PNG or JPEG image".into()),
+    };
+    if !whole {
+        return Err("the file is truncated (it ends before the image does)".into());
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
+    if w == 0 || h == 0 {
+        return Err(format!("{w} x {h} has no pixels"));
+    }
+    Ok((w, h))
+}
+
+/// A square grey image from a row of pixel values, PNG-encoded (lossless).
+pub fn grey_png(values: &[u8], side: u32) -> Result<Vec<u8>, String> {
+    let image = GrayImage::from_raw(side, side, values.to_vec()).ok_or("pixel count does not match the side")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
+}
+
+/// The model's input for views `views` of one image's bytes, in that order: view 0 is the
+/// image transformed; view `v > 0` is augmented with the seed of (`seed`, `id`, `v`).
+pub fn views(
+    bytes: &[u8],
+    spec: &ImageSpec,
+    id: &str,
+    views: &[u32],
+    seed: u64,
+    aug: &Augment,
+) -> Result<Vec<Vec<f32>>, String> {
+    let pixels = transform(&decode(bytes)?, spec);
+    let s = spec.size as usize;
+    let layout = |v: Vec<f32>| if spec.layout == Layout::Nhwc { to_nhwc(&v, s) } else { v };
+    Ok(views
+        .iter()
+        .map(|&view| {
+            if view == 0 {
+                return layout(pixels.clone());
+            }
+            let mut rng = graft_core::rng::SplitMix64::new(view_seed(seed, id, view as usize));
+            layout(augment(&pixels, s, aug, spec.mean, spec.std, &mut rng))
+        })
+        .collect())
+}
+
+/// A thumbnail of image bytes, shorter side `side` pixels, as PNG bytes.
+pub fn thumbnail(bytes: &[u8], side: u32) -> Result<Vec<u8>, String> {
+    let image = decode(bytes)?;
+    let scale = f64::from(side) / f64::from(image.width().min(image.height()));
+    let (w, h) =
+        ((f64::from(image.width()) * scale).round().max(1.0), (f64::from(image.height()) * scale).round().max(1.0));
+    let small = image.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle).to_rgb8();
+    let mut out = std::io::Cursor::new(Vec::new());
+    small.write_to(&mut out, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
+}
+
+/// The spec's transforms: RGB, shorter side to `resize` (bilinear), centre `size` crop,
+/// [0, 1], `(x - mean) / std`, channels first.
+pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
+    let converted;
+    let rgb = match image {
+        DynamicImage::ImageRgb8(_) => image,
+        other => {
+            converted = DynamicImage::ImageRgb8(other.to_rgb8());
+            &converted
+        }
+    };
+    let (w, h) = (rgb.width(), rgb.height());
+    let scale = spec.resize as f64 / w.min(h) as f64;
+    let (nw, nh) =
+        (((w as f64 * scale).round() as u32).max(spec.size), ((h as f64 * scale).round() as u32).max(spec.size));
+    let (x0, y0) = ((nw - spec.size) / 2, (nh - spec.size) / 2);
+    let s = spec.size as usize;
+    let (cropped, row): (std::borrow::Cow<[u8]>, usize) = if (nw, nh) == (w, h) {
+        let raw = rgb.as_rgb8().expect("RGB").as_raw();
+        (std::borrow::Cow::Borrowed(&raw[..]), w as usize * 3)
+    } else {
+        // SIMD bilinear convolution (fast_image_resize), as Pillow's BILINEAR, of the centre
+        // crop only: the crop's box in source coordinates (the kernels still read the
+        // pixels around it, as a resize of the whole image would).
+        let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
+        let mut dst = fast_image_resize::images::Image::new(spec.size, spec.size, fast_image_resize::PixelType::U8x3);
+        let options = fast_image_resize::ResizeOptions::new()
+            .resize_alg(fast_image_resize::ResizeAlg::Convolution(fast_image_resize::FilterType::Bilinear))
+            .crop(x0 as f64 * sx, y0 as f64 * sy, s as f64 * sx, s as f64 * sy);
+        fast_image_resize::Resizer::new().resize(rgb, &mut dst, &options).expect("RGB to RGB of a positive size");
+        (std::borrow::Cow::Owned(dst.into_vec()), s * 3)
+    };
+    let (x0, y0) = if (nw, nh) == (w, h) { (x0 as usize, y0 as usize) } else { (0, 0) };
+    // (v / 255 - mean) / std for every byte value, per channel.
+    let table: Vec<[f32; 256]> =
+        (0..3).map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - spec.mean[c]) / spec.std[c])).collect();
+    let mut out = vec![0f32; 3 * s * s];
+    let (red, rest) = out.split_at_mut(s * s);
+    let (green, blue) = rest.split_at_mut(s * s);
+    for y in 0..s {
+        let line = &cropped[(y0 + y) * row + x0 * 3..][..s * 3];
+        for (x, p) in line.chunks_exact(3).enumerate() {
+            red[y * s + x] = table[0][p[0] as usize];
+            green[y * s + x] = table[1][p[1] as usize];
+            blue[y * s + x] = table[2][p[2] as usize];
+        }
+    }
+    out
+}
+
+/// A seeded augmented view of a transformed image `[3, s, s]` (normalised with `mean`/`std`).
+pub fn augment(
+    pixels: &[f32],
+    s: usize,
+    a: &Augment,
+    mean: [f32; 3],
+    std: [f32; 3],
+    rng: &mut graft_core::rng::SplitMix64,
+) -> Vec<f32> {
+    let pad = a.pad;
+    let (dx, dy) = (rng.below(2 * pad + 1), rng.below(2 * pad + 1));
+    let mirror = a.flip && rng.below(2) == 1;
+    let angle = (a.rotate * (2.0 * rng.next_f64() as f32 - 1.0)).to_radians();
+    let (brightness, contrast) =
+        (1.0 + a.jitter * (2.0 * rng.next_f64() as f32 - 1.0), 1.0 + a.jitter * (2.0 * rng.next_f64() as f32 - 1.0));
+    let (sin, cos) = angle.sin_cos();
+    let centre = (s as f32 - 1.0) / 2.0;
+    // The source value of channel c at real position (x, y) of the padded, mirrored image.
+    let sample = |c: usize, x: f32, y: f32| -> f32 {
+        let (x0, y0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - x0, y - y0);
+        let at = |xi: f32, yi: f32| -> f32 {
+            let (px, py) = (xi as isize - pad as isize, yi as isize - pad as isize);
+            if px < 0 || py < 0 || px >= s as isize || py >= s as isize {
+                return 0.0;
+            }
+            pixels[c * s * s + py as usize * s + px as usize]
+        };
+        let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx;
+        let bottom = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx;
+        top * (1.0 - fy) + bottom * fy
+    };
+    let mut out = vec![0f32; pixels.len()];
+    for c in 0..3 {
+        for y in 0..s {
+            for x in 0..s {
+                // Rotate about the centre, then shift into the padded image and mirror.
+                let (rx, ry) = (x as f32 - centre, y as f32 - centre);
+                let (sx, sy) = (cos * rx + sin * ry + centre, -sin * rx + cos * ry + centre);
+                let sx = if mirror { s as f32 - 1.0 - sx } else { sx };
+                out[c * s * s + y * s + x] = sample(c, sx + dx as f32, sy + dy as f32);
+            }
+        }
+    }
+    if a.jitter > 0.0 {
+        // In [0, 1] pixel space: contrast about the image's mean grey, then brightness.
+        let grey = |v: &[f32]| -> f32 {
+            (0..3).map(|c| v[c * s * s..(c + 1) * s * s].iter().map(|x| x * std[c] + mean[c]).sum::<f32>()).sum::<f32>()
+                / (3 * s * s) as f32
+        };
+        let m = grey(&out);
+        for c in 0..3 {
+            for v in &mut out[c * s * s..(c + 1) * s * s] {
+                let p = ((*v * std[c] + mean[c] - m) * contrast + m) * brightness;
+                *v = (p - mean[c]) / std[c];
+            }
+        }
+    }
+    out
+}
+
+/// `[3, s, s]` as `[s, s, 3]`.
+pub fn to_nhwc(chw: &[f32], s: usize) -> Vec<f32> {
+    let mut out = vec![0f32; chw.len()];
+    for c in 0..3 {
+        for i in 0..s * s {
+            out[i * 3 + c] = chw[c * s * s + i];
+        }
+    }
+    out
+}
+
+/// The seed of view `view` of image `id`.
+pub fn view_seed(seed: u64, id: &str, view: usize) -> u64 {
+    let hash = blake3::hash(id.as_bytes());
+    let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("8 bytes");
+    seed ^ u64::from_le_bytes(bytes) ^ (view as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(size: u32, resize: u32) -> ImageSpec {
+        ImageSpec {
+            input: "x".into(),
+            size,
+            resize,
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 1.0],
+            layout: Default::default(),
+        }
+    }
+
+    #[test]
+    fn grey_becomes_rgb_normalised_per_channel_channels_first() {
+        let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(4, 4, image::Luma([255])));
+        let out = transform(&img, &spec(4, 4));
+        assert_eq!(out.len(), 48);
+        // (1 - mean) / std per channel: 1, 3, 1.
+        assert!(out[..16].iter().all(|v| (v - 1.0).abs() < 1e-6));
+        assert!(out[16..32].iter().all(|v| (v - 3.0).abs() < 1e-6));
+        assert!(out[32..].iter().all(|v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn augmented_views_are_shifted_mirrored_rotated_or_jittered_and_seeded() {
+        // One channel pattern: value = x + 10 y, on a 4x4 image (3 channels alike).
+        let s = 4;
+        let base: Vec<f32> = (0..3 * s * s).map(|i| ((i % (s * s)) % s + 10 * ((i % (s * s)) / s)) as f32).collect();
+        let (mean, std) = ([0.0; 3], [1.0; 3]);
+        let view = |a: Augment, seed| augment(&base, s, &a, mean, std, &mut graft_core::rng::SplitMix64::new(seed));
+        assert_eq!(view(Augment::default(), 1), base, "no augmentation: unchanged");
+        let shift_flip = Augment { pad: 1, flip: true, ..Augment::default() };
+        assert_eq!(view(shift_flip, 5), view(shift_flip, 5), "seeded");
+        let views: Vec<Vec<f32>> = (0..20).map(|seed| view(shift_flip, seed)).collect();
+        assert!(views.iter().any(|v| *v != base), "some views differ");
+        // Shifts and mirrors move whole pixels: every non-zero value is one of the image's.
+        assert!(views.iter().all(|v| v.iter().all(|x| *x == 0.0 || base.contains(x))));
+        let flipped: Vec<f32> = (0..3 * s * s).map(|i| base[(i / s) * s + (s - 1 - i % s)]).collect();
+        let mirror_only = Augment { flip: true, ..Augment::default() };
+        assert!((0..10).all(|seed| [base.clone(), flipped.clone()].contains(&view(mirror_only, seed))));
+        // Rotation turns about the centre: on a 5x5 image the centre pixel stays, others move.
+        let odd: Vec<f32> = (0..3 * 25).map(|i| (i % 25) as f32).collect();
+        let turned = augment(
+            &odd,
+            5,
+            &Augment { rotate: 30.0, ..Augment::default() },
+            mean,
+            std,
+            &mut graft_core::rng::SplitMix64::new(3),
+        );
+        assert!((turned[12] - odd[12]).abs() < 1e-5 && turned != odd);
+        // Jitter scales values about the mean grey; a constant image stays constant.
+        let flat = vec![0.5f32; 3 * s * s];
+        let jittered = augment(
+            &flat,
+            s,
+            &Augment { jitter: 0.5, ..Augment::default() },
+            mean,
+            std,
+            &mut graft_core::rng::SplitMix64::new(2),
+        );
+        assert!(jittered.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6) && (jittered[0] - 0.5).abs() > 1e-4);
+    }
+
+    #[test]
+    fn channels_last_layout() {
+        let chw: Vec<f32> = (0..12).map(|i| i as f32).collect(); // 3 channels of 2x2
+        assert_eq!(to_nhwc(&chw, 2), [0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
+    }
+
+    #[test]
+    fn shorter_side_is_resized_then_the_centre_cropped() {
+        // 8 wide, 4 high: left half black, right half white; resized to 4 high (no change),
+        // then the centre 4x4 spans both halves equally.
+        let img = GrayImage::from_fn(8, 4, |x, _| image::Luma([if x < 4 { 0 } else { 255 }]));
+        let out = transform(&DynamicImage::ImageLuma8(img), &ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..spec(4, 4) });
+        let row: Vec<f32> = out[..4].to_vec();
+        assert_eq!(row, [0.0, 0.0, 1.0, 1.0]);
+        // Shorter side 4 -> 8: the output is 8x8 from a 16x8 resize.
+        let img = GrayImage::from_pixel(8, 4, image::Luma([51]));
+        let out = transform(&DynamicImage::ImageLuma8(img), &ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..spec(8, 8) });
+        assert_eq!(out.len(), 3 * 64);
+        assert!(out.iter().all(|v| (v - 0.2).abs() < 1e-6), "a constant image stays constant");
+    }
+}
