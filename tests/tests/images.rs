@@ -445,3 +445,37 @@ fn images_with_a_numeric_target_train_a_regression_head() {
     // Red against blue is what the CNN's four channels see most: R² well above zero.
     assert!(r2 > 0.9, "test R² {r2}: {metrics}");
 }
+
+#[test]
+fn a_changed_image_reruns_the_pipeline_stages_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(root.join("photos").join(class)).unwrap();
+        for n in 0..10 {
+            let name = format!("{n:02}.png");
+            std::fs::copy(images(&format!("folder/{class}/{name}")), root.join("photos").join(class).join(&name))
+                .unwrap();
+        }
+    }
+    let spec = images("tiny-cnn.yaml");
+    let yaml = format!(
+        "version: 1\nstages:\n  preprocess:\n    cmd: graft-preprocess\n    args: {{input: photos, spec: {spec}, out: run/data}}\n    deps: [photos]\n    outs: [run/data]\n  backbone:\n    cmd: graft-backbone\n    args: {{spec: {spec}, input: run/data, out: run/features}}\n    deps: [run/data]\n    outs: [run/features]\n",
+        spec = s(&spec)
+    );
+    let pipeline = root.join("p.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let graft = || String::from_utf8_lossy(&ok("graft", &["run", s(&pipeline)]).stderr).into_owned();
+    let log = graft();
+    assert!(log.contains("2 stages: 2 ran"), "{log}");
+    let before = all(&root.join("run/features"));
+    let log = graft();
+    assert!(log.contains("2 stages: 0 ran"), "{log}");
+    // One photo replaced by another: both stages rerun, and its features follow it.
+    std::fs::copy(images("folder/dog/05.png"), root.join("photos/cat/03.png")).unwrap();
+    let log = graft();
+    assert!(log.contains("2 stages: 2 ran"), "{log}");
+    let after = all(&root.join("run/features"));
+    assert!(after["cat/03.png"].1 != before["cat/03.png"].1 && after["cat/04.png"].1 == before["cat/04.png"].1);
+    assert_matches(&after, |id| if id == "cat/03.png" { "dog/05.png".into() } else { id.to_owned() });
+}

@@ -63,7 +63,8 @@ pub struct Provenance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSource {
-    /// The folder the rows' paths are relative to, as preprocess was given it.
+    /// The folder the rows' paths are relative to, absolute (empty when every row holds its
+    /// image's bytes).
     pub root: std::path::PathBuf,
     /// Seeds view `v` of image `id` with (seed, id, v).
     pub seed: u64,

@@ -92,6 +92,15 @@ pub(crate) fn columns<'a>(refs: impl Iterator<Item = &'a ImageRef> + Clone) -> [
     ]
 }
 
+/// `root` made absolute (without resolving links), so that the backbone finds the images
+/// from any working folder; empty (pixel rows: no files) stays empty.
+pub(crate) fn absolute(root: PathBuf) -> PathBuf {
+    match root.as_os_str().is_empty() {
+        true => root,
+        false => std::path::absolute(&root).unwrap_or(root),
+    }
+}
+
 /// The folder a table's paths are relative to: the table's own.
 pub(crate) fn table_root(table: &Path) -> PathBuf {
     table.parent().map(Path::to_path_buf).unwrap_or_default()

@@ -171,7 +171,7 @@ pub fn run(
             }
         }
     }
-    let source = ImageSource { root, seed: 0, augment: Default::default() };
+    let source = ImageSource { root: crate::image_refs::absolute(root), seed: 0, augment: Default::default() };
     let base =
         Provenance { rows: ok.len() as u64, images: Some(source), ..crate::rows::provenance(cfg, bundle, None)? };
     let text = |f: &dyn Fn(&Image) -> Option<&str>, rows: &[usize]| -> ArrayRef {

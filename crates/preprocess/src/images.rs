@@ -8,6 +8,11 @@
 //! augmented view; the backbone decodes, transforms and augments. Every file is read once
 //! here to hash it and check its header; an unreadable one is skipped and listed (or fails
 //! the run with `--strict`).
+//!
+//! Flat memory: the input is listed a chunk at a time (a folder one class at a time), each
+//! chunk's readable images spilled in input order to a temporary file, and only a class
+//! index per image kept. Then the split is drawn and the spilled rows go to their split's
+//! file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,36 +40,40 @@ fn read_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| graft_core::Error::Read { path: path.to_owned(), source }.into()
 }
 
-/// Images under `root/<label>/`, labels and files in name order; ids are `label/file`.
-fn list_folder(root: &Path) -> Result<Vec<Item>> {
+/// Images under `root/<label>/`, labels and files in name order, a class at a time; ids are
+/// `label/file`.
+fn list_folder(root: &Path, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
     let mut classes: Vec<PathBuf> = fs_err::read_dir(root)
         .map_err(read_err(root))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
     classes.sort();
-    let mut items = Vec::new();
     for class in classes {
         let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut files: Vec<PathBuf> = fs_err::read_dir(&class)
+        let mut files: Vec<String> = fs_err::read_dir(&class)
             .map_err(read_err(&class))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension().is_some_and(|e| EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
             })
+            .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
             .collect();
         files.sort();
-        for file in files {
-            let id = format!("{label}/{}", file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-            items.push(Item { id: id.clone(), label: label.clone(), source: Source::File(id) });
+        for chunk in files.chunks(BATCH_ROWS) {
+            let items = chunk.iter().map(|file| {
+                let id = format!("{label}/{file}");
+                Item { id: id.clone(), label: label.clone(), source: Source::File(id) }
+            });
+            each(items.collect())?;
         }
     }
-    Ok(items)
+    Ok(())
 }
 
 /// Rows of a CSV or Parquet table naming image files (`--path-column`, relative to the
 /// table's folder) and their labels; ids are the id column's or the paths.
-fn read_paths(cfg: &Config, column: &str) -> Result<Vec<Item>> {
+fn read_paths(cfg: &Config, column: &str, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
     let table = Config { text_column: column.to_owned(), ..cfg.clone() };
     let mut rows = crate::read::Rows::open(&table)?;
     let mut items = Vec::new();
@@ -73,12 +82,15 @@ fn read_paths(cfg: &Config, column: &str) -> Result<Vec<Item>> {
         let id = if cfg.id_column.is_some() { row.id } else { path.trim().to_owned() };
         let source = Source::File(path.trim().to_owned());
         items.push(Item { id, label: row.label.unwrap_or_default().trim().to_owned(), source });
+        if items.len() == BATCH_ROWS {
+            each(std::mem::take(&mut items))?;
+        }
     }
-    Ok(items)
+    each(items)
 }
 
 /// Rows of a pixel CSV: the label column, an optional id column, and N x N grey values.
-fn read_pixels(cfg: &Config) -> Result<Vec<Item>> {
+fn read_pixels(cfg: &Config, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
     let path = &cfg.input;
     let csv_err = |e: csv::Error| Error::Csv { path: path.clone(), source: e };
     let mut reader = csv::Reader::from_path(path).map_err(csv_err)?;
@@ -113,70 +125,147 @@ fn read_pixels(cfg: &Config) -> Result<Vec<Item>> {
             label: record.get(label).unwrap_or("").trim().to_owned(),
             source: Source::Pixels(Ok(values), side),
         });
+        if items.len() == BATCH_ROWS {
+            each(std::mem::take(&mut items))?;
+        }
     }
-    Ok(items)
+    each(items)
 }
 
-struct Writer {
-    inner: ArtifactWriter,
-    /// Rows waiting: item index, view, image.
-    buffer: Vec<(usize, i32, ImageRef)>,
+/// Rows waiting for one output file, written a batch at a time.
+struct Writer<W: Output> {
+    inner: W,
+    /// Id, label, view, image.
+    buffer: Vec<(String, String, i32, ImageRef)>,
 }
 
-impl Writer {
-    fn flush(&mut self, items: &[Item]) -> Result<()> {
+/// Where a [`Writer`]'s batches go: a split file, or the spill.
+trait Output {
+    fn schema(&self) -> arrow::datatypes::SchemaRef;
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+}
+
+impl Output for ArtifactWriter {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        ArtifactWriter::schema(self)
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        Ok(ArtifactWriter::write(self, batch)?)
+    }
+}
+
+/// The spill: a plain Arrow file in a temporary file beside the outputs, read back once.
+struct SpillFile {
+    writer: arrow::ipc::writer::FileWriter<std::fs::File>,
+    pending: graft_core::atomic::Pending,
+    path: PathBuf,
+}
+
+impl SpillFile {
+    fn arrow_err(&self) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
+        move |source| graft_core::Error::Arrow { path: self.path.clone(), source }.into()
+    }
+}
+
+impl Output for SpillFile {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.writer.schema().clone()
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|source| graft_core::Error::Arrow { path: self.path.clone(), source }.into())
+    }
+}
+
+impl<W: Output> Writer<W> {
+    fn flush(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.buffer);
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| items[r.0].id.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| items[r.0].label.as_str()))),
-            Arc::new(Int32Array::from(rows.iter().map(|r| r.1).collect::<Vec<i32>>())),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+            Arc::new(Int32Array::from(rows.iter().map(|r| r.2).collect::<Vec<i32>>())),
         ];
-        columns.extend(crate::image_refs::columns(rows.iter().map(|r| &r.2)));
+        columns.extend(crate::image_refs::columns(rows.iter().map(|r| &r.3)));
         let batch = RecordBatch::try_new(self.inner.schema(), columns).expect("matching columns");
         self.inner.write(&batch)?;
         Ok(())
     }
+
+    fn push(&mut self, row: (String, String, i32, ImageRef)) -> Result<()> {
+        self.buffer.push(row);
+        if self.buffer.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The readable images in input order, spilled to a temporary file, and what is known of
+/// them: a class index per image (in first-seen order), the labels seen, the hash of all.
+struct Spill {
+    writer: Writer<SpillFile>,
+    classes: Vec<u32>,
+    seen: BTreeMap<String, u32>,
+    hasher: blake3::Hasher,
 }
 
 pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result<Summary> {
     spec.image();
-    let (mut items, root) = match (&cfg.path_column, cfg.input.is_dir()) {
-        (_, true) => (list_folder(&cfg.input)?, cfg.input.clone()),
-        (Some(column), false) => (read_paths(cfg, column)?, crate::image_refs::table_root(&cfg.input)),
-        (None, false) => (read_pixels(cfg)?, PathBuf::new()),
+    let root = match (&cfg.path_column, cfg.input.is_dir()) {
+        (_, true) => cfg.input.clone(),
+        (Some(_), false) => crate::image_refs::table_root(&cfg.input),
+        (None, false) => PathBuf::new(),
     };
-    let mut summary = Summary { rows_read: items.len(), ..Summary::default() };
-    if items.is_empty() {
-        return Err(Error::Empty { path: cfg.input.clone() });
-    }
-    items.retain(|item| {
-        let keep = !item.label.is_empty();
-        if !keep {
-            *summary.dropped.entry("missing label").or_default() += 1;
+    let mut summary = Summary::default();
+    let spill_path = cfg.out.join("spill.arrow");
+    let mut pending = graft_core::atomic::Pending::create(&spill_path)?;
+    let file =
+        pending.file().try_clone().map_err(|source| graft_core::Error::Write { path: spill_path.clone(), source })?;
+    let schema = arrow::datatypes::Schema::new(graft_core::columns::images_fields());
+    let writer = arrow::ipc::writer::FileWriter::try_new(file, &schema)
+        .map_err(|source| graft_core::Error::Arrow { path: spill_path.clone(), source })?;
+    let mut spill = Spill {
+        writer: Writer { inner: SpillFile { writer, pending, path: spill_path }, buffer: Vec::new() },
+        classes: Vec::new(),
+        seen: BTreeMap::new(),
+        hasher: blake3::Hasher::new(),
+    };
+    // First pass: read, hash and check every image, a chunk at a time in parallel; the
+    // unreadable are listed and skipped, or fail the run with --strict.
+    progress.start("reading", 0);
+    let mut each = |chunk: Vec<Item>| -> Result<()> {
+        summary.rows_read += chunk.len();
+        progress.advance(chunk.len() as u64);
+        let (chunk, unlabelled): (Vec<Item>, Vec<Item>) = chunk.into_iter().partition(|i| !i.label.is_empty());
+        if !unlabelled.is_empty() {
+            *summary.dropped.entry("missing label").or_default() += unlabelled.len();
         }
-        keep
-    });
-    if cfg.task == Task::Regression
-        && let Some(item) = items.iter().find(|i| !i.label.parse::<f64>().is_ok_and(f64::is_finite))
-    {
-        let message = format!(
-            "image `{}`: column `{}` holds `{}`, not a number (the task is regression)",
-            item.id, cfg.label_column, item.label
-        );
-        return Err(Error::Image { path: cfg.input.clone(), message });
-    }
-    // Read, hash and check every image, in parallel batches; the unreadable are listed and
-    // skipped, or fail the run with --strict.
-    let mut refs: Vec<Option<ImageRef>> = Vec::with_capacity(items.len());
-    progress.start("reading", items.len() as u64);
-    for chunk in items.chunks(BATCH_ROWS) {
+        if cfg.task == Task::Regression
+            && let Some(item) = chunk.iter().find(|i| !i.label.parse::<f64>().is_ok_and(f64::is_finite))
+        {
+            let message = format!(
+                "image `{}`: column `{}` holds `{}`, not a number (the task is regression)",
+                item.id, cfg.label_column, item.label
+            );
+            return Err(Error::Image { path: cfg.input.clone(), message });
+        }
         let sources: Vec<&Source> = chunk.iter().map(|i| &i.source).collect();
-        for (item, result) in chunk.iter().zip(crate::image_refs::resolve(&root, &sources)) {
+        let resolved = crate::image_refs::resolve(&root, &sources);
+        for (item, result) in chunk.into_iter().zip(resolved) {
             match result {
-                Ok(r) => refs.push(Some(r)),
+                Ok(image) => {
+                    spill.hasher.update(image.blake3.as_bytes());
+                    let next = spill.seen.len() as u32;
+                    spill.classes.push(match cfg.task {
+                        Task::Classification => *spill.seen.entry(item.label.clone()).or_insert(next),
+                        Task::Regression => 0,
+                    });
+                    spill.writer.push((item.id, item.label, 0, image))?;
+                }
                 Err(why) => {
                     let name = item.source.describe(&root, &item.id);
                     if cfg.strict {
@@ -184,32 +273,42 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
                     }
                     tracing::warn!("skipping unreadable image {name}: {why}");
                     summary.skipped.push(name);
-                    refs.push(None);
                 }
             }
         }
-        progress.advance(chunk.len() as u64);
+        Ok(())
+    };
+    match (&cfg.path_column, cfg.input.is_dir()) {
+        (_, true) => list_folder(&cfg.input, &mut each)?,
+        (Some(column), false) => read_paths(cfg, column, &mut each)?,
+        (None, false) => read_pixels(cfg, &mut each)?,
     }
     progress.finish();
-    let (items, refs): (Vec<Item>, Vec<ImageRef>) =
-        items.into_iter().zip(refs).filter_map(|(item, r)| r.map(|r| (item, r))).unzip();
-    if items.is_empty() {
+    spill.writer.flush()?;
+    let mut spilled = spill.writer.inner;
+    spilled.writer.finish().map_err(spilled.arrow_err())?;
+    if summary.rows_read == 0 {
+        return Err(Error::Empty { path: cfg.input.clone() });
+    }
+    if spill.classes.is_empty() {
         return Err(Error::NothingLeft { path: cfg.input.clone(), dropped: "no image could be read".into() });
     }
     // Regression splits at random: every row in one stratum.
     let (labels, classes): (Vec<String>, Vec<usize>) = match cfg.task {
         Task::Classification => {
-            let labels = crate::vocabulary(items.iter().map(|i| &i.label), cfg)?;
-            let classes = items.iter().map(|i| labels.binary_search(&i.label).expect("in vocabulary")).collect();
-            (labels, classes)
+            let labels = crate::vocabulary(spill.seen.keys(), cfg)?;
+            // First-seen index -> index in the sorted vocabulary.
+            let mut sorted = vec![0; spill.seen.len()];
+            for (label, first) in &spill.seen {
+                sorted[*first as usize] = labels.binary_search(label).expect("in vocabulary");
+            }
+            (labels, spill.classes.iter().map(|&c| sorted[c as usize]).collect())
         }
-        Task::Regression => (Vec::new(), vec![0; items.len()]),
+        Task::Regression => (Vec::new(), vec![0; spill.classes.len()]),
     };
+    drop(spill.classes);
     let assignment = split::stratified(&classes, labels.len().max(1), cfg.val_fraction, cfg.test_fraction, cfg.seed);
-    let mut all = blake3::Hasher::new();
-    refs.iter().for_each(|r| {
-        all.update(r.blake3.as_bytes());
-    });
+    drop(classes);
     let augment = Augment {
         pad: cfg.augment_pad,
         flip: cfg.augment_flip,
@@ -226,14 +325,14 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
         inputs: BTreeMap::from([
             ("spec".to_owned(), graft_core::hash::file(&cfg.spec)?),
-            ("images".to_owned(), all.finalize().to_hex().to_string()),
+            ("images".to_owned(), spill.hasher.finalize().to_hex().to_string()),
         ]),
         tokenizer: None,
         backbone: None,
         shard: None,
-        images: Some(ImageSource { root, seed: cfg.seed, augment }),
+        images: Some(ImageSource { root: crate::image_refs::absolute(root), seed: cfg.seed, augment }),
     };
-    let mut writers: Vec<Option<Writer>> = Vec::new();
+    let mut writers: Vec<Option<Writer<ArtifactWriter>>> = Vec::new();
     for split in Split::ALL {
         let count = assignment.iter().filter(|s| **s == split).count();
         if count == 0 {
@@ -248,20 +347,40 @@ pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result
         let dest = cfg.out.join(format!("{}.arrow", split.name()));
         writers.push(Some(Writer { inner: ArtifactWriter::create(&dest, &schema)?, buffer: Vec::new() }));
     }
-    for (i, (image, split)) in refs.into_iter().zip(&assignment).enumerate() {
-        let writer = writers[*split as usize].as_mut().expect("a writer for every split with rows");
-        let views = if *split == Split::Train { cfg.augment_views } else { 0 };
-        for view in 1..=views {
-            writer.buffer.push((i, view as i32, image.clone()));
-        }
-        writer.buffer.push((i, 0, image));
-        if writer.buffer.len() >= BATCH_ROWS {
-            writer.flush(&items)?;
+    // Second pass: the spilled rows, in input order, go to their split's file.
+    let mut file = spilled
+        .pending
+        .file()
+        .try_clone()
+        .map_err(|source| graft_core::Error::Read { path: spilled.path.clone(), source })?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+        .map_err(|source| graft_core::Error::Read { path: spilled.path.clone(), source })?;
+    let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(spilled.arrow_err())?;
+    let mut splits = assignment.iter();
+    for batch in reader {
+        let batch = batch.map_err(spilled.arrow_err())?;
+        let refs = graft_core::columns::ImageRefs::of(&batch, &spilled.path)?;
+        for r in 0..batch.num_rows() {
+            let split = *splits.next().expect("one split per spilled row");
+            let writer = writers[split as usize].as_mut().expect("a writer for every split with rows");
+            let (path, bytes) = match refs.source(r) {
+                Ok(graft_core::columns::ImageRef::File(p)) => (Some(p.to_owned()), None),
+                Ok(graft_core::columns::ImageRef::Bytes(b)) => (None, Some(b.to_vec())),
+                Err(message) => return Err(Error::Image { path: spilled.path.clone(), message }),
+            };
+            let image = ImageRef { path, bytes, blake3: refs.blake3(r).to_owned() };
+            let (id, label) = (refs.ids.value(r), refs.labels.value(r));
+            let views = if split == Split::Train { cfg.augment_views } else { 0 };
+            for view in 1..=views {
+                writer.push((id.to_owned(), label.to_owned(), view as i32, image.clone()))?;
+            }
+            writer.push((id.to_owned(), label.to_owned(), 0, image))?;
         }
     }
+    drop(spilled);
     let mut pending = Vec::new();
     for mut w in writers.into_iter().flatten() {
-        w.flush(&items)?;
+        w.flush()?;
         pending.push(w.inner.finish()?);
     }
     graft_core::atomic::commit_all(pending)?;
