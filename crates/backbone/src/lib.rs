@@ -24,6 +24,10 @@ use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, Kind, Pooling};
 
+/// Rows per inference batch when `--batch-size` is not given.
+const TEXT_BATCH: usize = 32;
+const IMAGE_BATCH: usize = 8;
+
 pub use embed::{Embedder, FeatureSpec};
 pub use error::{EmbedError, Error, Result};
 pub use graft_core::config::backbone::{Config, Optimization};
@@ -237,7 +241,11 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         cached: 0,
         inference_seconds: 0.0,
     };
-    let limits = batching::Limits { rows: cfg.batch_size, tokens: cfg.batch_tokens };
+    let batch_size = cfg.batch_size.unwrap_or(match spec.kind {
+        Kind::Text => TEXT_BATCH,
+        Kind::Image => IMAGE_BATCH,
+    });
+    let limits = batching::Limits { rows: batch_size, tokens: cfg.batch_tokens };
     let mut cache = cfg.cache.as_deref().map(|dir| cache::FeatureCache::open(dir, &backbone)).transpose()?;
     let mut pending = Vec::new();
     for (split, mut reader) in readers {
@@ -273,7 +281,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                 let (rows, written) = image::embed_split(
                     &mut reader,
                     embedder,
-                    cfg.batch_size,
+                    batch_size,
                     &dest,
                     &mut prov,
                     &mut backbone,
