@@ -278,15 +278,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                 )?
             }
             Runner::Image(embedder) => {
-                let (rows, written) = image::embed_split(
-                    &mut reader,
-                    embedder,
-                    batch_size,
-                    &dest,
-                    &mut prov,
-                    &mut backbone,
-                    progress,
-                )?;
+                let (rows, written) =
+                    image::embed_split(&mut reader, embedder, batch_size, &dest, &mut prov, &mut backbone, progress)?;
                 ((rows, 0), written)
             }
         };
