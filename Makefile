@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
 
-.PHONY: all setup setup-mpnet setup-images setup-cuda demo-mnist demo-backbones demo-finetune runtime chromium airflow onnx-check build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
+.PHONY: all setup setup-mpnet setup-images setup-cuda demo-mnist demo-elpv demo-backbones demo-finetune runtime chromium airflow onnx-check build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
 
 all: build
 
@@ -89,6 +89,12 @@ demo-mnist: setup-images build
 	$(BIN)/graft run pipelines/mnist-effnet.yaml
 	@echo
 	$(BIN)/graft-evaluate show runs/mnist/eval
+
+## Solar-cell photos (elpv) through EfficientNet-Lite0 features beside a raw-pixel baseline.
+demo-elpv: setup-images build
+	$(BIN)/graft run pipelines/elpv-effnet.yaml
+	@echo
+	$(BIN)/graft-evaluate show runs/elpv/eval
 
 ## Unit tests of every crate and end-to-end tests of the binaries on tiny fixtures.
 test: runtime chromium airflow onnx-check build

