@@ -479,3 +479,44 @@ fn a_changed_image_reruns_the_pipeline_stages_after_it() {
     assert!(after["cat/03.png"].1 != before["cat/03.png"].1 && after["cat/04.png"].1 == before["cat/04.png"].1);
     assert_matches(&after, |id| if id == "cat/03.png" { "dog/05.png".into() } else { id.to_owned() });
 }
+
+#[test]
+fn image_shards_merge_to_the_whole_split() {
+    // Four shards of splits of 12, 4 and 4 images (val and test leave shards empty).
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    ok(
+        "graft-preprocess",
+        &[
+            "--input",
+            s(&images("folder")),
+            "--spec",
+            s(&spec),
+            "--out",
+            s(&d("data")),
+            "--val-fraction",
+            "0.2",
+            "--test-fraction",
+            "0.2",
+            "-q",
+        ],
+    );
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("whole")), "-q"]);
+    let shards: Vec<PathBuf> = (0..6).map(|i| d(&format!("shard{i}"))).collect();
+    for (i, out) in shards.iter().enumerate() {
+        let shard = format!("{i}/6");
+        ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(out), "--shard", &shard, "-q"]);
+    }
+    let (prov, rows) = read_features(&shards[5].join("val.arrow"));
+    assert_eq!((prov.rows, rows.len(), prov.backbone.unwrap().dim), (0, 0, 4), "an empty shard keeps the width");
+    let merged_dir = d("merged");
+    let mut args = vec!["merge", "--out", s(&merged_dir), "-q"];
+    args.extend(shards.iter().map(|p| s(p)));
+    ok("graft-backbone", &args);
+    for split in ["train", "val", "test"] {
+        let (_, whole) = read_features(&d(&format!("whole/{split}.arrow")));
+        let (_, merged) = read_features(&d(&format!("merged/{split}.arrow")));
+        assert!(!whole.is_empty() && merged == whole, "{split}");
+    }
+}

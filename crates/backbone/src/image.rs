@@ -174,6 +174,7 @@ pub fn embed_split(
     })?;
     let batch_size = batch_size.max(1);
     let spec = &embedder.image.clone();
+    let shard = prov.shard;
     let mut writer: Option<ArtifactWriter> = None;
     let mut done = 0u64;
     std::thread::scope(|scope| -> Result<()> {
@@ -190,6 +191,16 @@ pub fn embed_split(
                         return;
                     }
                 };
+                let first = read;
+                read += batch.num_rows() as u64;
+                let batch = match shard.map(|s| crate::take_shard(&batch, first, s, &split)) {
+                    Some(Ok(b)) => b,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    None => batch,
+                };
                 let refs = match ImageRefs::of(&batch, &split) {
                     Ok(r) => r,
                     Err(e) => {
@@ -200,7 +211,7 @@ pub fn embed_split(
                 let n = batch.num_rows();
                 for start in (0..n).step_by(batch_size) {
                     let end = (start + batch_size).min(n);
-                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, read).map(|pixels| Chunk {
+                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, first).map(|pixels| Chunk {
                         pixels,
                         rows: end - start,
                         batch: (end == n).then(|| batch.clone()),
@@ -210,7 +221,6 @@ pub fn embed_split(
                         return;
                     }
                 }
-                read += n as u64;
             }
         });
         let mut features = Vec::new();
@@ -245,7 +255,21 @@ pub fn embed_split(
         }
         Ok(())
     })?;
-    let writer =
-        writer.ok_or_else(|| Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() })?;
+    let writer = match writer {
+        Some(w) => w,
+        // A shard of a split with fewer rows than shards is empty but valid: its file needs
+        // the feature width, which one blank image gives.
+        None if shard.is_some() => {
+            let s = spec.size as usize;
+            let (_, dim) = embedder.embed(vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
+                path: path.clone(),
+                row: 0,
+                source,
+            })?;
+            backbone.dim = dim;
+            ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, true)?)?
+        }
+        None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
+    };
     Ok((done, writer.finish()?))
 }

@@ -488,7 +488,7 @@ pub fn doctor() -> Result<String> {
 }
 
 /// The rows of `batch` in `shard`, given that the batch starts at row `first` of its split.
-fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Result<RecordBatch> {
+pub(crate) fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Result<RecordBatch> {
     let keep: arrow::array::BooleanArray = (0..batch.num_rows() as u64)
         .map(|i| Some((first + i) % u64::from(shard.count) == u64::from(shard.index)))
         .collect();
