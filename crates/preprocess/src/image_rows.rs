@@ -141,7 +141,6 @@ pub fn run(
             None => (pixel_rows(cfg, bundle)?, PathBuf::new()),
         }
     };
-    bundle.spec.image();
     let total = images.len();
     let range = match cfg.rows.shard {
         Some(s) => total * s.index as usize / s.count as usize..total * (s.index as usize + 1) / s.count as usize,

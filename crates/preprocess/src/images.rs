@@ -21,7 +21,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use graft_core::artifact::{ArtifactWriter, Augment, ImageSource, Provenance, Task};
 use graft_core::progress::Progress;
-use graft_core::spec::BackboneSpec;
 use graft_imaging::EXTENSIONS;
 
 use crate::image_refs::{ImageRef, Source};
@@ -213,8 +212,8 @@ struct Spill {
     hasher: blake3::Hasher,
 }
 
-pub fn run(cfg: &Config, spec: &BackboneSpec, progress: &dyn Progress) -> Result<Summary> {
-    spec.image();
+/// Writes the image splits; `cfg.spec` is an image backbone's.
+pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let root = match (&cfg.path_column, cfg.input.is_dir()) {
         (_, true) => cfg.input.clone(),
         (Some(_), false) => crate::image_refs::table_root(&cfg.input),

@@ -75,7 +75,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     }
     let spec = BackboneSpec::load(&cfg.spec)?;
     if spec.kind == Kind::Image {
-        return images::run(cfg, &spec, progress);
+        return images::run(cfg, progress);
     }
     let tokenizer_path = &spec.text().tokenizer;
     let max_length = cfg.max_length.unwrap_or(spec.text().max_length);
