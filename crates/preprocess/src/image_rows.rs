@@ -14,9 +14,12 @@ use graft_core::progress::Progress;
 use graft_imaging::EXTENSIONS;
 
 use crate::error::{Error, Result};
-use crate::image_refs::{ImageRef, Source};
+use crate::image_refs::{Source, SpillFile};
 use crate::read::{Rows, Wanted};
 use crate::rows::{RowsConfig, RowsSummary};
+
+/// Images read, hashed and checked at a time.
+const CHUNK: usize = 256;
 
 /// One image to score: its id, label when known, where it comes from and carried columns.
 struct Image {
@@ -146,56 +149,67 @@ pub fn run(
         Some(s) => total * s.index as usize / s.count as usize..total * (s.index as usize + 1) / s.count as usize,
         None => 0..total,
     };
-    // Read, hash and check in parallel; the results stay in input order.
+    // Read, hash and check a chunk at a time in parallel; the readable rows are spilled in
+    // input order (their count goes in the file's header), the others kept by position.
     progress.start("images", range.len() as u64);
-    let sources: Vec<&Source> = images[range.clone()].iter().map(|i| &i.source).collect();
-    let resolved = crate::image_refs::resolve(&root, &sources);
-    progress.advance(resolved.len() as u64);
-    progress.finish();
     let mut summary = RowsSummary { read: range.len() as u64, ..RowsSummary::default() };
-    let (mut ok, mut bad): (Vec<(usize, ImageRef)>, Vec<usize>) = (Vec::new(), Vec::new());
-    for (k, result) in resolved.into_iter().enumerate() {
-        let at = range.start + k;
-        let described = || images[at].source.describe(&root, &images[at].id);
-        match result {
-            Ok(image) => ok.push((at, image)),
-            Err(message) if cfg.rows.strict => {
-                let message = format!("row {at} (`{}`): {message}", described());
-                return Err(Error::Image { path: cfg.rows.input.clone(), message });
-            }
-            Err(message) => {
-                tracing::warn!("cannot read {}: {message}", described());
-                *summary.rejected.entry("unreadable image").or_default() += 1;
-                bad.push(at);
-            }
-        }
-    }
-    let source = ImageSource { root: crate::image_refs::absolute(root), seed: 0, augment: Default::default() };
-    let base =
-        Provenance { rows: ok.len() as u64, images: Some(source), ..crate::rows::provenance(cfg, bundle, None)? };
     let text = |f: &dyn Fn(&Image) -> Option<&str>, rows: &[usize]| -> ArrayRef {
         Arc::new(StringArray::from_iter(rows.iter().map(|&i| f(&images[i]))))
     };
     let extras = |rows: &[usize]| -> Vec<ArrayRef> {
         (0..extra.len()).map(|k| text(&|img: &Image| img.extra[k].as_deref(), rows)).collect()
     };
-    let dest = cfg.out.join(format!("{ROWS}.arrow"));
-    let schema = base.attach(columns::image_rows_fields(&extra))?;
-    let mut writer = ArtifactWriter::create(&dest, &schema)?;
-    for chunk in ok.chunks(256) {
-        let rows: Vec<usize> = chunk.iter().map(|(at, _)| *at).collect();
+    let fields = columns::image_rows_fields(&extra);
+    let mut spill = SpillFile::create(cfg.out.join("spill.arrow"), &arrow::datatypes::Schema::new(fields.clone()))?;
+    let (mut written, mut bad) = (0u64, Vec::new());
+    for start in range.clone().step_by(CHUNK) {
+        let chunk = start..(start + CHUNK).min(range.end);
+        let sources: Vec<&Source> = images[chunk.clone()].iter().map(|i| &i.source).collect();
+        let mut ok = Vec::new();
+        for (at, result) in chunk.clone().zip(crate::image_refs::resolve(&root, &sources)) {
+            let described = || images[at].source.describe(&root, &images[at].id);
+            match result {
+                Ok(image) => ok.push((at, image)),
+                Err(message) if cfg.rows.strict => {
+                    let message = format!("row {at} (`{}`): {message}", described());
+                    return Err(Error::Image { path: cfg.rows.input.clone(), message });
+                }
+                Err(message) => {
+                    tracing::warn!("cannot read {}: {message}", described());
+                    *summary.rejected.entry("unreadable image").or_default() += 1;
+                    bad.push(at);
+                }
+            }
+        }
+        progress.advance(chunk.len() as u64);
+        if ok.is_empty() {
+            continue;
+        }
+        let rows: Vec<usize> = ok.iter().map(|(at, _)| *at).collect();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|&r| r as u64))),
             text(&|img: &Image| Some(img.id.as_str()), &rows),
             text(&|img: &Image| img.label.as_deref(), &rows),
             Arc::new(Int32Array::from(vec![0; rows.len()])),
         ];
-        columns.extend(crate::image_refs::columns(chunk.iter().map(|(_, r)| r)));
+        columns.extend(crate::image_refs::columns(ok.iter().map(|(_, r)| r)));
         columns.extend(extras(&rows));
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
-        writer.write(&batch)?;
+        let batch = RecordBatch::try_new(spill.schema(), columns)
+            .map_err(|source| graft_core::Error::Arrow { path: spill.path.clone(), source })?;
+        spill.write(&batch)?;
+        written += rows.len() as u64;
     }
+    progress.finish();
+    let source = ImageSource { root: crate::image_refs::absolute(root), seed: 0, augment: Default::default() };
+    let base = Provenance { rows: written, images: Some(source), ..crate::rows::provenance(cfg, bundle, None)? };
+    let dest = cfg.out.join(format!("{ROWS}.arrow"));
+    let schema = base.attach(fields)?;
+    let mut writer = ArtifactWriter::create(&dest, &schema)?;
+    spill.drain(|batch| {
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+            .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
+        Ok(writer.write(&batch)?)
+    })?;
     let rejects_dest = cfg.out.join(format!("{REJECTS}.arrow"));
     let rejects_schema =
         Provenance { rows: bad.len() as u64, ..base.clone() }.attach(columns::rejects_fields(&extra))?;
@@ -211,7 +225,7 @@ pub fn run(
             .map_err(|source| graft_core::Error::Arrow { path: rejects_dest.clone(), source })?;
         rejects.write(&batch)?;
     }
-    summary.written = ok.len() as u64;
+    summary.written = written;
     graft_core::atomic::commit_all(vec![writer.finish()?, rejects.finish()?])?;
     Ok(summary)
 }

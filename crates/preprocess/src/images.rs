@@ -23,7 +23,7 @@ use graft_core::artifact::{ArtifactWriter, Augment, ImageSource, Provenance, Tas
 use graft_core::progress::Progress;
 use graft_imaging::EXTENSIONS;
 
-use crate::image_refs::{ImageRef, Source};
+use crate::image_refs::{ImageRef, Source, SpillFile};
 use crate::{Config, Error, Result, Split, Summary, split};
 
 const BATCH_ROWS: usize = 256;
@@ -154,26 +154,13 @@ impl Output for ArtifactWriter {
     }
 }
 
-/// The spill: a plain Arrow file in a temporary file beside the outputs, read back once.
-struct SpillFile {
-    writer: arrow::ipc::writer::FileWriter<std::fs::File>,
-    pending: graft_core::atomic::Pending,
-    path: PathBuf,
-}
-
-impl SpillFile {
-    fn arrow_err(&self) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
-        move |source| graft_core::Error::Arrow { path: self.path.clone(), source }.into()
-    }
-}
-
 impl Output for SpillFile {
     fn schema(&self) -> arrow::datatypes::SchemaRef {
-        self.writer.schema().clone()
+        SpillFile::schema(self)
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|source| graft_core::Error::Arrow { path: self.path.clone(), source }.into())
+        SpillFile::write(self, batch)
     }
 }
 
@@ -220,15 +207,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         (None, false) => PathBuf::new(),
     };
     let mut summary = Summary::default();
-    let spill_path = cfg.out.join("spill.arrow");
-    let mut pending = graft_core::atomic::Pending::create(&spill_path)?;
-    let file =
-        pending.file().try_clone().map_err(|source| graft_core::Error::Write { path: spill_path.clone(), source })?;
     let schema = arrow::datatypes::Schema::new(graft_core::columns::images_fields());
-    let writer = arrow::ipc::writer::FileWriter::try_new(file, &schema)
-        .map_err(|source| graft_core::Error::Arrow { path: spill_path.clone(), source })?;
     let mut spill = Spill {
-        writer: Writer { inner: SpillFile { writer, pending, path: spill_path }, buffer: Vec::new() },
+        writer: Writer { inner: SpillFile::create(cfg.out.join("spill.arrow"), &schema)?, buffer: Vec::new() },
         classes: Vec::new(),
         seen: BTreeMap::new(),
         hasher: blake3::Hasher::new(),
@@ -284,8 +265,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     }
     progress.finish();
     spill.writer.flush()?;
-    let mut spilled = spill.writer.inner;
-    spilled.writer.finish().map_err(spilled.arrow_err())?;
+    let spilled = spill.writer.inner;
     if summary.rows_read == 0 {
         return Err(Error::Empty { path: cfg.input.clone() });
     }
@@ -347,25 +327,17 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         writers.push(Some(Writer { inner: ArtifactWriter::create(&dest, &schema)?, buffer: Vec::new() }));
     }
     // Second pass: the spilled rows, in input order, go to their split's file.
-    let mut file = spilled
-        .pending
-        .file()
-        .try_clone()
-        .map_err(|source| graft_core::Error::Read { path: spilled.path.clone(), source })?;
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
-        .map_err(|source| graft_core::Error::Read { path: spilled.path.clone(), source })?;
-    let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(spilled.arrow_err())?;
     let mut splits = assignment.iter();
-    for batch in reader {
-        let batch = batch.map_err(spilled.arrow_err())?;
-        let refs = graft_core::columns::ImageRefs::of(&batch, &spilled.path)?;
+    let spill_path = spilled.path.clone();
+    spilled.drain(|batch| {
+        let refs = graft_core::columns::ImageRefs::of(&batch, &spill_path)?;
         for r in 0..batch.num_rows() {
             let split = *splits.next().expect("one split per spilled row");
             let writer = writers[split as usize].as_mut().expect("a writer for every split with rows");
             let (path, bytes) = match refs.source(r) {
                 Ok(graft_core::columns::ImageRef::File(p)) => (Some(p.to_owned()), None),
                 Ok(graft_core::columns::ImageRef::Bytes(b)) => (None, Some(b.to_vec())),
-                Err(message) => return Err(Error::Image { path: spilled.path.clone(), message }),
+                Err(message) => return Err(Error::Image { path: spill_path.clone(), message }),
             };
             let image = ImageRef { path, bytes, blake3: refs.blake3(r).to_owned() };
             let (id, label) = (refs.ids.value(r), refs.labels.value(r));
@@ -375,8 +347,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             }
             writer.push((id.to_owned(), label.to_owned(), 0, image))?;
         }
-    }
-    drop(spilled);
+        Ok(())
+    })?;
     let mut pending = Vec::new();
     for mut w in writers.into_iter().flatten() {
         w.flush()?;
