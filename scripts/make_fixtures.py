@@ -460,7 +460,7 @@ def write_tiny_images():
 
 def write_odd_images(weight, bias, mean, std, rng):
     """Images that real folders hold and decoders trip on, in `odd/`: an alpha channel, 16
-    bits a channel, a single pixel, CMYK JPEG, a truncated JPEG. Returns numpy's features of
+    bits a channel, a single pixel, CMYK JPEG, a truncated JPEG, a decompression bomb. Returns numpy's features of
     those with an exact RGB reading: alpha dropped (as Pillow's convert("RGB")), 16-bit
     values rounded to 8 bits (v / 257), one pixel resized to a constant image, CMYK as
     Pillow converts it to RGB."""
@@ -481,6 +481,12 @@ def write_odd_images(weight, bias, mean, std, rng):
     Image.new("CMYK", (8, 8), (0, 200, 200, 0)).save(odd / "cmyk.jpg", quality=95)
     cmyk = np.asarray(Image.open(odd / "cmyk.jpg").convert("RGB"))
     expected["odd/cmyk.jpg"] = cnn_features(weight, bias, cmyk, mean, std)
+    # A complete PNG whose header claims 40,000 x 40,000 pixels (4.8 GB decoded): a bomb.
+    write_png(odd / "huge.png", np.zeros((1, 1, 3), np.uint8))
+    raw = bytearray((odd / "huge.png").read_bytes())
+    raw[16:24] = struct.pack(">II", 40000, 40000)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])) & 0xFFFFFFFF)
+    (odd / "huge.png").write_bytes(bytes(raw))
     rgb = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
     Image.fromarray(rgb).save(odd / "whole.jpg", quality=90)
     whole = (odd / "whole.jpg").read_bytes()

@@ -320,7 +320,7 @@ fn odd_folder(d: &Path) -> PathBuf {
 }
 
 #[test]
-fn odd_images_are_scored_and_truncated_or_looping_ones_listed() {
+fn odd_images_are_scored_and_truncated_looping_or_huge_ones_listed() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let spec = images("tiny-cnn.yaml");
@@ -328,12 +328,13 @@ fn odd_images_are_scored_and_truncated_or_looping_ones_listed() {
     let args = ["--input", s(&input), "--spec", s(&spec), "--val-fraction", "0", "--test-fraction", "0", "--out"];
     let log =
         String::from_utf8_lossy(&ok("graft-preprocess", &[&args[..], &[s(&d("data"))]].concat()).stderr).into_owned();
-    for skipped in ["odd/truncated.jpg", "odd/loop.png"] {
+    for skipped in ["odd/truncated.jpg", "odd/loop.png", "odd/huge.png"] {
         assert!(log.contains(skipped), "{skipped} is listed: {log}");
     }
+    assert!(log.contains("40000 x 40000 is too large to decode"), "{log}");
     // With --strict the first of them fails the run, named, and nothing is written.
     let err = user_error("graft-preprocess", &[&args[..], &[s(&d("strict")), "--strict"]].concat());
-    assert!(err.contains("odd/loop.png") || err.contains("odd/truncated.jpg"), "{err}");
+    assert!(err.contains("odd/huge.png") && err.contains("too large"), "the first in name order: {err}");
     assert!(!d("strict/train.arrow").exists());
     ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
     let got = all(&d("features"));

@@ -10,6 +10,9 @@ use image::{DynamicImage, GrayImage};
 /// Files taken as images when a folder is listed.
 pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
+/// The most a decoded image may take: the decoder's own default limit.
+const MAX_DECODED_BYTES: u64 = 512 << 20;
+
 /// Image bytes decoded, or why they cannot be. The decoder's default limits (512 MiB of
 /// pixels) refuse images that would exhaust memory.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
@@ -42,6 +45,10 @@ pub fn check(bytes: &[u8]) -> Result<(u32, u32), String> {
     let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
     if w == 0 || h == 0 {
         return Err(format!("{w} x {h} has no pixels"));
+    }
+    // What the decoder would allocate at most (RGBA, 16 bits a channel) against its limit.
+    if u64::from(w) * u64::from(h) * 8 > MAX_DECODED_BYTES {
+        return Err(format!("{w} x {h} is too large to decode (more than {} MiB)", MAX_DECODED_BYTES >> 20));
     }
     Ok((w, h))
 }
