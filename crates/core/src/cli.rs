@@ -125,18 +125,20 @@ impl Bar {
 
 impl Progress for Bar {
     fn start(&self, what: &str, total: u64) {
+        // A total of 0 is unknown (a folder listed as it is read): a count and a rate only.
         let bar = if self.visible {
-            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            ProgressBar::with_draw_target((total > 0).then_some(total), ProgressDrawTarget::stderr())
         } else {
             ProgressBar::hidden()
         };
         // At most 80 columns: 20 for the phase and token rate, 22 for the bar, the count,
         // the unit, a rate of at most 8 and the time left (shown once there is a rate).
+        let template = match total {
+            0 => format!("{{msg:<20!}} {{pos}} {} {{rate}}", self.unit),
+            _ => format!("{{msg:<20!}} [{{bar:20}}] {{pos}}/{{len}} {} {{rate}} {{left}}", self.unit),
+        };
         bar.set_style(
-            ProgressStyle::with_template(&format!(
-                "{{msg:<20!}} [{{bar:20}}] {{pos}}/{{len}} {} {{rate}} {{left}}",
-                self.unit
-            ))
+            ProgressStyle::with_template(&template)
             .expect("valid template")
             .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                 let shown = if s.pos() == 0 { "-".to_owned() } else { rate(s.per_sec()) };
