@@ -443,6 +443,7 @@ def write_tiny_images():
             write_png(folder / f"{i:02d}.png", rgb)
             expected[f"{label}/{i:02d}.png"] = [round(float(v), 7) for v in cnn_features(weight, bias, rgb, mean, std)]
     (IMAGES / "folder" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
+    write_archives(IMAGES / "folder")
     rows = []
     for i in range(12):
         label = i % 2
@@ -456,6 +457,28 @@ def write_tiny_images():
     (IMAGES / "pixels.csv").write_text("\n".join(",".join(map(str, r)) for r in [header] + rows) + "\n")
     expected.update(write_odd_images(weight, bias, mean, std, rng))
     (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
+
+
+def write_archives(folder):
+    """The folder's class subfolders as folder.zip and folder.tar.gz, byte for byte the same on
+    every run (fixed times, sorted names)."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    with zipfile.ZipFile(folder.parent / "folder.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for p in files:
+            z.writestr(zipfile.ZipInfo(str(p.relative_to(folder)), date_time=(2020, 1, 1, 0, 0, 0)), p.read_bytes())
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for p in files:
+            info = tarfile.TarInfo(str(p.relative_to(folder)))
+            info.size, info.mtime = p.stat().st_size, 0
+            t.addfile(info, io.BytesIO(p.read_bytes()))
+    with open(folder.parent / "folder.tar.gz", "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
+        g.write(raw.getvalue())
 
 
 def write_odd_images(weight, bias, mean, std, rng):

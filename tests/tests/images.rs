@@ -521,3 +521,31 @@ fn image_shards_merge_to_the_whole_split() {
         assert!(!whole.is_empty() && merged == whole, "{split}");
     }
 }
+
+#[test]
+fn zip_and_tar_archives_are_read_like_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    for archive in ["folder.zip", "folder.tar.gz"] {
+        let (data, features) = (d(&format!("{archive}.data")), d(&format!("{archive}.features")));
+        let out = ok("graft-preprocess", &["--input", s(&images(archive)), "--spec", s(&spec), "--out", s(&data)]);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(log.contains(&format!("{archive}: entry `dog/broken.png`")), "the unreadable entry is listed: {log}");
+        ok("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&features), "-q"]);
+        let got = all(&features);
+        assert_eq!(got.len(), 20, "{archive}: 20 readable images");
+        assert_matches(&got, str::to_owned);
+    }
+    // A path column does not apply to an archive; a damaged archive is named.
+    let err = user_error(
+        "graft-preprocess",
+        &["--input", s(&images("folder.zip")), "--path-column", "file", "--spec", s(&spec), "--out", s(&d("x"))],
+    );
+    assert!(err.contains("folder.zip") && err.contains("--path-column"), "{err}");
+    let bytes = std::fs::read(images("folder.zip")).unwrap();
+    std::fs::write(d("cut.zip"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = user_error("graft-preprocess", &["--input", s(&d("cut.zip")), "--spec", s(&spec), "--out", s(&d("y"))]);
+    assert!(err.contains("cut.zip") && err.contains("not a readable archive"), "{err}");
+    assert!(!d("y/train.arrow").exists());
+}

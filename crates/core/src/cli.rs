@@ -139,17 +139,17 @@ impl Progress for Bar {
         };
         bar.set_style(
             ProgressStyle::with_template(&template)
-            .expect("valid template")
-            .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let shown = if s.pos() == 0 { "-".to_owned() } else { rate(s.per_sec()) };
-                let _ = w.write_str(&shown);
-            })
-            .with_key("left", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                if s.pos() > 0 && s.elapsed() >= Duration::from_secs(1) {
-                    let _ = write!(w, "eta {}", indicatif::HumanDuration(s.eta()));
-                }
-            })
-            .progress_chars("=> "),
+                .expect("valid template")
+                .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let shown = if s.pos() == 0 { "-".to_owned() } else { rate(s.per_sec()) };
+                    let _ = w.write_str(&shown);
+                })
+                .with_key("left", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    if s.pos() > 0 && s.elapsed() >= Duration::from_secs(1) {
+                        let _ = write!(w, "eta {}", indicatif::HumanDuration(s.eta()));
+                    }
+                })
+                .progress_chars("=> "),
         );
         bar.set_message(what.to_owned());
         *self.phase.lock().expect("progress lock") =

@@ -1,5 +1,6 @@
 //! What an image split holds for each image instead of its pixels: its path under the input
-//! folder (or, for grey pixel rows, the image PNG-encoded) and the blake3 of its bytes. Each
+//! folder (or, for grey pixel rows, the image PNG-encoded; for an archive's entries, their
+//! bytes) and the blake3 of its bytes. Each
 //! file is read once, hashed and its header checked (a known format, a positive size); the
 //! backbone decodes it later.
 
@@ -16,6 +17,8 @@ pub(crate) enum Source {
     File(String),
     /// A row of grey values, `side` x `side`, or why the row is not one.
     Pixels(std::result::Result<Vec<u8>, String>, u32),
+    /// An encoded image read from an archive (the root), or why it could not be read.
+    Encoded(std::result::Result<Vec<u8>, String>),
 }
 
 impl Source {
@@ -24,6 +27,7 @@ impl Source {
         match self {
             Source::File(path) => root.join(path).display().to_string(),
             Source::Pixels(..) => format!("pixel row `{id}`"),
+            Source::Encoded(..) => format!("{}: entry `{id}`", root.display()),
         }
     }
 }
@@ -74,6 +78,11 @@ fn resolve_one(root: &Path, source: &Source) -> std::result::Result<ImageRef, St
         Source::Pixels(values, side) => {
             let bytes = graft_imaging::grey_png(values.as_ref().map_err(Clone::clone)?, *side)?;
             Ok(ImageRef { path: None, blake3: blake3::hash(&bytes).to_hex().to_string(), bytes: Some(bytes) })
+        }
+        Source::Encoded(bytes) => {
+            let bytes = bytes.as_ref().map_err(Clone::clone)?;
+            graft_imaging::check(bytes)?;
+            Ok(ImageRef { path: None, blake3: blake3::hash(bytes).to_hex().to_string(), bytes: Some(bytes.clone()) })
         }
     }
 }

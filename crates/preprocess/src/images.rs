@@ -1,10 +1,10 @@
 //! Image splits for a `kind: image` backbone, from a folder per class (`root/<label>/*.png|jpg`),
-//! a CSV/Parquet/JSONL table of image paths and labels or numeric targets (`--path-column`),
-//! or a CSV of raw grey pixel rows (the way MNIST-like sets ship: a label column and one
-//! column per pixel of a square image).
+//! the same inside a `.zip`, `.tar` or `.tar.gz` archive, a CSV/Parquet/JSONL table of image
+//! paths and labels or numeric targets (`--path-column`), or a CSV of raw grey pixel rows (the
+//! way MNIST-like sets ship: a label column and one column per pixel of a square image).
 //!
-//! No pixels are written: each row names its image (path under the input folder, or the
-//! pixel row PNG-encoded) with the blake3 of its bytes, and train rows repeat it once per
+//! No pixels are written: each row names its image (path under the input folder; for pixel
+//! rows the image PNG-encoded, for archives the entry's bytes) with the blake3 of its bytes, and train rows repeat it once per
 //! augmented view; the backbone decodes, transforms and augments. Every file is read once
 //! here to hash it and check its header; an unreadable one is skipped and listed (or fails
 //! the run with `--strict`).
@@ -68,6 +68,18 @@ fn list_folder(root: &Path, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Re
         }
     }
     Ok(())
+}
+
+/// Images in an archive, `<label>/<file>` as in a folder; ids are the entries' names.
+fn read_archive(cfg: &Config, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
+    crate::archive::entries(&cfg.input, BATCH_ROWS, &mut |entries| {
+        let items = entries.into_iter().map(|(name, bytes)| Item {
+            label: crate::archive::label(&name).unwrap_or_default(),
+            id: name,
+            source: Source::Encoded(bytes),
+        });
+        each(items.collect())
+    })
 }
 
 /// Rows of a CSV or Parquet table naming image files (`--path-column`, relative to the
@@ -201,8 +213,15 @@ struct Spill {
 
 /// Writes the image splits; `cfg.spec` is an image backbone's.
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
+    let archive = crate::archive::is_archive(&cfg.input) && cfg.input.is_file();
+    if archive && cfg.path_column.is_some() {
+        let message = "`--path-column` names a column of a table; this is an archive of images".into();
+        return Err(Error::Image { path: cfg.input.clone(), message });
+    }
+    // For an archive the root only names it: its rows hold their bytes.
     let root = match (&cfg.path_column, cfg.input.is_dir()) {
         (_, true) => cfg.input.clone(),
+        _ if archive => cfg.input.clone(),
         (Some(_), false) => crate::image_refs::table_root(&cfg.input),
         (None, false) => PathBuf::new(),
     };
@@ -260,6 +279,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     };
     match (&cfg.path_column, cfg.input.is_dir()) {
         (_, true) => list_folder(&cfg.input, &mut each)?,
+        _ if archive => read_archive(cfg, &mut each)?,
         (Some(column), false) => read_paths(cfg, column, &mut each)?,
         (None, false) => read_pixels(cfg, &mut each)?,
     }

@@ -1,5 +1,6 @@
 //! `graft-preprocess`: raw labelled text -> cleaned, split, tokenised Arrow IPC files.
 
+mod archive;
 mod clean;
 mod error;
 mod image_refs;

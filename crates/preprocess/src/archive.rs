@@ -1,0 +1,111 @@
+//! Images inside an archive (`.zip`, `.tar`, `.tar.gz`/`.tgz`), read a chunk at a time: a zip
+//! in name order (its directory lists every entry), a tar in its own order (it is read
+//! front to back). Only entries named like images are read; an entry larger than an image
+//! may be is listed instead of read.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The most bytes an encoded image may have.
+const MAX_ENTRY_BYTES: u64 = 256 << 20;
+
+/// An archive entry: its name, and its bytes or why they were not read.
+pub(crate) type Entry = (String, std::result::Result<Vec<u8>, String>);
+
+/// Whether `path` names an archive this module reads.
+pub(crate) fn is_archive(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    [".zip", ".tar", ".tar.gz", ".tgz"].iter().any(|e| name.ends_with(e))
+}
+
+fn is_image(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| graft_imaging::EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+}
+
+fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::Image { path: path.to_owned(), message: format!("not a readable archive: {message}") }
+}
+
+fn read_entry(reader: &mut impl Read, size: u64) -> std::result::Result<Vec<u8>, String> {
+    if size > MAX_ENTRY_BYTES {
+        return Err(format!("{size} bytes is larger than an image may be ({} MiB)", MAX_ENTRY_BYTES >> 20));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// Calls `each` with the archive's image entries, `chunk` at a time, in order.
+pub(crate) fn entries(path: &Path, chunk: usize, each: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()> {
+    let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let mut batch = Vec::new();
+    if name.ends_with(".zip") {
+        let mut zip = zip::ZipArchive::new(file).map_err(|e| corrupt(path, e))?;
+        let mut names: Vec<String> = zip.file_names().filter(|n| is_image(n)).map(str::to_owned).collect();
+        names.sort();
+        for name in names {
+            let bytes = match zip.by_name(&name) {
+                Ok(mut entry) => {
+                    let size = entry.size();
+                    read_entry(&mut entry, size)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            batch.push((name, bytes));
+            if batch.len() == chunk {
+                each(std::mem::take(&mut batch))?;
+            }
+        }
+        return each(batch);
+    }
+    let reader: Box<dyn Read> =
+        if name.ends_with(".tar") { Box::new(file) } else { Box::new(flate2::read::GzDecoder::new(file)) };
+    let mut tar = tar::Archive::new(reader);
+    for entry in tar.entries().map_err(|e| corrupt(path, e))? {
+        let mut entry = entry.map_err(|e| corrupt(path, e))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = match entry.path() {
+            Ok(p) => p.to_string_lossy().into_owned(),
+            Err(e) => return Err(corrupt(path, e)),
+        };
+        if !is_image(&name) {
+            continue;
+        }
+        let size = entry.size();
+        batch.push((name, read_entry(&mut entry, size)));
+        if batch.len() == chunk {
+            each(std::mem::take(&mut batch))?;
+        }
+    }
+    each(batch)
+}
+
+/// The folder part of an entry's name, which is its label (`label/file.png`), if any.
+pub(crate) fn label(name: &str) -> Option<String> {
+    let parent = PathBuf::from(name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let first = parent.split('/').next().unwrap_or_default();
+    (!first.is_empty()).then(|| first.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_are_known_by_name_and_labels_by_folder() {
+        for name in ["a.zip", "b.TAR", "c.tar.gz", "d.tgz"] {
+            assert!(is_archive(Path::new(name)), "{name}");
+        }
+        assert!(!is_archive(Path::new("e.csv")) && !is_archive(Path::new("photos")));
+        assert_eq!(label("cat/01.png").as_deref(), Some("cat"));
+        assert_eq!(label("cat/small/01.png").as_deref(), Some("cat"));
+        assert_eq!(label("01.png"), None);
+    }
+}
