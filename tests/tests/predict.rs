@@ -287,6 +287,41 @@ fn a_folder_of_images_is_scored_as_at_training_time() {
 }
 
 #[test]
+fn an_archive_of_images_is_scored_like_the_folder_in_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let folder = fixture("tiny-images/folder");
+    let model = image_bundle(d, &folder, "0.2");
+    let score = |input: &Path, out: &str, shard: Option<&str>| {
+        let out = d.join(out);
+        let mut args = vec!["predict", "--bundle", s(&model), "--input", s(input), "--out", s(&out)];
+        if let Some(shard) = shard {
+            args.extend(["--shard", shard]);
+        }
+        ok("graft", &args);
+        read_arrow(&out)
+    };
+    let by_folder = score(&folder, "folder/p.arrow", None);
+    for archive in ["folder.zip", "folder.tar.gz"] {
+        // Three shards of the archive, joined, are the folder's rows: same ids, order,
+        // predictions and the broken image rejected.
+        let mut joined = Vec::new();
+        for i in 0..3 {
+            joined.extend(score(
+                &fixture(&format!("tiny-images/{archive}")),
+                &format!("{archive}{i}/p.arrow"),
+                Some(&format!("{i}/3")),
+            ));
+        }
+        assert_eq!(joined.len(), by_folder.len(), "{archive}");
+        for (a, b) in joined.iter().zip(&by_folder) {
+            assert_eq!((a.0, &a.1, &a.2, &a.3, &a.5), (b.0, &b.1, &b.2, &b.3, &b.5), "{archive}");
+            assert!(a.4.iter().zip(&b.4).all(|(x, y)| (x.unwrap_or(0.0) - y.unwrap_or(0.0)).abs() < 1e-6), "{a:?}");
+        }
+    }
+}
+
+#[test]
 fn pixel_rows_are_scored_as_at_training_time() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -41,50 +41,97 @@ fn read_entry(reader: &mut impl Read, size: u64) -> std::result::Result<Vec<u8>,
 
 /// Calls `each` with the archive's image entries, `chunk` at a time, in order.
 pub(crate) fn entries(path: &Path, chunk: usize, each: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()> {
+    entries_in(path, 0..usize::MAX, chunk, &mut |_, entries| each(entries))
+}
+
+/// The names of the archive's image entries, in the order [`entries`] gives them (their
+/// bytes are not read, beyond what a compressed tar must be read through).
+pub(crate) fn names(path: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    walk(path, &mut |name, _| {
+        names.push(name);
+        Ok(Walk::Skip)
+    })?;
+    Ok(names)
+}
+
+/// Calls `each` with the image entries at positions `range` (counting image entries
+/// only), `chunk` at a time with the position of the first, in order.
+pub(crate) fn entries_in(
+    path: &Path,
+    range: std::ops::Range<usize>,
+    chunk: usize,
+    each: &mut dyn FnMut(usize, Vec<Entry>) -> Result<()>,
+) -> Result<()> {
+    let (mut at, mut first, mut batch) = (0usize, range.start, Vec::new());
+    walk(path, &mut |name, read| {
+        let position = at;
+        at += 1;
+        if position < range.start {
+            return Ok(Walk::Skip);
+        }
+        if position >= range.end {
+            return Ok(Walk::Stop);
+        }
+        batch.push((name, read()));
+        if batch.len() == chunk {
+            each(first, std::mem::take(&mut batch))?;
+            first = position + 1;
+        }
+        Ok(Walk::Skip)
+    })?;
+    if batch.is_empty() { Ok(()) } else { each(first, batch) }
+}
+
+/// What [`walk`]'s visitor wants next.
+enum Walk {
+    Skip,
+    Stop,
+}
+
+/// Calls `visit` with each image entry's name and a reader of its bytes, in order.
+fn walk(
+    path: &Path,
+    visit: &mut dyn FnMut(String, &mut dyn FnMut() -> std::result::Result<Vec<u8>, String>) -> Result<Walk>,
+) -> Result<()> {
     let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    let mut batch = Vec::new();
-    if name.ends_with(".zip") {
+    let lower = path.to_string_lossy().to_ascii_lowercase();
+    if lower.ends_with(".zip") {
         let mut zip = zip::ZipArchive::new(file).map_err(|e| corrupt(path, e))?;
         let mut names: Vec<String> = zip.file_names().filter(|n| is_image(n)).map(str::to_owned).collect();
         names.sort();
         for name in names {
-            let bytes = match zip.by_name(&name) {
+            let mut read = || match zip.by_name(&name) {
                 Ok(mut entry) => {
                     let size = entry.size();
                     read_entry(&mut entry, size)
                 }
                 Err(e) => Err(e.to_string()),
             };
-            batch.push((name, bytes));
-            if batch.len() == chunk {
-                each(std::mem::take(&mut batch))?;
+            if let Walk::Stop = visit(name.clone(), &mut read)? {
+                break;
             }
         }
-        return each(batch);
+        return Ok(());
     }
     let reader: Box<dyn Read> =
-        if name.ends_with(".tar") { Box::new(file) } else { Box::new(flate2::read::GzDecoder::new(file)) };
+        if lower.ends_with(".tar") { Box::new(file) } else { Box::new(flate2::read::GzDecoder::new(file)) };
     let mut tar = tar::Archive::new(reader);
     for entry in tar.entries().map_err(|e| corrupt(path, e))? {
         let mut entry = entry.map_err(|e| corrupt(path, e))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let name = match entry.path() {
-            Ok(p) => p.to_string_lossy().into_owned(),
-            Err(e) => return Err(corrupt(path, e)),
-        };
+        let name = entry.path().map_err(|e| corrupt(path, e))?.to_string_lossy().into_owned();
         if !is_image(&name) {
             continue;
         }
         let size = entry.size();
-        batch.push((name, read_entry(&mut entry, size)));
-        if batch.len() == chunk {
-            each(std::mem::take(&mut batch))?;
+        if let Walk::Stop = visit(name, &mut || read_entry(&mut entry, size))? {
+            break;
         }
     }
-    each(batch)
+    Ok(())
 }
 
 /// The folder part of an entry's name, which is its label (`label/file.png`), if any.

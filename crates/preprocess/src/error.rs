@@ -47,7 +47,7 @@ pub enum Error {
     NotNumeric { path: PathBuf, column: String, row: usize, value: String },
     #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
     BadFractions { val: f64, test: f64 },
-    #[error("`--keep` needs a table; `{}` is a folder of images", path.display())]
+    #[error("`--keep` needs a table; `{}` is a folder or archive of images", path.display())]
     KeepFolder { path: PathBuf },
     #[error("`{}` row {row} (id `{id}`, counting from 0) cannot be scored: {reason}", path.display())]
     Unscorable { path: PathBuf, row: u64, id: String, reason: &'static str },

@@ -1,5 +1,5 @@
-//! `graft-preprocess rows` for image bundles: new images (a folder, a table naming image
-//! files, or a CSV of grey pixel rows) named as in training splits (path or encoded bytes,
+//! `graft-preprocess rows` for image bundles: new images (a folder, an archive of one, a
+//! table naming image files, or a CSV of grey pixel rows) named as in training splits (path or encoded bytes,
 //! blake3; view 0), in input order, for the backbone to decode exactly as at training time;
 //! an image whose header cannot be read goes to `rejects.arrow` with its reason.
 
@@ -62,6 +62,17 @@ fn folder(root: &Path) -> Result<Vec<Image>> {
         }
     }
     Ok(images)
+}
+
+/// Images in an archive, as in a folder (`<label>/<file>`, or no label at its top); their
+/// bytes are read later, a chunk at a time.
+fn archived(path: &Path) -> Result<Vec<Image>> {
+    let names = crate::archive::names(path)?;
+    let unread = || Source::Encoded(Err("not read yet".into()));
+    Ok(names
+        .into_iter()
+        .map(|name| Image { label: crate::archive::label(&name), id: name, source: unread(), extra: Vec::new() })
+        .collect())
 }
 
 /// Rows of a table naming image files (relative to the table's folder) in `path_column`.
@@ -133,11 +144,13 @@ pub fn run(
     path_column: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<RowsSummary> {
-    let ((images, extra), root) = if cfg.rows.input.is_dir() {
+    let archive = crate::archive::is_archive(&cfg.rows.input) && cfg.rows.input.is_file();
+    let ((images, extra), root) = if cfg.rows.input.is_dir() || archive {
         if !cfg.rows.keep.is_empty() {
             return Err(Error::KeepFolder { path: cfg.rows.input.clone() });
         }
-        ((folder(&cfg.rows.input)?, Vec::new()), cfg.rows.input.clone())
+        let images = if archive { archived(&cfg.rows.input)? } else { folder(&cfg.rows.input)? };
+        ((images, Vec::new()), cfg.rows.input.clone())
     } else {
         match path_column {
             Some(column) => (table(cfg, column, bundle)?, crate::image_refs::table_root(&cfg.rows.input)),
@@ -162,9 +175,8 @@ pub fn run(
     let fields = columns::image_rows_fields(&extra);
     let mut spill = SpillFile::create(cfg.out.join("spill.arrow"), &arrow::datatypes::Schema::new(fields.clone()))?;
     let (mut written, mut bad) = (0u64, Vec::new());
-    for start in range.clone().step_by(CHUNK) {
-        let chunk = start..(start + CHUNK).min(range.end);
-        let sources: Vec<&Source> = images[chunk.clone()].iter().map(|i| &i.source).collect();
+    let mut chunk_of = |start: usize, sources: Vec<&Source>| -> Result<()> {
+        let chunk = start..start + sources.len();
         let mut ok = Vec::new();
         for (at, result) in chunk.clone().zip(crate::image_refs::resolve(&root, &sources)) {
             let described = || images[at].source.describe(&root, &images[at].id);
@@ -183,7 +195,7 @@ pub fn run(
         }
         progress.advance(chunk.len() as u64);
         if ok.is_empty() {
-            continue;
+            return Ok(());
         }
         let rows: Vec<usize> = ok.iter().map(|(at, _)| *at).collect();
         let mut columns: Vec<ArrayRef> = vec![
@@ -198,6 +210,18 @@ pub fn run(
             .map_err(|source| graft_core::Error::Arrow { path: spill.path.clone(), source })?;
         spill.write(&batch)?;
         written += rows.len() as u64;
+        Ok(())
+    };
+    if archive {
+        // An archive's bytes are read a chunk at a time, in the listing's order.
+        crate::archive::entries_in(&cfg.rows.input, range.clone(), CHUNK, &mut |start, entries| {
+            let sources: Vec<Source> = entries.into_iter().map(|(_, bytes)| Source::Encoded(bytes)).collect();
+            chunk_of(start, sources.iter().collect())
+        })?;
+    } else {
+        for start in range.clone().step_by(CHUNK) {
+            chunk_of(start, images[start..(start + CHUNK).min(range.end)].iter().map(|i| &i.source).collect())?;
+        }
     }
     progress.finish();
     let source = ImageSource { root: crate::image_refs::absolute(root), seed: 0, augment: Default::default() };
