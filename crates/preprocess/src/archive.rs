@@ -83,6 +83,9 @@ pub(crate) fn entries_in(
     if batch.is_empty() { Ok(()) } else { each(first, batch) }
 }
 
+/// Reads the current entry's bytes, or says why it cannot.
+type ReadEntry<'a> = dyn FnMut() -> std::result::Result<Vec<u8>, String> + 'a;
+
 /// What [`walk`]'s visitor wants next.
 enum Walk {
     Skip,
@@ -92,7 +95,7 @@ enum Walk {
 /// Calls `visit` with each image entry's name and a reader of its bytes, in order.
 fn walk(
     path: &Path,
-    visit: &mut dyn FnMut(String, &mut dyn FnMut() -> std::result::Result<Vec<u8>, String>) -> Result<Walk>,
+    visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result<Walk>,
 ) -> Result<()> {
     let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
     let lower = path.to_string_lossy().to_ascii_lowercase();
