@@ -93,10 +93,7 @@ enum Walk {
 }
 
 /// Calls `visit` with each image entry's name and a reader of its bytes, in order.
-fn walk(
-    path: &Path,
-    visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result<Walk>,
-) -> Result<()> {
+fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result<Walk>) -> Result<()> {
     let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
     let lower = path.to_string_lossy().to_ascii_lowercase();
     if lower.ends_with(".zip") {
