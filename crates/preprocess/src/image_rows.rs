@@ -215,6 +215,9 @@ pub fn run(
     if archive {
         // An archive's bytes are read a chunk at a time, in the listing's order.
         crate::archive::entries_in(&cfg.rows.input, range.clone(), CHUNK, &mut |start, entries| {
+            if entries.iter().zip(&images[start..]).any(|((name, _), listed)| *name != listed.id) {
+                return Err(Error::Changed { path: cfg.rows.input.clone() });
+            }
             let sources: Vec<Source> = entries.into_iter().map(|(_, bytes)| Source::Encoded(bytes)).collect();
             chunk_of(start, sources.iter().collect())
         })?;
