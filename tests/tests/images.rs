@@ -549,3 +549,26 @@ fn zip_and_tar_archives_are_read_like_the_folder() {
     assert!(err.contains("cut.zip") && err.contains("not a readable archive"), "{err}");
     assert!(!d("y/train.arrow").exists());
 }
+
+#[test]
+fn a_flipped_byte_in_an_image_split_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    ok("graft-preprocess", &["--input", s(&images("folder.zip")), "--spec", s(&spec), "--out", s(&d("data")), "-q"]);
+    let split = d("data/train.arrow");
+    let good = std::fs::read(&split).unwrap();
+    let mut rng = graft_core::rng::SplitMix64::new(5);
+    let (data, features) = (d("data"), d("features"));
+    let backbone = ["--spec", s(&spec), "--input", s(&data), "--out", s(&features)];
+    for trial in 0..30 {
+        let mut bytes = good.clone();
+        let pos = rng.below(bytes.len());
+        bytes[pos] ^= 1 << rng.below(8);
+        std::fs::write(&split, &bytes).unwrap();
+        let err = user_error("graft-backbone", &backbone);
+        assert!(err.contains("train.arrow") && !err.contains("panicked"), "trial {trial}, byte {pos}: {err}");
+    }
+    std::fs::write(&split, &good).unwrap();
+    ok("graft-backbone", &[&backbone[..], &["-q"]].concat());
+}
