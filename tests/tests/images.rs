@@ -36,26 +36,19 @@ fn assert_matches(got: &Rows<f32>, key: impl Fn(&str) -> String) {
     }
 }
 
+/// The fixture folder's 20 readable images split 60/20/20 into `out` by graft-preprocess.
+fn split_folder(out: &Path, extra: &[&str]) -> std::process::Output {
+    let (folder, spec) = (images("folder"), images("tiny-cnn.yaml"));
+    let args = ["--input", s(&folder), "--spec", s(&spec), "--out", s(out)];
+    ok("graft-preprocess", &[&args[..], &["--val-fraction", "0.2", "--test-fraction", "0.2"], extra].concat())
+}
+
 #[test]
 fn image_folder_features_match_numpy_and_train_a_head() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let spec = images("tiny-cnn.yaml");
-    let out = ok(
-        "graft-preprocess",
-        &[
-            "--input",
-            s(&images("folder")),
-            "--spec",
-            s(&spec),
-            "--out",
-            s(&d("data")),
-            "--val-fraction",
-            "0.2",
-            "--test-fraction",
-            "0.2",
-        ],
-    );
+    let out = split_folder(&d("data"), &[]);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(log.contains("broken.png"), "the unreadable image is listed: {log}");
     ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
@@ -483,26 +476,11 @@ fn a_changed_image_reruns_the_pipeline_stages_after_it() {
 
 #[test]
 fn image_shards_merge_to_the_whole_split() {
-    // Four shards of splits of 12, 4 and 4 images (val and test leave shards empty).
+    // Six shards of splits of 12, 4 and 4 images (val and test leave shards 4 and 5 empty).
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);
     let spec = images("tiny-cnn.yaml");
-    ok(
-        "graft-preprocess",
-        &[
-            "--input",
-            s(&images("folder")),
-            "--spec",
-            s(&spec),
-            "--out",
-            s(&d("data")),
-            "--val-fraction",
-            "0.2",
-            "--test-fraction",
-            "0.2",
-            "-q",
-        ],
-    );
+    split_folder(&d("data"), &["-q"]);
     ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("whole")), "-q"]);
     let shards: Vec<PathBuf> = (0..6).map(|i| d(&format!("shard{i}"))).collect();
     for (i, out) in shards.iter().enumerate() {
