@@ -63,8 +63,8 @@ pub struct Provenance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSource {
-    /// The folder the rows' paths are relative to, absolute (empty when every row holds its
-    /// image's bytes).
+    /// The folder the rows' paths are relative to, absolute; for an archive, whose rows hold
+    /// their images' bytes, the archive; empty for pixel rows.
     pub root: std::path::PathBuf,
     /// Seeds view `v` of image `id` with (seed, id, v).
     pub seed: u64,
