@@ -183,23 +183,13 @@ pub fn embed_split(
         scope.spawn(move || {
             let mut read = 0u64;
             loop {
-                let batch = match reader.next_batch() {
+                let (batch, first) = match crate::next_in_shard(reader, &mut read, shard) {
                     Ok(Some(b)) => b,
                     Ok(None) => return,
                     Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let first = read;
-                read += batch.num_rows() as u64;
-                let batch = match shard.map(|s| crate::take_shard(&batch, first, s, &split)) {
-                    Some(Ok(b)) => b,
-                    Some(Err(e)) => {
                         let _ = tx.send(Err(e));
                         return;
                     }
-                    None => batch,
                 };
                 let refs = match ImageRefs::of(&batch, &split) {
                     Ok(r) => r,

@@ -324,25 +324,16 @@ fn embed_split(
     let (mut rows_done, mut tokens) = (0u64, 0u64);
     let written = std::thread::scope(|scope| -> Result<Option<ArtifactWriter>> {
         let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(2);
-        let reader_path = path.clone();
         scope.spawn(move || {
             let mut rows_read = 0u64;
             loop {
-                let batch = match reader.next_batch() {
-                    Ok(Some(b)) => b,
+                let batch = match next_in_shard(reader, &mut rows_read, shard) {
+                    Ok(Some((b, _))) => Ok(b),
                     Ok(None) => break,
-                    Err(e) => {
-                        let _ = read_tx.send(Err(e.into()));
-                        break;
-                    }
+                    Err(e) => Err(e),
                 };
-                let first = rows_read;
-                rows_read += batch.num_rows() as u64;
-                let batch = match shard {
-                    Some(shard) => take_shard(&batch, first, shard, &reader_path),
-                    None => Ok(batch),
-                };
-                if read_tx.send(batch).is_err() {
+                let failed = batch.is_err();
+                if read_tx.send(batch).is_err() || failed {
                     break;
                 }
             }
@@ -487,8 +478,25 @@ pub fn doctor() -> Result<String> {
     Ok(out)
 }
 
+/// The next record batch of `reader` cut to `shard` (whole without one), and the split row
+/// its first row was; `rows_read` counts the split's rows read so far.
+pub(crate) fn next_in_shard(
+    reader: &mut ArtifactReader,
+    rows_read: &mut u64,
+    shard: Option<Shard>,
+) -> Result<Option<(RecordBatch, u64)>> {
+    let Some(batch) = reader.next_batch()? else { return Ok(None) };
+    let first = *rows_read;
+    *rows_read += batch.num_rows() as u64;
+    let batch = match shard {
+        Some(shard) => take_shard(&batch, first, shard, reader.path())?,
+        None => batch,
+    };
+    Ok(Some((batch, first)))
+}
+
 /// The rows of `batch` in `shard`, given that the batch starts at row `first` of its split.
-pub(crate) fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Result<RecordBatch> {
+fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Result<RecordBatch> {
     let keep: arrow::array::BooleanArray = (0..batch.num_rows() as u64)
         .map(|i| Some((first + i) % u64::from(shard.count) == u64::from(shard.index)))
         .collect();
