@@ -240,6 +240,15 @@ fn bad_layers_and_cuts_are_refused_naming_them() {
             &["layers", "--cut", s(cut), "--spec", s(&spec), "--layers", layers, "--out", s(&out)],
         )
     };
+    // The cut's rows are spilled to a temporary file: where there is none, the cut is named.
+    let spilled = std::process::Command::new(bin("graft-finetune"))
+        .args(["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--out", s(&out)])
+        .env("TMPDIR", dir.path().join("no-such-folder"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&spilled.stderr);
+    assert_eq!(spilled.status.code(), Some(1), "{err}");
+    assert!(err.contains("train.arrow") && err.contains("could not be spilled to a temporary file"), "{err}");
     let err = run("3", &cut);
     assert!(err.contains("`--layers 3`") && err.contains("has 2 transformer layers"), "{err}");
     let err = user_error(

@@ -73,29 +73,26 @@ fn normal(rng: &mut SplitMix64) -> f64 {
 /// in `dtype`.
 pub fn batch(split: &Split, rows: &[usize], dim: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
     let seq = rows.iter().map(|&r| split.tokens(r, dim)).max().unwrap_or(0);
-    if split.ids() {
-        let mut ids = vec![0u32; rows.len() * seq];
-        let mut mask = vec![0f32; rows.len() * seq];
-        for (b, &r) in rows.iter().enumerate() {
-            if let crate::cut::Row::Ids(row) = &split.rows[r] {
-                ids[b * seq..b * seq + row.len()].copy_from_slice(row);
-                mask[b * seq..b * seq + row.len()].fill(1.0);
-            }
-        }
-        let ids = Tensor::from_vec(ids, (rows.len(), seq), &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, (rows.len(), seq), &Device::Cpu)?.to_dtype(dtype)?;
-        return Ok((ids, mask));
-    }
-    let mut x = vec![0f32; rows.len() * seq * dim];
+    let mut buf = Vec::new();
     let mut mask = vec![0f32; rows.len() * seq];
     for (b, &r) in rows.iter().enumerate() {
-        let values = &split.rows[r];
-        values.fill(&mut x[b * seq * dim..b * seq * dim + values.len()]);
-        mask[b * seq..b * seq + values.len() / dim].fill(1.0);
+        mask[b * seq..b * seq + split.tokens(r, dim)].fill(1.0);
     }
-    let device = Device::Cpu;
-    let x = Tensor::from_vec(x, (rows.len(), seq, dim), &device)?.to_dtype(dtype)?;
-    let mask = Tensor::from_vec(mask, (rows.len(), seq), &device)?.to_dtype(dtype)?;
+    let mask = Tensor::from_vec(mask, (rows.len(), seq), &Device::Cpu)?.to_dtype(dtype)?;
+    if split.ids() {
+        let mut ids = vec![0u32; rows.len() * seq];
+        for (b, &r) in rows.iter().enumerate() {
+            let n = split.rows.elements(r);
+            split.rows.fill_ids(r, &mut ids[b * seq..b * seq + n], &mut buf)?;
+        }
+        return Ok((Tensor::from_vec(ids, (rows.len(), seq), &Device::Cpu)?, mask));
+    }
+    let mut x = vec![0f32; rows.len() * seq * dim];
+    for (b, &r) in rows.iter().enumerate() {
+        let n = split.rows.elements(r);
+        split.rows.fill(r, &mut x[b * seq * dim..b * seq * dim + n], &mut buf)?;
+    }
+    let x = Tensor::from_vec(x, (rows.len(), seq, dim), &Device::Cpu)?.to_dtype(dtype)?;
     Ok((x, mask))
 }
 
