@@ -85,9 +85,9 @@ def folded(sd, conv, bn):
     return (w * scale[:, None, None, None]).astype(np.float32), (sd[bn + ".bias"] - sd[bn + ".running_mean"] * scale).astype(np.float32)
 
 
-def layers(sd):
+def layers(sd, size=SIZE):
     """The network as a list of (kind, args) in order, sizes tracked for padding."""
-    ops, size = [], SIZE
+    ops = []
     w, b = folded(sd, "_conv_stem", "_bn0")
     top, bottom, size = same_pad(size, 3, 2)
     ops.append(("conv", w, b, 2, (top, bottom), 1, True))
@@ -114,10 +114,18 @@ def layers(sd):
     return ops
 
 
-def build(sd):
+def map_size(size=SIZE):
+    """The side of the last feature map for a `size` x `size` input."""
+    side = same_pad(size, 3, 2)[2]
+    for _, stride in STAGES:
+        side = math.ceil(side / stride)
+    return side
+
+
+def build(sd, size=SIZE, name="efficientnet-lite0"):
     nodes, inits, value = [], [], "image"
     outputs_at = {}
-    for i, op in enumerate(layers(sd)):
+    for i, op in enumerate(layers(sd, size)):
         if op[0] == "skip":
             added = f"add{i}"
             nodes.append(helper.make_node("Add", [value, outputs_at[op[1]]], [added]))
@@ -143,14 +151,15 @@ def build(sd):
         numpy_helper.from_array(sd["_fc.weight"].astype(np.float32), "fc_w"),
         numpy_helper.from_array(sd["_fc.bias"].astype(np.float32), "fc_b"),
     ]
+    width, classes, side = sd["_conv_head.weight"].shape[0], sd["_fc.weight"].shape[0], map_size(size)
     graph = helper.make_graph(
         nodes,
-        "efficientnet-lite0",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        name,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
         [
-            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 1280]),
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000]),
-            helper.make_tensor_value_info("head_map", TensorProto.FLOAT, ["batch", 1280, 7, 7]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("head_map", TensorProto.FLOAT, ["batch", width, side, side]),
         ],
         inits,
     )
@@ -178,9 +187,9 @@ def conv_numpy(x, w, b, s, pad, groups):
 
 
 def forward_numpy(sd, image):
-    """(features, logits) of one image [3, 224, 224] in float64."""
+    """(features, logits) of one image [3, S, S] in float64."""
     x, at = image.astype(np.float64), {}
-    for i, op in enumerate(layers(sd)):
+    for i, op in enumerate(layers(sd, image.shape[-1])):
         if op[0] == "skip":
             x = x + at[op[1]]
             continue

@@ -459,6 +459,53 @@ def write_tiny_images():
     (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
 
 
+def write_tiny_effnet():
+    """EfficientNet-Lite0's graph (scripts/export_efficientnet.py) with random weights and
+    tiny widths at 96 x 96 (a 3 x 3 last map), for `graft-finetune layers` on image blocks;
+    checked against the numpy forward pass."""
+    from export_efficientnet import STAGES, build, forward_numpy
+
+    rng = np.random.default_rng(31)
+    sd = {}
+
+    def conv(name, out, inp, k, bn):
+        sd[name + ".weight"] = rng.normal(0, (2.0 / (inp * k * k)) ** 0.5, (out, inp, k, k)).astype(np.float32)
+        sd[bn + ".weight"] = rng.uniform(0.8, 1.2, out).astype(np.float32)
+        sd[bn + ".bias"] = rng.normal(0, 0.1, out).astype(np.float32)
+        sd[bn + ".running_mean"] = rng.normal(0, 0.1, out).astype(np.float32)
+        sd[bn + ".running_var"] = rng.uniform(0.5, 1.5, out).astype(np.float32)
+
+    widths, kernels = [4, 6, 6, 8, 8, 10, 12], [3, 3, 5, 3, 5, 5, 3]
+    conv("_conv_stem", 4, 3, 3, "_bn0")
+    block, inp = 0, 4
+    for (repeats, _), out, k in zip(STAGES, widths, kernels):
+        for _ in range(repeats):
+            p = f"_blocks.{block}"
+            expanded = inp if block == 0 else 2 * inp
+            if block:
+                conv(p + "._expand_conv", expanded, inp, 1, p + "._bn0")
+            conv(p + "._depthwise_conv", expanded, 1, k, p + "._bn1")
+            conv(p + "._project_conv", out, expanded, 1, p + "._bn2")
+            block, inp = block + 1, out
+    conv("_conv_head", 16, inp, 1, "_bn1")
+    sd["_fc.weight"] = rng.normal(0, 0.3, (3, 16)).astype(np.float32)
+    sd["_fc.bias"] = np.zeros(3, np.float32)
+    model = build(sd, size=96, name="tiny-effnet")
+    onnx.save(model, IMAGES / "effnet.onnx")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(IMAGES / "effnet.onnx"), providers=["CPUExecutionProvider"])
+    image = rng.normal(0, 1, (1, 3, 96, 96)).astype(np.float32)
+    (features,) = session.run(["features"], {"image": image})
+    diff = np.abs(features[0] - forward_numpy(sd, image[0])[0]).max()
+    assert diff < 1e-4, diff
+    (IMAGES / "tiny-effnet.yaml").write_text(
+        "# EfficientNet-Lite0's graph with random weights and tiny widths; made by scripts/make_fixtures.py.\n"
+        "name: tiny-effnet\nkind: image\nmodel: effnet.onnx\nimage:\n  input: image\n  size: 96\n  resize: 96\n"
+        "  mean: [0.5, 0.5, 0.5]\n  std: [0.25, 0.25, 0.25]\noutput: features\npooling: none\nnormalize: false\n"
+    )
+
+
 def write_archives(folder):
     """The folder's class subfolders as folder.zip and folder.tar.gz, byte for byte the same on
     every run (fixed times, sorted names)."""
@@ -601,5 +648,6 @@ if __name__ == "__main__":
         write_tiny()
         write_tiny_encoders()
         write_tiny_images()
+        write_tiny_effnet()
     write_sklearn()
     print(f"wrote {SKLEARN}" if "--sklearn-only" in sys.argv else f"wrote {TINY}, {IMAGES} and {SKLEARN}")

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use graft_e2e::*;
+use graft_tune::Trunk;
 use graft_tune::cut::Expected;
 use graft_tune::encoder::{Encoder, mean_pool};
+use graft_tune::mbconv::ConvTop;
 
 fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
     let spec = fixture("tiny/tiny.yaml");
@@ -37,13 +39,17 @@ fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
 }
 
 /// The largest difference between `onnx` (graft-evaluate's probabilities of `split`'s rows)
-/// and the Rust forward pass of `encoder` and the head in `head_dir` on the same rows.
-fn largest_difference(onnx: &[Vec<f64>], encoder: &Encoder, split: &graft_tune::cut::Split, head_dir: &Path) -> f64 {
+/// and the Rust forward pass of `trunk` and the head in `head_dir` on the same rows.
+fn largest_difference(onnx: &[Vec<f64>], trunk: &Trunk, split: &graft_tune::cut::Split, head_dir: &Path) -> f64 {
     let rows: Vec<usize> = (0..split.len()).collect();
-    let (x, mask) = graft_tune::train::batch(split, &rows, encoder.hidden, DType::F32).unwrap();
-    let pooled: Tensor = mean_pool(&encoder.forward(&x, &mask, None).unwrap(), &mask).unwrap();
+    let (x, mask) = graft_tune::train::batch(split, &rows, trunk.input_width(), DType::F32).unwrap();
+    let out = trunk.forward(&x, &mask, None).unwrap();
+    let pooled: Tensor = match trunk {
+        Trunk::Layers(_) => mean_pool(&out, &mask).unwrap(),
+        Trunk::Blocks(_) => out.mean(1).unwrap(),
+    };
     let values = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let pooled = ndarray::Array2::from_shape_vec((rows.len(), encoder.hidden), values).unwrap();
+    let pooled = ndarray::Array2::from_shape_vec((rows.len(), trunk.output_width()), values).unwrap();
     let rust = graft_core::head::Head::load(head_dir).unwrap().predict_proba(pooled.view());
     assert_eq!(onnx.len(), rows.len());
     onnx.iter()
@@ -75,7 +81,7 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     let args = ["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--epochs", "3",
         "--lr", "0.01", "--layer-lr", "0.01", "--seed", "3", "--out", s(&tuned_dir)];
     let log = String::from_utf8_lossy(&ok("graft-finetune", &args).stderr).into_owned();
-    assert!(log.contains("training layers 1..1 of 2 (1 above `hidden_state_1`)"), "{log}");
+    assert!(log.contains("training layers 1..1 of 2 above `hidden_state_1`"), "{log}");
 
     // Only layer 1's weights changed, every one of them (the key bias aside: its gradient is
     // zero but for rounding, as softmax ignores a shift shared by all keys); the rest of the
@@ -109,7 +115,7 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     let expected = Expected::Vectors { tensor: "hidden_state_1", model_blake3: &blake3, dim: 16 };
     let (_, split) = graft_tune::cut::read(&cut, "test", expected).unwrap().unwrap();
     assert_eq!(split.ids, ids(&d("eval/predictions.arrow")));
-    let worst = largest_difference(&onnx_proba, &encoder, &split, &d("tuned/head"));
+    let worst = largest_difference(&onnx_proba, &Trunk::Layers(encoder), &split, &d("tuned/head"));
     assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
     // Training moved the predictions away from the untrained head's (near 0.5).
     assert!(onnx_proba.iter().any(|p| (p[0] - 0.5).abs() > 0.05), "{onnx_proba:?}");
@@ -143,6 +149,83 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
         &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("f2"))],
     );
     assert!(err.contains("manifest.json") && err.contains("model.onnx"), "{err}");
+}
+
+#[test]
+fn image_blocks_train_write_back_and_score_in_onnx_runtime_as_the_rust_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let (spec, folder) = (fixture("tiny-images/tiny-effnet.yaml"), fixture("tiny-images/folder"));
+    #[rustfmt::skip]
+    ok("graft-preprocess", &["--input", s(&folder), "--spec", s(&spec), "--val-fraction", "0.2",
+        "--test-fraction", "0.2", "--out", s(&d("data"))]);
+    let base_path = fixture("tiny-images/effnet.onnx");
+    let base = std::fs::read(&base_path).unwrap();
+    let top = ConvTop::load(&base, &base_path, 2, DType::F32).unwrap();
+    let cut_tensor = top.cut();
+    // The feature map below block 14, float32 so that both sides read the same numbers.
+    #[rustfmt::skip]
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--outputs", &cut_tensor, "--tokens",
+        "--tokens-dtype", "float32", "--out", s(&d("cut"))]);
+    let (cut, tuned_dir) = (d("cut"), d("tuned"));
+    #[rustfmt::skip]
+    let args = ["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "2", "--epochs", "3",
+        "--lr", "0.01", "--layer-lr", "0.01", "--seed", "3", "--out", s(&tuned_dir)];
+    let log = String::from_utf8_lossy(&ok("graft-finetune", &args).stderr).into_owned();
+    assert!(
+        log.contains(&format!("MBConv blocks 14..15 of 16 and the head convolution above `{cut_tensor}`")),
+        "{log}"
+    );
+
+    // Every tensor of blocks 14 and 15 and the head convolution changed, nothing else did.
+    let tuned = std::fs::read(d("tuned/model.onnx")).unwrap();
+    let trained: Vec<String> = Trunk::Blocks(top).named_vars().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(trained.len(), 2 * 3 * 2 + 2);
+    let (before, after) = (
+        graft_core::onnx::float_initializers(&base, |_| true).unwrap(),
+        graft_core::onnx::float_initializers(&tuned, |_| true).unwrap(),
+    );
+    assert_eq!(before.len(), after.len());
+    for (name, t) in &before {
+        assert_eq!(after[name] != *t, trained.contains(name), "{name}");
+    }
+    assert_eq!(graft_core::onnx::read(&tuned).unwrap().nodes, graft_core::onnx::read(&base).unwrap().nodes);
+
+    // ONNX Runtime on the tuned model from the images, and the head on its pooled features,
+    // against the Rust forward pass from the cut.
+    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
+        "--out", s(&d("eval"))]);
+    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+    let trunk = Trunk::Blocks(ConvTop::load(&tuned, &d("tuned/model.onnx"), 2, DType::F32).unwrap());
+    let blake3 = graft_core::hash::bytes(&base);
+    let expected = Expected::Vectors { tensor: &cut_tensor, model_blake3: &blake3, dim: trunk.input_width() };
+    let (_, split) = graft_tune::cut::read(&d("cut"), "test", expected).unwrap().unwrap();
+    assert_eq!(split.ids, ids(&d("eval/predictions.arrow")));
+    let worst = largest_difference(&onnx_proba, &trunk, &split, &d("tuned/head"));
+    assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
+    assert!(onnx_proba.iter().any(|p| (p[0] - 0.5).abs() > 0.05), "{onnx_proba:?}");
+
+    // Shipped as a bundle, it scores the folder: one row per image file, the broken one rejected.
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["bundle", "--head", s(&d("tuned/head")), "--spec", s(&d("tuned/spec.yaml")),
+        "--data", s(&d("data")), "--eval", s(&d("eval")), "--out", s(&d("bundle"))]);
+    ok("graft", &["predict", "--bundle", s(&d("bundle")), "--input", s(&folder), "--out", s(&d("scores.csv"))]);
+    let files: usize = ["cat", "dog"].iter().map(|c| std::fs::read_dir(folder.join(c)).unwrap().count()).sum();
+    assert_eq!(csv::Reader::from_path(d("scores.csv")).unwrap().records().count(), files);
+
+    // A cut of pooled features, or more blocks than the model has, is refused naming it.
+    let err = user_error(
+        "graft-finetune",
+        &["layers", "--cut", s(&d("features")), "--spec", s(&spec), "--layers", "2", "--out", s(&d("x"))],
+    );
+    assert!(err.contains("`none`-pooled features") || err.contains("pooled features"), "{err}");
+    let err = user_error(
+        "graft-finetune",
+        &["layers", "--cut", s(&d("cut")), "--spec", s(&spec), "--layers", "17", "--out", s(&d("x"))],
+    );
+    assert!(err.contains("`--layers 17`") && err.contains("has 16 MBConv blocks"), "{err}");
 }
 
 #[test]
@@ -214,7 +297,7 @@ fn full_fine_tuning_trains_the_embeddings_from_the_token_ids() {
     let tokenizer = graft_core::hash::file(&fixture("tiny/tokenizer.json")).unwrap();
     let expected = Expected::Ids { tokenizer_blake3: &tokenizer, vocab: encoder.vocab().unwrap() };
     let (_, split) = graft_tune::cut::read(&d("data"), "test", expected).unwrap().unwrap();
-    let worst = largest_difference(&onnx_proba, &encoder, &split, &d("full/head"));
+    let worst = largest_difference(&onnx_proba, &Trunk::Layers(encoder), &split, &d("full/head"));
     assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
     // Training the embeddings needs every layer, and token ids rather than vectors.
     #[rustfmt::skip]

@@ -4,15 +4,18 @@
 //! thread runs inference on the batch before: a bounded channel of two batches of
 //! `--batch-size` images keeps memory flat. Batches go to the spec's image input as
 //! `[batch, 3, S, S]` (or channels last) and the chosen outputs are pooled (`gap` for feature
-//! maps, `none` for pooled vectors).
+//! maps, `none` for pooled vectors), or with `--tokens` one output's feature map is written
+//! whole, a vector per spatial position (the cut for `graft-finetune layers`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::SchemaRef;
 use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, ImageSource, Provenance};
 use graft_core::atomic::Pending;
 use graft_core::columns::{ImageRef, ImageRefs};
+use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, ImageSpec};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
@@ -78,6 +81,26 @@ impl ImageEmbedder {
         let started = std::time::Instant::now();
         let outputs = self.session.run_with_options(inputs, &self.run_options)?;
         self.inference += started.elapsed();
+        if self.features.tokens.is_some() {
+            let name = &self.features.outputs[0];
+            let (dims, data) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
+            let dims: Vec<i64> = dims.iter().copied().collect();
+            let [b, c, h, w] = dims[..] else {
+                return Err(EmbedError::Rank {
+                    name: name.clone(),
+                    shape: dims,
+                    expected: "[batch, channels, height, width]",
+                });
+            };
+            if b as usize != rows {
+                return Err(EmbedError::Rank {
+                    name: name.clone(),
+                    shape: dims,
+                    expected: "[batch, channels, height, width]",
+                });
+            }
+            return Ok((channels_last(data, rows, c as usize, (h * w) as usize), c as usize));
+        }
         let mut pooled = Vec::with_capacity(self.features.outputs.len());
         for name in &self.features.outputs {
             let (dims, data) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
@@ -96,6 +119,21 @@ impl ImageEmbedder {
         }
         Ok((features, dim))
     }
+}
+
+/// `[rows, channels, positions]` as `[rows, positions, channels]`: each spatial position of a
+/// feature map is one token vector.
+fn channels_last(data: &[f32], rows: usize, channels: usize, positions: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * positions * channels];
+    for r in 0..rows {
+        let (src, dst) = (&data[r * channels * positions..], &mut out[r * positions * channels..]);
+        for c in 0..channels {
+            for p in 0..positions {
+                dst[p * channels + c] = src[c * positions + p];
+            }
+        }
+    }
+    out
 }
 
 /// Decoded model input for consecutive rows of one record batch.
@@ -156,6 +194,18 @@ fn decode_rows(
     Ok(pixels)
 }
 
+/// The output's schema: pooled features, or with `--tokens` each image's feature map, a token
+/// vector per spatial position; both with the augmented view's index.
+fn schema(prov: &mut Provenance, backbone: &BackboneId, tokens: Option<TokensDtype>) -> Result<SchemaRef> {
+    match tokens {
+        None => crate::features_schema(prov, backbone, true),
+        Some(dtype) => {
+            prov.backbone = Some(backbone.clone());
+            Ok(prov.attach(graft_core::columns::token_vectors_fields(dtype == TokensDtype::Float16, true))?)
+        }
+    }
+}
+
 /// Embeds one split of images; returns the rows embedded and the pending output.
 pub fn embed_split(
     reader: &mut ArtifactReader,
@@ -175,6 +225,7 @@ pub fn embed_split(
     let batch_size = batch_size.max(1);
     let spec = &embedder.image.clone();
     let shard = prov.shard;
+    let tokens = embedder.features.tokens;
     let mut writer: Option<ArtifactWriter> = None;
     let mut done = 0u64;
     std::thread::scope(|scope| -> Result<()> {
@@ -228,17 +279,23 @@ pub fn embed_split(
             let Some(batch) = chunk.batch else { continue };
             let writer = match &mut writer {
                 Some(w) => w,
-                None => writer.insert(ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, true)?)?),
+                None => writer.insert(ArtifactWriter::create(dest, &schema(prov, backbone, tokens)?)?),
             };
             let refs = ImageRefs::of(&batch, &path)?;
-            let features = graft_core::columns::float_list(std::mem::take(&mut features), backbone.dim)
-                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(refs.ids.clone()),
-                Arc::new(refs.labels.clone()),
-                Arc::new(refs.views.clone()),
-                Arc::new(features),
-            ];
+            let values = std::mem::take(&mut features);
+            let vectors: ArrayRef = match tokens {
+                Some(dtype) => {
+                    let width = values.len() / batch.num_rows().max(1);
+                    let rows: Vec<Vec<f32>> = values.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
+                    Arc::new(graft_core::columns::vector_lists(&rows, dtype == TokensDtype::Float16))
+                }
+                None => Arc::new(
+                    graft_core::columns::float_list(values, backbone.dim)
+                        .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?,
+                ),
+            };
+            let columns: Vec<ArrayRef> =
+                vec![Arc::new(refs.ids.clone()), Arc::new(refs.labels.clone()), Arc::new(refs.views.clone()), vectors];
             let out = RecordBatch::try_new(writer.schema(), columns)
                 .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
             writer.write(&out)?;
@@ -257,7 +314,7 @@ pub fn embed_split(
                 source,
             })?;
             backbone.dim = dim;
-            ArtifactWriter::create(dest, &crate::features_schema(prov, backbone, true)?)?
+            ArtifactWriter::create(dest, &schema(prov, backbone, tokens)?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };

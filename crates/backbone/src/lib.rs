@@ -118,9 +118,7 @@ fn feature_space(cfg: &Config) -> Result<(BackboneSpec, FeatureSpec)> {
         let spec = BackboneSpec::load(&cfg.spec)?;
         let outputs = if cfg.outputs.is_empty() { vec![spec.output.clone()] } else { cfg.outputs.clone() };
         if cfg.tokens {
-            let refused = if spec.kind != Kind::Text {
-                Some(format!("spec `{}` is an image backbone; token vectors are for text", cfg.spec.display()))
-            } else if outputs.len() != 1 {
+            let refused = if outputs.len() != 1 {
                 Some(format!("give one output, not {}", outputs.len()))
             } else if cfg.pooling.is_some() || cfg.normalize.is_some() {
                 Some("drop `--pooling` and `--normalize`".into())
@@ -514,7 +512,7 @@ fn output_schema(
         return features_schema(prov, backbone, false);
     }
     prov.backbone = Some(backbone.clone());
-    Ok(prov.attach(graft_core::columns::token_vectors_fields(tokens == Some(TokensDtype::Float16)))?)
+    Ok(prov.attach(graft_core::columns::token_vectors_fields(tokens == Some(TokensDtype::Float16), false))?)
 }
 
 /// The schema of a features file, with the backbone recorded in its provenance: id, label,

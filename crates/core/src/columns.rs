@@ -138,11 +138,16 @@ pub fn features_fields(dim: usize, with_view: bool) -> Vec<Field> {
     fields
 }
 
-/// Token vectors (`graft-backbone --tokens`): each row's real tokens, `[tokens, dim]` in
-/// float16 or float32, row-major.
-pub fn token_vectors_fields(half: bool) -> Vec<Field> {
+/// Token vectors (`graft-backbone --tokens`): each row's real tokens (an image's spatial
+/// positions, with its view's index), `[tokens, dim]` in float16 or float32, row-major.
+pub fn token_vectors_fields(half: bool, with_view: bool) -> Vec<Field> {
     let item = Field::new("item", if half { DataType::Float16 } else { DataType::Float32 }, false);
-    vec![utf8(ID), Field::new(LABEL, DataType::Utf8, true), Field::new(HIDDEN, DataType::List(Arc::new(item)), false)]
+    let mut fields = vec![utf8(ID), Field::new(LABEL, DataType::Utf8, true)];
+    if with_view {
+        fields.push(Field::new(VIEW, DataType::Int32, false));
+    }
+    fields.push(Field::new(HIDDEN, DataType::List(Arc::new(item)), false));
+    fields
 }
 
 pub fn cache_fields(dim: usize) -> Vec<Field> {

@@ -21,6 +21,8 @@ mod field {
     pub const NODE_ATTRIBUTE: u64 = 5;
     pub const ATTRIBUTE_NAME: u64 = 1;
     pub const ATTRIBUTE_FLOAT: u64 = 2;
+    pub const ATTRIBUTE_INT: u64 = 3;
+    pub const ATTRIBUTE_INTS: u64 = 8;
     pub const TENSOR_DIMS: u64 = 1;
     pub const TENSOR_DATA_TYPE: u64 = 2;
     pub const TENSOR_FLOAT_DATA: u64 = 4;
@@ -197,6 +199,15 @@ pub struct Node {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub float_attributes: Vec<(String, f32)>,
+    /// Integer attributes (`i` and `ints`), each as a list.
+    pub int_attributes: Vec<(String, Vec<i64>)>,
+}
+
+impl Node {
+    /// The integer attribute `name` (one value for `i`, several for `ints`).
+    pub fn ints(&self, name: &str) -> Option<&[i64]> {
+        self.int_attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
 }
 
 /// What `graft-backbone inspect` shows of a model.
@@ -236,6 +247,7 @@ pub fn read(model: &[u8]) -> Option<Graph> {
                     inputs: vec![],
                     outputs: vec![],
                     float_attributes: vec![],
+                    int_attributes: vec![],
                 };
                 for nf in fields(f.bytes)? {
                     match nf.number {
@@ -245,8 +257,27 @@ pub fn read(model: &[u8]) -> Option<Graph> {
                             let parts = fields(nf.bytes)?;
                             let name = parts.iter().find(|p| p.number == field::ATTRIBUTE_NAME).map(string);
                             let value = parts.iter().find(|p| p.number == field::ATTRIBUTE_FLOAT && p.bytes.len() == 4);
-                            if let (Some(name), Some(v)) = (name, value) {
+                            if let (Some(name), Some(v)) = (name.clone(), value) {
                                 node.float_attributes.push((name, f32::from_le_bytes(v.bytes.try_into().ok()?)));
+                            }
+                            let mut ints = Vec::new();
+                            for p in &parts {
+                                match (p.number, p.bytes.is_empty()) {
+                                    (field::ATTRIBUTE_INT, true) | (field::ATTRIBUTE_INTS, true) => {
+                                        ints.push(p.varint as i64);
+                                    }
+                                    // Packed `ints`.
+                                    (field::ATTRIBUTE_INTS, false) => {
+                                        let mut pos = 0;
+                                        while pos < p.bytes.len() {
+                                            ints.push(varint(p.bytes, &mut pos)? as i64);
+                                        }
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            if let (Some(name), false) = (name, ints.is_empty()) {
+                                node.int_attributes.push((name, ints));
                             }
                         }
                         field::NODE_NAME => node.name = string(&nf),

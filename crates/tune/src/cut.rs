@@ -160,6 +160,23 @@ impl Split {
     }
 }
 
+/// Checks that every row of an image cut holds the same square feature map's positions.
+pub fn check_square(split: &Split, dim: usize, path: &Path) -> Result<()> {
+    let Some(first) = (0..split.len()).next().map(|i| split.tokens(i, dim)) else { return Ok(()) };
+    let side = (first as f64).sqrt().round() as usize;
+    let bad = (0..split.len()).find(|&i| split.tokens(i, dim) != first);
+    match bad {
+        _ if side * side != first => Err(Error::NotSquare(first)),
+        Some(i) => Err(Error::BadRow {
+            path: path.to_owned(),
+            row: i,
+            id: split.ids[i].clone(),
+            message: format!("holds {} positions; row 0 holds {first}", split.tokens(i, dim)),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The spill file could not be made, written or read back.
 fn spill_error(path: &Path, source: std::io::Error) -> Error {
     Error::Cut {

@@ -2,11 +2,10 @@
 //! encoder goes through) as trainable tensors: recognised in and read from the ONNX model's
 //! initializers, run forward with autograd, and handed back for writing into a copy.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use graft_core::onnx::{self, FloatTensor, Graph};
+use graft_core::onnx::{self, Graph};
 use graft_core::rng::SplitMix64;
 
 use crate::error::{Error, Result};
@@ -249,17 +248,6 @@ impl Encoder {
             x = x.broadcast_add(&types)?;
         }
         layer_norm(&x, p[norm], p[norm + 1], e.eps)
-    }
-
-    /// The trained tensors as float32 initializers, for writing into the model.
-    pub fn initializers(&self) -> Result<HashMap<String, FloatTensor>> {
-        let mut out = HashMap::new();
-        for (name, var) in self.named_vars() {
-            let t = var.as_tensor().to_dtype(DType::F32)?;
-            let values = t.flatten_all()?.to_vec1::<f32>()?;
-            out.insert(name, FloatTensor { dims: t.dims().to_vec(), values });
-        }
-        Ok(out)
     }
 
     /// The last layer's output `[batch, seq, hidden]` of the cut's `x` `[batch, seq, hidden]`

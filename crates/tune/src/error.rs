@@ -10,6 +10,10 @@ pub enum Error {
     NotRecognised { path: PathBuf, what: String, expected: &'static str },
     #[error("`--layers {k}`: model `{}` has {depth} transformer layers; train 1 to {depth}", path.display())]
     Layers { path: PathBuf, k: usize, depth: usize },
+    #[error("`--layers {k}`: model `{}` has {depth} MBConv blocks; train 1 to {depth}", path.display())]
+    Blocks { path: PathBuf, k: usize, depth: usize },
+    #[error("the cut holds {0} vectors a row, not the positions of a square feature map")]
+    NotSquare(usize),
     #[error("`{}` is not a cut for these layers: {message}", path.display())]
     Cut { path: PathBuf, message: String },
     #[error("`{}` row {row} (id `{id}`): {message}", path.display())]

@@ -1,13 +1,17 @@
-//! `graft-finetune layers`: the top K transformer layers of a BERT-family ONNX backbone
-//! trained together with a linear head on the token vectors cached at the cut below them
-//! (`graft-backbone --tokens`), so each epoch costs only the trained layers; the trained
-//! weights go back into a copy of the ONNX model, so scoring runs in ONNX Runtime alone.
+//! `graft-finetune layers`: the top K transformer layers of a BERT-family ONNX backbone (or
+//! the top K MBConv blocks and the head convolution of an EfficientNet-Lite) trained together
+//! with a linear head on the vectors cached at the cut below them (`graft-backbone --tokens`:
+//! token vectors, or a feature map's positions), so each epoch costs only the trained part;
+//! the trained weights go back into a copy of the ONNX model, so scoring runs in ONNX Runtime
+//! alone.
 
 pub mod cut;
 pub mod encoder;
 mod error;
+pub mod mbconv;
 pub mod optim;
 pub mod train;
+pub mod trunk;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +24,7 @@ use graft_core::head::{self, Architecture, Fit, Head, HeadInfo, Training};
 use graft_core::spec::{BackboneSpec, Kind, Pooling};
 
 pub use error::{Error, Result};
+pub use trunk::Trunk;
 
 /// The output folder's files.
 pub const MODEL_FILE: &str = "model.onnx";
@@ -74,34 +79,41 @@ pub fn run(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64) + Send) -
 
 fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Result<Summary> {
     let spec = BackboneSpec::load(&cfg.spec)?;
-    if spec.kind != Kind::Text {
-        return Err(Error::BadParam {
-            key: "spec",
-            message: format!(
-                "`{}` is an image backbone; `layers` trains BERT-family text encoders",
-                cfg.spec.display()
-            ),
-        });
-    }
     let bytes =
         fs_err::read(&spec.model).map_err(|source| graft_core::Error::Read { path: spec.model.clone(), source })?;
     let model_blake3 = graft_core::hash::bytes(&bytes);
     let dtype = DType::F32;
-    let mut encoder = encoder::Encoder::load(&bytes, &spec.model, cfg.train.layers, dtype)?;
-    let tokenizer_blake3 = graft_core::hash::file(&spec.text().tokenizer)?;
-    if cfg.train.embeddings {
-        if cfg.train.layers != encoder.depth {
-            return Err(Error::BadParam {
-                key: "embeddings",
-                message: format!("trains every layer above them: give `--layers {}`", encoder.depth),
-            });
+    let k = cfg.train.layers;
+    let (trunk, tokenizer_blake3) = match spec.kind {
+        Kind::Text => {
+            let mut encoder = encoder::Encoder::load(&bytes, &spec.model, k, dtype)?;
+            if cfg.train.embeddings {
+                if k != encoder.depth {
+                    return Err(Error::BadParam {
+                        key: "embeddings",
+                        message: format!("trains every layer above them: give `--layers {}`", encoder.depth),
+                    });
+                }
+                encoder = encoder.with_embeddings(&bytes, &spec.model, dtype)?;
+            }
+            (Trunk::Layers(encoder), Some(graft_core::hash::file(&spec.text().tokenizer)?))
         }
-        encoder = encoder.with_embeddings(&bytes, &spec.model, dtype)?;
-    }
-    let cut_tensor = encoder.cut();
-    let expected = match encoder.vocab() {
-        Some(vocab) => cut::Expected::Ids { tokenizer_blake3: &tokenizer_blake3, vocab },
-        None => cut::Expected::Vectors { tensor: &cut_tensor, model_blake3: &model_blake3, dim: encoder.hidden },
+        Kind::Image => {
+            if cfg.train.embeddings {
+                return Err(Error::BadParam {
+                    key: "embeddings",
+                    message: format!("`{}` is an image backbone; embeddings are a text encoder's", cfg.spec.display()),
+                });
+            }
+            (Trunk::Blocks(mbconv::ConvTop::load(&bytes, &spec.model, k, dtype)?), None)
+        }
+    };
+    let cut_tensor = trunk.cut();
+    let expected = match (&trunk, &tokenizer_blake3) {
+        (Trunk::Layers(e), Some(tokenizer_blake3)) if e.embeddings.is_some() => {
+            cut::Expected::Ids { tokenizer_blake3, vocab: e.vocab().expect("trained embeddings have a word table") }
+        }
+        _ => cut::Expected::Vectors { tensor: &cut_tensor, model_blake3: &model_blake3, dim: trunk.input_width() },
     };
     let (prov, train_split) = cut::read(&cfg.cut, SPLITS[0], expected)?
         .ok_or_else(|| Error::Cut { path: cfg.cut.join("train.arrow"), message: "there is no train split".into() })?;
@@ -113,6 +125,13 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
             path: cfg.cut.join("val.arrow"),
             message: format!("labels {:?} differ from train's {:?}", p.labels, prov.labels),
         });
+    }
+    if let Trunk::Blocks(_) = trunk {
+        for (split, rows) in [(SPLITS[0], Some(&train_split)), (SPLITS[1], val.as_ref().map(|v| &v.1))] {
+            if let Some(rows) = rows {
+                cut::check_square(rows, trunk.input_width(), &cfg.cut.join(format!("{split}.arrow")))?;
+            }
+        }
     }
     let objective = match prov.task {
         Task::Classification => train::Objective::Classes {
@@ -133,23 +152,20 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
         }
     };
     tracing::info!(
-        "training layers {}..{} of {} ({} above `{cut_tensor}`) and a head of {} outputs on {} rows",
-        encoder.layers[0].index,
-        encoder.depth - 1,
-        encoder.depth,
-        cfg.train.layers,
+        "training {} above `{cut_tensor}` and a head of {} outputs on {} rows",
+        trunk.describe(),
         objective.outputs(),
         train_split.len()
     );
-    let model = train::Model::new(encoder, objective.outputs(), cfg.train.seed, dtype)?;
+    let model = train::Model::new(trunk, objective.outputs(), cfg.train.seed, dtype)?;
     let val_split = val.as_ref().map(|(_, s)| s);
     let trained = train::train(&model, &cfg.train, &train_split, val_split, &objective, dtype, on_epoch)?;
 
-    let tuned = graft_core::onnx::with_float_initializers(&bytes, &model.encoder.initializers()?).ok_or_else(|| {
+    let tuned = graft_core::onnx::with_float_initializers(&bytes, &model.trunk.initializers()?).ok_or_else(|| {
         Error::NotRecognised {
             path: spec.model.clone(),
             what: "its trained weights could not be written back".into(),
-            expected: encoder::EXPECTED,
+            expected: model.trunk.expected(),
         }
     })?;
     let mut inputs = BTreeMap::new();
@@ -162,7 +178,7 @@ fn run_here(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64)) -> Resu
     let name = tuned_name(&spec, cfg.train.layers);
     let head =
         head_of(&model, cfg, &name, &prov, &tuned, &trained, train_split.len(), &objective, inputs, &model_blake3)?;
-    write(cfg, &spec, &tuned, &head)?;
+    write(cfg, &spec, &model.trunk, &tuned, &head)?;
     Ok(Summary { head, train_rows: train_split.len(), seconds: trained.seconds, out: cfg.out.clone() })
 }
 
@@ -181,7 +197,7 @@ fn head_of(
     inputs: BTreeMap<String, String>,
     base_model_blake3: &str,
 ) -> Result<Head> {
-    let hidden = model.encoder.hidden;
+    let hidden = model.trunk.output_width();
     let outputs = objective.outputs();
     let (class_weights, target_mean, target_scale) = match objective {
         train::Objective::Classes { weights } => (weights.clone(), 0.0, 1.0),
@@ -211,16 +227,16 @@ fn head_of(
     let backbone = BackboneId {
         spec: name.to_owned(),
         model_blake3: graft_core::hash::bytes(tuned),
-        outputs: vec![OUTPUT.into()],
+        outputs: vec![output_of(&model.trunk)],
         combine: None,
-        pooling: Pooling::Mean.as_str().into(),
+        pooling: pooling_of(&model.trunk).as_str().into(),
         normalize: false,
         dim: hidden,
         provider: "cpu".into(),
     };
     let fit = Fit::Layers {
         config: t.clone(),
-        cut: model.encoder.cut(),
+        cut: model.trunk.cut(),
         base_model_blake3: base_model_blake3.to_owned(),
         epochs: trained.epochs.clone(),
         best_epoch: trained.best_epoch,
@@ -245,36 +261,59 @@ fn head_of(
     })
 }
 
+/// The tuned model's features, as the head was trained on them: the last layer's output
+/// mean-pooled, or the graph's own pooled features.
+fn output_of(trunk: &Trunk) -> String {
+    match trunk {
+        Trunk::Layers(_) => OUTPUT.into(),
+        Trunk::Blocks(c) => c.output.clone(),
+    }
+}
+
+fn pooling_of(trunk: &Trunk) -> Pooling {
+    match trunk {
+        Trunk::Layers(_) => Pooling::Mean,
+        Trunk::Blocks(_) => Pooling::None,
+    }
+}
+
 /// The tuned backbone's spec name: the base spec's, with the layers trained.
 fn tuned_name(base: &BackboneSpec, layers: usize) -> String {
     format!("{}-top{layers}", base.name)
 }
 
-/// Writes the tuned model, its spec and tokenizer, the head, and the manifest last.
-fn write(cfg: &LayersConfig, base: &BackboneSpec, tuned: &[u8], head: &Head) -> Result<()> {
+/// Writes the tuned model, its spec and tokenizer (text), the head, and the manifest last.
+fn write(cfg: &LayersConfig, base: &BackboneSpec, trunk: &Trunk, tuned: &[u8], head: &Head) -> Result<()> {
     let out = &cfg.out;
-    let tokenizer = &base.text().tokenizer;
-    let tokenizer_bytes =
-        fs_err::read(tokenizer).map_err(|source| graft_core::Error::Read { path: tokenizer.clone(), source })?;
     let mut spec = base.clone();
     spec.name = tuned_name(base, cfg.train.layers);
     spec.model = PathBuf::from(MODEL_FILE);
+    let mut files: Vec<(&str, Vec<u8>)> = vec![(MODEL_FILE, tuned.to_vec())];
     if let Some(text) = &mut spec.text {
+        let tokenizer = &text.tokenizer;
+        let bytes =
+            fs_err::read(tokenizer).map_err(|source| graft_core::Error::Read { path: tokenizer.clone(), source })?;
+        files.push((TOKENIZER_FILE, bytes));
         text.tokenizer = PathBuf::from(TOKENIZER_FILE);
     }
-    spec.output = OUTPUT.into();
-    spec.pooling = Pooling::Mean;
+    spec.output = output_of(trunk);
+    spec.pooling = pooling_of(trunk);
     spec.normalize = false;
+    let (what, pooled) = match trunk {
+        Trunk::Layers(_) => ("layers", "its mean-pooled last layer"),
+        Trunk::Blocks(_) => ("MBConv blocks and head convolution", "its pooled features"),
+    };
     let yaml = format!(
-        "# {} with its top {} layers trained by `graft-finetune layers`; the head in `{HEAD_DIR}/` reads\n\
-         # its mean-pooled last layer.\n{}",
+        "# {} with its top {} {what} trained by `graft-finetune layers`; the head in `{HEAD_DIR}/` reads\n\
+         # {pooled}.\n{}",
         base.name,
         cfg.train.layers,
         serde_norway::to_string(&spec).map_err(|e| Error::BadParam { key: "spec", message: e.to_string() })?
     );
+    files.push((SPEC_FILE, yaml.into_bytes()));
     let mut manifest = graft_core::manifest::Manifest::new(MANIFEST_KIND);
     let mut pending = Vec::new();
-    for (name, bytes) in [(MODEL_FILE, tuned), (SPEC_FILE, yaml.as_bytes()), (TOKENIZER_FILE, &tokenizer_bytes)] {
+    for (name, bytes) in &files {
         manifest.add_bytes(name, bytes);
         pending.push(graft_core::atomic::pending_bytes(&out.join(name), bytes)?);
     }

@@ -8,15 +8,16 @@ use graft_core::head::Epoch;
 use graft_core::rng::SplitMix64;
 
 use crate::cut::Split;
-use crate::encoder::{Dropout, Encoder, mean_pool};
+use crate::encoder::{Dropout, mean_pool};
 use crate::error::{Error, Result};
 use crate::optim::{Optim, schedule};
+use crate::trunk::Trunk;
 
-/// The top layers and the head on their mean-pooled output.
+/// The top layers (or blocks) and the head on their mean-pooled output.
 #[derive(Debug)]
 pub struct Model {
-    pub encoder: Encoder,
-    /// `[hidden, classes]`.
+    pub trunk: Trunk,
+    /// `[width, classes]`.
     pub head_weight: Var,
     /// `[classes]`.
     pub head_bias: Var,
@@ -24,18 +25,23 @@ pub struct Model {
 
 impl Model {
     /// A head initialised as BERT's classifier: weights from N(0, 0.02^2), zero bias.
-    pub fn new(encoder: Encoder, classes: usize, seed: u64, dtype: DType) -> Result<Self> {
+    pub fn new(trunk: Trunk, classes: usize, seed: u64, dtype: DType) -> Result<Self> {
         let mut rng = SplitMix64::new(seed ^ 0x6865_6164); // "head"
-        let weights: Vec<f64> = (0..encoder.hidden * classes).map(|_| 0.02 * normal(&mut rng)).collect();
-        let w = Tensor::from_vec(weights, (encoder.hidden, classes), &Device::Cpu)?.to_dtype(dtype)?;
+        let width = trunk.output_width();
+        let weights: Vec<f64> = (0..width * classes).map(|_| 0.02 * normal(&mut rng)).collect();
+        let w = Tensor::from_vec(weights, (width, classes), &Device::Cpu)?.to_dtype(dtype)?;
         let b = Tensor::zeros(classes, dtype, &Device::Cpu)?;
-        Ok(Self { encoder, head_weight: Var::from_tensor(&w)?, head_bias: Var::from_tensor(&b)? })
+        Ok(Self { trunk, head_weight: Var::from_tensor(&w)?, head_bias: Var::from_tensor(&b)? })
     }
 
     /// Logits `[batch, classes]` of a batch of cut vectors.
     pub fn logits(&self, x: &Tensor, mask: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
-        let hidden = self.encoder.forward(x, mask, dropout.as_deref_mut())?;
-        let mut pooled = mean_pool(&hidden, mask)?;
+        let hidden = self.trunk.forward(x, mask, dropout.as_deref_mut())?;
+        // A feature map's positions are all real (and fewer than the cut's below a stride).
+        let mut pooled = match self.trunk {
+            Trunk::Layers(_) => mean_pool(&hidden, mask)?,
+            Trunk::Blocks(_) => hidden.mean(1)?,
+        };
         if let Some(d) = dropout {
             pooled = d.apply(&pooled)?;
         }
@@ -44,7 +50,7 @@ impl Model {
 
     /// Every trained variable, the head's last.
     pub fn vars(&self) -> Vec<&Var> {
-        let mut vars: Vec<&Var> = self.encoder.named_vars().into_iter().map(|(_, v)| v).collect();
+        let mut vars: Vec<&Var> = self.trunk.named_vars().into_iter().map(|(_, v)| v).collect();
         vars.extend([&self.head_weight, &self.head_bias]);
         vars
     }
@@ -174,7 +180,7 @@ fn epoch_batches(split: &Split, dim: usize, batch_size: usize, rng: &mut SplitMi
 /// The loss of `split` (weighted as in training) and, for classes, its accuracy; without
 /// dropout.
 pub fn evaluate(model: &Model, split: &Split, objective: &Objective, dtype: DType) -> Result<(f64, Option<f64>)> {
-    let dim = model.encoder.hidden;
+    let dim = model.trunk.input_width();
     let mut order: Vec<usize> = (0..split.len()).collect();
     order.sort_by_key(|&r| split.tokens(r, dim));
     let (mut loss, mut weight, mut correct) = (0.0, 0.0, 0usize);
@@ -218,9 +224,9 @@ pub fn train(
     dtype: DType,
     mut on_epoch: impl FnMut(&Epoch, f64),
 ) -> Result<Trained> {
-    let dim = model.encoder.hidden;
+    let dim = model.trunk.input_width();
     let mut optim = Optim::new(cfg.optimizer, cfg.momentum, cfg.weight_decay);
-    for (_, var) in model.encoder.named_vars() {
+    for (_, var) in model.trunk.named_vars() {
         optim.add(var, cfg.layer_lr)?;
     }
     optim.add(&model.head_weight, cfg.lr)?;
@@ -289,6 +295,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::encoder::Encoder;
+    use crate::mbconv::ConvTop;
 
     const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tiny/model.onnx");
 
@@ -297,7 +305,7 @@ mod tests {
     fn tiny(k: usize) -> (Model, Tensor, Tensor, Tensor) {
         let bytes = std::fs::read(TINY).unwrap();
         let encoder = Encoder::load(&bytes, Path::new(TINY), k, DType::F64).unwrap();
-        let model = Model::new(encoder, 3, 7, DType::F64).unwrap();
+        let model = Model::new(Trunk::Layers(encoder), 3, 7, DType::F64).unwrap();
         // A larger head than BERT's init, so that its gradients are not tiny.
         model.head_weight.set(&model.head_weight.as_tensor().affine(20.0, 0.0).unwrap()).unwrap();
         let mut rng = SplitMix64::new(3);
@@ -359,13 +367,13 @@ mod tests {
         let bytes = std::fs::read(TINY).unwrap();
         let encoder = Encoder::load(&bytes, Path::new(TINY), 2, DType::F64).unwrap();
         let encoder = encoder.with_embeddings(&bytes, Path::new(TINY), DType::F64).unwrap();
-        let model = Model::new(encoder, 2, 5, DType::F64).unwrap();
+        let model = Model::new(Trunk::Layers(encoder), 2, 5, DType::F64).unwrap();
         model.head_weight.set(&model.head_weight.as_tensor().affine(20.0, 0.0).unwrap()).unwrap();
         let ids = Tensor::new(&[[1u32, 5, 7, 3, 2], [4, 6, 2, 0, 0]], &Device::Cpu).unwrap();
         let mask = Tensor::new(&[[1f64, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
         let t = targets(&[1, 0], 2, &[1.0, 1.0], DType::F64).unwrap();
         let grads = loss(&model, &ids, &mask, &t).backward().unwrap();
-        let named = model.encoder.named_vars();
+        let named = model.trunk.named_vars();
         assert_eq!(named.iter().filter(|(n, _)| n.starts_with("embeddings.")).count(), 5);
         for (name, var) in named.iter().filter(|(n, _)| n.starts_with("embeddings.")) {
             // The word table: the rows of the ids fed (the rest have no gradient) and one other.
@@ -387,16 +395,23 @@ mod tests {
         let (model, x, mask, t) = tiny(1);
         // The key bias adds q.b to every key's score of a query: softmax ignores it, so its
         // gradient is zero and it never moves (as in any BERT); every other tensor must.
-        let key_bias = model.encoder.named_vars().iter().position(|(n, _)| n.ends_with("key.bias")).unwrap();
+        let key_bias = model.trunk.named_vars().iter().position(|(n, _)| n.ends_with("key.bias")).unwrap();
+        assert_one_step_moves(&model, &x, &mask, &t, Some(key_bias));
+        let (model, x, mask, t) = tiny_blocks(5);
+        assert_one_step_moves(&model, &x, &mask, &t, None);
+    }
+
+    /// One AdamW step moves every trained tensor but `still`, whose gradient must be zero.
+    fn assert_one_step_moves(model: &Model, x: &Tensor, mask: &Tensor, t: &Tensor, still: Option<usize>) {
         let before: Vec<Tensor> = model.vars().iter().map(|v| v.as_tensor().copy().unwrap()).collect();
         let mut optim = Optim::new(graft_core::config::finetune::Optimizer::Adamw, 0.9, 0.01);
         for v in model.vars() {
             optim.add(v, 1e-3).unwrap();
         }
-        let grads = loss(&model, &x, &mask, &t).backward().unwrap();
+        let grads = loss(model, x, mask, t).backward().unwrap();
         optim.step(&grads, 1.0, 1.0).unwrap();
         for (i, (var, old)) in model.vars().iter().zip(&before).enumerate() {
-            if i == key_bias {
+            if Some(i) == still {
                 let g = grads.get(var.as_tensor()).unwrap().abs().unwrap().max(0).unwrap();
                 assert!(scalar(&g).unwrap() < 1e-12, "the key bias's gradient is zero");
                 continue;
@@ -417,5 +432,54 @@ mod tests {
             // Adam's first step moves every element with a gradient by about the rate.
             assert!(moved > 1e-4, "a {:?} tensor moved by {moved}", old.dims());
         }
+    }
+
+    const TINY_EFFNET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tiny-images/effnet.onnx");
+
+    /// The tiny EfficientNet-Lite's top `k` MBConv blocks and head convolution with a 3-class
+    /// head, in float64; a batch of two random feature maps at the cut (6 x 6 below the
+    /// strided block 11, 3 x 3 above it).
+    fn tiny_blocks(k: usize) -> (Model, Tensor, Tensor, Tensor) {
+        let bytes = std::fs::read(TINY_EFFNET).unwrap();
+        let top = ConvTop::load(&bytes, Path::new(TINY_EFFNET), k, DType::F64).unwrap();
+        let (channels, positions) = (top.channels, if k >= 5 { 36 } else { 9 });
+        let model = Model::new(Trunk::Blocks(top), 3, 7, DType::F64).unwrap();
+        model.head_weight.set(&model.head_weight.as_tensor().affine(20.0, 0.0).unwrap()).unwrap();
+        let mut rng = SplitMix64::new(5);
+        let x: Vec<f64> = (0..2 * positions * channels).map(|_| normal(&mut rng)).collect();
+        let x = Tensor::from_vec(x, (2, positions, channels), &Device::Cpu).unwrap();
+        let mask = Tensor::ones((2, positions), DType::F64, &Device::Cpu).unwrap();
+        let t = targets(&[2, 0], 3, &[1.0, 1.5, 0.5], DType::F64).unwrap();
+        (model, x, mask, t)
+    }
+
+    #[test]
+    fn mbconv_gradients_match_central_differences() {
+        // Five blocks: expansions, 5 x 5 and 3 x 3 depthwise filters, skips, and block 11's
+        // stride 2 with its uneven "same" padding.
+        let (model, x, mask, t) = tiny_blocks(5);
+        let Trunk::Blocks(top) = &model.trunk else { unreachable!() };
+        assert_eq!((top.depth, top.blocks.len(), top.blocks.iter().filter(|b| b.skip).count()), (16, 5, 3));
+        assert_eq!(top.blocks[0].convs[1].stride, 2);
+        assert_eq!(top.blocks[0].convs[1].pads, [1, 1, 2, 2]);
+        let grads = loss(&model, &x, &mask, &t).backward().unwrap();
+        let vars = model.vars();
+        assert_eq!(vars.len(), 5 * 3 * 2 + 2 + 2);
+        for var in vars {
+            let analytic = grads.get(var.as_tensor()).expect("a gradient");
+            let step = if var.as_tensor().elem_count() > 64 { 5 } else { 1 };
+            let elements: Vec<usize> = (0..var.as_tensor().elem_count()).step_by(step).collect();
+            check_gradient(var, analytic, &elements, || scalar(&loss(&model, &x, &mask, &t)).unwrap());
+        }
+    }
+
+    #[test]
+    fn mbconv_blocks_beyond_the_depth_or_a_bert_are_refused() {
+        let bytes = std::fs::read(TINY_EFFNET).unwrap();
+        let err = ConvTop::load(&bytes, Path::new(TINY_EFFNET), 17, DType::F32).unwrap_err().to_string();
+        assert!(err.contains("`--layers 17`") && err.contains("has 16 MBConv blocks"), "{err}");
+        let bert = std::fs::read(TINY).unwrap();
+        let err = ConvTop::load(&bert, Path::new(TINY), 1, DType::F32).unwrap_err().to_string();
+        assert!(err.contains("no graph output is a Flatten of a GlobalAveragePool"), "{err}");
     }
 }

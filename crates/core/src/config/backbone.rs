@@ -68,7 +68,8 @@ pub struct Config {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub allow_cpu_fallback: bool,
     /// Write every real token's vector of the one output (`[tokens, dim]` per row, stored as
-    /// `--tokens-dtype`) instead of pooled features: the cut below the layers that
+    /// `--tokens-dtype`; for images a `[batch, channels, height, width]` feature map, one
+    /// vector per position) instead of pooled features: the cut below the layers that
     /// `graft-finetune layers` trains.
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub tokens: bool,
