@@ -6,6 +6,7 @@
 //! alone.
 
 pub mod cut;
+mod depthwise;
 pub mod encoder;
 mod error;
 pub mod mbconv;

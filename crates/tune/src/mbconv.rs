@@ -1,7 +1,8 @@
 //! The top MBConv blocks of graft's EfficientNet-Lite graph (`scripts/export_efficientnet.py`:
 //! batch normalisation folded into each convolution, ReLU6, no squeeze-excitation) and the 1x1
 //! head convolution above them, as trainable tensors: recognised in and read from the ONNX
-//! model, run forward channels-last with autograd, and handed back for writing into a copy.
+//! model, run forward channels-last with autograd (depthwise filters by [`crate::depthwise`]),
+//! and handed back for writing into a copy.
 //! The cut is the feature map a block reads, one token vector per spatial position.
 
 use std::collections::HashMap;
@@ -293,24 +294,7 @@ impl Conv {
         let (b, h, w, c) = x.dims4()?;
         let weight = self.weight.as_tensor();
         let y = if self.depthwise {
-            let k = weight.dim(2)?;
-            let [top, left, bottom, right] = self.pads;
-            let padded = x.pad_with_zeros(1, top, bottom)?.pad_with_zeros(2, left, right)?;
-            let s = self.stride;
-            let (oh, ow) = ((h + top + bottom - k) / s + 1, (w + left + right - k) / s + 1);
-            let taps = weight.reshape((c, k * k))?.t()?.contiguous()?;
-            let mut sum: Option<Tensor> = None;
-            for ky in 0..k {
-                for kx in 0..k {
-                    let patch = strided(&strided(&padded, 1, ky, oh, s)?, 2, kx, ow, s)?;
-                    let term = patch.broadcast_mul(&taps.get(ky * k + kx)?)?;
-                    sum = Some(match sum {
-                        Some(acc) => (acc + term)?,
-                        None => term,
-                    });
-                }
-            }
-            sum.expect("a kernel has taps").broadcast_add(self.bias.as_tensor())?
+            crate::depthwise::conv(x, weight, self.stride, self.pads)?.broadcast_add(self.bias.as_tensor())?
         } else {
             let out = weight.dim(0)?;
             let mixed = x.reshape((b * h * w, c))?.matmul(&weight.reshape((out, c))?.t()?)?;
@@ -318,13 +302,4 @@ impl Conv {
         };
         Ok(if self.relu6 { y.clamp(0f64, 6f64)? } else { y })
     }
-}
-
-/// Positions `start, start + step, ...` (`count` of them) of `x` along `dim`.
-fn strided(x: &Tensor, dim: usize, start: usize, count: usize, step: usize) -> Result<Tensor> {
-    if step == 1 {
-        return Ok(x.narrow(dim, start, count)?);
-    }
-    let index: Vec<u32> = (0..count).map(|i| (start + i * step) as u32).collect();
-    Ok(x.index_select(&Tensor::from_vec(index, count, x.device())?, dim)?)
 }

@@ -429,7 +429,9 @@ impl LayersTraining {
 #[serde(deny_unknown_fields)]
 pub struct LayersTraining {
     /// Transformer layers trained: the top K of the model, K from 1 to all; the cut must be
-    /// the output of the layer below them (`hidden_state_{depth-K}`).
+    /// the output of the layer below them (`hidden_state_{depth-K}`). For an EfficientNet-Lite,
+    /// the top K MBConv blocks and the head convolution, the cut the feature map the lowest
+    /// of them reads.
     #[arg(long)]
     pub layers: usize,
     /// Train the embeddings too (word, position and token-type tables and their layer norm):
