@@ -19,6 +19,20 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
+/// `scripts/import_encoder.py` (the pinned Python of `.graft/onnx-check-venv`) on the Hugging
+/// Face folder `model_dir`, writing `dir/{name}` and its spec `dir/{name}.yaml`.
+pub fn import_encoder(model_dir: &Path, dir: &Path, name: &str) -> Output {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+    let python = repo.join(".graft/onnx-check-venv/bin/python");
+    assert!(python.is_file(), "{} missing: `make test` builds it (scripts/setup_onnx_check.sh)", python.display());
+    let (out, spec) = (dir.join(name), dir.join(format!("{name}.yaml")));
+    Command::new(python)
+        .arg(repo.join("scripts/import_encoder.py"))
+        .args(["--model-dir", s(model_dir), "--out", s(&out), "--spec", s(&spec)])
+        .output()
+        .unwrap()
+}
+
 /// preprocess + backbone on the fixture reviews into `dir/data` and `dir/features`; extra
 /// backbone flags appended.
 pub fn features(dir: &Path, backbone_args: &[&str]) {

@@ -5,32 +5,16 @@
 //! refused naming the file or tensor.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use graft_e2e::*;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn import(model_dir: &Path, dir: &Path, name: &str) -> Output {
-    let python = repo().join(".graft/onnx-check-venv/bin/python");
-    assert!(python.is_file(), "{} missing: `make test` builds it (scripts/setup_onnx_check.sh)", python.display());
-    let (out, spec) = (dir.join(name), dir.join(format!("{name}.yaml")));
-    Command::new(python)
-        .arg(repo().join("scripts/import_encoder.py"))
-        .args(["--model-dir", s(model_dir), "--out", s(&out), "--spec", s(&spec)])
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn each_architecture_imports_and_gives_numpys_features() {
     for arch in ["bert", "roberta", "distilbert", "mpnet"] {
         let dir = tempfile::tempdir().unwrap();
         let d = |n: &str| dir.path().join(n);
-        let out = import(&fixture(&format!("tiny-encoders/{arch}")), dir.path(), arch);
+        let out = import_encoder(&fixture(&format!("tiny-encoders/{arch}")), dir.path(), arch);
         assert!(out.status.success(), "{arch}: {}", String::from_utf8_lossy(&out.stderr));
         let spec = d(&format!("{arch}.yaml"));
         let text = std::fs::read_to_string(&spec).unwrap();
@@ -95,7 +79,7 @@ fn broken(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
 }
 
 fn refused(model_dir: &Path, dir: &Path) -> String {
-    let out = import(model_dir, dir, "broken");
+    let out = import_encoder(model_dir, dir, "broken");
     let message = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{message}");
     assert!(!dir.join("broken.yaml").exists() && !dir.join("broken/model.onnx").exists());

@@ -229,6 +229,40 @@ fn image_blocks_train_write_back_and_score_in_onnx_runtime_as_the_rust_forward_p
 }
 
 #[test]
+fn mpnet_layers_train_with_its_relative_position_bias_as_onnx_runtime_runs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let imported = import_encoder(&fixture("tiny-encoders/mpnet"), dir.path(), "mpnet");
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let spec = d("mpnet.yaml");
+    #[rustfmt::skip]
+    ok("graft-preprocess", &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&spec), "--id-column", "id",
+        "--max-length", "12", "--out", s(&d("data"))]);
+    #[rustfmt::skip]
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--outputs", "hidden_state_1", "--tokens",
+        "--tokens-dtype", "float32", "--out", s(&d("cut"))]);
+    let (cut, tuned_dir) = (d("cut"), d("tuned"));
+    #[rustfmt::skip]
+    ok("graft-finetune", &["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--epochs", "3",
+        "--lr", "0.01", "--layer-lr", "0.01", "--seed", "3", "--out", s(&tuned_dir)]);
+    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
+        "--out", s(&d("eval"))]);
+    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+    let tuned = std::fs::read(d("tuned/model.onnx")).unwrap();
+    let encoder = Encoder::load(&tuned, &d("tuned/model.onnx"), 1, DType::F32).unwrap();
+    assert!(encoder.relative_bias.is_some(), "MPNet's bias by distance is read");
+    let base = std::fs::read(d("mpnet/model.onnx")).unwrap();
+    let blake3 = graft_core::hash::bytes(&base);
+    let expected = Expected::Vectors { tensor: "hidden_state_1", model_blake3: &blake3, dim: encoder.hidden };
+    let (_, split) = graft_tune::cut::read(&cut, "test", expected).unwrap().unwrap();
+    let worst = largest_difference(&onnx_proba, &Trunk::Layers(encoder), &split, &d("tuned/head"));
+    assert!(worst < 1e-4, "ONNX Runtime and the Rust forward pass differ by {worst}");
+    assert!(onnx_proba.iter().any(|p| (p[0] - 0.5).abs() > 0.05), "{onnx_proba:?}");
+}
+
+#[test]
 fn half_precision_cut_trains_too_and_is_close_to_float32() {
     let dir = tempfile::tempdir().unwrap();
     tiny_cut(dir.path(), "hidden_state_0", "float32");

@@ -68,6 +68,9 @@ pub struct Encoder {
     pub embeddings: Option<Embeddings>,
     /// The trained layers, lowest first.
     pub layers: Vec<Layer>,
+    /// MPNet's attention bias by key-minus-query distance, `[2P - 1, heads]` (row `d + P - 1`
+    /// for distance `d`), shared by every layer and not trained.
+    pub relative_bias: Option<Tensor>,
 }
 
 /// Dropout masks drawn from a seeded generator, so that a run is reproducible.
@@ -91,6 +94,9 @@ impl Dropout {
     }
 }
 
+/// MPNet's relative position bias table, by distance (`scripts/bert_onnx.py`).
+const RELATIVE_BIAS: &str = "relative_bias_by_distance";
+
 fn weight_name(layer: usize, tensor: &str) -> String {
     format!("encoder.layer.{layer}.{tensor}")
 }
@@ -110,13 +116,6 @@ impl Encoder {
         if depth == 0 {
             return Err(not_recognised(format!("no tensor `{}`", weight_name(0, LAYER_TENSORS[0]))));
         }
-        if names.iter().any(|n| n == "relative_bias_by_distance") {
-            return Err(not_recognised(
-                "MPNet's relative position bias (`relative_bias_by_distance`) is not among the trainable layer \
-                 structures"
-                    .into(),
-            ));
-        }
         if k == 0 || k > depth {
             return Err(Error::Layers { path: path.to_owned(), k, depth });
         }
@@ -128,13 +127,26 @@ impl Encoder {
         let (heads, head_dim) = (usize::try_from(heads).unwrap_or(0), usize::try_from(head_dim).unwrap_or(0));
         let hidden = heads * head_dim;
         let first = depth - k;
-        let wanted = |n: &str| (first..depth).any(|i| n.starts_with(&format!("encoder.layer.{i}.")));
+        let wanted =
+            |n: &str| n == RELATIVE_BIAS || (first..depth).any(|i| n.starts_with(&format!("encoder.layer.{i}.")));
         let weights = onnx::float_initializers(bytes, wanted)
             .ok_or_else(|| not_recognised("a layer weight whose data does not match its shape".into()))?;
         let device = Device::Cpu;
+        let relative_bias = match weights.get(RELATIVE_BIAS) {
+            Some(t) if t.dims.len() == 2 && t.dims[1] == heads && t.dims[0] % 2 == 1 => {
+                Some(Tensor::from_vec(t.values.clone(), t.dims.clone(), &device)?.to_dtype(dtype)?)
+            }
+            Some(t) => {
+                return Err(not_recognised(format!(
+                    "`{RELATIVE_BIAS}` has shape {:?}, expected [2P - 1, {heads}]",
+                    t.dims
+                )));
+            }
+            None => None,
+        };
         let mut layers = Vec::with_capacity(k);
         for index in first..depth {
-            check_layer(&graph, index).map_err(not_recognised)?;
+            check_layer(&graph, index, relative_bias.is_some()).map_err(not_recognised)?;
             let ffn = weights.get(&weight_name(index, "intermediate.dense.bias")).map_or(0, |t| t.values.len());
             let mut params = Vec::with_capacity(LAYER_TENSORS.len());
             for tensor in LAYER_TENSORS {
@@ -158,7 +170,7 @@ impl Encoder {
             ];
             layers.push(Layer { index, eps, params });
         }
-        Ok(Self { depth, hidden, heads, embeddings: None, layers })
+        Ok(Self { depth, hidden, heads, embeddings: None, layers, relative_bias })
     }
 
     /// Adds the embeddings to what is trained (all layers must be): read from the model in
@@ -269,6 +281,7 @@ impl Encoder {
             }
             None => x.clone(),
         };
+        let position_bias = self.relative_bias.as_ref().map(|t| position_bias(t, s)).transpose()?;
         for layer in &self.layers {
             let p: Vec<&Tensor> = layer.params.iter().map(|v| v.as_tensor()).collect();
             let heads = |t: Tensor| -> Result<Tensor> {
@@ -277,7 +290,11 @@ impl Encoder {
             let q = heads(linear(&x, p[0], p[1])?)?;
             let k = heads(linear(&x, p[2], p[3])?)?;
             let v = heads(linear(&x, p[4], p[5])?)?;
-            let scores = q.matmul(&k.t()?.contiguous()?)?.affine(scale, 0.0)?.broadcast_add(&bias)?;
+            let mut scores = q.matmul(&k.t()?.contiguous()?)?.affine(scale, 0.0)?;
+            if let Some(position) = &position_bias {
+                scores = scores.broadcast_add(position)?;
+            }
+            let scores = scores.broadcast_add(&bias)?;
             let probs = softmax_last(&scores)?;
             let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, self.hidden))?;
             let mut attention = linear(&context, p[6], p[7])?;
@@ -296,6 +313,17 @@ impl Encoder {
     }
 }
 
+/// MPNet's bias `[1, heads, s, s]` of each (query, key) pair of a sequence of `s`: the row of
+/// `table` for their key-minus-query distance, as the graph's `rel/bias`.
+fn position_bias(table: &Tensor, s: usize) -> Result<Tensor> {
+    let (rows, heads) = table.dims2()?;
+    let offset = rows / 2;
+    let index: Vec<u32> =
+        (0..s).flat_map(|q| (0..s).map(move |k| (k + offset).saturating_sub(q).min(rows - 1) as u32)).collect();
+    let index = Tensor::from_vec(index, s * s, table.device())?;
+    Ok(table.index_select(&index, 0)?.reshape((s, s, heads))?.permute((2, 0, 1))?.unsqueeze(0)?.contiguous()?)
+}
+
 /// The shape of one of [`LAYER_TENSORS`] for hidden size `h` and feed-forward size `f`.
 fn expected_shape(tensor: &str, h: usize, f: usize) -> Vec<usize> {
     match tensor {
@@ -310,7 +338,16 @@ fn expected_shape(tensor: &str, h: usize, f: usize) -> Vec<usize> {
 /// Layer `i` of the graph reads `hidden_state_{i}` into its query, key and value MatMuls,
 /// uses the exact (erf) GELU and ends in the LayerNormalization making `hidden_state_{i+1}`:
 /// the computation [`Encoder::forward`] reproduces.
-fn check_layer(graph: &Graph, i: usize) -> std::result::Result<(), String> {
+fn check_layer(graph: &Graph, i: usize, relative: bool) -> std::result::Result<(), String> {
+    let positioned = format!("layer{i}/scores_positioned");
+    let adds_bias = graph.producer(&positioned).is_some_and(|n| n.op_type == "Add" && n.inputs[1] == "rel/bias");
+    if adds_bias != relative {
+        return Err(format!(
+            "`{RELATIVE_BIAS}` is {}, but layer {i} {} it (`{positioned}`)",
+            if relative { "present" } else { "absent" },
+            if adds_bias { "adds" } else { "does not add" }
+        ));
+    }
     for (part, tensor) in [("q", "query"), ("k", "key"), ("v", "value")] {
         let out = format!("layer{i}/{part}/matmul");
         let node = graph.producer(&out).filter(|n| n.op_type == "MatMul");
