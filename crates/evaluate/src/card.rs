@@ -68,9 +68,16 @@ pub fn model_card(info: &BundleInfo, head: &Head, spec: &BackboneSpec, report: O
             epochs.len()
         ),
         Fit::Layers { config, cut, epochs, best_epoch, .. } => format!(
-            "the backbone's top {} layers (above `{cut}`) trained with a linear head, weights of epoch {best_epoch} \
+            "the backbone's top {} {} (above `{cut}`) trained with a linear head, weights of epoch {best_epoch} \
              of {} kept",
             config.layers,
+            // `graft-finetune layers` mean-pools a text encoder's last layer and reads an image
+            // backbone's own pooled features.
+            if head.info.backbone.pooling == graft_core::spec::Pooling::None.as_str() {
+                "MBConv blocks and its head convolution"
+            } else {
+                "layers"
+            },
             epochs.len()
         ),
     };
