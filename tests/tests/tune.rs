@@ -59,6 +59,17 @@ fn largest_difference(onnx: &[Vec<f64>], trunk: &Trunk, split: &graft_tune::cut:
         .fold(0.0, f64::max)
 }
 
+/// The test split's probabilities in ONNX Runtime: graft-backbone on `dir/tuned/spec.yaml`
+/// over `dir/data` into `dir/features`, then graft-evaluate of `dir/tuned/head` into `dir/eval`.
+fn tuned_test_probabilities(dir: &Path) -> Vec<Vec<f64>> {
+    let d = |n: &str| dir.join(n);
+    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
+        "--out", s(&d("eval"))]);
+    read_predictions(&d("eval")).3
+}
+
 fn ids(path: &Path) -> Vec<String> {
     let mut r = graft_core::artifact::ArtifactReader::open(path).unwrap();
     let mut out = Vec::new();
@@ -102,11 +113,7 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     assert_eq!(graft_core::onnx::read(&tuned).unwrap().nodes, graft_core::onnx::read(&base).unwrap().nodes);
 
     // ONNX Runtime on the tuned model, and the head on its features.
-    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
-    #[rustfmt::skip]
-    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
-        "--out", s(&d("eval"))]);
-    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+    let onnx_proba = tuned_test_probabilities(dir.path());
 
     // The same rows through the Rust forward pass of the trained layers and the head.
     let path = d("tuned/model.onnx");
@@ -193,11 +200,7 @@ fn image_blocks_train_write_back_and_score_in_onnx_runtime_as_the_rust_forward_p
 
     // ONNX Runtime on the tuned model from the images, and the head on its pooled features,
     // against the Rust forward pass from the cut.
-    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
-    #[rustfmt::skip]
-    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
-        "--out", s(&d("eval"))]);
-    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+    let onnx_proba = tuned_test_probabilities(dir.path());
     let trunk = Trunk::Blocks(ConvTop::load(&tuned, &d("tuned/model.onnx"), 2, DType::F32).unwrap());
     let blake3 = graft_core::hash::bytes(&base);
     let expected = Expected::Vectors { tensor: &cut_tensor, model_blake3: &blake3, dim: trunk.input_width() };
@@ -245,11 +248,7 @@ fn mpnet_layers_train_with_its_relative_position_bias_as_onnx_runtime_runs_them(
     #[rustfmt::skip]
     ok("graft-finetune", &["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--epochs", "3",
         "--lr", "0.01", "--layer-lr", "0.01", "--seed", "3", "--out", s(&tuned_dir)]);
-    ok("graft-backbone", &["--spec", s(&d("tuned/spec.yaml")), "--input", s(&d("data")), "--out", s(&d("features"))]);
-    #[rustfmt::skip]
-    ok("graft-evaluate", &["--head", s(&d("tuned/head")), "--features", s(&d("features")), "--split", "test",
-        "--out", s(&d("eval"))]);
-    let (_, _, _, onnx_proba) = read_predictions(&d("eval"));
+    let onnx_proba = tuned_test_probabilities(dir.path());
     let tuned = std::fs::read(d("tuned/model.onnx")).unwrap();
     let encoder = Encoder::load(&tuned, &d("tuned/model.onnx"), 1, DType::F32).unwrap();
     assert!(encoder.relative_bias.is_some(), "MPNet's bias by distance is read");

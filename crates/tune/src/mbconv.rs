@@ -162,7 +162,10 @@ impl ConvTop {
     pub fn load(bytes: &[u8], path: &Path, k: usize, dtype: DType) -> Result<Self> {
         let not_recognised = |what: String| Error::NotRecognised { path: path.to_owned(), what, expected: EXPECTED };
         let graph = onnx::read(bytes).ok_or_else(|| not_recognised("not a readable ONNX model".into()))?;
-        let scalars = onnx::float_initializers(bytes, |_| true).unwrap_or_default();
+        // The scalars that Clip nodes take as bounds.
+        let bounds: Vec<&String> =
+            graph.nodes.iter().filter(|n| n.op_type == "Clip").flat_map(|n| n.inputs.iter().skip(1)).collect();
+        let scalars = onnx::float_initializers(bytes, |n| bounds.iter().any(|b| *b == n)).unwrap_or_default();
         let clips: HashMap<String, f32> =
             scalars.iter().filter(|(_, t)| t.values.len() == 1).map(|(n, t)| (n.clone(), t.values[0])).collect();
         // features = Flatten(GlobalAveragePool(head map)), the head map the head Conv's ReLU6.
@@ -187,7 +190,7 @@ impl ConvTop {
         while let Ok(convs) = block_making(&graph, &clips, &below) {
             let next = convs[0].input.clone();
             let skip = graph.producer(&below).is_some_and(|n| n.op_type == "Add");
-            blocks.push((below, convs, skip));
+            blocks.push((convs, skip));
             below = next;
         }
         let depth = blocks.len();
@@ -201,7 +204,7 @@ impl ConvTop {
         blocks.truncate(k);
         blocks.reverse();
         let mut wanted: Vec<String> = head.names.to_vec();
-        for (_, convs, _) in &blocks {
+        for (convs, _) in &blocks {
             wanted.extend(convs.iter().flat_map(|c| c.names.clone()));
         }
         let weights = onnx::float_initializers(bytes, |n| wanted.iter().any(|w| w == n))
@@ -242,7 +245,7 @@ impl ConvTop {
             })
         };
         let mut trained = Vec::with_capacity(k);
-        for (_, convs, skip) in blocks {
+        for (convs, skip) in blocks {
             let input = convs[0].input.clone();
             let convs = convs.into_iter().map(variable).collect::<Result<Vec<_>>>()?;
             trained.push(Block { input, convs, skip });
