@@ -218,12 +218,17 @@ fn image_blocks_train_write_back_and_score_in_onnx_runtime_as_the_rust_forward_p
     let files: usize = ["cat", "dog"].iter().map(|c| std::fs::read_dir(folder.join(c)).unwrap().count()).sum();
     assert_eq!(csv::Reader::from_path(d("scores.csv")).unwrap().records().count(), files);
 
-    // A cut of pooled features, or more blocks than the model has, is refused naming it.
+    // `--tokens` of an output that is not a feature map, pooled features as a cut, or more
+    // blocks than the model has: exit 1 naming it.
+    #[rustfmt::skip]
+    let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--outputs", "features",
+        "--tokens", "--out", s(&d("x"))]);
+    assert!(err.contains("`features` has shape [") && err.contains("not [batch, channels, height, width]"), "{err}");
     let err = user_error(
         "graft-finetune",
         &["layers", "--cut", s(&d("features")), "--spec", s(&spec), "--layers", "2", "--out", s(&d("x"))],
     );
-    assert!(err.contains("`none`-pooled features") || err.contains("pooled features"), "{err}");
+    assert!(err.contains("holds `none`-pooled features") && err.contains("--tokens"), "{err}");
     let err = user_error(
         "graft-finetune",
         &["layers", "--cut", s(&d("cut")), "--spec", s(&spec), "--layers", "17", "--out", s(&d("x"))],

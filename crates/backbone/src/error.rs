@@ -76,7 +76,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum EmbedError {
     #[error(transparent)]
     Ort(#[from] ort::Error),
-    #[error("output `{name}` has shape {shape:?}; the pooling needs {expected}")]
+    #[error("output `{name}` has shape {shape:?}, not {expected}")]
     Rank { name: String, shape: Vec<i64>, expected: &'static str },
     #[error("`--combine mean` needs outputs of one size: `{first}` has {dim}, `{other}` has {other_dim}")]
     Dims { first: String, dim: usize, other: String, other_dim: usize },
