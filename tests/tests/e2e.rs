@@ -609,3 +609,31 @@ mod bad_input {
         assert!(files_in(&out).is_empty());
     }
 }
+
+#[test]
+fn a_specs_batch_size_is_used_unless_given_and_features_do_not_depend_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let text = std::fs::read_to_string(fixture("tiny/tiny.yaml")).unwrap();
+    let tiny = fixture("tiny");
+    let spec = dir.path().join("batched.yaml");
+    let text = text
+        .replace("model: model.onnx", &format!("model: {}", s(&tiny.join("model.onnx"))))
+        .replace("tokenizer: tokenizer.json", &format!("tokenizer: {}", s(&tiny.join("tokenizer.json"))));
+    std::fs::write(&spec, format!("{text}batch_size: 3\n")).unwrap();
+    let data = dir.path().join("data");
+    let run = |out: &str, extra: &[&str]| {
+        let args = [&["--spec", s(&spec), "--input", s(&data), "--out", out][..], extra].concat();
+        String::from_utf8_lossy(&ok("graft-backbone", &args).stderr).into_owned()
+    };
+    let (spec_out, flag_out) = (dir.path().join("spec-batches/features"), dir.path().join("flag-batches/features"));
+    assert!(run(s(&spec_out), &[]).contains("batches of 3;"));
+    assert!(run(s(&flag_out), &["--batch-size", "5"]).contains("batches of 5;"));
+    // Padding is masked: the batches change no feature beyond float32 rounding (1e-5).
+    let (a, b) = (all_features(&dir.path().join("spec-batches")), all_features(dir.path()));
+    assert_eq!(a.len(), b.len());
+    for (id, (_, f)) in &a {
+        let worst = f.iter().zip(&b[id].1).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{id}: {worst}");
+    }
+}

@@ -44,6 +44,8 @@ pub struct Summary {
     /// Execution provider used (`cpu`, `cuda:N`).
     pub provider: String,
     pub dim: usize,
+    /// Rows per inference batch (at most).
+    pub batch_size: usize,
     /// Rows and real (unpadded) tokens embedded, by split.
     pub rows: BTreeMap<&'static str, (u64, u64)>,
 }
@@ -231,18 +233,19 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         provider,
     };
     let params = serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?;
+    let batch_size = cfg.batch_size.or(spec.batch_size).unwrap_or(match spec.kind {
+        Kind::Text => TEXT_BATCH,
+        Kind::Image => IMAGE_BATCH,
+    });
     let mut summary = Summary {
         runtime,
         provider: backbone.provider.clone(),
         dim: 0,
+        batch_size,
         rows: BTreeMap::new(),
         cached: 0,
         inference_seconds: 0.0,
     };
-    let batch_size = cfg.batch_size.unwrap_or(match spec.kind {
-        Kind::Text => TEXT_BATCH,
-        Kind::Image => IMAGE_BATCH,
-    });
     let limits = batching::Limits { rows: batch_size, tokens: cfg.batch_tokens };
     let mut cache = cfg.cache.as_deref().map(|dir| cache::FeatureCache::open(dir, &backbone)).transpose()?;
     let mut pending = Vec::new();

@@ -33,6 +33,11 @@ pub struct BackboneSpec {
     /// L2-normalise pooled features.
     #[serde(default)]
     pub normalize: bool,
+    /// Rows per inference batch this model is run with unless `--batch-size` is given; absent:
+    /// graft-backbone's default for the kind. A model whose activations are quantised per
+    /// batch at run time is more exact in smaller batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +169,9 @@ impl BackboneSpec {
             serde_norway::from_str(&text).map_err(|source| Error::Spec { path: path.to_owned(), source })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         spec.model = dir.join(&spec.model);
+        if spec.batch_size == Some(0) {
+            return Err(Error::SpecValue { path: path.to_owned(), message: "`batch_size` is 0, expected at least 1".into() });
+        }
         match (&mut spec.kind, &mut spec.text) {
             (Kind::Text, Some(t)) => {
                 t.tokenizer = dir.join(&t.tokenizer);
@@ -230,6 +238,20 @@ mod tests {
         assert_eq!(spec.text().tokenizer, dir.path().join("tok.json"));
         assert_eq!(spec.pooling, Pooling::Mean);
         assert_eq!(spec.inputs.input_ids, "input_ids");
+    }
+
+    #[test]
+    fn a_batch_size_is_read_and_zero_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.yaml");
+        let text = "name: m\nkind: text\nmodel: a.onnx\ntext: {tokenizer: t.json, max_length: 8}\noutput: o\n";
+        std::fs::write(&p, format!("{text}batch_size: 8\n")).unwrap();
+        assert_eq!(BackboneSpec::load(&p).unwrap().batch_size, Some(8));
+        std::fs::write(&p, text).unwrap();
+        assert_eq!(BackboneSpec::load(&p).unwrap().batch_size, None);
+        std::fs::write(&p, format!("{text}batch_size: 0\n")).unwrap();
+        let err = BackboneSpec::load(&p).unwrap_err().to_string();
+        assert!(err.contains("m.yaml") && err.contains("`batch_size` is 0"), "{err}");
     }
 
     #[test]

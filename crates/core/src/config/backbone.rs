@@ -19,10 +19,10 @@ pub struct Config {
     /// Output folder for the features of each split.
     #[arg(long)]
     pub out: PathBuf,
-    /// Rows per inference batch: 32 for text unless given (rows are batched with rows of
-    /// similar length within each record batch of the input and padded to the batch's
-    /// longest row only), 8 for images (EfficientNet-Lite0 on 2 cores: 1.18x faster than 32
-    /// and 2.7x less memory, its activations staying in cache).
+    /// Rows per inference batch: the spec's `batch_size` unless given, else 32 for text (rows
+    /// are batched with rows of similar length within each record batch of the input and
+    /// padded to the batch's longest row only) and 8 for images (EfficientNet-Lite0 on 2
+    /// cores: 1.18x faster than 32 and 2.7x less memory, its activations staying in cache).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Also cap each batch at this many padded tokens (rows x longest row); 0 for no cap.
