@@ -170,7 +170,10 @@ impl BackboneSpec {
         let dir = path.parent().unwrap_or(Path::new("."));
         spec.model = dir.join(&spec.model);
         if spec.batch_size == Some(0) {
-            return Err(Error::SpecValue { path: path.to_owned(), message: "`batch_size` is 0, expected at least 1".into() });
+            return Err(Error::SpecValue {
+                path: path.to_owned(),
+                message: "`batch_size` is 0, expected at least 1".into(),
+            });
         }
         match (&mut spec.kind, &mut spec.text) {
             (Kind::Text, Some(t)) => {
