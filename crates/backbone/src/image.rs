@@ -85,21 +85,16 @@ impl ImageEmbedder {
             let name = &self.features.outputs[0];
             let (dims, data) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
             let dims: Vec<i64> = dims.iter().copied().collect();
-            let [b, c, h, w] = dims[..] else {
-                return Err(EmbedError::Rank {
+            return match dims[..] {
+                [b, c, h, w] if b as usize == rows => {
+                    Ok((channels_last(data, rows, c as usize, (h * w) as usize), c as usize))
+                }
+                _ => Err(EmbedError::Rank {
                     name: name.clone(),
                     shape: dims,
                     expected: "[batch, channels, height, width]",
-                });
+                }),
             };
-            if b as usize != rows {
-                return Err(EmbedError::Rank {
-                    name: name.clone(),
-                    shape: dims,
-                    expected: "[batch, channels, height, width]",
-                });
-            }
-            return Ok((channels_last(data, rows, c as usize, (h * w) as usize), c as usize));
         }
         let mut pooled = Vec::with_capacity(self.features.outputs.len());
         for name in &self.features.outputs {
