@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use graft_e2e::*;
 use graft_tune::Trunk;
 use graft_tune::cut::Expected;
-use graft_tune::encoder::{Encoder, mean_pool};
+use graft_tune::encoder::Encoder;
 use graft_tune::mbconv::ConvTop;
 
 fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
@@ -43,11 +43,7 @@ fn tiny_cut(dir: &Path, output: &str, dtype: &str) {
 fn largest_difference(onnx: &[Vec<f64>], trunk: &Trunk, split: &graft_tune::cut::Split, head_dir: &Path) -> f64 {
     let rows: Vec<usize> = (0..split.len()).collect();
     let (x, mask) = graft_tune::train::batch(split, &rows, trunk.input_width(), DType::F32).unwrap();
-    let out = trunk.forward(&x, &mask, None).unwrap();
-    let pooled: Tensor = match trunk {
-        Trunk::Layers(_) => mean_pool(&out, &mask).unwrap(),
-        Trunk::Blocks(_) => out.mean(1).unwrap(),
-    };
+    let pooled = trunk.pool(&trunk.forward(&x, &mask, None).unwrap(), &mask).unwrap();
     let values = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let pooled = ndarray::Array2::from_shape_vec((rows.len(), trunk.output_width()), values).unwrap();
     let rust = graft_core::head::Head::load(head_dir).unwrap().predict_proba(pooled.view());

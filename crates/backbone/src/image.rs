@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
 use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, ImageSource, Provenance};
 use graft_core::atomic::Pending;
 use graft_core::columns::{ImageRef, ImageRefs};
@@ -189,18 +188,6 @@ fn decode_rows(
     Ok(pixels)
 }
 
-/// The output's schema: pooled features, or with `--tokens` each image's feature map, a token
-/// vector per spatial position; both with the augmented view's index.
-fn schema(prov: &mut Provenance, backbone: &BackboneId, tokens: Option<TokensDtype>) -> Result<SchemaRef> {
-    match tokens {
-        None => crate::features_schema(prov, backbone, true),
-        Some(dtype) => {
-            prov.backbone = Some(backbone.clone());
-            Ok(prov.attach(graft_core::columns::token_vectors_fields(dtype == TokensDtype::Float16, true))?)
-        }
-    }
-}
-
 /// Embeds one split of images; returns the rows embedded and the pending output.
 pub fn embed_split(
     reader: &mut ArtifactReader,
@@ -274,7 +261,9 @@ pub fn embed_split(
             let Some(batch) = chunk.batch else { continue };
             let writer = match &mut writer {
                 Some(w) => w,
-                None => writer.insert(ArtifactWriter::create(dest, &schema(prov, backbone, tokens)?)?),
+                None => {
+                    writer.insert(ArtifactWriter::create(dest, &crate::output_schema(prov, backbone, tokens, true)?)?)
+                }
             };
             let refs = ImageRefs::of(&batch, &path)?;
             let values = std::mem::take(&mut features);
@@ -309,7 +298,7 @@ pub fn embed_split(
                 source,
             })?;
             backbone.dim = dim;
-            ArtifactWriter::create(dest, &schema(prov, backbone, tokens)?)?
+            ArtifactWriter::create(dest, &crate::output_schema(prov, backbone, tokens, true)?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };

@@ -423,7 +423,7 @@ fn embed_split(
             }
             let schema = match &schema {
                 Some(s) => std::sync::Arc::clone(s),
-                None => schema.insert(output_schema(prov, backbone, embedder.tokens())?).clone(),
+                None => schema.insert(output_schema(prov, backbone, embedder.tokens(), false)?).clone(),
             };
             let vectors: ArrayRef = if let Some(dtype) = embedder.tokens() {
                 let rows: Vec<Vec<f32>> = out.into_iter().flatten().collect();
@@ -455,7 +455,7 @@ fn embed_split(
             let (_, dim) =
                 embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
             backbone.dim = dim;
-            ArtifactWriter::create(dest, &output_schema(prov, backbone, embedder.tokens())?)?
+            ArtifactWriter::create(dest, &output_schema(prov, backbone, embedder.tokens(), false)?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
@@ -505,26 +505,19 @@ fn take_shard(batch: &RecordBatch, first: u64, shard: Shard, path: &Path) -> Res
         .map_err(|source| graft_core::Error::Arrow { path: path.to_owned(), source }.into())
 }
 
-/// The schema of a features file, or of a token-vectors file of values `tokens`.
-fn output_schema(
+/// The schema of a features file, or of a token-vectors file of values `tokens`, with the
+/// backbone recorded in its provenance: id, label, the augmented view's index where there is
+/// one (images), and the features or token vectors.
+pub(crate) fn output_schema(
     prov: &mut Provenance,
     backbone: &BackboneId,
     tokens: Option<TokensDtype>,
-) -> Result<arrow::datatypes::SchemaRef> {
-    if tokens.is_none() {
-        return features_schema(prov, backbone, false);
-    }
-    prov.backbone = Some(backbone.clone());
-    Ok(prov.attach(graft_core::columns::token_vectors_fields(tokens == Some(TokensDtype::Float16), false))?)
-}
-
-/// The schema of a features file, with the backbone recorded in its provenance: id, label,
-/// the augmented view's index where there is one, and the features.
-pub(crate) fn features_schema(
-    prov: &mut Provenance,
-    backbone: &BackboneId,
     with_view: bool,
 ) -> Result<arrow::datatypes::SchemaRef> {
     prov.backbone = Some(backbone.clone());
-    Ok(prov.attach(graft_core::columns::features_fields(backbone.dim, with_view))?)
+    let fields = match tokens {
+        None => graft_core::columns::features_fields(backbone.dim, with_view),
+        Some(dtype) => graft_core::columns::token_vectors_fields(dtype == TokensDtype::Float16, with_view),
+    };
+    Ok(prov.attach(fields)?)
 }

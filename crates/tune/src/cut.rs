@@ -163,10 +163,13 @@ impl Split {
 /// Checks that every row of an image cut holds the same square feature map's positions.
 pub fn check_square(split: &Split, dim: usize, path: &Path) -> Result<()> {
     let Some(first) = (0..split.len()).next().map(|i| split.tokens(i, dim)) else { return Ok(()) };
-    let side = (first as f64).sqrt().round() as usize;
-    let bad = (0..split.len()).find(|&i| split.tokens(i, dim) != first);
-    match bad {
-        _ if side * side != first => Err(Error::NotSquare(first)),
+    if crate::mbconv::square_side(first).is_none() {
+        return Err(Error::Cut {
+            path: path.to_owned(),
+            message: format!("row 0 holds {first} vectors, not the positions of a square feature map"),
+        });
+    }
+    match (0..split.len()).find(|&i| split.tokens(i, dim) != first) {
         Some(i) => Err(Error::BadRow {
             path: path.to_owned(),
             row: i,

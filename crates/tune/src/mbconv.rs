@@ -271,10 +271,7 @@ impl ConvTop {
     /// channels]`, a square feature map's positions row by row.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, positions, channels) = x.dims3()?;
-        let side = (positions as f64).sqrt().round() as usize;
-        if side * side != positions {
-            return Err(Error::NotSquare(positions));
-        }
+        let side = square_side(positions).ok_or(Error::NotSquare(positions))?;
         let mut x = x.reshape((b, side, side, channels))?;
         for block in &self.blocks {
             let input = x.clone();
@@ -305,4 +302,10 @@ impl Conv {
         };
         Ok(if self.relu6 { y.clamp(0f64, 6f64)? } else { y })
     }
+}
+
+/// The side of a square feature map of `positions` positions, if it is one.
+pub fn square_side(positions: usize) -> Option<usize> {
+    let side = (positions as f64).sqrt().round() as usize;
+    (side * side == positions).then_some(side)
 }

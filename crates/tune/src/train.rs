@@ -8,7 +8,7 @@ use graft_core::head::Epoch;
 use graft_core::rng::SplitMix64;
 
 use crate::cut::Split;
-use crate::encoder::{Dropout, mean_pool};
+use crate::encoder::Dropout;
 use crate::error::{Error, Result};
 use crate::optim::{Optim, schedule};
 use crate::trunk::Trunk;
@@ -37,11 +37,7 @@ impl Model {
     /// Logits `[batch, classes]` of a batch of cut vectors.
     pub fn logits(&self, x: &Tensor, mask: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let hidden = self.trunk.forward(x, mask, dropout.as_deref_mut())?;
-        // A feature map's positions are all real (and fewer than the cut's below a stride).
-        let mut pooled = match self.trunk {
-            Trunk::Layers(_) => mean_pool(&hidden, mask)?,
-            Trunk::Blocks(_) => hidden.mean(1)?,
-        };
+        let mut pooled = self.trunk.pool(&hidden, mask)?;
         if let Some(d) = dropout {
             pooled = d.apply(&pooled)?;
         }

@@ -58,6 +58,16 @@ impl Trunk {
         }
     }
 
+    /// The vector the head reads, `[batch, width]`, of the top's output `out`: the mean over
+    /// each row's real tokens (`mask`), or over every position of a feature map (all real, and
+    /// fewer than the cut's below a stride).
+    pub fn pool(&self, out: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        match self {
+            Trunk::Layers(_) => crate::encoder::mean_pool(out, mask),
+            Trunk::Blocks(_) => Ok(out.mean(1)?),
+        }
+    }
+
     /// What is trained, for the log.
     pub fn describe(&self) -> String {
         match self {
