@@ -87,8 +87,15 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
     #[rustfmt::skip]
     let args = ["layers", "--cut", s(&cut), "--spec", s(&spec), "--layers", "1", "--epochs", "3",
         "--lr", "0.01", "--layer-lr", "0.01", "--seed", "3", "--out", s(&tuned_dir)];
+    let started = std::time::Instant::now();
     let log = String::from_utf8_lossy(&ok("graft-finetune", &args).stderr).into_owned();
+    let wall = started.elapsed().as_secs_f64();
     assert!(log.contains("training layers 1..1 of 2 above `hidden_state_1`"), "{log}");
+    // Each epoch's seconds are in `timing.json`, inside the command's own wall time.
+    let timing = graft_core::head::Head::load(&d("tuned/head")).unwrap().timing.expect("a tuned head is timed");
+    assert_eq!(timing.epoch_seconds.len(), 3);
+    let total: f64 = timing.epoch_seconds.iter().sum();
+    assert!(timing.epoch_seconds.iter().all(|&t| t > 0.0) && total < wall, "{timing:?} in {wall} s");
 
     // Only layer 1's weights changed, every one of them (the key bias aside: its gradient is
     // zero but for rounding, as softmax ignores a shift shared by all keys); the rest of the
@@ -110,6 +117,9 @@ fn the_written_back_model_in_onnx_runtime_gives_the_rust_forward_passs_probabili
 
     // ONNX Runtime on the tuned model, and the head on its features.
     let onnx_proba = tuned_test_probabilities(dir.path());
+    let html = std::fs::read_to_string(d("eval/report.html")).unwrap();
+    let rows = html.split("<th>seconds (").nth(1).expect("the report times each epoch");
+    assert_eq!(rows.split("</table>").next().unwrap().matches("<tr>").count(), 3, "one row an epoch");
 
     // The same rows through the Rust forward pass of the trained layers and the head.
     let path = d("tuned/model.onnx");
@@ -295,6 +305,16 @@ fn half_precision_cut_trains_too_and_is_close_to_float32() {
     for file in ["model.onnx", "head/head.safetensors", "head/head.json"] {
         assert_eq!(std::fs::read(first.join(file)).unwrap(), std::fs::read(second.join(file)).unwrap(), "{file}");
     }
+    // Wall time is the one thing that differs, in its own file, bound by the manifest: an
+    // edited `timing.json` is refused.
+    let timing_file = first.join("head/timing.json");
+    let original = std::fs::read(&timing_file).unwrap();
+    let mut edited: graft_core::head::timing::Timing = serde_json::from_slice(&original).unwrap();
+    edited.epoch_seconds[0] += 1.0;
+    std::fs::write(&timing_file, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let err = graft_core::head::Head::load(&first.join("head")).unwrap_err().to_string();
+    assert!(err.contains("timing.json") && err.contains("manifest.json"), "{err}");
+    std::fs::write(&timing_file, original).unwrap();
     let head = graft_core::head::Head::load(&first.join("head")).unwrap();
     let graft_core::head::Fit::Layers { epochs, config, .. } = &head.info.training.fit else { panic!("a layers fit") };
     assert_eq!((epochs.len(), config.layers), (2, 2));

@@ -72,8 +72,7 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
     let yaml =
         serde_norway::to_string(&local).map_err(|source| graft_core::Error::Spec { path: cfg.spec.clone(), source })?;
     files.push((format::SPEC_FILE.into(), pending_bytes(&out.join(format::SPEC_FILE), yaml.as_bytes())?));
-    let head_names = [graft_core::head::WEIGHTS_FILE, graft_core::head::INFO_FILE, graft_core::manifest::FILE];
-    for (name, pending) in head_names.iter().zip(head.to_files(&out.join(format::HEAD_DIR))?) {
+    for (name, pending) in head.to_files(&out.join(format::HEAD_DIR))? {
         files.push((format!("{}/{name}", format::HEAD_DIR), pending));
     }
     if let Some(eval) = &cfg.eval {

@@ -236,7 +236,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let page = report::Page {
         title: format!("graft evaluation: {} on {}", head.info.architecture.kind(), report.backbone.spec),
         report: &report,
-        head: Some(&head.info),
+        head: Some(&head),
         classes: match &scored {
             Scored::Classes(rows) => Some((&feats.classes, rows)),
             Scored::Values(_) => None,

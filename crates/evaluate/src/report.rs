@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use graft_core::curve::{Curve, Size};
-use graft_core::head::{Fit, HeadInfo};
+use graft_core::head::{Epoch, Fit, Head};
 
 use crate::errors::{self, Wrong};
 use crate::metrics::{self, Classification, Regression};
@@ -22,7 +22,7 @@ pub const FILE: &str = "report.html";
 pub struct Page<'a> {
     pub title: String,
     pub report: &'a Report,
-    pub head: Option<&'a HeadInfo>,
+    pub head: Option<&'a Head>,
     /// Classification: each row's class and probabilities.
     pub classes: Option<(&'a [usize], &'a [Vec<f64>])>,
     /// Regression: each row's target and prediction.
@@ -346,10 +346,12 @@ fn regression(s: &mut String, page: &Page<'_>, m: &Regression) {
     }
 }
 
-fn training(s: &mut String, head: &HeadInfo) {
+fn training(s: &mut String, head: &Head) {
     let mut charts = Vec::new();
-    match &head.training.fit {
+    let mut history: &[Epoch] = &[];
+    match &head.info.training.fit {
         Fit::Mlp { epochs, best_epoch } | Fit::Layers { epochs, best_epoch, .. } => {
+            history = epochs;
             let epoch = |f: fn(&graft_core::head::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
                 epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
             };
@@ -411,6 +413,35 @@ fn training(s: &mut String, head: &HeadInfo) {
         s.push_str(&c.render());
     }
     s.push_str("</div>");
+    if !history.is_empty() {
+        epochs_table(s, history, head.timing.as_ref());
+    }
+}
+
+/// One row per epoch; the seconds column when the head was timed (`timing.json`).
+fn epochs_table(s: &mut String, history: &[Epoch], timing: Option<&graft_core::head::timing::Timing>) {
+    let cell = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
+    s.push_str("<table><tr><th>epoch</th><th>train loss</th><th>val loss</th><th>val accuracy</th><th>rate</th>");
+    if let Some(t) = timing {
+        let _ = write!(s, "<th>seconds ({} threads)</th>", t.threads);
+    }
+    s.push_str("</tr>");
+    for (i, e) in history.iter().enumerate() {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.2e}</td>",
+            e.epoch,
+            e.train_loss,
+            cell(e.val_loss, 4),
+            cell(e.val_accuracy, 4),
+            e.lr
+        );
+        if let Some(t) = timing {
+            let _ = write!(s, "<td>{}</td>", cell(t.epoch_seconds.get(i).copied(), 1));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
 }
 
 fn learning_curve(s: &mut String, curve: &Curve) {

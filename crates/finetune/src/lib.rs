@@ -126,7 +126,7 @@ pub fn run(cfg: &Config, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
     if let Some(v) = &val {
         head.info.inputs.insert(SPLITS[1].to_owned(), graft_core::hash::file(&v.path)?);
     }
-    graft_core::atomic::commit_all(head.to_files(&cfg.out)?)?;
+    graft_core::atomic::commit_all(head.to_files(&cfg.out)?.into_iter().map(|(_, p)| p).collect())?;
     Ok(head)
 }
 
@@ -350,5 +350,6 @@ pub(crate) fn assemble(train: &Loaded, model: Model, scaling: Scaling, training:
         },
         model,
         scaling: scaling.0,
+        timing: None,
     }
 }

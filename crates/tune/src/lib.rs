@@ -258,6 +258,7 @@ fn head_of(
             inputs,
         },
         model: HeadModel::Mlp(Mlp { layers: vec![layer], activation: Activation::Relu }),
+        timing: Some(head::timing::Timing::new(rayon::current_num_threads(), trained.seconds.clone())),
         scaling: None,
     })
 }
@@ -318,7 +319,7 @@ fn write(cfg: &LayersConfig, base: &BackboneSpec, trunk: &Trunk, tuned: &[u8], h
         manifest.add_bytes(name, bytes);
         pending.push(graft_core::atomic::pending_bytes(&out.join(name), bytes)?);
     }
-    pending.extend(head.to_files(&out.join(HEAD_DIR))?);
+    pending.extend(head.to_files(&out.join(HEAD_DIR))?.into_iter().map(|(_, p)| p));
     pending.push(manifest.pending(out)?);
     graft_core::atomic::commit_all(pending)?;
     Ok(())

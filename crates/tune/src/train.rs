@@ -204,8 +204,8 @@ pub fn scalar(t: &Tensor) -> Result<f64> {
 pub struct Trained {
     pub epochs: Vec<Epoch>,
     pub best_epoch: usize,
-    /// Seconds each epoch took (train and val), kept out of the head's record so that a
-    /// rerun writes the same bytes.
+    /// Seconds each epoch took (train and val): the head's `timing.json`, kept out of
+    /// `head.json` so that a rerun writes the same bytes there.
     pub seconds: Vec<f64>,
 }
 

@@ -6,15 +6,16 @@ use ndarray::{Array1, Array2};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::model::{Dense, Linear, Mlp, Model};
-use super::{Architecture, FORMAT, Head, HeadInfo, INFO_FILE, MANIFEST_KIND, WEIGHTS_FILE};
+use super::{Architecture, FORMAT, Head, HeadInfo, INFO_FILE, MANIFEST_KIND, WEIGHTS_FILE, timing};
 use crate::atomic::Pending;
 use crate::manifest::Manifest;
 use crate::{Error, Result};
 
 impl Head {
-    /// Serialises the weights, `head.json` and the manifest into `dir`; the caller commits
-    /// them (the manifest last, as listed). A head with a [`defect`](Head::defect) is refused.
-    pub fn to_files(&self, dir: &Path) -> Result<Vec<Pending>> {
+    /// Serialises the weights, `head.json`, `timing.json` (when timed) and the manifest into
+    /// `dir`, each with its name in the folder; the caller commits them (the manifest last, as
+    /// listed). A head with a [`defect`](Head::defect) is refused.
+    pub fn to_files(&self, dir: &Path) -> Result<Vec<(&'static str, Pending)>> {
         if let Some(message) = self.defect() {
             return Err(Error::BadHead { path: dir.to_owned(), message });
         }
@@ -48,14 +49,20 @@ impl Head {
             .map_err(|source| Error::HeadWeights { path: weights_path.clone(), source })?;
         let mut json = serde_json::to_vec_pretty(&self.info).map_err(|source| Error::Json { what: "head", source })?;
         json.push(b'\n');
+        let mut files = vec![(WEIGHTS_FILE, bytes), (INFO_FILE, json)];
+        if let Some(t) = &self.timing {
+            let mut json = serde_json::to_vec_pretty(t).map_err(|source| Error::Json { what: "timing", source })?;
+            json.push(b'\n');
+            files.push((timing::FILE, json));
+        }
         let mut manifest = Manifest::new(MANIFEST_KIND);
-        manifest.add_bytes(WEIGHTS_FILE, &bytes);
-        manifest.add_bytes(INFO_FILE, &json);
-        Ok(vec![
-            crate::atomic::pending_bytes(&weights_path, &bytes)?,
-            crate::atomic::pending_bytes(&dir.join(INFO_FILE), &json)?,
-            manifest.pending(dir)?,
-        ])
+        let mut pending = Vec::new();
+        for (name, bytes) in &files {
+            manifest.add_bytes(name, bytes);
+            pending.push((*name, crate::atomic::pending_bytes(&dir.join(name), bytes)?));
+        }
+        pending.push((crate::manifest::FILE, manifest.pending(dir)?));
+        Ok(pending)
     }
 
     /// Reads a head folder; each file must be the one its manifest lists.
@@ -115,7 +122,14 @@ impl Head {
         } else {
             None
         };
-        let head = Self { info, model, scaling };
+        let timing = if manifest.files.contains_key(timing::FILE) {
+            let bytes = read(timing::FILE)?;
+            let path = dir.join(timing::FILE);
+            Some(serde_json::from_slice(&bytes).map_err(|source| Error::HeadJson { path, source })?)
+        } else {
+            None
+        };
+        let head = Self { info, model, scaling, timing };
         match head.defect() {
             Some(message) => Err(bad(message)),
             None => Ok(head),

@@ -4,6 +4,7 @@
 
 mod files;
 pub mod model;
+pub mod timing;
 
 use std::collections::BTreeMap;
 
@@ -180,7 +181,7 @@ pub struct Lbfgs {
     pub loss: f64,
 }
 
-/// One row of an MLP's training history.
+/// One row of an MLP's or tuned layers' training history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Epoch {
@@ -204,6 +205,8 @@ pub struct Head {
     pub model: Model,
     /// Standardisation, when `info.standardize`: `(mean, scale)`.
     pub scaling: Option<(Array1<f64>, Array1<f64>)>,
+    /// Seconds per epoch (`timing.json`), for heads trained by epochs and timed.
+    pub timing: Option<timing::Timing>,
 }
 
 /// `(x - mean) / scale`, computed in float64 and stored as float32 as the features are.
@@ -260,6 +263,15 @@ impl Head {
         }
         if info.standardize != self.scaling.is_some() {
             return Some("`standardize` disagrees with the presence of `mean` and `scale`".into());
+        }
+        if let Some(timing) = &self.timing {
+            let epochs = match &info.training.fit {
+                Fit::Mlp { epochs, .. } | Fit::Layers { epochs, .. } => epochs.len(),
+                _ => 0,
+            };
+            if let Some(message) = timing.defect(epochs) {
+                return Some(message);
+            }
         }
         fn finite(mut v: impl Iterator<Item = f64>) -> bool {
             v.all(f64::is_finite)
