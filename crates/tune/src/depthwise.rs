@@ -4,6 +4,7 @@
 //! backward. Gradients are checked against central differences by the trainer's tests.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
 
 use crate::error::Result;
 
@@ -75,33 +76,57 @@ fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> c
 }
 
 impl Depthwise {
+    /// Images run in parallel; the taps' gradient sums the images' parts in image order, so
+    /// the result does not depend on the thread count.
     fn run<T>(&self, a: &[T], b: &[T]) -> (Vec<T>, Shape)
     where
-        T: Copy + Default + std::ops::Mul<Output = T> + std::ops::AddAssign,
+        T: Copy + Default + Send + Sync + std::ops::Mul<Output = T> + std::ops::AddAssign,
     {
         let g = self.geometry;
-        let c = g.channels;
-        let (len, shape): (usize, Shape) = match self.pass {
-            Pass::Forward => (g.batch * g.oh * g.ow * c, (g.batch, g.oh, g.ow, c).into()),
-            Pass::InputGrad => (g.batch * g.h * g.w * c, (g.batch, g.h, g.w, c).into()),
-            Pass::TapsGrad => (g.k * g.k * c, (g.k * g.k, c).into()),
-        };
-        let mut out = vec![T::default(); len];
+        let (c, taps) = (g.channels, g.k * g.k * g.channels);
+        let one = Geometry { batch: 1, ..g };
+        let (image_in, image_out) = (g.h * g.w * c, g.oh * g.ow * c);
         match self.pass {
-            Pass::Forward => g.for_each(|i, o, t| {
-                let (x, w, y) = (&a[i * c..][..c], &b[t * c..][..c], &mut out[o * c..][..c]);
-                y.iter_mut().zip(x.iter().zip(w)).for_each(|(y, (&x, &w))| *y += x * w);
-            }),
-            Pass::InputGrad => g.for_each(|i, o, t| {
-                let (dy, w, dx) = (&a[o * c..][..c], &b[t * c..][..c], &mut out[i * c..][..c]);
-                dx.iter_mut().zip(dy.iter().zip(w)).for_each(|(dx, (&dy, &w))| *dx += dy * w);
-            }),
-            Pass::TapsGrad => g.for_each(|i, o, t| {
-                let (x, dy, dw) = (&a[i * c..][..c], &b[o * c..][..c], &mut out[t * c..][..c]);
-                dw.iter_mut().zip(x.iter().zip(dy)).for_each(|(dw, (&x, &dy))| *dw += x * dy);
-            }),
+            Pass::Forward => {
+                let mut out = vec![T::default(); g.batch * image_out];
+                out.par_chunks_mut(image_out).zip(a.par_chunks(image_in)).for_each(|(out, a)| {
+                    one.for_each(|i, o, t| {
+                        let (x, w, y) = (&a[i * c..][..c], &b[t * c..][..c], &mut out[o * c..][..c]);
+                        y.iter_mut().zip(x.iter().zip(w)).for_each(|(y, (&x, &w))| *y += x * w);
+                    })
+                });
+                (out, (g.batch, g.oh, g.ow, c).into())
+            }
+            Pass::InputGrad => {
+                let mut out = vec![T::default(); g.batch * image_in];
+                out.par_chunks_mut(image_in).zip(a.par_chunks(image_out)).for_each(|(out, a)| {
+                    one.for_each(|i, o, t| {
+                        let (dy, w, dx) = (&a[o * c..][..c], &b[t * c..][..c], &mut out[i * c..][..c]);
+                        dx.iter_mut().zip(dy.iter().zip(w)).for_each(|(dx, (&dy, &w))| *dx += dy * w);
+                    })
+                });
+                (out, (g.batch, g.h, g.w, c).into())
+            }
+            Pass::TapsGrad => {
+                let parts: Vec<Vec<T>> = a
+                    .par_chunks(image_in)
+                    .zip(b.par_chunks(image_out))
+                    .map(|(a, b)| {
+                        let mut out = vec![T::default(); taps];
+                        one.for_each(|i, o, t| {
+                            let (x, dy, dw) = (&a[i * c..][..c], &b[o * c..][..c], &mut out[t * c..][..c]);
+                            dw.iter_mut().zip(x.iter().zip(dy)).for_each(|(dw, (&x, &dy))| *dw += x * dy);
+                        });
+                        out
+                    })
+                    .collect();
+                let mut out = vec![T::default(); taps];
+                for part in parts {
+                    out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+                }
+                (out, (g.k * g.k, c).into())
+            }
         }
-        (out, shape)
     }
 }
 
