@@ -87,25 +87,21 @@ impl Depthwise {
         let one = Geometry { batch: 1, ..g };
         let (image_in, image_out) = (g.h * g.w * c, g.oh * g.ow * c);
         match self.pass {
-            Pass::Forward => {
-                let mut out = vec![T::default(); g.batch * image_out];
-                out.par_chunks_mut(image_out).zip(a.par_chunks(image_in)).for_each(|(out, a)| {
+            Pass::Forward | Pass::InputGrad => {
+                // Forward reads the input and writes the output; the input's gradient reads the
+                // output's gradient and writes at the input's positions, by the same taps.
+                let forward = matches!(self.pass, Pass::Forward);
+                let (read, write) = if forward { (image_in, image_out) } else { (image_out, image_in) };
+                let mut out = vec![T::default(); g.batch * write];
+                out.par_chunks_mut(write).zip(a.par_chunks(read)).for_each(|(out, a)| {
                     one.for_each(|i, o, t| {
-                        let (x, w, y) = (&a[i * c..][..c], &b[t * c..][..c], &mut out[o * c..][..c]);
+                        let (from, to) = if forward { (i, o) } else { (o, i) };
+                        let (x, w, y) = (&a[from * c..][..c], &b[t * c..][..c], &mut out[to * c..][..c]);
                         y.iter_mut().zip(x.iter().zip(w)).for_each(|(y, (&x, &w))| *y += x * w);
                     })
                 });
-                (out, (g.batch, g.oh, g.ow, c).into())
-            }
-            Pass::InputGrad => {
-                let mut out = vec![T::default(); g.batch * image_in];
-                out.par_chunks_mut(image_in).zip(a.par_chunks(image_out)).for_each(|(out, a)| {
-                    one.for_each(|i, o, t| {
-                        let (dy, w, dx) = (&a[o * c..][..c], &b[t * c..][..c], &mut out[i * c..][..c]);
-                        dx.iter_mut().zip(dy.iter().zip(w)).for_each(|(dx, (&dy, &w))| *dx += dy * w);
-                    })
-                });
-                (out, (g.batch, g.h, g.w, c).into())
+                let shape = if forward { (g.batch, g.oh, g.ow, c) } else { (g.batch, g.h, g.w, c) };
+                (out, shape.into())
             }
             Pass::TapsGrad => {
                 let parts: Vec<Vec<T>> = a
