@@ -62,13 +62,16 @@ def python_features(paths, threads, batch):
     return np.concatenate(out)
 
 
-def graft(bin_dir, name, *args, threads):
-    """Runs a graft binary; returns (seconds, peak RSS in MB) of that process alone. The peak
-    is the kernel's high-water mark (VmHWM), read until the process ends (a child's rusage
-    would count this Python process's memory, which it starts from)."""
+def graft(bin_dir, name, *args, threads, watch):
+    """Runs a graft binary; returns (seconds, peak RSS in MB or 0 unless `watch`) of that
+    process alone. The peak is the kernel's high-water mark (VmHWM), read every millisecond
+    until the process ends (a child's rusage would count this Python process's memory, which
+    it starts from); that reading costs CPU, so timed runs do not watch."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     started = time.perf_counter()
     proc = subprocess.Popen([str(bin_dir / name), *map(str, args), "-q"], env=env)
+    if not watch:
+        proc.wait()
     peak = 0
     while proc.poll() is None:
         try:
@@ -83,12 +86,13 @@ def graft(bin_dir, name, *args, threads):
     return elapsed, peak / 1024
 
 
-def graft_features(bin_dir, photos, work, threads, batch=BATCHES[0]):
-    """(seconds, bytes written, peak RSS of preprocess and backbone) from files to features."""
+def graft_features(bin_dir, photos, work, threads, batch=BATCHES[0], watch=False):
+    """(seconds, bytes written, peak RSS of preprocess and backbone when `watch`) from files
+    to features."""
     pre, pre_rss = graft(bin_dir, "graft-preprocess", "--input", photos, "--spec", SPEC, "--out", work / "data",
-                         "--val-fraction", "0", "--test-fraction", "0", threads=threads)
+                         "--val-fraction", "0", "--test-fraction", "0", threads=threads, watch=watch)
     bb, bb_rss = graft(bin_dir, "graft-backbone", "--spec", SPEC, "--input", work / "data", "--out",
-                       work / "features", "--threads", threads, "--batch-size", batch, threads=threads)
+                       work / "features", "--threads", threads, "--batch-size", batch, threads=threads, watch=watch)
     written = sum(f.stat().st_size for f in (work / "data").iterdir())
     return pre + bb, written, pre_rss, bb_rss
 
@@ -156,7 +160,9 @@ def main():
                 os.link(big / name / f"{i:06d}.jpg", small / name / f"{i:06d}.jpg")
             print(f"  memory: {args.large:,} distinct JPEG crops (200-320 px a side) made in {made:.0f} s")
             for count, folder in ((args.small, small), (args.large, big)):
-                seconds, written, pre_rss, bb_rss = graft_features(args.bin, folder, tmp / f"run{count}", args.threads)
+                seconds, written, pre_rss, bb_rss = graft_features(
+                    args.bin, folder, tmp / f"run{count}", args.threads, watch=True
+                )
                 shutil.rmtree(tmp / f"run{count}")
                 print(f"  {count:>7,} images: {count / seconds:6.1f} images/s; peak RSS preprocess {pre_rss:6.0f} MB, "
                       f"backbone {bb_rss:6.0f} MB; {written / count:.0f} bytes written per image")
