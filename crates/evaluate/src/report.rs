@@ -413,33 +413,30 @@ fn training(s: &mut String, head: &Head) {
         s.push_str(&c.render());
     }
     s.push_str("</div>");
-    if !history.is_empty() {
-        epochs_table(s, history, head.timing.as_ref());
+    if let Some(timing) = &head.timing {
+        epochs_table(s, history, timing);
     }
 }
 
-/// One row per epoch; the seconds column when the head was timed (`timing.json`).
-fn epochs_table(s: &mut String, history: &[Epoch], timing: Option<&graft_core::head::timing::Timing>) {
-    let cell = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
-    s.push_str("<table><tr><th>epoch</th><th>train loss</th><th>val loss</th><th>val accuracy</th><th>rate</th>");
-    if let Some(t) = timing {
-        let _ = write!(s, "<th>seconds ({} threads)</th>", t.threads);
-    }
-    s.push_str("</tr>");
-    for (i, e) in history.iter().enumerate() {
+/// A timed head's history (tuned layers: a few long epochs), one row per epoch.
+fn epochs_table(s: &mut String, history: &[Epoch], timing: &graft_core::head::timing::Timing) {
+    let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
+    let _ = write!(
+        s,
+        "<table><tr><th>epoch</th><th>train loss</th><th>val loss</th><th>val accuracy</th><th>rate</th>\
+         <th>seconds ({} threads)</th></tr>",
+        timing.threads
+    );
+    for (e, seconds) in history.iter().zip(&timing.epoch_seconds) {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.2e}</td>",
+            "<tr><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.2e}</td><td>{seconds:.1}</td></tr>",
             e.epoch,
             e.train_loss,
-            cell(e.val_loss, 4),
-            cell(e.val_accuracy, 4),
+            cell(e.val_loss),
+            cell(e.val_accuracy),
             e.lr
         );
-        if let Some(t) = timing {
-            let _ = write!(s, "<td>{}</td>", cell(t.epoch_seconds.get(i).copied(), 1));
-        }
-        s.push_str("</tr>");
     }
     s.push_str("</table>");
 }
