@@ -5,6 +5,7 @@
 //! the trained weights go back into a copy of the ONNX model, so scoring runs in ONNX Runtime
 //! alone.
 
+mod bias_act;
 pub mod cut;
 mod depthwise;
 pub mod encoder;

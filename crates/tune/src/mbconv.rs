@@ -294,13 +294,12 @@ impl Conv {
         let (b, h, w, c) = x.dims4()?;
         let weight = self.weight.as_tensor();
         let y = if self.depthwise {
-            crate::depthwise::conv(x, weight, self.stride, self.pads)?.broadcast_add(self.bias.as_tensor())?
+            crate::depthwise::conv(x, weight, self.stride, self.pads)?
         } else {
             let out = weight.dim(0)?;
-            let mixed = x.reshape((b * h * w, c))?.matmul(&weight.reshape((out, c))?.t()?)?;
-            mixed.broadcast_add(self.bias.as_tensor())?.reshape((b, h, w, out))?
+            x.reshape((b * h * w, c))?.matmul(&weight.reshape((out, c))?.t()?)?.reshape((b, h, w, out))?
         };
-        Ok(if self.relu6 { y.clamp(0f64, 6f64)? } else { y })
+        crate::bias_act::apply(&y, self.bias.as_tensor(), self.relu6)
     }
 }
 

@@ -1,0 +1,209 @@
+//! A convolution's bias and ReLU6 (or its bias alone) as one candle op, forward and backward,
+//! rows in parallel: candle runs the broadcast add, the clamp and their backward as
+//! single-threaded passes over the activations, and the bias gradient as a strided reduction.
+//! Sums run over fixed blocks of rows in order, so results do not depend on the thread count.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// Rows of `[rows, channels]` a task takes.
+const ROWS: usize = 256;
+
+/// `clamp(x + bias, 0, 6)`, or `x + bias`, of `x` `[..., channels]` and `bias` `[channels]`.
+pub fn apply(x: &Tensor, bias: &Tensor, relu6: bool) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAct { relu6 })?)
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    let (start, end) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("bias-act: a non-contiguous operand".into()))?;
+    Ok(&s.as_slice::<T>()?[start..end])
+}
+
+/// Runs `f` on float32 or float64 operands of one type.
+fn dispatch2(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    f32s: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+    f64s: impl Fn(&[f64], &[f64]) -> Vec<f64>,
+) -> candle_core::Result<CpuStorage> {
+    match (s1, s2) {
+        (CpuStorage::F32(_), CpuStorage::F32(_)) => Ok(CpuStorage::F32(f32s(slice(s1, l1)?, slice(s2, l2)?))),
+        (CpuStorage::F64(_), CpuStorage::F64(_)) => Ok(CpuStorage::F64(f64s(slice(s1, l1)?, slice(s2, l2)?))),
+        _ => Err(candle_core::Error::Msg("bias-act: float32 or float64 operands of one type".into())),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BiasAct {
+    relu6: bool,
+}
+
+fn forward<T: WithDType>(x: &[T], bias: &[T], relu6: bool) -> Vec<T> {
+    let c = bias.len();
+    let (zero, six) = (T::from_f64(0.0), T::from_f64(6.0));
+    let mut out = vec![zero; x.len()];
+    out.par_chunks_mut(ROWS * c).zip(x.par_chunks(ROWS * c)).for_each(|(out, x)| {
+        for (out, x) in out.chunks_mut(c).zip(x.chunks(c)) {
+            for ((o, &x), &b) in out.iter_mut().zip(x).zip(bias) {
+                let v = x + b;
+                // NaN stays NaN, for the trainer to see.
+                *o = if relu6 && v <= zero {
+                    zero
+                } else if relu6 && v >= six {
+                    six
+                } else {
+                    v
+                };
+            }
+        }
+    });
+    out
+}
+
+impl CustomOp2 for BiasAct {
+    fn name(&self) -> &'static str {
+        "bias-relu6"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let relu6 = self.relu6;
+        let out = dispatch2(s1, l1, s2, l2, |x, b| forward(x, b, relu6), |x, b| forward(x, b, relu6))?;
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        bias: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        // The clamp passes the gradient where the output is strictly inside (0, 6).
+        let dx = if self.relu6 { out.apply_op2_no_bwd(&grad, &Relu6Grad)? } else { grad };
+        let dbias = dx.apply_op1_no_bwd(&ColumnSums { channels: bias.elem_count() })?;
+        Ok((Some(dx), Some(dbias)))
+    }
+}
+
+/// (ReLU6 output, its gradient) -> the gradient before the clamp.
+#[derive(Debug, Clone, Copy)]
+struct Relu6Grad;
+
+fn relu6_grad<T: WithDType>(out: &[T], grad: &[T]) -> Vec<T> {
+    let (zero, six) = (T::from_f64(0.0), T::from_f64(6.0));
+    let mut dx = vec![zero; out.len()];
+    let block = 4096;
+    dx.par_chunks_mut(block).zip(out.par_chunks(block).zip(grad.par_chunks(block))).for_each(|(dx, (out, grad))| {
+        for ((d, &o), &g) in dx.iter_mut().zip(out).zip(grad) {
+            if o > zero && o < six {
+                *d = g;
+            }
+        }
+    });
+    dx
+}
+
+impl CustomOp2 for Relu6Grad {
+    fn name(&self) -> &'static str {
+        "relu6-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        Ok((dispatch2(s1, l1, s2, l2, relu6_grad, relu6_grad)?, l1.shape().clone()))
+    }
+}
+
+/// `[..., channels]` -> `[channels]`: the sum over every other dimension.
+#[derive(Debug, Clone, Copy)]
+struct ColumnSums {
+    channels: usize,
+}
+
+fn column_sums<T: WithDType>(x: &[T], c: usize) -> Vec<T> {
+    let parts: Vec<Vec<T>> = x
+        .par_chunks(ROWS * c)
+        .map(|x| {
+            let mut sums = vec![T::from_f64(0.0); c];
+            for row in x.chunks(c) {
+                sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+            sums
+        })
+        .collect();
+    let mut sums = vec![T::from_f64(0.0); c];
+    for part in parts {
+        sums.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+    }
+    sums
+}
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "column-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let c = self.channels;
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(column_sums(slice::<f32>(s, l)?, c)),
+            CpuStorage::F64(_) => CpuStorage::F64(column_sums(slice::<f64>(s, l)?, c)),
+            _ => return Err(candle_core::Error::Msg("column-sums: a float32 or float64 operand".into())),
+        };
+        Ok((out, Shape::from(c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Var};
+
+    use super::*;
+
+    /// candle's broadcast add and clamp, values and gradients, on values either side of 0 and
+    /// 6 (never on them: there candle halves the gradient, where this op passes none).
+    #[test]
+    fn bias_and_relu6_match_candles_ops() {
+        let x: Vec<f64> = (0..600 * 7).map(|i| ((i * 37 % 101) as f64 - 50.0) / 6.0 + 0.01).collect();
+        let x = Var::from_vec(x, (600, 7), &Device::Cpu).unwrap();
+        let bias = Var::from_vec(vec![0.5, -1.0, 0.0, 2.0, -0.25, 1.5, 0.125], 7, &Device::Cpu).unwrap();
+        let weights = Tensor::arange(0.0, 4200.0, &Device::Cpu).unwrap().reshape((600, 7)).unwrap().cos().unwrap();
+        for relu6 in [true, false] {
+            let ours = apply(x.as_tensor(), bias.as_tensor(), relu6).unwrap();
+            let sum = x.as_tensor().broadcast_add(bias.as_tensor()).unwrap();
+            let theirs = if relu6 { sum.clamp(0f64, 6f64).unwrap() } else { sum };
+            let max = |t: Tensor| t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+            assert_eq!(max((&ours - &theirs).unwrap()), 0.0, "forward, relu6 {relu6}");
+            let (g1, g2) = (
+                (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap(),
+                (theirs * &weights).unwrap().sum_all().unwrap().backward().unwrap(),
+            );
+            for v in [&x, &bias] {
+                let d = (g1.get(v.as_tensor()).unwrap() - g2.get(v.as_tensor()).unwrap()).unwrap();
+                // The bias gradient sums 600 rows in another order.
+                assert!(max(d) < 1e-12, "gradient, relu6 {relu6}");
+            }
+        }
+        let nan = Tensor::new(&[[f32::NAN, 7.0, -1.0]], &Device::Cpu).unwrap();
+        let out = apply(&nan, &Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(), true).unwrap();
+        let out = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(out[0].is_nan() && out[1] == 6.0 && out[2] == 0.0, "{out:?}");
+    }
+}
