@@ -8,6 +8,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use graft_core::onnx::{self, Graph};
 use graft_core::rng::SplitMix64;
 
+use crate::bias_act::Act;
 use crate::error::{Error, Result};
 
 /// Each layer's weights under `encoder.layer.{i}.`, in the order [`Layer::params`] holds
@@ -287,9 +288,9 @@ impl Encoder {
             let heads = |t: Tensor| -> Result<Tensor> {
                 Ok(t.reshape((b, s, self.heads, head_dim))?.transpose(1, 2)?.contiguous()?)
             };
-            let q = heads(linear(&x, p[0], p[1])?)?;
-            let k = heads(linear(&x, p[2], p[3])?)?;
-            let v = heads(linear(&x, p[4], p[5])?)?;
+            let q = heads(linear(&x, p[0], p[1], Act::Identity)?)?;
+            let k = heads(linear(&x, p[2], p[3], Act::Identity)?)?;
+            let v = heads(linear(&x, p[4], p[5], Act::Identity)?)?;
             let mut scores = q.matmul(&k.t()?.contiguous()?)?.affine(scale, 0.0)?;
             if let Some(position) = &position_bias {
                 scores = scores.broadcast_add(position)?;
@@ -297,13 +298,13 @@ impl Encoder {
             let scores = scores.broadcast_add(&bias)?;
             let probs = softmax_last(&scores)?;
             let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, self.hidden))?;
-            let mut attention = linear(&context, p[6], p[7])?;
+            let mut attention = linear(&context, p[6], p[7], Act::Identity)?;
             if let Some(d) = dropout.as_deref_mut() {
                 attention = d.apply(&attention)?;
             }
             x = layer_norm(&(attention + &x)?, p[8], p[9], layer.eps[0])?;
-            let inner = linear(&x, p[10], p[11])?.gelu_erf()?;
-            let mut out = linear(&inner, p[12], p[13])?;
+            let inner = linear(&x, p[10], p[11], Act::Gelu)?;
+            let mut out = linear(&inner, p[12], p[13], Act::Identity)?;
             if let Some(d) = dropout.as_deref_mut() {
                 out = d.apply(&out)?;
             }
@@ -364,11 +365,11 @@ fn check_layer(graph: &Graph, i: usize, relative: bool) -> std::result::Result<(
     Ok(())
 }
 
-/// `x W + b` over the last dimension of `[batch, seq, in]`.
-fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+/// `act(x W + b)` over the last dimension of `[batch, seq, in]`.
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
     let (batch, seq, width) = x.dims3()?;
-    let y = x.reshape((batch * seq, width))?.matmul(w)?.broadcast_add(b)?;
-    Ok(y.reshape((batch, seq, ()))?)
+    let y = x.reshape((batch * seq, width))?.matmul(w)?;
+    Ok(crate::bias_act::apply(&y, b, act)?.reshape((batch, seq, ()))?)
 }
 
 /// Layer normalisation over the last dimension (biased variance, as ONNX's operator).

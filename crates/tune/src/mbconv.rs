@@ -11,6 +11,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use graft_core::onnx::{self, FloatTensor, Graph, Node};
 
+use crate::bias_act::Act;
 use crate::error::{Error, Result};
 
 /// What a recognised model looks like, for messages.
@@ -299,7 +300,8 @@ impl Conv {
             let out = weight.dim(0)?;
             x.reshape((b * h * w, c))?.matmul(&weight.reshape((out, c))?.t()?)?.reshape((b, h, w, out))?
         };
-        crate::bias_act::apply(&y, self.bias.as_tensor(), self.relu6)
+        let act = if self.relu6 { Act::Relu6 } else { Act::Identity };
+        crate::bias_act::apply(&y, self.bias.as_tensor(), act)
     }
 }
 
