@@ -9,6 +9,7 @@ use std::f64::consts::{FRAC_1_SQRT_2, PI};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::cpu_op::{dispatch2, slice};
 use crate::error::Result;
 
 /// Rows of `[rows, channels]` a task takes.
@@ -56,28 +57,6 @@ impl Real for f64 {
     }
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (start, end) =
-        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("bias-act: a non-contiguous operand".into()))?;
-    Ok(&s.as_slice::<T>()?[start..end])
-}
-
-/// Runs `f` on float32 or float64 operands of one type.
-fn dispatch2(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-    f32s: impl Fn(&[f32], &[f32]) -> Vec<f32>,
-    f64s: impl Fn(&[f64], &[f64]) -> Vec<f64>,
-) -> candle_core::Result<CpuStorage> {
-    match (s1, s2) {
-        (CpuStorage::F32(_), CpuStorage::F32(_)) => Ok(CpuStorage::F32(f32s(slice(s1, l1)?, slice(s2, l2)?))),
-        (CpuStorage::F64(_), CpuStorage::F64(_)) => Ok(CpuStorage::F64(f64s(slice(s1, l1)?, slice(s2, l2)?))),
-        _ => Err(candle_core::Error::Msg("bias-act: float32 or float64 operands of one type".into())),
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct BiasAct {
     act: Act,
@@ -109,7 +88,7 @@ fn forward<T: Real>(x: &[T], bias: &[T], act: Act) -> Vec<T> {
 
 impl CustomOp2 for BiasAct {
     fn name(&self) -> &'static str {
-        "bias-relu6"
+        "bias-act"
     }
 
     fn cpu_fwd(
@@ -120,7 +99,7 @@ impl CustomOp2 for BiasAct {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let act = self.act;
-        let out = dispatch2(s1, l1, s2, l2, |x, b| forward(x, b, act), |x, b| forward(x, b, act))?;
+        let out = dispatch2(self.name(), (s1, l1), (s2, l2), |x, b| forward(x, b, act), |x, b| forward(x, b, act))?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -173,7 +152,7 @@ impl CustomOp2 for Relu6Grad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((dispatch2(s1, l1, s2, l2, relu6_grad, relu6_grad)?, l1.shape().clone()))
+        Ok((dispatch2(self.name(), (s1, l1), (s2, l2), relu6_grad, relu6_grad)?, l1.shape().clone()))
     }
 }
 
@@ -214,12 +193,13 @@ impl CustomOp3 for GeluGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(gelu_grad(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?))
+                CpuStorage::F32(gelu_grad(slice(op, s1, l1)?, slice(op, s2, l2)?, slice(op, s3, l3)?))
             }
             (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(gelu_grad(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?))
+                CpuStorage::F64(gelu_grad(slice(op, s1, l1)?, slice(op, s2, l2)?, slice(op, s3, l3)?))
             }
             _ => return Err(candle_core::Error::Msg("gelu-grad: float32 or float64 operands of one type".into())),
         };
@@ -259,8 +239,8 @@ impl CustomOp1 for ColumnSums {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let c = self.channels;
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(column_sums(slice::<f32>(s, l)?, c)),
-            CpuStorage::F64(_) => CpuStorage::F64(column_sums(slice::<f64>(s, l)?, c)),
+            CpuStorage::F32(_) => CpuStorage::F32(column_sums(slice::<f32>(self.name(), s, l)?, c)),
+            CpuStorage::F64(_) => CpuStorage::F64(column_sums(slice::<f64>(self.name(), s, l)?, c)),
             _ => return Err(candle_core::Error::Msg("column-sums: a float32 or float64 operand".into())),
         };
         Ok((out, Shape::from(c)))

@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu_op::dispatch2;
 use crate::error::Result;
 
 /// The geometry of one depthwise convolution.
@@ -69,16 +70,19 @@ struct Depthwise {
     pass: Pass,
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (start, end) =
-        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("depthwise: a non-contiguous operand".into()))?;
-    Ok(&s.as_slice::<T>()?[start..end])
-}
-
 impl Depthwise {
+    fn shape(&self) -> Shape {
+        let g = self.geometry;
+        match self.pass {
+            Pass::Forward => (g.batch, g.oh, g.ow, g.channels).into(),
+            Pass::InputGrad => (g.batch, g.h, g.w, g.channels).into(),
+            Pass::TapsGrad => (g.k * g.k, g.channels).into(),
+        }
+    }
+
     /// Images run in parallel; the taps' gradient sums the images' parts in image order, so
     /// the result does not depend on the thread count.
-    fn run<T>(&self, a: &[T], b: &[T]) -> (Vec<T>, Shape)
+    fn run<T>(&self, a: &[T], b: &[T]) -> Vec<T>
     where
         T: Copy + Default + Send + Sync + std::ops::Mul<Output = T> + std::ops::AddAssign,
     {
@@ -100,8 +104,7 @@ impl Depthwise {
                         y.iter_mut().zip(x.iter().zip(w)).for_each(|(y, (&x, &w))| *y += x * w);
                     })
                 });
-                let shape = if forward { (g.batch, g.oh, g.ow, c) } else { (g.batch, g.h, g.w, c) };
-                (out, shape.into())
+                out
             }
             Pass::TapsGrad => {
                 let parts: Vec<Vec<T>> = a
@@ -120,7 +123,7 @@ impl Depthwise {
                 for part in parts {
                     out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
                 }
-                (out, (g.k * g.k, c).into())
+                out
             }
         }
     }
@@ -138,17 +141,8 @@ impl CustomOp2 for Depthwise {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (out, shape) = self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?);
-                Ok((CpuStorage::F32(out), shape))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let (out, shape) = self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?);
-                Ok((CpuStorage::F64(out), shape))
-            }
-            _ => Err(candle_core::Error::Msg("depthwise: float32 or float64 operands of one type".into())),
-        }
+        let out = dispatch2(self.name(), (s1, l1), (s2, l2), |a, b| self.run(a, b), |a, b| self.run(a, b))?;
+        Ok((out, self.shape()))
     }
 
     fn bwd(

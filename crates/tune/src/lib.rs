@@ -6,6 +6,7 @@
 //! alone.
 
 mod bias_act;
+mod cpu_op;
 pub mod cut;
 mod depthwise;
 pub mod encoder;
