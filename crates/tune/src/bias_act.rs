@@ -9,7 +9,7 @@ use std::f64::consts::{FRAC_1_SQRT_2, PI};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::cpu_op::{dispatch2, slice};
+use crate::cpu_op::{dispatch2, slice, sum_in_order};
 use crate::error::Result;
 
 /// Rows of `[rows, channels]` a task takes.
@@ -213,7 +213,7 @@ struct ColumnSums {
     channels: usize,
 }
 
-fn column_sums<T: WithDType>(x: &[T], c: usize) -> Vec<T> {
+fn column_sums<T: WithDType + Default>(x: &[T], c: usize) -> Vec<T> {
     let parts: Vec<Vec<T>> = x
         .par_chunks(ROWS * c)
         .map(|x| {
@@ -224,11 +224,7 @@ fn column_sums<T: WithDType>(x: &[T], c: usize) -> Vec<T> {
             sums
         })
         .collect();
-    let mut sums = vec![T::from_f64(0.0); c];
-    for part in parts {
-        sums.iter_mut().zip(part).for_each(|(s, p)| *s += p);
-    }
-    sums
+    sum_in_order(parts, c)
 }
 
 impl CustomOp1 for ColumnSums {

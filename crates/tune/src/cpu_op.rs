@@ -23,3 +23,13 @@ pub fn dispatch2(
         _ => Err(candle_core::Error::Msg(format!("{op}: float32 or float64 operands of one type"))),
     }
 }
+
+/// The elementwise sum of `parts` (each `len` long), added in order, so that it does not depend
+/// on how many threads made them.
+pub fn sum_in_order<T: Copy + Default + std::ops::AddAssign>(parts: Vec<Vec<T>>, len: usize) -> Vec<T> {
+    let mut sums = vec![T::default(); len];
+    for part in parts {
+        sums.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+    }
+    sums
+}

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_op::dispatch2;
+use crate::cpu_op::{dispatch2, sum_in_order};
 use crate::error::Result;
 
 /// The geometry of one depthwise convolution.
@@ -119,11 +119,7 @@ impl Depthwise {
                         out
                     })
                     .collect();
-                let mut out = vec![T::default(); taps];
-                for part in parts {
-                    out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
-                }
-                out
+                sum_in_order(parts, taps)
             }
         }
     }
