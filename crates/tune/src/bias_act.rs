@@ -27,6 +27,11 @@ pub enum Act {
 
 /// `act(x + bias)` of `x` `[..., channels]` and `bias` `[channels]`.
 pub fn apply(x: &Tensor, bias: &Tensor, act: Act) -> Result<Tensor> {
+    let channels = x.dim(candle_core::D::Minus1)?;
+    if channels == 0 || bias.dims() != [channels] {
+        let message = format!("bias-act: a bias of shape {:?} for values of shape {:?}", bias.dims(), x.dims());
+        return Err(candle_core::Error::Msg(message).into());
+    }
     Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAct { act })?)
 }
 
@@ -284,5 +289,7 @@ mod tests {
         let out = apply(&nan, &Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(), Act::Relu6).unwrap();
         let out = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(out[0].is_nan() && out[1] == 6.0 && out[2] == 0.0, "{out:?}");
+        let wrong = apply(&nan, &Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap(), Act::Gelu).unwrap_err();
+        assert!(wrong.to_string().contains("a bias of shape [2] for values of shape [1, 3]"), "{wrong}");
     }
 }
