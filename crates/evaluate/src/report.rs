@@ -348,10 +348,8 @@ fn regression(s: &mut String, page: &Page<'_>, m: &Regression) {
 
 fn training(s: &mut String, head: &Head) {
     let mut charts = Vec::new();
-    let mut history: &[Epoch] = &[];
     match &head.info.training.fit {
         Fit::Mlp { epochs, best_epoch } | Fit::Layers { epochs, best_epoch, .. } => {
-            history = epochs;
             let epoch = |f: fn(&graft_core::head::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
                 epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
             };
@@ -414,7 +412,7 @@ fn training(s: &mut String, head: &Head) {
     }
     s.push_str("</div>");
     if let Some(timing) = &head.timing {
-        epochs_table(s, history, timing);
+        epochs_table(s, head.info.training.fit.epochs(), timing);
     }
 }
 

@@ -158,6 +158,16 @@ pub enum Fit {
     Layers { config: LayersTraining, cut: String, base_model_blake3: String, epochs: Vec<Epoch>, best_epoch: usize },
 }
 
+impl Fit {
+    /// The per-epoch history of a head trained by epochs (MLP, tuned layers); empty otherwise.
+    pub fn epochs(&self) -> &[Epoch] {
+        match self {
+            Fit::Mlp { epochs, .. } | Fit::Layers { epochs, .. } => epochs,
+            Fit::LogisticRegression { .. } | Fit::Ridge { .. } => &[],
+        }
+    }
+}
+
 /// One C tried for logistic regression.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,14 +274,8 @@ impl Head {
         if info.standardize != self.scaling.is_some() {
             return Some("`standardize` disagrees with the presence of `mean` and `scale`".into());
         }
-        if let Some(timing) = &self.timing {
-            let epochs = match &info.training.fit {
-                Fit::Mlp { epochs, .. } | Fit::Layers { epochs, .. } => epochs.len(),
-                _ => 0,
-            };
-            if let Some(message) = timing.defect(epochs) {
-                return Some(message);
-            }
+        if let Some(message) = self.timing.as_ref().and_then(|t| t.defect(info.training.fit.epochs().len())) {
+            return Some(message);
         }
         fn finite(mut v: impl Iterator<Item = f64>) -> bool {
             v.all(f64::is_finite)
