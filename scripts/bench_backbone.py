@@ -8,8 +8,9 @@ batches of 32, each padded to its longest row, masked mean pooling, L2. Beside i
 with a padded-token budget per batch (`--ref-tokens`, the best plain-Python batching found
 here) and the naive one (batches of 32 in input order). graft uses its own batching. Data
 sets: the 8,530 Rotten Tomatoes sentences and 2,000 IMDB reviews (every 12th, max length 256).
-Each is timed `--repeat` times and the fastest run reported (timings on a shared machine vary
-by 10-20% from run to run). Prints rows/s, tokens/s, the speed ratios, GFLOP/s on real
+Every variant runs once per round, in turn, for `--repeat` rounds, and each one's fastest run
+is reported (timings on a shared machine vary by 10-20% from run to run; taking turns puts a
+slow spell on all of them), with the headline ratio within each round beside it. Prints rows/s, tokens/s, the speed ratios, GFLOP/s on real
 (unpadded) tokens against this machine's measured float32 matrix-multiply peak, and the worst
 cosine similarity between the feature sets. For int8, each set's model is made by scripts/quantize.py calibrated on 256 rows
 of that set's probe training split (as a user calibrates on their own train split); printed:
@@ -75,12 +76,6 @@ def prepare(name, rows, max_length, workdir, bin_dir):
     )
     table = ipc.open_file(str(d / "data" / "train.arrow")).read_all()
     return d, table.column("id").to_pylist(), table.column("input_ids").to_pylist(), table.column("label").to_pylist()
-
-
-def best_of(repeat, run):
-    """Runs `run` (returning seconds first) `repeat` times: the least seconds, the last result."""
-    results = [run() for _ in range(repeat)]
-    return (min(r[0] for r in results),) + tuple(results[-1][1:])
 
 
 def reference(ids_list, threads, sort, batch_tokens=0):
@@ -162,7 +157,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-backbone")
     ap.add_argument("--sets", default="rotten-tomatoes,imdb-2000", help="data sets to run, comma-separated")
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each; the fastest is reported")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds, each running every variant once in turn; each variant's fastest is reported")
     ap.add_argument("--ref-tokens", type=int, default=512, help="padded-token budget of the budgeted reference")
     ap.add_argument("graft_args", nargs="*", help="extra graft-backbone flags, e.g. --batch-tokens 4096")
     args = ap.parse_args()
@@ -173,18 +169,34 @@ def main():
     imdb = [(r["text"], r["label"]) for r in rows if r["source"] == "imdb"][::12][:2000]
     peak = matmul_peak(args.threads)
     print(f"float32 matrix-multiply peak (numpy, {args.threads} threads): {peak:.1f} GFLOP/s; "
-          f"each time below is the fastest of {args.repeat} runs")
+          f"each time below is the fastest of {args.repeat} rounds")
     for name, data, max_length in [("rotten-tomatoes", rt, 256), ("imdb-2000", imdb, 256)]:
         if name not in args.sets.split(","):
             continue
         d, ids, tokens, labels = prepare(name, data, max_length, args.workdir, args.bin)
         lengths = np.array([len(t) for t in tokens], np.float64)
         flop = float((FLOP_PER_TOKEN * lengths + FLOP_PER_TOKEN_PAIR * lengths**2).sum())
-        r = args.repeat
-        sorted_s, ref = best_of(r, lambda: reference(tokens, args.threads, sort=True))
-        budget_s, budget = best_of(r, lambda: reference(tokens, args.threads, sort=True, batch_tokens=args.ref_tokens))
-        naive_s, naive = best_of(r, lambda: reference(tokens, args.threads, sort=False))
-        graft_s, graft_ids, feats = best_of(r, lambda: graft(d, args.bin, args.threads, args.graft_args))
+        split = probe_split(labels)
+        int8_spec = calibrated_int8(d, tokens, split[0])
+        runs = {
+            "sorted": lambda: reference(tokens, args.threads, sort=True),
+            "budget": lambda: reference(tokens, args.threads, sort=True, batch_tokens=args.ref_tokens),
+            "naive": lambda: reference(tokens, args.threads, sort=False),
+            "graft": lambda: graft(d, args.bin, args.threads, args.graft_args),
+            "int8": lambda: graft(d, args.bin, args.threads, args.graft_args, int8_spec, "features-int8"),
+        }
+        # Rounds of one run each, in turn, so that a slow spell of the machine falls on all.
+        seconds, results = {k: [] for k in runs}, {}
+        for _ in range(args.repeat):
+            for k, run in runs.items():
+                out = run()
+                seconds[k].append(out[0])
+                results[k] = out[1:]
+        best = {k: min(v) for k, v in seconds.items()}
+        sorted_s, budget_s, naive_s, graft_s, int8_s = (best[k] for k in runs)
+        (ref,), (budget,), (naive,) = results["sorted"], results["budget"], results["naive"]
+        graft_ids, feats = results["graft"]
+        int8_ids, int8 = results["int8"]
         assert graft_ids == ids, "graft changed the row order"
         worst = float(min(cosine(r, feats).min() for r in (ref, budget, naive)))
         print(f"\n{name}: {len(tokens)} rows, {int(lengths.sum())} real tokens")
@@ -200,17 +212,17 @@ def main():
                   f"{gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of peak)")
         print(f"  speed-up graft / length-sorted python (headline): {sorted_s / graft_s:.2f}x   "
               f"/ token-budget python: {budget_s / graft_s:.2f}x   / input-order python: {naive_s / graft_s:.2f}x")
+        rounds = " ".join(f"{a / b:.2f}x" for a, b in zip(seconds["sorted"], seconds["graft"]))
+        print(f"  headline within each round: {rounds}")
         print(f"  min cosine to every reference {worst:.6f} (required >= 0.9999)")
-        split = probe_split(labels)
-        int8_spec = calibrated_int8(d, tokens, split[0])
-        int8_s, int8_ids, int8 = best_of(r, lambda: graft(d, args.bin, args.threads, args.graft_args, int8_spec, "features-int8"))
         assert int8_ids == ids
         cos = cosine(feats, int8)
         gflops = flop / int8_s / 1e9
         print(f"  {'graft-backbone int8 (calibrated on probe-train rows)':<48} {int8_s:7.2f}s {len(tokens) / int8_s:8.1f} rows/s "
               f"{lengths.sum() / int8_s:9.0f} tokens/s {gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of float32 peak)")
         print(f"  int8: {graft_s / int8_s:.2f}x float32 graft (required >= 1.7); cosine to float32 features: "
-              f"min {cos.min():.4f} (required >= 0.99), mean {cos.mean():.4f}")
+              f"min {cos.min():.4f} (required >= 0.99), mean {cos.mean():.4f}; within each round: "
+              + " ".join(f"{a / b:.2f}x" for a, b in zip(seconds["graft"], seconds["int8"])))
         a32, a8 = probe_accuracy(feats, labels, split), probe_accuracy(int8, labels, split)
         print(f"  logistic regression (scikit-learn, C=1, stratified 80/20, seed 0) on the features: "
               f"float32 {a32:.4f}, int8 {a8:.4f}, difference {100 * (a8 - a32):+.2f} points (allowed: 0.5)")
