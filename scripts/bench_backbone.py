@@ -6,19 +6,21 @@ Both run the same ONNX file on the same token ids with the same intra-op thread 
 The headline reference is what sentence-transformers' `encode` does: rows sorted by length,
 batches of 32, each padded to its longest row, masked mean pooling, L2. Beside it: the same
 with a padded-token budget per batch (`--ref-tokens`, the best plain-Python batching found
-here), the sorted reference on the same model with `last_hidden_state` as its only graph
-output (as a sentence-transformers ONNX export has; this file declares every layer's output,
-which ONNX Runtime then keeps alive) and the naive one (batches of 32 in input order). graft
-uses its own batching. Data
-sets: the 8,530 Rotten Tomatoes sentences and 2,000 IMDB reviews (every 12th, max length 256).
+here); the same sorted batches on the model with `last_hidden_state` as its only graph output
+(as a sentence-transformers ONNX export has: this file declares every layer's output, which
+ONNX Runtime then keeps alive); and the naive one (batches of 32 in input order). graft uses
+its own batching. Data sets: the 8,530 Rotten Tomatoes sentences and 2,000 IMDB reviews
+(every 12th, max length 256).
+
 Every variant runs once per round, in turn, for `--repeat` rounds, and each one's fastest run
 is reported (timings on a shared machine vary by 10-20% from run to run; taking turns puts a
-slow spell on all of them), with the headline ratio within each round beside it. Prints rows/s, tokens/s, the speed ratios, GFLOP/s on real
-(unpadded) tokens against this machine's measured float32 matrix-multiply peak, and the worst
-cosine similarity between the feature sets. For int8, each set's model is made by scripts/quantize.py calibrated on 256 rows
-of that set's probe training split (as a user calibrates on their own train split); printed:
-its speed against float32 graft, its minimum and mean cosine to float32 features and the
-difference in a logistic-regression probe's test accuracy (same split, same C).
+slow spell on all of them), with the ratios within each round beside it. Prints rows/s,
+tokens/s, the speed ratios, GFLOP/s on real (unpadded) tokens against this machine's measured
+float32 matrix-multiply peak, and the worst cosine similarity between the feature sets. For
+int8, each set's model is made by scripts/quantize.py calibrated on 256 rows of that set's
+probe training split (as a user calibrates on their own train split); printed: its speed
+against float32 graft, its minimum and mean cosine to float32 features and the difference in
+a logistic-regression probe's test accuracy (same split, same C).
 """
 
 import argparse
