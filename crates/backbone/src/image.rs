@@ -18,7 +18,7 @@ use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, ImageSpec};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
-use ort::value::Tensor;
+use ort::value::TensorRef;
 use rayon::prelude::*;
 
 use crate::embed::{FeatureSpec, combine};
@@ -73,10 +73,10 @@ impl ImageEmbedder {
 
     /// Features `[rows, dim]` of `rows` images laid out `[rows, 3, S, S]` (or `[rows, S, S, 3]`)
     /// in `pixels`.
-    pub fn embed(&mut self, pixels: Vec<f32>, rows: usize) -> Result<(Vec<f32>, usize), EmbedError> {
+    pub fn embed(&mut self, pixels: &[f32], rows: usize) -> Result<(Vec<f32>, usize), EmbedError> {
         let s = self.image.size as usize;
         let shape = if self.image.layout == graft_core::spec::Layout::Nhwc { [rows, s, s, 3] } else { [rows, 3, s, s] };
-        let inputs = vec![(self.input.as_str(), Tensor::from_array((shape, pixels))?.into_dyn())];
+        let inputs = vec![(self.input.as_str(), TensorRef::from_array_view((shape, pixels))?.into_dyn())];
         let started = std::time::Instant::now();
         let outputs = self.session.run_with_options(inputs, &self.run_options)?;
         self.inference += started.elapsed();
@@ -138,8 +138,8 @@ struct Chunk {
     batch: Option<RecordBatch>,
 }
 
-/// The model input of rows `rows` of `refs`: rows naming the same image one after another
-/// (its augmented views) share one read and one decode.
+/// Writes the model input of rows `rows` of `refs` into `pixels`: rows naming the same image
+/// one after another (its augmented views) share one read and one decode.
 fn decode_rows(
     refs: &ImageRefs,
     rows: std::ops::Range<usize>,
@@ -147,7 +147,9 @@ fn decode_rows(
     spec: &ImageSpec,
     split: &Path,
     first_row: u64,
-) -> Result<Vec<f32>> {
+    pixels: &mut [f32],
+) -> Result<()> {
+    let per = 3 * (spec.size * spec.size) as usize;
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
     for i in rows {
         match groups.last_mut() {
@@ -157,9 +159,16 @@ fn decode_rows(
             _ => groups.push(i..i + 1),
         }
     }
-    let decoded: Vec<Result<Vec<Vec<f32>>>> = groups
-        .par_iter()
-        .map(|g| {
+    let mut places = Vec::with_capacity(groups.len());
+    let mut rest = pixels;
+    for g in &groups {
+        let (place, after) = rest.split_at_mut(g.len() * per);
+        places.push((g.clone(), place));
+        rest = after;
+    }
+    let decoded: Vec<Result<()>> = places
+        .into_par_iter()
+        .map(|(g, place)| {
             let bad =
                 |message: String| Error::BadRow { path: split.to_owned(), row: first_row + g.start as u64, message };
             let (bytes, name) = match refs.source(g.start).map_err(bad)? {
@@ -177,15 +186,19 @@ fn decode_rows(
             }
             let views: Vec<u32> =
                 g.clone().map(|i| refs.view(i)).collect::<std::result::Result<_, _>>().map_err(bad)?;
-            graft_imaging::views(&bytes, spec, refs.ids.value(g.start), &views, source.seed, &source.augment)
-                .map_err(|why| bad(format!("{name} cannot be decoded: {why}")))
+            graft_imaging::views_into(
+                &bytes,
+                spec,
+                refs.ids.value(g.start),
+                &views,
+                source.seed,
+                &source.augment,
+                place,
+            )
+            .map_err(|why| bad(format!("{name} cannot be decoded: {why}")))
         })
         .collect();
-    let mut pixels = Vec::new();
-    for group in decoded {
-        group?.into_iter().for_each(|v| pixels.extend(v));
-    }
-    Ok(pixels)
+    decoded.into_iter().collect()
 }
 
 /// Embeds one split of images; returns the rows embedded and the pending output.
@@ -212,6 +225,9 @@ pub fn embed_split(
     let mut done = 0u64;
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
+        // Inputs the model is done with come back to be written again.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+        let per = 3 * (spec.size * spec.size) as usize;
         let split = path.clone();
         scope.spawn(move || {
             let mut read = 0u64;
@@ -234,11 +250,10 @@ pub fn embed_split(
                 let n = batch.num_rows();
                 for start in (0..n).step_by(batch_size) {
                     let end = (start + batch_size).min(n);
-                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, first).map(|pixels| Chunk {
-                        pixels,
-                        rows: end - start,
-                        batch: (end == n).then(|| batch.clone()),
-                    });
+                    let mut pixels = done_rx.try_recv().unwrap_or_default();
+                    pixels.resize((end - start) * per, 0.0);
+                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, first, &mut pixels)
+                        .map(|()| Chunk { pixels, rows: end - start, batch: (end == n).then(|| batch.clone()) });
                     let failed = chunk.is_err();
                     if tx.send(chunk).is_err() || failed {
                         return;
@@ -249,11 +264,12 @@ pub fn embed_split(
         let mut features = Vec::new();
         for chunk in rx {
             let chunk = chunk?;
-            let (f, d) = embedder.embed(chunk.pixels, chunk.rows).map_err(|source| Error::Inference {
+            let (f, d) = embedder.embed(&chunk.pixels, chunk.rows).map_err(|source| Error::Inference {
                 path: path.clone(),
                 row: done,
                 source,
             })?;
+            let _ = done_tx.send(chunk.pixels);
             backbone.dim = d;
             features.extend(f);
             done += chunk.rows as u64;
@@ -292,7 +308,7 @@ pub fn embed_split(
         // the feature width, which one blank image gives.
         None if shard.is_some() => {
             let s = spec.size as usize;
-            let (_, dim) = embedder.embed(vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
+            let (_, dim) = embedder.embed(&vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
                 path: path.clone(),
                 row: 0,
                 source,

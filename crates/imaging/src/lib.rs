@@ -1,7 +1,8 @@
 //! Image bytes to a backbone's input, the same at training and scoring time: decode (PNG or
 //! JPEG, any bit depth or channel layout, as RGB), shorter side resized (bilinear, as
 //! Pillow's), centre crop, `[0, 1]`, per-channel normalisation, channels first or last; and
-//! seeded augmented views of the result.
+//! seeded augmented views of the result. Colour JPEGs are decoded into a buffer each thread
+//! keeps, the model input written in place.
 
 use graft_core::artifact::Augment;
 use graft_core::spec::{ImageSpec, Layout};
@@ -61,29 +62,104 @@ pub fn grey_png(values: &[u8], side: u32) -> Result<Vec<u8>, String> {
     Ok(out.into_inner())
 }
 
-/// The model's input for views `views` of one image's bytes, in that order: view 0 is the
-/// image transformed; view `v > 0` is augmented with the seed of (`seed`, `id`, `v`).
-pub fn views(
+/// The model's input for views `views` of one image's bytes, in that order, written to `out`
+/// (`views.len()` inputs of `3 * size * size`): view 0 is the image transformed; view `v > 0`
+/// is augmented with the seed of (`seed`, `id`, `v`).
+pub fn views_into(
     bytes: &[u8],
     spec: &ImageSpec,
     id: &str,
     views: &[u32],
     seed: u64,
     aug: &Augment,
-) -> Result<Vec<Vec<f32>>, String> {
-    let pixels = transform(&decode(bytes)?, spec);
+    out: &mut [f32],
+) -> Result<(), String> {
     let s = spec.size as usize;
-    let layout = |v: Vec<f32>| if spec.layout == Layout::Nhwc { to_nhwc(&v, s) } else { v };
-    Ok(views
-        .iter()
-        .map(|&view| {
-            if view == 0 {
-                return layout(pixels.clone());
-            }
+    let per = 3 * s * s;
+    assert_eq!(out.len(), views.len() * per, "one model input per view");
+    let plain = spec.layout == Layout::Nchw && views.iter().all(|&v| v == 0);
+    if plain {
+        // The common case: the transform written straight into its place.
+        let (first, rest) = out.split_at_mut(per);
+        with_rgb(bytes, |rgb| transform_into(rgb, spec, first))?;
+        rest.chunks_exact_mut(per).for_each(|view| view.copy_from_slice(first));
+        return Ok(());
+    }
+    let mut pixels = vec![0f32; per];
+    with_rgb(bytes, |rgb| transform_into(rgb, spec, &mut pixels))?;
+    for (&view, dest) in views.iter().zip(out.chunks_exact_mut(per)) {
+        let augmented;
+        let chw = if view == 0 {
+            &pixels
+        } else {
             let mut rng = graft_core::rng::SplitMix64::new(view_seed(seed, id, view as usize));
-            layout(augment(&pixels, s, aug, spec.mean, spec.std, &mut rng))
-        })
-        .collect())
+            augmented = augment(&pixels, s, aug, spec.mean, spec.std, &mut rng);
+            &augmented
+        };
+        match spec.layout {
+            Layout::Nchw => dest.copy_from_slice(chw),
+            Layout::Nhwc => nhwc_into(chw, s, dest),
+        }
+    }
+    Ok(())
+}
+
+/// Decoded pixels, 8-bit RGB, row after row.
+#[derive(Debug, Clone, Copy)]
+pub struct Rgb<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: &'a [u8],
+}
+
+impl<'a> Rgb<'a> {
+    pub fn of(image: &'a image::RgbImage) -> Self {
+        Self { width: image.width(), height: image.height(), pixels: image.as_raw() }
+    }
+}
+
+thread_local! {
+    /// Each thread's buffer for decoded JPEG pixels, kept between images.
+    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest decoded image kept in a thread's buffer between images.
+const KEPT_DECODED_BYTES: usize = 64 << 20;
+
+/// `f` of the image's RGB pixels. A colour JPEG is decoded into the thread's buffer, exactly
+/// as [`decode`] does (the same decoder and options) without its copies; other images go
+/// through [`decode`].
+fn with_rgb<T>(bytes: &[u8], f: impl FnOnce(Rgb) -> T) -> Result<T, String> {
+    use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        let options = DecoderOptions::default()
+            .set_strict_mode(false)
+            .set_max_width(usize::MAX)
+            .set_max_height(usize::MAX)
+            .jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        decoder.decode_headers().map_err(|e| e.to_string())?;
+        let colour =
+            !matches!(decoder.input_colorspace(), Some(ColorSpace::RGBA | ColorSpace::Luma | ColorSpace::LumaA) | None);
+        if colour {
+            let (w, h) = decoder.dimensions().ok_or("no dimensions in the JPEG header")?;
+            let len = w * h * 3;
+            if len as u64 > MAX_DECODED_BYTES {
+                return Err(format!("{w} x {h} is too large to decode (more than {} MiB)", MAX_DECODED_BYTES >> 20));
+            }
+            return DECODED.with_borrow_mut(|kept| {
+                let mut own = Vec::new();
+                let buffer = if len <= KEPT_DECODED_BYTES { kept } else { &mut own };
+                if buffer.len() < len {
+                    buffer.resize(len, 0);
+                }
+                decoder.decode_into(&mut buffer[..len]).map_err(|e| e.to_string())?;
+                Ok(f(Rgb { width: w as u32, height: h as u32, pixels: &buffer[..len] }))
+            });
+        }
+    }
+    let rgb = decode(bytes)?.into_rgb8();
+    Ok(f(Rgb::of(&rgb)))
 }
 
 /// A thumbnail of image bytes, shorter side `side` pixels, as PNG bytes.
@@ -98,43 +174,35 @@ pub fn thumbnail(bytes: &[u8], side: u32) -> Result<Vec<u8>, String> {
     Ok(out.into_inner())
 }
 
-/// The spec's transforms: RGB, shorter side to `resize` (bilinear), centre `size` crop,
-/// [0, 1], `(x - mean) / std`, channels first.
-pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
-    let converted;
-    let rgb = match image {
-        DynamicImage::ImageRgb8(_) => image,
-        other => {
-            converted = DynamicImage::ImageRgb8(other.to_rgb8());
-            &converted
-        }
-    };
-    let (w, h) = (rgb.width(), rgb.height());
+/// The spec's transforms of `rgb` into `out` (`3 * size * size`): shorter side to `resize`
+/// (bilinear), centre `size` crop, [0, 1], `(x - mean) / std`, channels first.
+pub fn transform_into(rgb: Rgb, spec: &ImageSpec, out: &mut [f32]) {
+    let (w, h) = (rgb.width, rgb.height);
     let scale = spec.resize as f64 / w.min(h) as f64;
     let (nw, nh) =
         (((w as f64 * scale).round() as u32).max(spec.size), ((h as f64 * scale).round() as u32).max(spec.size));
     let (x0, y0) = ((nw - spec.size) / 2, (nh - spec.size) / 2);
     let s = spec.size as usize;
     let (cropped, row): (std::borrow::Cow<[u8]>, usize) = if (nw, nh) == (w, h) {
-        let raw = rgb.as_rgb8().expect("RGB").as_raw();
-        (std::borrow::Cow::Borrowed(&raw[..]), w as usize * 3)
+        (std::borrow::Cow::Borrowed(rgb.pixels), w as usize * 3)
     } else {
         // SIMD bilinear convolution (fast_image_resize), as Pillow's BILINEAR, of the centre
         // crop only: the crop's box in source coordinates (the kernels still read the
         // pixels around it, as a resize of the whole image would).
         let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
+        let src = fast_image_resize::images::ImageRef::new(w, h, rgb.pixels, fast_image_resize::PixelType::U8x3)
+            .expect("width x height x 3 bytes");
         let mut dst = fast_image_resize::images::Image::new(spec.size, spec.size, fast_image_resize::PixelType::U8x3);
         let options = fast_image_resize::ResizeOptions::new()
             .resize_alg(fast_image_resize::ResizeAlg::Convolution(fast_image_resize::FilterType::Bilinear))
             .crop(x0 as f64 * sx, y0 as f64 * sy, s as f64 * sx, s as f64 * sy);
-        fast_image_resize::Resizer::new().resize(rgb, &mut dst, &options).expect("RGB to RGB of a positive size");
+        fast_image_resize::Resizer::new().resize(&src, &mut dst, &options).expect("RGB to RGB of a positive size");
         (std::borrow::Cow::Owned(dst.into_vec()), s * 3)
     };
     let (x0, y0) = if (nw, nh) == (w, h) { (x0 as usize, y0 as usize) } else { (0, 0) };
     // (v / 255 - mean) / std for every byte value, per channel.
     let table: Vec<[f32; 256]> =
         (0..3).map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - spec.mean[c]) / spec.std[c])).collect();
-    let mut out = vec![0f32; 3 * s * s];
     let (red, rest) = out.split_at_mut(s * s);
     let (green, blue) = rest.split_at_mut(s * s);
     for y in 0..s {
@@ -145,7 +213,6 @@ pub fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
             blue[y * s + x] = table[2][p[2] as usize];
         }
     }
-    out
 }
 
 /// A seeded augmented view of a transformed image `[3, s, s]` (normalised with `mean`/`std`).
@@ -209,15 +276,13 @@ pub fn augment(
     out
 }
 
-/// `[3, s, s]` as `[s, s, 3]`.
-pub fn to_nhwc(chw: &[f32], s: usize) -> Vec<f32> {
-    let mut out = vec![0f32; chw.len()];
+/// `[3, s, s]` as `[s, s, 3]`, into `out`.
+pub fn nhwc_into(chw: &[f32], s: usize, out: &mut [f32]) {
     for c in 0..3 {
         for i in 0..s * s {
             out[i * 3 + c] = chw[c * s * s + i];
         }
     }
-    out
 }
 
 /// The seed of view `view` of image `id`.
@@ -240,6 +305,59 @@ mod tests {
             std: [0.5, 0.25, 1.0],
             layout: Default::default(),
         }
+    }
+
+    fn transform(image: &DynamicImage, spec: &ImageSpec) -> Vec<f32> {
+        let mut out = vec![0f32; 3 * (spec.size * spec.size) as usize];
+        transform_into(Rgb::of(&image.to_rgb8()), spec, &mut out);
+        out
+    }
+
+    fn jpeg(image: &DynamicImage) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn jpegs_decode_to_the_same_pixels_as_the_image_decoder() {
+        // Colour (YCbCr, chroma subsampled) through the thread's buffer, twice, the second
+        // time smaller than the first; grey through `decode`.
+        let colour = |w, h| {
+            DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7 + y) as u8, (y * 5) as u8, ((x ^ y) * 3) as u8])
+            }))
+        };
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_fn(19, 11, |x, y| image::Luma([(x * 13 + y * 7) as u8])));
+        for image in [colour(37, 23), colour(9, 30), grey] {
+            let bytes = jpeg(&image);
+            let expected = decode(&bytes).unwrap().to_rgb8();
+            let found = with_rgb(&bytes, |rgb| (rgb.width, rgb.height, rgb.pixels.to_vec())).unwrap();
+            assert_eq!(found, (expected.width(), expected.height(), expected.into_raw()));
+        }
+        assert!(with_rgb(&[0xFF, 0xD8, 0xFF, 0x00], |_| ()).is_err(), "a broken header is an error");
+    }
+
+    #[test]
+    fn views_are_written_in_place_in_either_layout() {
+        let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(12, 8, |x, y| {
+            image::Rgb([x as u8 * 20, y as u8 * 30, 90])
+        }));
+        let bytes = {
+            let mut out = std::io::Cursor::new(Vec::new());
+            image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+            out.into_inner()
+        };
+        let chw = transform(&image, &spec(4, 6));
+        let mut out = vec![f32::NAN; 2 * 48];
+        views_into(&bytes, &spec(4, 6), "a", &[0, 0], 1, &Augment::default(), &mut out).unwrap();
+        assert_eq!((&out[..48], &out[48..]), (&chw[..], &chw[..]));
+        let nhwc = ImageSpec { layout: Layout::Nhwc, ..spec(4, 6) };
+        views_into(&bytes, &nhwc, "a", &[0, 1], 1, &Augment::default(), &mut out).unwrap();
+        let mut expected = vec![0f32; 48];
+        nhwc_into(&chw, 4, &mut expected);
+        // No augmentation configured: view 1 is view 0.
+        assert_eq!((&out[..48], &out[48..]), (&expected[..], &expected[..]));
     }
 
     #[test]
@@ -297,7 +415,9 @@ mod tests {
     #[test]
     fn channels_last_layout() {
         let chw: Vec<f32> = (0..12).map(|i| i as f32).collect(); // 3 channels of 2x2
-        assert_eq!(to_nhwc(&chw, 2), [0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
+        let mut out = vec![0f32; 12];
+        nhwc_into(&chw, 2, &mut out);
+        assert_eq!(out, [0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
     }
 
     #[test]
