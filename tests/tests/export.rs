@@ -218,8 +218,10 @@ fn image_parity(backbone_args: &[&str]) {
         let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
         for i in 0..b.num_rows() {
             let bytes = std::fs::read(folder.join(ids.value(i))).unwrap();
-            let data = graft_imaging::views(&bytes, &image_spec, ids.value(i), &[0], 0, &Default::default()).unwrap();
-            let feed = json!({"image": {"dtype": "float32", "shape": [1, 3, 8, 8], "data": data[0]}});
+            let mut data = vec![0f32; 3 * 8 * 8];
+            graft_imaging::views_into(&bytes, &image_spec, ids.value(i), &[0], 0, &Default::default(), &mut data)
+                .unwrap();
+            let feed = json!({"image": {"dtype": "float32", "shape": [1, 3, 8, 8], "data": data}});
             feeds.push((vec![ids.value(i).to_owned()], feed));
         }
     }

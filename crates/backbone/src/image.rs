@@ -115,6 +115,44 @@ impl ImageEmbedder {
     }
 }
 
+/// Opens the image session.
+pub type Open<'a> = Box<dyn FnOnce() -> Result<(ImageEmbedder, String)> + 'a>;
+
+/// The image model, opened by the first split once its reader threads have started, so that
+/// building the session overlaps decoding the first images.
+pub struct ImageModel<'a> {
+    image: ImageSpec,
+    tokens: Option<TokensDtype>,
+    open: Option<Open<'a>>,
+    embedder: Option<ImageEmbedder>,
+}
+
+impl std::fmt::Debug for ImageModel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageModel").field("image", &self.image).field("embedder", &self.embedder).finish()
+    }
+}
+
+impl<'a> ImageModel<'a> {
+    pub fn new(open: Open<'a>, image: &ImageSpec, features: &FeatureSpec) -> Self {
+        Self { image: image.clone(), tokens: features.tokens, open: Some(open), embedder: None }
+    }
+
+    /// The embedder, opened on first use with its execution provider set in `backbone`.
+    fn get(&mut self, backbone: &mut BackboneId) -> Result<&mut ImageEmbedder> {
+        if let Some(open) = self.open.take() {
+            let (embedder, provider) = open()?;
+            backbone.provider = provider;
+            self.embedder = Some(embedder);
+        }
+        Ok(self.embedder.as_mut().expect("opened before, or the error returned then"))
+    }
+
+    pub fn inference(&self) -> std::time::Duration {
+        self.embedder.as_ref().map_or(std::time::Duration::ZERO, |e| e.inference)
+    }
+}
+
 /// `[rows, channels, positions]` as `[rows, positions, channels]`: each spatial position of a
 /// feature map is one token vector.
 fn channels_last(data: &[f32], rows: usize, channels: usize, positions: usize) -> Vec<f32> {
@@ -204,7 +242,7 @@ fn decode_rows(
 /// Embeds one split of images; returns the rows embedded and the pending output.
 pub fn embed_split(
     reader: &mut ArtifactReader,
-    embedder: &mut ImageEmbedder,
+    model: &mut ImageModel,
     batch_size: usize,
     dest: &Path,
     prov: &mut Provenance,
@@ -218,9 +256,8 @@ pub fn embed_split(
         message: "its metadata does not say where its images are (an image split from an older graft-preprocess?); rerun graft-preprocess".into(),
     })?;
     let batch_size = batch_size.max(1);
-    let spec = &embedder.image.clone();
+    let (spec, tokens) = (&model.image.clone(), model.tokens);
     let shard = prov.shard;
-    let tokens = embedder.features.tokens;
     let mut writer: Option<ArtifactWriter> = None;
     let mut done = 0u64;
     std::thread::scope(|scope| -> Result<()> {
@@ -261,6 +298,7 @@ pub fn embed_split(
                 }
             }
         });
+        let embedder = model.get(backbone)?;
         let mut features = Vec::new();
         for chunk in rx {
             let chunk = chunk?;
@@ -308,7 +346,7 @@ pub fn embed_split(
         // the feature width, which one blank image gives.
         None if shard.is_some() => {
             let s = spec.size as usize;
-            let (_, dim) = embedder.embed(&vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
+            let (_, dim) = model.get(backbone)?.embed(&vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
                 path: path.clone(),
                 row: 0,
                 source,

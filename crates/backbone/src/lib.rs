@@ -108,9 +108,9 @@ pub fn inspect(model: &Path) -> Result<String> {
 }
 
 /// The session wrapper of the spec's kind.
-enum Runner {
+enum Runner<'a> {
     Text(Embedder),
-    Image(image::ImageEmbedder),
+    Image(image::ImageModel<'a>),
 }
 
 /// The spec and feature space to embed with: the spec's own settings overridden by the
@@ -179,16 +179,23 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         cpu_skip_layer_norm_fusion: cfg.cpu_skip_layer_norm_fusion,
         spinning: spec.kind == Kind::Text,
     };
-    let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
-    drop(model);
-    let provider = opened.provider;
-    let mut model_runner = match spec.kind {
-        Kind::Text => Runner::Text(Embedder::new(opened.session, &spec, &features)?),
+    let (mut model_runner, provider) = match spec.kind {
+        Kind::Text => {
+            let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+            drop(model);
+            (Runner::Text(Embedder::new(opened.session, &spec, &features)?), opened.provider)
+        }
         Kind::Image => {
             if cfg.cache.is_some() {
                 return Err(Error::ImageCache);
             }
-            Runner::Image(image::ImageEmbedder::new(opened.session, &spec, &features)?)
+            // Opened by the first split while its first images decode.
+            let (spec, features) = (&spec, &features);
+            let open = move || -> Result<(image::ImageEmbedder, String)> {
+                let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+                Ok((image::ImageEmbedder::new(opened.session, spec, features)?, opened.provider))
+            };
+            (Runner::Image(image::ImageModel::new(Box::new(open), spec.image(), features)), String::new())
         }
     };
     let tokenizer_blake3 = match spec.kind {
@@ -239,7 +246,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     });
     let mut summary = Summary {
         runtime,
-        provider: backbone.provider.clone(),
+        provider: String::new(),
         dim: 0,
         batch_size,
         rows: BTreeMap::new(),
@@ -278,9 +285,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                     progress,
                 )?
             }
-            Runner::Image(embedder) => {
+            Runner::Image(model) => {
                 let (rows, written) =
-                    image::embed_split(&mut reader, embedder, batch_size, &dest, &mut prov, &mut backbone, progress)?;
+                    image::embed_split(&mut reader, model, batch_size, &dest, &mut prov, &mut backbone, progress)?;
                 ((rows, 0), written)
             }
         };
@@ -290,8 +297,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     }
     summary.inference_seconds = match &model_runner {
         Runner::Text(e) => e.inference.as_secs_f64(),
-        Runner::Image(e) => e.inference.as_secs_f64(),
+        Runner::Image(m) => m.inference().as_secs_f64(),
     };
+    summary.provider = backbone.provider.clone();
     if let Some(c) = cache {
         tracing::info!("feature cache: {} rows reused, {} embedded", c.hits, c.misses);
         summary.cached = c.hits;
