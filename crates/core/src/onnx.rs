@@ -442,7 +442,7 @@ pub fn with_float_initializers(model: &[u8], replaced: &HashMap<String, FloatTen
     if found != replaced.len() {
         return None;
     }
-    with_graph(model, &graph)
+    with_graph(model, &[&graph])
 }
 
 /// The model with each of `names` (tensors its nodes produce) added as a graph output.
@@ -453,7 +453,7 @@ pub fn with_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
     for name in names.iter().filter(|n| !existing.contains(n)) {
         push_output(name, &mut graph);
     }
-    with_graph(model, &graph)
+    with_graph(model, &[&graph])
 }
 
 /// The model with exactly `names` as its graph outputs, in that order: declared outputs keep
@@ -461,22 +461,26 @@ pub fn with_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
 /// Runtime plans memory more freely when fewer tensors must outlive a run.
 pub fn with_only_outputs(model: &[u8], names: &[String]) -> Option<Vec<u8>> {
     let graph_field = graph_field(model)?;
-    let mut graph = Vec::with_capacity(graph_field.bytes.len());
+    let mut parts: Vec<std::borrow::Cow<[u8]>> = Vec::new();
     let mut declared: HashMap<String, &[u8]> = HashMap::new();
     for f in fields(graph_field.bytes)? {
         if f.number == field::GRAPH_OUTPUT {
             declared.insert(TensorInfo::parse(f.bytes)?.name, f.raw);
         } else {
-            graph.extend_from_slice(f.raw);
+            parts.push(f.raw.into());
         }
     }
     for name in names {
-        match declared.get(name) {
-            Some(raw) => graph.extend_from_slice(raw),
-            None => push_output(name, &mut graph),
-        }
+        parts.push(match declared.get(name) {
+            Some(raw) => (*raw).into(),
+            None => {
+                let mut added = Vec::new();
+                push_output(name, &mut added);
+                added.into()
+            }
+        });
     }
-    with_graph(model, &graph)
+    with_graph(model, &parts.iter().map(|p| &p[..]).collect::<Vec<_>>())
 }
 
 /// Appends a graph output naming `name` (no type or shape) to encoded graph fields.
@@ -490,14 +494,16 @@ fn push_output(name: &str, graph: &mut Vec<u8>) {
     graph.extend_from_slice(&value_info);
 }
 
-/// The model with its graph replaced by the encoded `graph`; every other field copied.
-fn with_graph(model: &[u8], graph: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(model.len() + graph.len());
+/// The model with its graph replaced by the encoded graph fields `graph`, in order; every
+/// other field copied.
+fn with_graph(model: &[u8], graph: &[&[u8]]) -> Option<Vec<u8>> {
+    let len: usize = graph.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(model.len() + len);
     for f in fields(model)? {
         if f.number == field::MODEL_GRAPH {
             encode_varint((field::MODEL_GRAPH << 3) | 2, &mut out);
-            encode_varint(graph.len() as u64, &mut out);
-            out.extend_from_slice(graph);
+            encode_varint(len as u64, &mut out);
+            graph.iter().for_each(|p| out.extend_from_slice(p));
         } else {
             out.extend_from_slice(f.raw);
         }
@@ -583,6 +589,20 @@ mod tests {
         assert_eq!(after.outputs.last().unwrap().name, "layer0/q");
         assert_eq!((after.nodes, after.inputs), (before.nodes, before.inputs));
         assert!(read(b"not a model").is_none());
+    }
+
+    #[test]
+    fn only_the_named_outputs_remain_in_their_order() {
+        let model = tiny();
+        let before = read(&model).unwrap();
+        let kept = before.outputs[0].clone();
+        let edited = with_only_outputs(&model, &["layer0/q".into(), kept.name.clone()]).unwrap();
+        let after = read(&edited).unwrap();
+        let names: Vec<&str> = after.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["layer0/q", kept.name.as_str()]);
+        assert_eq!(after.outputs[1], kept, "a declared output keeps its type and shape");
+        assert_eq!((after.nodes, after.inputs, after.opset), (before.nodes, before.inputs, before.opset));
+        assert_eq!(float_initializers(&edited, |_| true).unwrap(), float_initializers(&model, |_| true).unwrap());
     }
 
     #[test]
