@@ -6,6 +6,10 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release
 PY := .graft/venv/bin/python
+# ONNX Runtime (the Python package too) starts Microsoft's telemetry uploader unless this is
+# set; graft's binaries set it themselves, this covers the Python scripts and the tests.
+ORT_DISABLE_TELEMETRY ?= 1
+export ORT_DISABLE_TELEMETRY
 
 .PHONY: all setup setup-mpnet setup-images setup-cuda demo-mnist demo-elpv demo-backbones demo-finetune demo-finetune-images runtime chromium airflow onnx-check build build-cuda demo demo-imdb test bench-backbone bench-finetune bench-pipeline bench-images bench-predict report-screenshot lint fixtures clean
 

@@ -76,6 +76,7 @@ def sentence_transformers_head(model_dir):
 
 def check(model_path, w, c, capacity):
     """Largest absolute difference between onnxruntime and numpy over every hidden state."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # no uploader, no device id written
     import onnxruntime as ort
 
     rng = np.random.default_rng(0)

@@ -28,6 +28,7 @@ choices goes to stderr.
 import argparse
 import csv
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -120,6 +121,7 @@ def collect(model, groups, rows, batch_tokens):
     (activations [tokens, channels], token weights) per batch: 1/length for a row's tokens, so
     that every row counts the same (short rows, whose mean is over few tokens, lose most to
     int8), and 0 for padding."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # no uploader, no device id written
     import onnxruntime as ort
 
     probe = onnx.ModelProto()

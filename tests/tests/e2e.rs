@@ -57,6 +57,32 @@ fn token_budget_batches_give_the_same_features() {
 }
 
 #[test]
+fn onnx_runtime_writes_no_telemetry_and_stays_offline() {
+    // Without the variable set, ONNX Runtime 1.31 writes a device id and an event queue under
+    // $HOME/.cache/Microsoft/DeveloperTools/.onnxruntime when its environment is created,
+    // unless a CI variable is set: the binaries run here with none of either.
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let data = dir.path().join("data");
+    ok(
+        "graft-preprocess",
+        &["--input", s(&fixture("tiny/reviews.csv")), "--spec", s(&fixture("tiny/tiny.yaml")), "--out", s(&data), "-q"],
+    );
+    let mut cmd = std::process::Command::new(bin("graft-backbone"));
+    cmd.env_clear().env("HOME", &home).args(tiny_backbone_args(dir.path(), "features", &["-q"]));
+    for kept in ["PATH", "ORT_DYLIB_PATH"] {
+        if let Some(value) = std::env::var_os(kept) {
+            cmd.env(kept, value);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("features/train.arrow").is_file());
+    assert_eq!(files_in(&home), Vec::<String>::new(), "nothing written under HOME");
+}
+
+#[test]
 fn cuda_is_never_a_silent_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let (input, spec, data) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"), dir.path().join("data"));

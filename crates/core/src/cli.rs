@@ -47,9 +47,28 @@ fn die_with_runner() {
     }
 }
 
+/// The variable that keeps ONNX Runtime's telemetry off.
+pub const ORT_TELEMETRY_VAR: &str = "ORT_DISABLE_TELEMETRY";
+
+/// ONNX Runtime's builds start Microsoft's telemetry when an environment is created: a device
+/// id and an event queue under `~/.cache/Microsoft`, and an uploader that looks up its
+/// server. graft runs offline, so unless the user set `ORT_DISABLE_TELEMETRY` it is set here,
+/// before any thread starts. (ONNX Runtime reads it when the environment is created;
+/// disabling telemetry on an environment afterwards is too late.)
+#[allow(unsafe_code)]
+fn no_runtime_telemetry() {
+    if std::env::var_os(ORT_TELEMETRY_VAR).is_none() {
+        // SAFETY: every binary calls this first in `main`, before it starts any thread, so
+        // nothing else reads or writes the environment meanwhile.
+        unsafe { std::env::set_var(ORT_TELEMETRY_VAR, "1") }
+    }
+}
+
 /// Logs go to stderr; `RUST_LOG` overrides the level; `NO_COLOR` is respected. Every
-/// binary calls this first, so a stage started by `graft run` also ends with it here.
+/// binary calls this first, so a stage started by `graft run` also ends with it here, and
+/// ONNX Runtime's telemetry stays off.
 pub fn init_logging(quiet: bool) {
+    no_runtime_telemetry();
     die_with_runner();
     let default = if quiet { "warn" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
