@@ -13,6 +13,7 @@ tests/fixtures/sklearn/   logistic-regression coefficients and classification me
 """
 
 import csv
+import io
 import json
 import re
 import struct
@@ -456,6 +457,7 @@ def write_tiny_images():
     header = ["label"] + [f"p{k}" for k in range(64)]
     (IMAGES / "pixels.csv").write_text("\n".join(",".join(map(str, r)) for r in [header] + rows) + "\n")
     expected.update(write_odd_images(weight, bias, mean, std, rng))
+    write_hostile_jpeg()
     (IMAGES / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
 
 
@@ -510,7 +512,6 @@ def write_archives(folder):
     """The folder's class subfolders as folder.zip and folder.tar.gz, byte for byte the same on
     every run (fixed times, sorted names)."""
     import gzip
-    import io
     import tarfile
     import zipfile
 
@@ -563,6 +564,23 @@ def write_odd_images(weight, bias, mean, std, rng):
     (odd / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
     (odd / "whole.jpg").unlink()
     return {k: [round(float(x), 7) for x in v] for k, v in expected.items()}
+
+
+def write_hostile_jpeg():
+    """`hostile.jpg`: a whole progressive 16 x 16 JPEG whose frame header then claims chroma
+    sampling factors its scans do not have (2x2, 4x2, 2x1). Its header and end are sound,
+    so graft-preprocess takes it; decoding it trips an assertion inside the JPEG decoder."""
+    from PIL import Image
+
+    pixels = (np.add.outer(np.arange(16) * 5, np.arange(16) * 7)[:, :, None] + np.array([0, 50, 100])).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", progressive=True, subsampling=2, quality=80)
+    raw = bytearray(out.getvalue())
+    frame = raw.index(b"\xff\xc2")  # SOF2: length, precision, height, width, components
+    assert raw[frame + 9] == 3
+    for k, sampling in enumerate((0x22, 0x42, 0x21)):
+        raw[frame + 11 + 3 * k] = sampling
+    (IMAGES / "hostile.jpg").write_bytes(bytes(raw))
 
 
 def renamed_layers(weights, prefix, modules):

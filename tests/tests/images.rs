@@ -347,6 +347,26 @@ fn odd_images_are_scored_and_truncated_looping_or_huge_ones_listed() {
 }
 
 #[test]
+fn an_image_that_makes_the_decoder_panic_fails_the_run_naming_it() {
+    // Sound header and end, so preprocess takes it; the JPEG decoder panics on its scans.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let spec = images("tiny-cnn.yaml");
+    let input = d("in");
+    for class in ["cat", "odd"] {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+    }
+    std::fs::copy(images("folder/cat/00.png"), input.join("cat/00.png")).unwrap();
+    std::fs::copy(images("hostile.jpg"), input.join("odd/hostile.jpg")).unwrap();
+    let args = ["--input", s(&input), "--spec", s(&spec), "--val-fraction", "0", "--test-fraction", "0", "-q"];
+    ok("graft-preprocess", &[&args[..], &["--out", s(&d("data"))]].concat());
+    let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features"))]);
+    assert!(err.contains("odd/hostile.jpg cannot be decoded: the decoder failed on it ("), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "no panic report: {err}");
+    assert!(!d("features/train.arrow").exists());
+}
+
+#[test]
 fn a_changed_image_or_a_path_leaving_the_folder_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);

@@ -1,7 +1,8 @@
 //! Panics inside third-party decoders turned into errors.
 //!
 //! Arrow's IPC decoder can panic on a hostile file (a buffer shorter than its declared
-//! length); graft reports such a file as corrupt instead of crashing. The panic message is
+//! length), and so can the JPEG decoder (sampling factors its scans lack); graft reports
+//! such a file as corrupt instead of crashing. The panic message is
 //! kept for the error and not printed by the default hook.
 
 use std::cell::Cell;

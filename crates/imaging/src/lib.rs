@@ -2,7 +2,8 @@
 //! JPEG, any bit depth or channel layout, as RGB), shorter side resized (bilinear, as
 //! Pillow's), centre crop, `[0, 1]`, per-channel normalisation, channels first or last; and
 //! seeded augmented views of the result. Colour JPEGs are decoded into a buffer each thread
-//! keeps, the model input written in place.
+//! keeps, the model input written in place. A decoder that panics on hostile bytes gives an
+//! error instead.
 
 use graft_core::artifact::Augment;
 use graft_core::spec::{ImageSpec, Layout};
@@ -17,17 +18,29 @@ const MAX_DECODED_BYTES: u64 = 512 << 20;
 /// Image bytes decoded, or why they cannot be. The decoder's default limits (512 MiB of
 /// pixels) refuse images that would exhaust memory.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
-    image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())
+    guarded(|| {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?
+            .decode()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// `f`, a call into a decoder: hostile bytes can trip the decoders' internal assertions, and
+/// such a panic becomes an error like any other.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    graft_core::guard::unwind(f).map_err(|panic| format!("the decoder failed on it ({panic})"))?
 }
 
 /// Width and height from the header, and the file's end: a cheap check, without decoding,
 /// that the bytes are a whole PNG or JPEG of a positive size. (The JPEG decoder fills a
 /// truncated file's missing rows with grey rather than failing; this refuses it.)
 pub fn check(bytes: &[u8]) -> Result<(u32, u32), String> {
+    guarded(|| check_unguarded(bytes))
+}
+
+fn check_unguarded(bytes: &[u8]) -> Result<(u32, u32), String> {
     let reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     let whole = match reader.format() {
@@ -138,7 +151,7 @@ fn with_rgb<T>(bytes: &[u8], f: impl FnOnce(Rgb) -> T) -> Result<T, String> {
             .set_max_height(usize::MAX)
             .jpeg_set_out_colorspace(ColorSpace::RGB);
         let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-        decoder.decode_headers().map_err(|e| e.to_string())?;
+        guarded(|| decoder.decode_headers().map_err(|e| e.to_string()))?;
         let colour =
             !matches!(decoder.input_colorspace(), Some(ColorSpace::RGBA | ColorSpace::Luma | ColorSpace::LumaA) | None);
         if colour {
@@ -153,7 +166,7 @@ fn with_rgb<T>(bytes: &[u8], f: impl FnOnce(Rgb) -> T) -> Result<T, String> {
                 if buffer.len() < len {
                     buffer.resize(len, 0);
                 }
-                decoder.decode_into(&mut buffer[..len]).map_err(|e| e.to_string())?;
+                guarded(|| decoder.decode_into(&mut buffer[..len]).map_err(|e| e.to_string()))?;
                 Ok(f(Rgb { width: w as u32, height: h as u32, pixels: &buffer[..len] }))
             });
         }
@@ -336,6 +349,25 @@ mod tests {
             assert_eq!(found, (expected.width(), expected.height(), expected.into_raw()));
         }
         assert!(with_rgb(&[0xFF, 0xD8, 0xFF, 0x00], |_| ()).is_err(), "a broken header is an error");
+    }
+
+    #[test]
+    fn a_decoder_panic_on_hostile_bytes_is_an_error() {
+        // A progressive JPEG whose frame claims chroma sampling its scans lack
+        // (scripts/make_fixtures.py): zune-jpeg 0.5 asserts, and panics, while upsampling.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tiny-images/hostile.jpg");
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(check(&bytes).unwrap(), (16, 16), "its header and end are sound");
+        let spec = spec(8, 8);
+        let mut out = vec![0f32; 3 * 64];
+        for _ in 0..2 {
+            let err = views_into(&bytes, &spec, "a", &[0], 0, &Augment::default(), &mut out).unwrap_err();
+            assert!(err.starts_with("the decoder failed on it ("), "{err}");
+        }
+        // The thread's buffer is still usable after the panic.
+        let good = jpeg(&DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 16, image::Rgb([200, 100, 0]))));
+        views_into(&good, &spec, "b", &[0], 0, &Augment::default(), &mut out).unwrap();
+        assert!((out[0] - (200.0 / 255.0 - 0.5) / 0.5).abs() < 0.02, "{}", out[0]);
     }
 
     #[test]
