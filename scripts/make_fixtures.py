@@ -165,6 +165,29 @@ def write_tiny():
             "tokens": int(ids.shape[1]),
         }
     (TINY / "expected_features.json").write_text(json.dumps(expected, indent=0) + "\n")
+    write_corrupt_parquet()
+
+
+def write_corrupt_parquet():
+    """The reviews as Parquet (pyarrow 26, 50 rows a row group), one byte changed, in three
+    ways Polars' reader does not check: a footer field of the wrong thrift type (it panics
+    parsing the footer), a page whose length overruns the file (it panics in a worker thread),
+    and a page header counting fewer values (its `label` column comes back short)."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = pcsv.read_csv(TINY / "reviews.csv")
+    for name, compression, at, was, now in [
+        ("corrupt-footer", "snappy", 3540, 3, 10),
+        ("corrupt-page", "zstd", 3063, 1, 51),
+        ("short-column", "snappy", 3066, 2, 94),
+    ]:
+        out = io.BytesIO()
+        pq.write_table(table, out, compression=compression, row_group_size=50)
+        raw = bytearray(out.getvalue())
+        assert raw[at] == was, f"{name}: pyarrow wrote another layout; find the byte again"
+        raw[at] = now
+        (TINY / f"{name}.parquet").write_bytes(bytes(raw))
 
 
 def as_f32(x):

@@ -94,6 +94,31 @@ fn flipped_bytes_in_every_artifact_are_refused_never_a_panic_or_a_hang() {
 
 /// Rewrites head.json through `edit`, with a manifest that lists the new bytes, as a
 /// hand-edited but self-consistent head would be.
+#[test]
+fn corrupt_parquet_inputs_are_refused_naming_the_file() {
+    // Bytes Polars' reader trips on (scripts/make_fixtures.py): it panicked on the first two,
+    // on the main thread and in a worker, and gave a short column for the third.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = fixture("tiny/tiny.yaml");
+    for (name, message) in [
+        ("corrupt-footer", "is corrupt: not a readable Parquet file ("),
+        ("corrupt-page", "is corrupt: not a readable Parquet file ("),
+        ("short-column", "is corrupt: column `label` holds 50 values, not the 82 of rows 0..82 its footer declares"),
+    ] {
+        let input = fixture(&format!("tiny/{name}.parquet"));
+        let out = dir.path().join(name);
+        let (code, err) = run_within(
+            "graft-preprocess",
+            &["--input", s(&input), "--spec", s(&spec), "--out", s(&out), "-q"],
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains(&format!("{name}.parquet` {message}")), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: no panic report: {err}");
+        assert!(!out.join("train.arrow").exists(), "{name}");
+    }
+}
+
 fn edit_head(head: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
     edit(&mut info);

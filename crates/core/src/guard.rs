@@ -1,17 +1,23 @@
 //! Panics inside third-party decoders turned into errors.
 //!
 //! Arrow's IPC decoder can panic on a hostile file (a buffer shorter than its declared
-//! length), and so can the JPEG decoder (sampling factors its scans lack); graft reports
-//! such a file as corrupt instead of crashing. The panic message is
-//! kept for the error and not printed by the default hook.
+//! length), and so can the JPEG decoder (sampling factors its scans lack) and Polars'
+//! Parquet reader (a corrupt footer or page); graft reports such a file as corrupt instead
+//! of crashing. The panic message is kept for the error and not printed by the default hook,
+//! also when it happens in a worker thread of the guarded call (a decoder's thread pool
+//! hands the panic back to its caller); such a worker's panic is logged at debug level.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Guarded calls running, on any thread.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 static HOOK: Once = Once::new();
 
@@ -20,13 +26,20 @@ pub fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
+            if QUIET.with(Cell::get) {
+                return;
+            }
+            if ACTIVE.load(Ordering::SeqCst) > 0 {
+                tracing::debug!("panic while a decoder ran: {info}");
+            } else {
                 default(info);
             }
         }));
     });
     let was = QUIET.with(|q| q.replace(true));
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
     let result = catch_unwind(AssertUnwindSafe(f));
+    ACTIVE.fetch_sub(1, Ordering::SeqCst);
     QUIET.with(|q| q.set(was));
     result.map_err(|payload| {
         payload

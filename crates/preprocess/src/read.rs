@@ -327,16 +327,26 @@ fn open_jsonl(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
     Ok((Source::Jsonl { lines: open_file(path)?.split(b'\n'), names, line: 0 }, extra))
 }
 
+/// `read`, a call into Polars' Parquet reader: a panic inside it (a corrupt footer or page)
+/// is an error naming the file, like the reader's own errors.
+fn parquet<T>(path: &Path, read: impl FnOnce() -> PolarsResult<T>) -> Result<T> {
+    graft_core::guard::unwind(read)
+        .map_err(|panic| graft_core::Error::Corrupt {
+            path: path.to_owned(),
+            message: format!("not a readable Parquet file ({panic})"),
+        })?
+        .map_err(|source| Error::Parse { path: path.to_owned(), source })
+}
+
 fn open_parquet(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
-    let parse = |source| Error::Parse { path: path.to_owned(), source };
     let mut reader = ParquetReader::new(open_file(path)?.into_inner());
-    let schema = reader.schema().map_err(parse)?;
+    let schema = parquet(path, || reader.schema())?;
     let table = Resolver { path, names: schema.iter_names().map(|n| n.to_string()).collect() };
     let name = |i: usize| table.names[i].clone();
     let extra: Vec<String> = table.extra(cfg)?.into_iter().map(name).collect();
     let slices = ParquetSlices {
         path: path.to_owned(),
-        total: reader.num_rows().map_err(parse)?,
+        total: parquet(path, || reader.num_rows())?,
         offset: 0,
         text: name(table.find(&cfg.text)?),
         label: table.label(cfg)?.map(name),
@@ -364,17 +374,31 @@ impl ParquetSlices {
             }
         }
         let len = PARQUET_SLICE.min(self.total - self.offset);
-        let df = ParquetReader::new(open_file(&self.path)?.into_inner())
+        let reader = ParquetReader::new(open_file(&self.path)?.into_inner())
             .with_columns(Some(columns))
-            .with_slice(Some((self.offset, len)))
-            .finish()
-            .map_err(parse)?;
+            .with_slice(Some((self.offset, len)));
+        let df = parquet(&path, || reader.finish())?;
+        let rows = self.offset..self.offset + len;
         self.offset += len;
+        // A corrupt file can give columns shorter than its footer claims: each column must
+        // hold every row asked for, so that no row is lost or misaligned.
         let strings = |name: &str| -> Result<Vec<Option<String>>> {
             let col = df.column(name).map_err(parse)?.cast(&DataType::String).map_err(parse)?;
+            if col.len() != len {
+                return Err(graft_core::Error::Corrupt {
+                    path: path.clone(),
+                    message: format!(
+                        "column `{name}` holds {} values, not the {len} of rows {}..{} its footer declares",
+                        col.len(),
+                        rows.start,
+                        rows.end
+                    ),
+                }
+                .into());
+            }
             Ok(col.str().map_err(parse)?.iter().map(|s| s.map(str::to_owned)).collect())
         };
-        let mut keep = vec![true; df.height()];
+        let mut keep = vec![true; len];
         for (column, value) in &self.filters {
             for (k, v) in keep.iter_mut().zip(strings(column)?) {
                 *k &= v.as_deref() == Some(value.as_str());
