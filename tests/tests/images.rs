@@ -549,6 +549,32 @@ fn zip_and_tar_archives_are_read_like_the_folder() {
 }
 
 #[test]
+fn a_tar_gz_changed_under_its_checksum_is_refused() {
+    // One byte of the first image's pixel data changed (`cat/00.png`, data from byte 512 of
+    // the tar) and the gzip trailer's CRC kept: the tar and its headers read as before, and
+    // only that CRC, at the stream's very end, tells.
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let raw = std::fs::read(images("folder.tar.gz")).unwrap();
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut tar).unwrap();
+    tar[512 + 60] ^= 1;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let mut changed = gz.finish().unwrap();
+    let (n, m) = (changed.len(), raw.len());
+    changed[n - 8..n - 4].copy_from_slice(&raw[m - 8..m - 4]);
+    std::fs::write(d("changed.tar.gz"), &changed).unwrap();
+    let spec = images("tiny-cnn.yaml");
+    let err =
+        user_error("graft-preprocess", &["--input", s(&d("changed.tar.gz")), "--spec", s(&spec), "--out", s(&d("x"))]);
+    assert!(err.contains("changed.tar.gz`: not a readable archive"), "{err}");
+    assert!(err.contains("gzip") && err.contains("checksum"), "{err}");
+    assert!(!d("x/train.arrow").exists());
+}
+
+#[test]
 fn a_flipped_byte_in_an_image_split_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n);

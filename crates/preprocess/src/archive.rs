@@ -128,9 +128,13 @@ fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result
         }
         let size = entry.size();
         if let Walk::Stop = visit(name, &mut || read_entry(&mut entry, size))? {
-            break;
+            return Ok(());
         }
     }
+    // A tar ends before its gzip stream does, and only the stream's last bytes (its CRC)
+    // cover every byte: reading through them refuses a corrupt stream, whose images would
+    // otherwise be decoded from changed bytes.
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(|e| corrupt(path, e))?;
     Ok(())
 }
 
