@@ -5,7 +5,8 @@
 //! Parquet reader (a corrupt footer or page); graft reports such a file as corrupt instead
 //! of crashing. The panic message is kept for the error and not printed by the default hook,
 //! also when it happens in a worker thread of the guarded call (a decoder's thread pool
-//! hands the panic back to its caller); such a worker's panic is logged at debug level.
+//! hands the panic back to its caller): while a guarded call runs, a panic on a thread other
+//! than the main one is logged at debug level instead.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +30,9 @@ pub fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             if QUIET.with(Cell::get) {
                 return;
             }
-            if ACTIVE.load(Ordering::SeqCst) > 0 {
+            // Most likely a worker of the guarded call; the main thread's own panics are
+            // always shown.
+            if ACTIVE.load(Ordering::SeqCst) > 0 && std::thread::current().name() != Some("main") {
                 tracing::debug!("panic while a decoder ran: {info}");
             } else {
                 default(info);
