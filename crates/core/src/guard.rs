@@ -4,9 +4,9 @@
 //! length), and so can the JPEG decoder (sampling factors its scans lack) and Polars'
 //! Parquet reader (a corrupt footer or page); graft reports such a file as corrupt instead
 //! of crashing. The panic message is kept for the error and not printed by the default hook,
-//! also when it happens in a worker thread of the guarded call (a decoder's thread pool
-//! hands the panic back to its caller): while a guarded call runs, a panic on a thread other
-//! than the main one is logged at debug level instead.
+//! also when it happens in a worker thread of a call guarded with [`unwind_with_workers`]
+//! (Polars' thread pool hands the panic back to its caller): while such a call runs, a panic
+//! on a thread other than the main one is logged at debug level instead.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,13 +17,22 @@ thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Guarded calls running, on any thread.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// Calls guarded with their worker threads, running.
+static WITH_WORKERS: AtomicUsize = AtomicUsize::new(0);
 
 static HOOK: Once = Once::new();
 
 /// Runs `f`; a panic inside it becomes `Err` with the panic's message.
 pub fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    guard(f, false)
+}
+
+/// As [`unwind`], for a call that hands work to its own threads and gets their panics back.
+pub fn unwind_with_workers<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    guard(f, true)
+}
+
+fn guard<T>(f: impl FnOnce() -> T, with_workers: bool) -> Result<T, String> {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -32,7 +41,7 @@ pub fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             }
             // Most likely a worker of the guarded call; the main thread's own panics are
             // always shown.
-            if ACTIVE.load(Ordering::SeqCst) > 0 && std::thread::current().name() != Some("main") {
+            if WITH_WORKERS.load(Ordering::SeqCst) > 0 && std::thread::current().name() != Some("main") {
                 tracing::debug!("panic while a decoder ran: {info}");
             } else {
                 default(info);
@@ -40,9 +49,10 @@ pub fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
         }));
     });
     let was = QUIET.with(|q| q.replace(true));
-    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    let workers = usize::from(with_workers);
+    WITH_WORKERS.fetch_add(workers, Ordering::SeqCst);
     let result = catch_unwind(AssertUnwindSafe(f));
-    ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    WITH_WORKERS.fetch_sub(workers, Ordering::SeqCst);
     QUIET.with(|q| q.set(was));
     result.map_err(|payload| {
         payload

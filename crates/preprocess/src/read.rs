@@ -330,7 +330,7 @@ fn open_jsonl(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
 /// `read`, a call into Polars' Parquet reader: a panic inside it (a corrupt footer or page)
 /// is an error naming the file, like the reader's own errors.
 fn parquet<T>(path: &Path, read: impl FnOnce() -> PolarsResult<T>) -> Result<T> {
-    graft_core::guard::unwind(read)
+    graft_core::guard::unwind_with_workers(read)
         .map_err(|panic| graft_core::Error::Corrupt {
             path: path.to_owned(),
             message: format!("not a readable Parquet file ({panic})"),
