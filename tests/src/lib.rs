@@ -139,6 +139,35 @@ pub fn ok<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(name: &str, args: &[A]) -
     out
 }
 
+/// Runs a binary, asserting success; returns its peak resident memory in MB (the kernel's
+/// high-water mark, read every 2 ms until it exits).
+pub fn peak_rss_mb<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(name: &str, args: &[A]) -> f64 {
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn binary");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().split(' ').next()?.parse().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    assert!(status.success(), "{name} {args:?} failed");
+    peak_kb as f64 / 1024.0
+}
+
 /// Runs a binary that must fail with exit code 1; returns its stderr.
 pub fn user_error<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(name: &str, args: &[A]) -> String {
     let out = run(name, args);

@@ -119,6 +119,35 @@ fn corrupt_parquet_inputs_are_refused_naming_the_file() {
     }
 }
 
+#[test]
+fn a_15_mb_text_keeps_its_first_words_tokens_in_bounded_memory() {
+    // A field the size a CSV gets when a closing quote is missing: the tokenizer held about
+    // 80 bytes per byte of text, 1.2 GB for a row like this, before it was given a prefix.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let words = ["great", "film", "the", "dull", "movie", "plot", "and", "cast"];
+    let mut rng = SplitMix64::new(4);
+    let text: Vec<&str> = (0..2_500_000).map(|_| words[rng.below(words.len())]).collect();
+    let spec = fixture("tiny/tiny.yaml");
+    for (name, big) in [("whole", text.join(" ")), ("head", text[..200].join(" "))] {
+        let mut csv = String::from("id,text,label\n");
+        for i in 0..20 {
+            csv.push_str(&format!("r{i},a short review {i},{}\n", ["neg", "pos"][i % 2]));
+        }
+        csv.push_str(&format!("big,{big},pos\n"));
+        std::fs::write(d(&format!("{name}.csv")), csv).unwrap();
+        let (input, out) = (d(&format!("{name}.csv")), d(name));
+        let args = ["--input", s(&input), "--spec", s(&spec), "--id-column", "id", "--out", s(&out)];
+        let peak =
+            peak_rss_mb("graft-preprocess", &[&args[..], &["--val-fraction", "0", "--test-fraction", "0"]].concat());
+        assert!(peak < 200.0, "{name}: peak RSS {peak:.0} MB for a {} MB row", big.len() / 1_000_000);
+    }
+    let (_, whole) = read_tokens(&d("whole/train.arrow"));
+    let (_, head) = read_tokens(&d("head/train.arrow"));
+    assert_eq!(whole["big"].1.len(), 12, "truncated at the spec's max_length");
+    assert_eq!(whole["big"].1, head["big"].1, "the kept tokens are those of its first words");
+}
+
 fn edit_head(head: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
     edit(&mut info);

@@ -9,6 +9,7 @@ pub mod images;
 pub mod read;
 pub mod rows;
 mod split;
+pub mod tokenise;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
@@ -164,7 +165,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     summary.written.retain(|_, n| *n > 0);
 
     let tokenise = |texts: Vec<&str>| {
-        tokenizer.encode_batch(texts, true).map_err(|source| Error::Tokenizer { path: tokenizer_path.clone(), source })
+        tokenise::encode_batch(&tokenizer, &texts)
+            .map_err(|source| Error::Tokenizer { path: tokenizer_path.clone(), source })
     };
     progress.start("tokenising", assignment.len() as u64);
     let mut rows = read::Rows::open(cfg)?;

@@ -204,8 +204,7 @@ impl Output {
             return Ok(0);
         }
         let texts: Vec<&str> = chunk.iter().map(|(_, _, t)| t.as_str()).collect();
-        let encodings = tokenizer
-            .encode_batch(texts.clone(), true)
+        let encodings = crate::tokenise::encode_batch(tokenizer, &texts)
             .map_err(|source| Error::Tokenizer { path: path.to_owned(), source })?;
         let mut ids = ListBuilder::new(Int32Builder::new());
         let mut truncated = 0;
