@@ -148,6 +148,32 @@ fn a_15_mb_text_keeps_its_first_words_tokens_in_bounded_memory() {
     assert_eq!(whole["big"].1, head["big"].1, "the kept tokens are those of its first words");
 }
 
+#[test]
+fn a_pipe_or_a_device_named_like_an_image_is_listed_not_read() {
+    // Reading either never ends: a pipe blocks until a writer comes, /dev/zero fills memory.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+        for i in 0..2 {
+            let name = format!("{class}/0{i}.png");
+            std::fs::copy(fixture(&format!("tiny-images/folder/{name}")), input.join(&name)).unwrap();
+        }
+    }
+    let made = Command::new("mkfifo").arg(input.join("cat/pipe.png")).status().expect("mkfifo");
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", input.join("dog/zero.jpg")).unwrap();
+    let (spec, out) = (fixture("tiny-images/tiny-cnn.yaml"), dir.path().join("data"));
+    let args =
+        ["--input", s(&input), "--spec", s(&spec), "--out", s(&out), "--val-fraction", "0", "--test-fraction", "0"];
+    let (code, err) = run_within("graft-preprocess", &args, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    for name in ["cat/pipe.png", "dog/zero.jpg"] {
+        assert!(err.contains(&format!("{name}: not a regular file")), "{name} is listed: {err}");
+    }
+    assert_eq!(ArtifactReader::open(&out.join("train.arrow")).unwrap().provenance().rows, 4, "the four images");
+}
+
 fn edit_head(head: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
     edit(&mut info);

@@ -212,7 +212,8 @@ fn decode_rows(
             let (bytes, name) = match refs.source(g.start).map_err(bad)? {
                 ImageRef::File(p) => {
                     let file = source.root.join(p);
-                    let bytes = fs_err::read(&file).map_err(|e| bad(format!("cannot read its image: {e}")))?;
+                    let bytes = graft_imaging::read_file(&file)
+                        .map_err(|e| bad(format!("cannot read its image {}: {e}", file.display())))?;
                     (std::borrow::Cow::Owned(bytes), file.display().to_string())
                 }
                 ImageRef::Bytes(b) => (std::borrow::Cow::Borrowed(b), "its encoded image".to_owned()),

@@ -92,7 +92,7 @@ pub fn attach_rows(wrong: &mut [Wrong], data: &Path) -> graft_core::Result<()> {
             {
                 let thumb = match images.source(r) {
                     Ok(graft_core::columns::ImageRef::File(p)) => {
-                        std::fs::read(root.join(p)).ok().and_then(|b| thumbnail(&b))
+                        graft_imaging::read_file(&root.join(p)).ok().and_then(|b| thumbnail(&b))
                     }
                     Ok(graft_core::columns::ImageRef::Bytes(b)) => thumbnail(b),
                     Err(_) => None,

@@ -15,6 +15,33 @@ pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// The most a decoded image may take: the decoder's own default limit.
 const MAX_DECODED_BYTES: u64 = 512 << 20;
 
+/// The most bytes an encoded image may have.
+pub const MAX_ENCODED_BYTES: u64 = 256 << 20;
+
+/// An image file's bytes, or why they cannot be read. Only a regular file (a symlink to one
+/// is followed) of at most [`MAX_ENCODED_BYTES`] is read, so that a pipe or a device named
+/// like an image neither blocks a run nor fills its memory.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file (a pipe, a device or a folder named like an image)".into());
+    }
+    let too_large =
+        |size: u64| format!("{size} bytes is larger than an image may be ({} MiB)", MAX_ENCODED_BYTES >> 20);
+    if meta.len() > MAX_ENCODED_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_ENCODED_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_ENCODED_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// Image bytes decoded, or why they cannot be. The decoder's default limits (512 MiB of
 /// pixels) refuse images that would exhaust memory.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {

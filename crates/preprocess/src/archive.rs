@@ -6,10 +6,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use graft_imaging::MAX_ENCODED_BYTES;
 
-/// The most bytes an encoded image may have.
-const MAX_ENTRY_BYTES: u64 = 256 << 20;
+use crate::{Error, Result};
 
 /// An archive entry: its name, and its bytes or why they were not read.
 pub(crate) type Entry = (String, std::result::Result<Vec<u8>, String>);
@@ -31,11 +30,11 @@ fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
 }
 
 fn read_entry(reader: &mut impl Read, size: u64) -> std::result::Result<Vec<u8>, String> {
-    if size > MAX_ENTRY_BYTES {
-        return Err(format!("{size} bytes is larger than an image may be ({} MiB)", MAX_ENTRY_BYTES >> 20));
+    if size > MAX_ENCODED_BYTES {
+        return Err(format!("{size} bytes is larger than an image may be ({} MiB)", MAX_ENCODED_BYTES >> 20));
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    reader.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    reader.take(MAX_ENCODED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     Ok(bytes)
 }
 

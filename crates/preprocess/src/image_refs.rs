@@ -71,7 +71,7 @@ fn resolve_one(root: &Path, source: &Source) -> std::result::Result<ImageRef, St
         Source::File(path) => {
             let path = under_root(path)?;
             let file = root.join(&path);
-            let bytes = std::fs::read(&file).map_err(|e| e.to_string())?;
+            let bytes = graft_imaging::read_file(&file)?;
             graft_imaging::check(&bytes)?;
             Ok(ImageRef { path: Some(path), bytes: None, blake3: blake3::hash(&bytes).to_hex().to_string() })
         }
