@@ -19,23 +19,27 @@ const MAX_DECODED_BYTES: u64 = 512 << 20;
 pub const MAX_ENCODED_BYTES: u64 = 256 << 20;
 
 /// An image file's bytes, or why they cannot be read. Only a regular file (a symlink to one
-/// is followed) of at most [`MAX_ENCODED_BYTES`] is read, so that a pipe or a device named
-/// like an image neither blocks a run nor fills its memory.
+/// is followed) is read, so that a pipe or a device named like an image neither blocks a run
+/// nor fills its memory.
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file (a pipe, a device or a folder named like an image)".into());
     }
+    read_encoded(std::fs::File::open(path).map_err(|e| e.to_string())?, meta.len())
+}
+
+/// The bytes of an encoded image that says it has `size` bytes (a file's or an archive
+/// entry's), refused past [`MAX_ENCODED_BYTES`].
+pub fn read_encoded(reader: impl std::io::Read, size: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
     let too_large =
         |size: u64| format!("{size} bytes is larger than an image may be ({} MiB)", MAX_ENCODED_BYTES >> 20);
-    if meta.len() > MAX_ENCODED_BYTES {
-        return Err(too_large(meta.len()));
+    if size > MAX_ENCODED_BYTES {
+        return Err(too_large(size));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_ENCODED_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader.take(MAX_ENCODED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_ENCODED_BYTES {
         return Err(too_large(bytes.len() as u64));
     }

@@ -6,8 +6,6 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use graft_imaging::MAX_ENCODED_BYTES;
-
 use crate::{Error, Result};
 
 /// An archive entry: its name, and its bytes or why they were not read.
@@ -27,15 +25,6 @@ fn is_image(name: &str) -> bool {
 
 fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::Image { path: path.to_owned(), message: format!("not a readable archive: {message}") }
-}
-
-fn read_entry(reader: &mut impl Read, size: u64) -> std::result::Result<Vec<u8>, String> {
-    if size > MAX_ENCODED_BYTES {
-        return Err(format!("{size} bytes is larger than an image may be ({} MiB)", MAX_ENCODED_BYTES >> 20));
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    reader.take(MAX_ENCODED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    Ok(bytes)
 }
 
 /// Calls `each` with the archive's image entries, `chunk` at a time, in order.
@@ -103,7 +92,7 @@ fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result
             let mut read = || match zip.by_name(&name) {
                 Ok(mut entry) => {
                     let size = entry.size();
-                    read_entry(&mut entry, size)
+                    graft_imaging::read_encoded(&mut entry, size)
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -126,7 +115,7 @@ fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result
             continue;
         }
         let size = entry.size();
-        if let Walk::Stop = visit(name, &mut || read_entry(&mut entry, size))? {
+        if let Walk::Stop = visit(name, &mut || graft_imaging::read_encoded(&mut entry, size))? {
             return Ok(());
         }
     }
