@@ -31,6 +31,8 @@ pub enum Error {
     StageFailed { stage: String, status: std::process::ExitStatus },
     #[error("stage `{stage}` did not write its output `{}`", path.display())]
     MissingOut { stage: String, path: PathBuf },
+    #[error("`{}` is not a regular file or a folder (a pipe or a device?): stage inputs and outputs are hashed", path.display())]
+    NotAFile { path: PathBuf },
     #[error(transparent)]
     Core(#[from] graft_core::Error),
     #[error("pipeline `{}` is being run by process {pid} (lock `{}`); wait for it to finish", pipeline.display(), lock.display())]

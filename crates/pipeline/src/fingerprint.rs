@@ -46,6 +46,10 @@ impl HashCache {
     fn file_hash(&self, path: &Path) -> Result<String> {
         let read = |source| graft_core::Error::Read { path: path.to_owned(), source };
         let meta = fs_err::metadata(path).map_err(read)?;
+        if !meta.is_file() {
+            // Reading a pipe blocks, and a device may never end.
+            return Err(crate::error::Error::NotAFile { path: path.to_owned() });
+        }
         let mtime_ns = meta.modified().map_err(read)?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         if let Some(e) = self.entries.lock().expect("hash cache lock").get(&key)
@@ -62,7 +66,7 @@ impl HashCache {
 
     /// blake3 of a file, or over the relative paths and contents of every file under a folder.
     pub fn path_hash(&self, path: &Path) -> Result<String> {
-        if path.is_file() {
+        if !path.is_dir() {
             return self.file_hash(path);
         }
         let mut files = Vec::new();
@@ -115,6 +119,18 @@ mod tests {
         std::fs::rename(d.path().join("s/a"), d.path().join("s/b")).unwrap();
         std::fs::write(d.path().join("s/b"), b"2").unwrap();
         assert_ne!(h2, cache.path_hash(d.path()).unwrap());
+    }
+
+    #[test]
+    fn a_pipe_or_a_device_is_refused_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), b"1").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("zero")).unwrap();
+        let cache = HashCache::default();
+        let err = cache.path_hash(d.path()).unwrap_err().to_string();
+        assert!(err.contains("zero` is not a regular file or a folder"), "{err}");
+        let err = cache.path_hash(&d.path().join("zero")).unwrap_err().to_string();
+        assert!(err.contains("zero` is not a regular file or a folder"), "{err}");
     }
 
     #[test]
