@@ -126,11 +126,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a"), b"1").unwrap();
         std::os::unix::fs::symlink("/dev/zero", d.path().join("zero")).unwrap();
-        let cache = HashCache::default();
-        let err = cache.path_hash(d.path()).unwrap_err().to_string();
-        assert!(err.contains("zero` is not a regular file or a folder"), "{err}");
-        let err = cache.path_hash(&d.path().join("zero")).unwrap_err().to_string();
-        assert!(err.contains("zero` is not a regular file or a folder"), "{err}");
+        for path in [d.path().to_owned(), d.path().join("zero")] {
+            // Hashed in a thread given 10 s: reading /dev/zero would never end.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(HashCache::default().path_hash(&path).map_err(|e| e.to_string())));
+            let err = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("an answer, not a hang").unwrap_err();
+            assert!(err.contains("zero` is not a regular file or a folder"), "{err}");
+        }
     }
 
     #[test]
