@@ -58,6 +58,10 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
     })
 }
 
+fn too_large_to_decode(w: impl std::fmt::Display, h: impl std::fmt::Display) -> String {
+    format!("{w} x {h} is too large to decode (more than {} MiB)", MAX_DECODED_BYTES >> 20)
+}
+
 /// `f`, a call into a decoder: hostile bytes can trip the decoders' internal assertions, and
 /// such a panic becomes an error like any other.
 fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
@@ -93,7 +97,7 @@ fn check_unguarded(bytes: &[u8]) -> Result<(u32, u32), String> {
     }
     // What the decoder would allocate at most (RGBA, 16 bits a channel) against its limit.
     if u64::from(w) * u64::from(h) * 8 > MAX_DECODED_BYTES {
-        return Err(format!("{w} x {h} is too large to decode (more than {} MiB)", MAX_DECODED_BYTES >> 20));
+        return Err(too_large_to_decode(w, h));
     }
     Ok((w, h))
 }
@@ -189,7 +193,7 @@ fn with_rgb<T>(bytes: &[u8], f: impl FnOnce(Rgb) -> T) -> Result<T, String> {
             let (w, h) = decoder.dimensions().ok_or("no dimensions in the JPEG header")?;
             let len = w * h * 3;
             if len as u64 > MAX_DECODED_BYTES {
-                return Err(format!("{w} x {h} is too large to decode (more than {} MiB)", MAX_DECODED_BYTES >> 20));
+                return Err(too_large_to_decode(w, h));
             }
             return DECODED.with_borrow_mut(|kept| {
                 let mut own = Vec::new();
@@ -357,10 +361,14 @@ mod tests {
         out
     }
 
-    fn jpeg(image: &DynamicImage) -> Vec<u8> {
+    fn encoded(image: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());
-        image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        image.write_to(&mut out, format).unwrap();
         out.into_inner()
+    }
+
+    fn jpeg(image: &DynamicImage) -> Vec<u8> {
+        encoded(image, image::ImageFormat::Jpeg)
     }
 
     #[test]
@@ -406,11 +414,7 @@ mod tests {
         let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(12, 8, |x, y| {
             image::Rgb([x as u8 * 20, y as u8 * 30, 90])
         }));
-        let bytes = {
-            let mut out = std::io::Cursor::new(Vec::new());
-            image.write_to(&mut out, image::ImageFormat::Png).unwrap();
-            out.into_inner()
-        };
+        let bytes = encoded(&image, image::ImageFormat::Png);
         let chw = transform(&image, &spec(4, 6));
         let mut out = vec![f32::NAN; 2 * 48];
         views_into(&bytes, &spec(4, 6), "a", &[0, 0], 1, &Augment::default(), &mut out).unwrap();
