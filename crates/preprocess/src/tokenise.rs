@@ -22,16 +22,14 @@ pub fn encode_batch(tokenizer: &Tokenizer, texts: &[&str]) -> tokenizers::Result
         return tokenizer.encode_batch(texts.to_vec(), true);
     };
     let first = BYTES_PER_TOKEN * max_length.max(1);
-    let mut encodings = tokenizer.encode_batch(texts.iter().map(|t| prefix(t, first)).collect(), true)?;
-    for (text, encoding) in texts.iter().zip(&mut encodings) {
+    let cuts: Vec<&str> = texts.iter().map(|t| prefix(t, first)).collect();
+    let mut encodings = tokenizer.encode_batch(cuts.clone(), true)?;
+    for ((text, mut cut), encoding) in texts.iter().zip(cuts).zip(&mut encodings) {
         let mut bytes = first;
-        loop {
-            let cut = prefix(text, bytes);
-            if cut.len() == text.len() || settled(cut, encoding) {
-                break;
-            }
+        while cut.len() < text.len() && !settled(cut, encoding) {
             bytes = bytes.saturating_mul(2);
-            *encoding = tokenizer.encode(prefix(text, bytes), true)?;
+            cut = prefix(text, bytes);
+            *encoding = tokenizer.encode(cut, true)?;
         }
     }
     Ok(encodings)
