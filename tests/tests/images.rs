@@ -297,7 +297,7 @@ fn channels_last_models_get_channels_last_pixels() {
 }
 
 /// A folder with the fixture's cats and the odd images as a second class, plus a symlink
-/// loop; its preprocess split.
+/// loop and a PNG with one byte changed.
 fn odd_folder(d: &Path) -> PathBuf {
     let input = d.join("in");
     for class in ["cat", "odd"] {
@@ -309,6 +309,11 @@ fn odd_folder(d: &Path) -> PathBuf {
         std::fs::copy(&path, input.join(class).join(path.file_name().unwrap())).unwrap();
     }
     std::os::unix::fs::symlink("loop.png", input.join("odd/loop.png")).unwrap();
+    // Bit rot: one changed byte inside a PNG's pixel data.
+    let mut rotted = std::fs::read(images("folder/cat/00.png")).unwrap();
+    let idat = rotted.windows(4).position(|w| w == b"IDAT").unwrap();
+    rotted[idat + 8] ^= 0x04;
+    std::fs::write(input.join("odd/rotted.png"), rotted).unwrap();
     input
 }
 
@@ -321,10 +326,11 @@ fn odd_images_are_scored_and_truncated_looping_or_huge_ones_listed() {
     let args = ["--input", s(&input), "--spec", s(&spec), "--val-fraction", "0", "--test-fraction", "0", "--out"];
     let log =
         String::from_utf8_lossy(&ok("graft-preprocess", &[&args[..], &[s(&d("data"))]].concat()).stderr).into_owned();
-    for skipped in ["odd/truncated.jpg", "odd/loop.png", "odd/huge.png"] {
+    for skipped in ["odd/truncated.jpg", "odd/loop.png", "odd/huge.png", "odd/rotted.png"] {
         assert!(log.contains(skipped), "{skipped} is listed: {log}");
     }
     assert!(log.contains("40000 x 40000 is too large to decode"), "{log}");
+    assert!(log.contains("rotted.png: chunk `IDAT` at byte 33 does not match its CRC"), "{log}");
     // With --strict the first of them fails the run, named, and nothing is written.
     let err = user_error("graft-preprocess", &[&args[..], &[s(&d("strict")), "--strict"]].concat());
     assert!(err.contains("odd/huge.png") && err.contains("too large"), "the first in name order: {err}");

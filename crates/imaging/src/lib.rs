@@ -68,9 +68,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     graft_core::guard::unwind(f).map_err(|panic| format!("the decoder failed on it ({panic})"))?
 }
 
-/// Width and height from the header, and the file's end: a cheap check, without decoding,
-/// that the bytes are a whole PNG or JPEG of a positive size. (The JPEG decoder fills a
-/// truncated file's missing rows with grey rather than failing; this refuses it.)
+/// Width and height from the header, the file's end and a PNG's chunk CRCs: a cheap check,
+/// without decoding, that the bytes are a whole PNG or JPEG of a positive size. (The JPEG
+/// decoder fills a truncated file's missing rows with grey rather than failing; this refuses
+/// it.)
 pub fn check(bytes: &[u8]) -> Result<(u32, u32), String> {
     guarded(|| check_unguarded(bytes))
 }
@@ -85,7 +86,7 @@ fn check_unguarded(bytes: &[u8]) -> Result<(u32, u32), String> {
             let last = |marker: [u8; 2]| bytes.windows(2).rposition(|w| w == marker);
             matches!((last([0xFF, 0xDA]), last([0xFF, 0xD9])), (Some(scan), Some(end)) if end > scan)
         }
-        Some(image::ImageFormat::Png) => bytes.windows(4).rev().take(64).any(|w| w == b"IEND"),
+        Some(image::ImageFormat::Png) => png_chunks_whole(bytes)?,
         _ => return Err("not a PNG or JPEG image".into()),
     };
     if !whole {
@@ -100,6 +101,26 @@ fn check_unguarded(bytes: &[u8]) -> Result<(u32, u32), String> {
         return Err(too_large_to_decode(w, h));
     }
     Ok((w, h))
+}
+
+/// Whether the PNG's chunks run whole to `IEND`, each matching its CRC. A changed byte
+/// (bit rot, a bad copy) fails a CRC, which the decoder would report only at decode time.
+fn png_chunks_whole(bytes: &[u8]) -> Result<bool, String> {
+    let mut at = 8;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let Some(body) = bytes.get(at + 4..at + 8 + len) else { return Ok(false) };
+        let Some(crc) = bytes.get(at + 8 + len..at + 12 + len) else { return Ok(false) };
+        if crc32fast::hash(body) != u32::from_be_bytes(crc.try_into().expect("4 bytes")) {
+            let name = String::from_utf8_lossy(&body[..4]);
+            return Err(format!("chunk `{name}` at byte {at} does not match its CRC (the file is corrupt)"));
+        }
+        if &body[..4] == b"IEND" {
+            return Ok(true);
+        }
+        at += 12 + len;
+    }
+    Ok(false)
 }
 
 /// A square grey image from a row of pixel values, PNG-encoded (lossless).
@@ -407,6 +428,28 @@ mod tests {
         let good = jpeg(&DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 16, image::Rgb([200, 100, 0]))));
         views_into(&good, &spec, "b", &[0], 0, &Augment::default(), &mut out).unwrap();
         assert!((out[0] - (200.0 / 255.0 - 0.5) / 0.5).abs() < 0.02, "{}", out[0]);
+    }
+
+    #[test]
+    fn a_png_whose_bytes_changed_or_end_early_is_refused_by_the_check() {
+        let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(20, 10, |x, y| {
+            image::Rgb([(x * 11) as u8, (y * 23) as u8, (x * y) as u8])
+        }));
+        let bytes = encoded(&image, image::ImageFormat::Png);
+        assert_eq!(check(&bytes).unwrap(), (20, 10));
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"bytes after IEND");
+        assert_eq!(check(&trailing).unwrap(), (20, 10), "bytes after the last chunk are ignored, as decoders do");
+        let idat = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+        for at in [idat + 4, idat + 12, bytes.len() - 20] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            let err = check(&flipped).unwrap_err();
+            assert!(err.contains("does not match its CRC"), "byte {at}: {err}");
+            assert!(decode(&flipped).is_err(), "byte {at}: the decoder refuses it too, but only when decoding");
+        }
+        let err = check(&bytes[..bytes.len() - 12]).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]

@@ -46,9 +46,10 @@ fn main() -> ExitCode {
         })),
         (None, Some(config)) => cli::exit(graft_preprocess::run(&config, &bar).map(|s| {
             tracing::info!(
-                "read {} rows; dropped {:?}; labels {:?}; wrote {:?} to {}; truncated {}",
+                "read {} rows; dropped {:?}; skipped {} unreadable images; labels {:?}; wrote {:?} to {}; truncated {}",
                 s.rows_read,
                 s.dropped,
+                s.skipped.len(),
                 s.labels,
                 s.written,
                 config.out.display(),
