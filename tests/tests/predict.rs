@@ -286,6 +286,91 @@ fn a_folder_of_images_is_scored_as_at_training_time() {
     assert!(compared > 0);
 }
 
+/// `png` with its pixel data no longer a zlib stream but every CRC right (as a faulty encoder
+/// writes it): the check before the split passes it, the decoder fails on it.
+fn undecodable_png(png: &[u8]) -> Vec<u8> {
+    let mut bytes = png.to_vec();
+    let idat = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+    let len = u32::from_be_bytes(bytes[idat - 4..idat].try_into().unwrap()) as usize;
+    bytes[idat + 4] ^= 0x0F; // the zlib header's compression method
+    let crc = crc32fast::hash(&bytes[idat..idat + 4 + len]);
+    bytes[idat + 4 + len..idat + 8 + len].copy_from_slice(&crc.to_be_bytes());
+    assert!(graft_imaging::check(&bytes).is_ok() && graft_imaging::decode(&bytes).is_err());
+    bytes
+}
+
+#[test]
+fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = image_bundle(d, &fixture("tiny-images/folder"), "0.2");
+    let (clean, new) = (d.join("clean"), d.join("new"));
+    for folder in [&clean, &new] {
+        std::fs::create_dir_all(folder).unwrap();
+        for (from, to) in
+            [("folder/cat/00.png", "a.png"), ("folder/dog/01.png", "c.png"), ("folder/cat/02.png", "e.png")]
+        {
+            std::fs::copy(fixture(&format!("tiny-images/{from}")), folder.join(to)).unwrap();
+        }
+    }
+    // The decoder panics on one, and the other's pixel data is not a zlib stream.
+    std::fs::copy(fixture("tiny-images/hostile.jpg"), new.join("b.jpg")).unwrap();
+    let png = std::fs::read(fixture("tiny-images/folder/dog/02.png")).unwrap();
+    std::fs::write(new.join("d.png"), undecodable_png(&png)).unwrap();
+    let predict = |input: &Path, name: &str, extra: &[&str]| {
+        let (out, work) = (d.join(name).join("p.arrow"), d.join(name).join("work"));
+        let args = ["predict", "--bundle", s(&model), "--input", s(input), "--out", s(&out), "--work", s(&work)];
+        (run("graft", &[&args[..], extra].concat()), out, work)
+    };
+    let (done, out, work) = predict(&new, "scored", &[]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(log.contains("b.jpg cannot be decoded") && log.contains("d.png cannot be decoded"), "named: {log}");
+    let scored = read_arrow(&out);
+    let (_, clean_out, _) = predict(&clean, "clean", &[]);
+    let reference = read_arrow(&clean_out);
+    // Five rows in input order, the two undecodable ones in their places without a prediction.
+    let ids: Vec<(u64, &str, Option<&str>)> = scored.iter().map(|r| (r.0, r.1.as_str(), r.5.as_deref())).collect();
+    let undecodable = Some("undecodable image");
+    assert_eq!(
+        ids,
+        [
+            (0, "a.png", None),
+            (1, "b.jpg", undecodable),
+            (2, "c.png", None),
+            (3, "d.png", undecodable),
+            (4, "e.png", None)
+        ]
+    );
+    assert!(scored.iter().filter(|r| r.5.is_some()).all(|r| r.3.is_none() && r.4.iter().all(Option::is_none)));
+    // The others' probabilities are those of the folder without the two.
+    for row in scored.iter().filter(|r| r.5.is_none()) {
+        let want = reference.iter().find(|r| r.1 == row.1).unwrap();
+        assert_eq!(row.3, want.3);
+        assert!(row.4.iter().zip(&want.4).all(|(a, b)| (a.unwrap() - b.unwrap()).abs() < 1e-6), "{row:?} {want:?}");
+    }
+    let drift: Value = serde_json::from_str(&std::fs::read_to_string(d.join("scored/p.drift.json")).unwrap()).unwrap();
+    assert_eq!((&drift["rows_read"], &drift["scored"]), (&Value::from(5), &Value::from(3)), "{drift}");
+    assert_eq!(drift["rejected"]["undecodable image"], 2, "{drift}");
+    // The backbone's rejects: from another run, they are refused.
+    let (rows, features, elsewhere) = (work.join("rows"), work.join("features"), d.join("x.csv"));
+    assert_eq!(ArtifactReader::open(&features.join("rejects.arrow")).unwrap().provenance().rows, 2);
+    let mut written = files_in(&features);
+    written.sort();
+    assert_eq!(written, ["rejects.arrow", "rows.arrow"], "the spilled features are gone");
+    std::fs::copy(d.join("clean/work/features/rejects.arrow"), features.join("rejects.arrow")).unwrap();
+    let args =
+        ["predict", "--bundle", s(&model), "--rows", s(&rows), "--features", s(&features), "--out", s(&elsewhere)];
+    let err = user_error("graft-evaluate", &args);
+    assert!(err.contains("rejects.arrow") && err.contains("different backbone runs"), "{err}");
+    // With --strict the first fails the run, named, and nothing is written.
+    let (failed, out, _) = predict(&new, "strict", &["--strict"]);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{err}");
+    assert!(err.contains("b.jpg cannot be decoded"), "{err}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn an_archive_of_images_is_scored_like_the_folder_in_shards() {
     let dir = tempfile::tempdir().unwrap();

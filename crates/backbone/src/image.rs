@@ -17,6 +17,7 @@ use graft_core::columns::{ImageRef, ImageRefs};
 use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, ImageSpec};
+use graft_core::spill::SpillFile;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 use rayon::prelude::*;
@@ -168,16 +169,26 @@ fn channels_last(data: &[f32], rows: usize, channels: usize, positions: usize) -
     out
 }
 
+/// The reason a row to score gets when its image cannot be decoded.
+pub const UNDECODABLE: &str = "undecodable image";
+
+/// A row whose image cannot be decoded: its index in its record batch, and why.
+type Undecodable = (usize, String);
+
 /// Decoded model input for consecutive rows of one record batch.
 struct Chunk {
     pixels: Vec<f32>,
     rows: usize,
+    /// Rows whose input is blank because their image cannot be decoded.
+    undecodable: Vec<Undecodable>,
     /// The record batch the rows belong to, with the last chunk of each.
     batch: Option<RecordBatch>,
 }
 
 /// Writes the model input of rows `rows` of `refs` into `pixels`: rows naming the same image
-/// one after another (its augmented views) share one read and one decode.
+/// one after another (its augmented views) share one read and one decode. An image that
+/// cannot be decoded fails the split, or with `reject` blanks its rows and returns them.
+#[allow(clippy::too_many_arguments)]
 fn decode_rows(
     refs: &ImageRefs,
     rows: std::ops::Range<usize>,
@@ -185,8 +196,9 @@ fn decode_rows(
     spec: &ImageSpec,
     split: &Path,
     first_row: u64,
+    reject: bool,
     pixels: &mut [f32],
-) -> Result<()> {
+) -> Result<Vec<Undecodable>> {
     let per = 3 * (spec.size * spec.size) as usize;
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
     for i in rows {
@@ -204,7 +216,7 @@ fn decode_rows(
         places.push((g.clone(), place));
         rest = after;
     }
-    let decoded: Vec<Result<()>> = places
+    let decoded: Vec<Result<Vec<Undecodable>>> = places
         .into_par_iter()
         .map(|(g, place)| {
             let bad =
@@ -225,7 +237,7 @@ fn decode_rows(
             }
             let views: Vec<u32> =
                 g.clone().map(|i| refs.view(i)).collect::<std::result::Result<_, _>>().map_err(bad)?;
-            graft_imaging::views_into(
+            let decoded = graft_imaging::views_into(
                 &bytes,
                 spec,
                 refs.ids.value(g.start),
@@ -233,23 +245,67 @@ fn decode_rows(
                 source.seed,
                 &source.augment,
                 place,
-            )
-            .map_err(|why| bad(format!("{name} cannot be decoded: {why}")))
+            );
+            match decoded {
+                Ok(()) => Ok(Vec::new()),
+                Err(why) if reject => {
+                    place.fill(0.0);
+                    Ok(g.map(|i| (i, format!("{name} cannot be decoded: {why}"))).collect())
+                }
+                Err(why) => Err(bad(format!("{name} cannot be decoded: {why}"))),
+            }
         })
         .collect();
-    decoded.into_iter().collect()
+    Ok(decoded.into_iter().collect::<Result<Vec<_>>>()?.concat())
 }
 
-/// Embeds one split of images; returns the rows embedded and the pending output.
+/// The rejects of `rows` of a record batch of rows to score: position, id, reason and the
+/// carried columns, as `graft-preprocess rows` writes its own.
+fn rejected_rows(batch: &RecordBatch, rows: &[usize], path: &Path) -> Result<RecordBatch> {
+    use graft_core::columns::{self, ID, ROW};
+    let indices = arrow::array::UInt32Array::from_iter_values(rows.iter().map(|&i| i as u32));
+    let arrow_err = |source| graft_core::Error::Arrow { path: path.to_owned(), source };
+    let pick = |name: &str| -> Result<ArrayRef> {
+        let column = batch.column_by_name(name).ok_or_else(|| graft_core::Error::Column {
+            path: path.to_owned(),
+            column: name.to_owned(),
+            expected: "the column of a rows file".into(),
+        })?;
+        Ok(arrow::compute::take(column, &indices, None).map_err(arrow_err)?)
+    };
+    let extra = columns::extra_names(&batch.schema());
+    let mut values =
+        vec![pick(ROW)?, pick(ID)?, Arc::new(arrow::array::StringArray::from(vec![UNDECODABLE; rows.len()]))];
+    for name in &extra {
+        values.push(pick(&columns::extra(name))?);
+    }
+    let schema = Arc::new(arrow::datatypes::Schema::new(columns::rejects_fields(&extra)));
+    Ok(RecordBatch::try_new(schema, values).map_err(arrow_err)?)
+}
+
+/// What [`embed_split`] wrote: the rows embedded, the pending features, and with `reject`
+/// the rows whose image cannot be decoded.
+#[derive(Debug)]
+pub struct Embedded {
+    pub rows: u64,
+    pub pending: Pending,
+    pub rejects: Vec<RecordBatch>,
+}
+
+/// Embeds one split of images. With `reject` (rows to score), a row whose image cannot be
+/// decoded is left out of the features and returned among the rejects; the features then go
+/// through a spill file, as their count is known only at the end.
+#[allow(clippy::too_many_arguments)]
 pub fn embed_split(
     reader: &mut ArtifactReader,
     model: &mut ImageModel,
     batch_size: usize,
+    reject: bool,
     dest: &Path,
     prov: &mut Provenance,
     backbone: &mut BackboneId,
     progress: &dyn Progress,
-) -> Result<(u64, Pending)> {
+) -> Result<Embedded> {
     let path = reader.path().to_owned();
     let source = reader.provenance().images.clone().ok_or_else(|| Error::BadRow {
         path: path.clone(),
@@ -259,8 +315,9 @@ pub fn embed_split(
     let batch_size = batch_size.max(1);
     let (spec, tokens) = (&model.image.clone(), model.tokens);
     let shard = prov.shard;
-    let mut writer: Option<ArtifactWriter> = None;
-    let mut done = 0u64;
+    let mut out: Option<Output> = None;
+    // Rows through the model, and rows written (those less the rejected).
+    let (mut done, mut written, mut rejects) = (0u64, 0u64, Vec::new());
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
         // Inputs the model is done with come back to be written again.
@@ -290,8 +347,14 @@ pub fn embed_split(
                     let end = (start + batch_size).min(n);
                     let mut pixels = done_rx.try_recv().unwrap_or_default();
                     pixels.resize((end - start) * per, 0.0);
-                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, first, &mut pixels)
-                        .map(|()| Chunk { pixels, rows: end - start, batch: (end == n).then(|| batch.clone()) });
+                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, first, reject, &mut pixels).map(
+                        |undecodable| Chunk {
+                            pixels,
+                            rows: end - start,
+                            undecodable: undecodable.into_iter().map(|(i, why)| (start + i, why)).collect(),
+                            batch: (end == n).then(|| batch.clone()),
+                        },
+                    );
                     let failed = chunk.is_err();
                     if tx.send(chunk).is_err() || failed {
                         return;
@@ -300,7 +363,7 @@ pub fn embed_split(
             }
         });
         let embedder = model.get(backbone)?;
-        let mut features = Vec::new();
+        let (mut features, mut undecodable) = (Vec::new(), Vec::new());
         for chunk in rx {
             let chunk = chunk?;
             let (f, d) = embedder.embed(&chunk.pixels, chunk.rows).map_err(|source| Error::Inference {
@@ -311,13 +374,18 @@ pub fn embed_split(
             let _ = done_tx.send(chunk.pixels);
             backbone.dim = d;
             features.extend(f);
+            undecodable.extend(chunk.undecodable);
             done += chunk.rows as u64;
             progress.advance(chunk.rows as u64);
             let Some(batch) = chunk.batch else { continue };
-            let writer = match &mut writer {
-                Some(w) => w,
+            let out = match &mut out {
+                Some(o) => o,
                 None => {
-                    writer.insert(ArtifactWriter::create(dest, &crate::output_schema(prov, backbone, tokens, true)?)?)
+                    let schema = crate::output_schema(prov, backbone, tokens, true)?;
+                    out.insert(match reject {
+                        true => Output::Spilled(Box::new(SpillFile::create(dest.with_extension("spill"), &schema)?)),
+                        false => Output::Direct(Box::new(ArtifactWriter::create(dest, &schema)?)),
+                    })
                 }
             };
             let refs = ImageRefs::of(&batch, &path)?;
@@ -335,14 +403,35 @@ pub fn embed_split(
             };
             let columns: Vec<ArrayRef> =
                 vec![Arc::new(refs.ids.clone()), Arc::new(refs.labels.clone()), Arc::new(refs.views.clone()), vectors];
-            let out = RecordBatch::try_new(writer.schema(), columns)
-                .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-            writer.write(&out)?;
+            let arrow_err = |source| graft_core::Error::Arrow { path: dest.to_owned(), source };
+            let mut embedded = RecordBatch::try_new(out.schema(), columns).map_err(arrow_err)?;
+            if !undecodable.is_empty() {
+                for (_, why) in &undecodable {
+                    tracing::warn!("`{}`: {why}; its row is rejected", path.display());
+                }
+                let bad: Vec<usize> = undecodable.drain(..).map(|(i, _)| i).collect();
+                let keep: arrow::array::BooleanArray = (0..batch.num_rows()).map(|i| Some(!bad.contains(&i))).collect();
+                embedded = arrow::compute::filter_record_batch(&embedded, &keep).map_err(arrow_err)?;
+                rejects.push(rejected_rows(&batch, &bad, &path)?);
+            }
+            written += embedded.num_rows() as u64;
+            out.write(&embedded)?;
         }
         Ok(())
     })?;
-    let writer = match writer {
-        Some(w) => w,
+    let writer = match out {
+        Some(Output::Direct(w)) => *w,
+        Some(Output::Spilled(spill)) => {
+            prov.rows = written;
+            let schema = crate::output_schema(prov, backbone, tokens, true)?;
+            let mut writer = ArtifactWriter::create(dest, &schema)?;
+            spill.drain(|batch| {
+                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
+                writer.write(&batch)
+            })?;
+            writer
+        }
         // A shard of a split with fewer rows than shards is empty but valid: its file needs
         // the feature width, which one blank image gives.
         None if shard.is_some() => {
@@ -357,5 +446,27 @@ pub fn embed_split(
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
-    Ok((done, writer.finish()?))
+    Ok(Embedded { rows: written, pending: writer.finish()?, rejects })
+}
+
+/// Where the features of a split go: straight into the artifact, or first into a spill file.
+enum Output {
+    Direct(Box<ArtifactWriter>),
+    Spilled(Box<SpillFile>),
+}
+
+impl Output {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        match self {
+            Output::Direct(w) => w.schema(),
+            Output::Spilled(s) => s.schema(),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> graft_core::Result<()> {
+        match self {
+            Output::Direct(w) => w.write(batch),
+            Output::Spilled(s) => s.write(batch),
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, SPLITS, Shard};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, Provenance, REJECTS, ROWS, SPLITS, Shard};
 use graft_core::atomic::Pending;
 use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
@@ -48,6 +48,8 @@ pub struct Summary {
     pub batch_size: usize,
     /// Rows and real (unpadded) tokens embedded, by split.
     pub rows: BTreeMap<&'static str, (u64, u64)>,
+    /// Rows to score left out because their image cannot be decoded (`rejects.arrow`).
+    pub rejected: u64,
 }
 
 /// The model's bytes with exactly `outputs` as its graph outputs (intermediate tensors
@@ -204,7 +206,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     };
 
     let mut readers = Vec::new();
-    for split in SPLITS.into_iter().chain([graft_core::artifact::ROWS]) {
+    for split in SPLITS.into_iter().chain([ROWS]) {
         let path = cfg.input.join(format!("{split}.arrow"));
         if path.exists() {
             let reader = ArtifactReader::open(&path)?;
@@ -252,6 +254,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         rows: BTreeMap::new(),
         cached: 0,
         inference_seconds: 0.0,
+        rejected: 0,
     };
     let limits = batching::Limits { rows: batch_size, tokens: cfg.batch_tokens };
     let mut cache = cfg.cache.as_deref().map(|dir| cache::FeatureCache::open(dir, &backbone)).transpose()?;
@@ -270,6 +273,11 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         }
         prov.inputs = BTreeMap::from([("model".into(), backbone.model_blake3.clone()), (split.into(), input_hash)]);
         let dest = cfg.out.join(format!("{split}.arrow"));
+        let to_score = split == ROWS;
+        let extra = graft_core::columns::extra_names(&reader.schema());
+        // Rows to score reject an undecodable image unless `graft-preprocess rows --strict`.
+        let reject = to_score && !rows_strict(&reader)?;
+        let mut rejects = Vec::new();
         let (done, written) = match &mut model_runner {
             Runner::Text(embedder) => {
                 let max_tokens = (spec.text().max_length, cfg.spec.as_path());
@@ -286,14 +294,28 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                 )?
             }
             Runner::Image(model) => {
-                let (rows, written) =
-                    image::embed_split(&mut reader, model, batch_size, &dest, &mut prov, &mut backbone, progress)?;
-                ((rows, 0), written)
+                let embedded = image::embed_split(
+                    &mut reader,
+                    model,
+                    batch_size,
+                    reject,
+                    &dest,
+                    &mut prov,
+                    &mut backbone,
+                    progress,
+                )?;
+                rejects = embedded.rejects;
+                ((embedded.rows, 0), embedded.pending)
             }
         };
         progress.finish();
         summary.rows.insert(split, done);
         pending.push(written);
+        if to_score {
+            let rejected = rejects.iter().map(|b| b.num_rows() as u64).sum();
+            summary.rejected = rejected;
+            pending.push(rejects_file(&cfg.out, &prov, &extra, &rejects)?);
+        }
     }
     summary.inference_seconds = match &model_runner {
         Runner::Text(e) => e.inference.as_secs_f64(),
@@ -308,6 +330,30 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     graft_core::atomic::commit_all(pending)?;
     summary.dim = backbone.dim;
     Ok(summary)
+}
+
+/// Whether `graft-preprocess rows --strict` made the rows file `reader` reads.
+fn rows_strict(reader: &ArtifactReader) -> Result<bool> {
+    let params = reader.provenance().params.clone();
+    let config: graft_core::config::preprocess::RowsConfig = serde_json::from_value(params)
+        .map_err(|source| graft_core::Error::BadProvenance { path: reader.path().to_owned(), source })?;
+    Ok(config.rows.strict)
+}
+
+/// `DIR/rejects.arrow` beside the features of rows to score: the rows left out and why, with
+/// the features' provenance (`rows` their count), so that `graft-evaluate predict` puts them
+/// back in place.
+fn rejects_file(out: &Path, features: &Provenance, extra: &[String], rejects: &[RecordBatch]) -> Result<Pending> {
+    let dest = out.join(format!("{REJECTS}.arrow"));
+    let rows = rejects.iter().map(|b| b.num_rows() as u64).sum();
+    let schema = Provenance { rows, ..features.clone() }.attach(graft_core::columns::rejects_fields(extra))?;
+    let mut writer = ArtifactWriter::create(&dest, &schema)?;
+    for batch in rejects {
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+            .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
+        writer.write(&batch)?;
+    }
+    Ok(writer.finish()?)
 }
 
 /// Embeds one split file, batch by batch; returns (rows, tokens) and the pending output.

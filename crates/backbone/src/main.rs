@@ -102,12 +102,13 @@ fn embed(config: &graft_backbone::Config, quiet: bool) -> ExitCode {
         let secs = started.elapsed().as_secs_f64();
         let (rows, tokens) = s.rows.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         tracing::info!(
-            "onnx runtime `{}` on {}, batches of {}; {rows} rows{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% in \
-             inference); wrote {}",
+            "onnx runtime `{}` on {}, batches of {}; {rows} rows{}{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% \
+             in inference); wrote {}",
             s.runtime.display(),
             s.provider,
             s.batch_size,
             if tokens > 0 { format!(", {tokens} tokens") } else { String::new() },
+            if s.rejected > 0 { format!(" ({} rejected: undecodable image)", s.rejected) } else { String::new() },
             s.dim,
             rows as f64 / secs,
             if tokens > 0 { format!(", {:.0} tokens/s", tokens as f64 / secs) } else { String::new() },

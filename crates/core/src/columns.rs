@@ -49,6 +49,11 @@ pub fn extra(name: &str) -> String {
     format!("extra.{name}")
 }
 
+/// The carried input columns of a rows or rejects file, by their input names.
+pub fn extra_names(schema: &arrow::datatypes::Schema) -> Vec<String> {
+    schema.fields().iter().filter_map(|f| f.name().strip_prefix("extra.").map(str::to_owned)).collect()
+}
+
 fn extras(names: &[String]) -> impl Iterator<Item = Field> + '_ {
     names.iter().map(|n| Field::new(extra(n), DataType::Utf8, true))
 }

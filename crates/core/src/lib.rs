@@ -25,6 +25,7 @@ pub mod onnx;
 pub mod progress;
 pub mod rng;
 pub mod spec;
+pub mod spill;
 
 pub use error::{Error, Result, UserFacing};
 

@@ -45,12 +45,28 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     }
     let rows_path = cfg.rows.join(format!("{ROWS}.arrow"));
     let mut rows = Cursor::open(&rows_path)?;
-    let mut rejects = Cursor::open(&cfg.rows.join(format!("{REJECTS}.arrow")))?;
-    if features.provenance().rows != rows.total {
+    let rejects = Cursor::open(&cfg.rows.join(format!("{REJECTS}.arrow")))?;
+    // Rows the backbone could not embed (an undecodable image), with the features'
+    // provenance: the same model and rows file.
+    let failed_path = cfg.features.join(format!("{REJECTS}.arrow"));
+    let failed = Cursor::open(&failed_path)?;
+    if failed.reader.provenance().inputs != features.provenance().inputs {
+        return Err(Error::NotComparable {
+            a: failed_path,
+            b: features_path,
+            message: "they come from different backbone runs".into(),
+        });
+    }
+    if features.provenance().rows + failed.total != rows.total {
         return Err(Error::NotComparable {
             a: rows_path,
             b: features_path,
-            message: format!("{} rows to score, {} rows of features", rows.total, features.provenance().rows),
+            message: format!(
+                "{} rows to score, {} rows of features and {} rejected by the backbone",
+                rows.total,
+                features.provenance().rows,
+                failed.total
+            ),
         });
     }
     let labels = &bundle.info.labels;
@@ -76,21 +92,31 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
         images: None,
     };
     let mut sink = Sink::create(&cfg.out, format, &layout, &provenance)?;
-    let mut tally = Tally::new(labels.len());
-    let mut out = Unwritten::default();
+    let mut out = InOrder { rejects, failed, tally: Tally::new(labels.len()), unwritten: Unwritten::default() };
     let dim = bundle.info.features.dim;
     while let Some(batch) = features.next_batch()? {
         let view = columns::Features::of(&batch, dim, &features_path)?;
         let x = Array2::from_shape_fn((batch.num_rows(), dim), |(i, j)| view.row(i)[j]);
-        let scored = rows.take(batch.num_rows())?;
-        for (k, id) in scored.iter().map(|r| &r.id).enumerate() {
-            if view.ids.value(k) != id {
-                return Err(Error::NotComparable {
-                    a: rows_path.clone(),
-                    b: features_path.clone(),
-                    message: format!("row {k} of a batch is `{id}` in one and `{}` in the other", view.ids.value(k)),
-                });
+        // The batch's rows in order, with the backbone's rejects among them.
+        let mut taken = Vec::with_capacity(batch.num_rows());
+        let mut k = 0;
+        while k < batch.num_rows() {
+            let row = out.backbone_outcome(rows.take(1)?.remove(0), &failed_path)?;
+            if row.reason.is_none() {
+                if view.ids.value(k) != row.id {
+                    return Err(Error::NotComparable {
+                        a: rows_path.clone(),
+                        b: features_path.clone(),
+                        message: format!(
+                            "row {k} of a batch is `{}` in one and `{}` in the other",
+                            row.id,
+                            view.ids.value(k)
+                        ),
+                    });
+                }
+                k += 1;
             }
+            taken.push(row);
         }
         let scores: Vec<Score> = match bundle.info.task {
             Task::Classification => {
@@ -99,8 +125,13 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
             }
             Task::Regression => bundle.head.predict_values(x.view()).into_iter().map(Score::Value).collect(),
         };
-        for (row, score) in scored.into_iter().zip(scores) {
-            if !score.is_finite() {
+        let mut scores = scores.into_iter();
+        for row in taken {
+            let score = match row.reason {
+                Some(_) => None,
+                None => Some(scores.next().expect("a score per row with features")),
+            };
+            if score.as_ref().is_some_and(|s| !s.is_finite()) {
                 return Err(Error::NonFinite {
                     head: cfg.bundle.clone(),
                     features: features_path.clone(),
@@ -108,31 +139,22 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
                     id: row.id,
                 });
             }
-            while rejects.peek_position()?.is_some_and(|p| p < row.position) {
-                let rejected = rejects.take(1)?.remove(0);
-                tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
-                out.push(rejected, None);
-                out.flush_when_full(&mut sink, &layout, labels)?;
-            }
-            tally.score(&score, cfg.low_confidence, row.label.as_deref(), labels);
-            out.push(row, Some(score));
-            out.flush_when_full(&mut sink, &layout, labels)?;
+            out.push(row, score, cfg.low_confidence, labels, &mut sink, &layout)?;
         }
     }
-    while rejects.peek_position()?.is_some() {
-        let rejected = rejects.take(1)?.remove(0);
-        tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
-        out.push(rejected, None);
-        out.flush_when_full(&mut sink, &layout, labels)?;
+    // Rows after the last with features: each one the backbone rejected.
+    while rows.peek_position()?.is_some() {
+        let row = out.backbone_outcome(rows.take(1)?.remove(0), &failed_path)?;
+        if row.reason.is_none() {
+            return Err(Error::NotComparable {
+                a: rows_path,
+                b: features_path,
+                message: "more rows to score than rows of features".into(),
+            });
+        }
+        out.push(row, None, cfg.low_confidence, labels, &mut sink, &layout)?;
     }
-    if rows.peek_position()?.is_some() {
-        return Err(Error::NotComparable {
-            a: rows_path,
-            b: features_path,
-            message: "more rows to score than rows of features".into(),
-        });
-    }
-    sink.write(out.columns(&layout, labels))?;
+    let tally = out.finish(&rows_path, &failed_path, &mut sink, &layout, labels)?;
     let drift = tally.drift(&bundle, cfg.low_confidence);
     let mut json =
         serde_json::to_vec_pretty(&drift).map_err(|source| graft_core::Error::Json { what: "drift", source })?;
@@ -173,6 +195,94 @@ struct InputRow {
     extra: Vec<Option<String>>,
 }
 
+/// Output rows in input order: scored rows, and in their places the rows that
+/// `graft-preprocess rows` rejected (never embedded) and those the backbone rejected.
+struct InOrder {
+    rejects: Cursor,
+    failed: Cursor,
+    tally: Tally,
+    unwritten: Unwritten,
+}
+
+impl InOrder {
+    /// `row` of the rows to score, with the backbone's reason when it rejected the row.
+    fn backbone_outcome(&mut self, mut row: InputRow, failed_path: &Path) -> Result<InputRow> {
+        if self.failed.peek_position()? == Some(row.position) {
+            let failed = self.failed.take(1)?.remove(0);
+            if failed.id != row.id {
+                return Err(graft_core::Error::Corrupt {
+                    path: failed_path.to_owned(),
+                    message: format!(
+                        "row {} is `{}` here and `{}` among the rows to score",
+                        row.position, failed.id, row.id
+                    ),
+                }
+                .into());
+            }
+            row.reason = Some(failed.reason.unwrap_or_else(|| "unknown".into()));
+        }
+        Ok(row)
+    }
+
+    /// Adds `row` (its score, or none when rejected) after the preprocess rejects before it.
+    fn push(
+        &mut self,
+        row: InputRow,
+        score: Option<Score>,
+        low_confidence: f64,
+        labels: &[String],
+        sink: &mut Sink,
+        layout: &Layout,
+    ) -> Result<()> {
+        self.rejects_before(Some(row.position), labels, sink, layout)?;
+        match &score {
+            Some(s) => self.tally.score(s, low_confidence, row.label.as_deref(), labels),
+            None => self.tally.reject(row.reason.as_deref().unwrap_or("unknown")),
+        }
+        self.unwritten.push(row, score);
+        self.unwritten.flush_when_full(sink, layout, labels)
+    }
+
+    /// Adds the preprocess rejects before `position` (all that are left without one).
+    fn rejects_before(
+        &mut self,
+        position: Option<u64>,
+        labels: &[String],
+        sink: &mut Sink,
+        layout: &Layout,
+    ) -> Result<()> {
+        while self.rejects.peek_position()?.is_some_and(|p| position.is_none_or(|end| p < end)) {
+            let rejected = self.rejects.take(1)?.remove(0);
+            self.tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
+            self.unwritten.push(rejected, None);
+            self.unwritten.flush_when_full(sink, layout, labels)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the preprocess rejects after the last row to score and writes what is held;
+    /// every row the backbone rejected must have been among the rows.
+    fn finish(
+        mut self,
+        rows_path: &Path,
+        failed_path: &Path,
+        sink: &mut Sink,
+        layout: &Layout,
+        labels: &[String],
+    ) -> Result<Tally> {
+        if let Some(p) = self.failed.peek_position()? {
+            return Err(Error::NotComparable {
+                a: rows_path.to_owned(),
+                b: failed_path.to_owned(),
+                message: format!("row {p} is rejected by the backbone but is not among the rows to score"),
+            });
+        }
+        self.rejects_before(None, labels, sink, layout)?;
+        sink.write(self.unwritten.columns(layout, labels))?;
+        Ok(self.tally)
+    }
+}
+
 /// Reads a rows or rejects file row by row, a batch at a time.
 struct Cursor {
     reader: ArtifactReader,
@@ -185,12 +295,7 @@ impl Cursor {
     fn open(path: &Path) -> Result<Self> {
         let reader = ArtifactReader::open(path)?;
         let total = reader.provenance().rows;
-        let extra: Vec<String> = reader
-            .schema()
-            .fields()
-            .iter()
-            .filter_map(|f| f.name().strip_prefix("extra.").map(str::to_owned))
-            .collect();
+        let extra = columns::extra_names(&reader.schema());
         Ok(Self { reader, total, extra, rows: Default::default() })
     }
 

@@ -101,53 +101,6 @@ pub(crate) fn columns<'a>(refs: impl Iterator<Item = &'a ImageRef> + Clone) -> [
     ]
 }
 
-/// A plain Arrow file in a temporary file beside the outputs: rows written in input order
-/// before their count is known, read back once (and removed) to write the real file.
-pub(crate) struct SpillFile {
-    writer: arrow::ipc::writer::FileWriter<std::fs::File>,
-    pending: graft_core::atomic::Pending,
-    pub(crate) path: PathBuf,
-}
-
-impl SpillFile {
-    pub(crate) fn create(path: PathBuf, schema: &arrow::datatypes::Schema) -> crate::Result<Self> {
-        let mut pending = graft_core::atomic::Pending::create(&path)?;
-        let file =
-            pending.file().try_clone().map_err(|source| graft_core::Error::Write { path: path.clone(), source })?;
-        let writer = arrow::ipc::writer::FileWriter::try_new(file, schema)
-            .map_err(|source| graft_core::Error::Arrow { path: path.clone(), source })?;
-        Ok(Self { writer, pending, path })
-    }
-
-    fn arrow_err(&self) -> impl Fn(arrow::error::ArrowError) -> crate::Error + '_ {
-        move |source| graft_core::Error::Arrow { path: self.path.clone(), source }.into()
-    }
-
-    pub(crate) fn schema(&self) -> arrow::datatypes::SchemaRef {
-        self.writer.schema().clone()
-    }
-
-    pub(crate) fn write(&mut self, batch: &arrow::array::RecordBatch) -> crate::Result<()> {
-        self.writer.write(batch).map_err(self.arrow_err())
-    }
-
-    /// Calls `each` with every batch written, in order; the temporary file goes afterwards.
-    pub(crate) fn drain(
-        mut self,
-        mut each: impl FnMut(arrow::array::RecordBatch) -> crate::Result<()>,
-    ) -> crate::Result<()> {
-        self.writer.finish().map_err(self.arrow_err())?;
-        let read_err = |source| graft_core::Error::Read { path: self.path.clone(), source };
-        let mut file = self.pending.file().try_clone().map_err(read_err)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(read_err)?;
-        let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(self.arrow_err())?;
-        for batch in reader {
-            each(batch.map_err(self.arrow_err())?)?;
-        }
-        Ok(())
-    }
-}
-
 /// `root` made absolute (without resolving links), so that the backbone finds the images
 /// from any working folder; empty (pixel rows: no files) stays empty.
 pub(crate) fn absolute(root: PathBuf) -> PathBuf {

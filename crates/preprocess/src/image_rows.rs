@@ -14,9 +14,10 @@ use graft_core::progress::Progress;
 use graft_imaging::EXTENSIONS;
 
 use crate::error::{Error, Result};
-use crate::image_refs::{Source, SpillFile};
+use crate::image_refs::Source;
 use crate::read::{Rows, Wanted};
 use crate::rows::{RowsConfig, RowsSummary};
+use graft_core::spill::SpillFile;
 
 /// Images read, hashed and checked at a time.
 const CHUNK: usize = 256;
@@ -235,7 +236,7 @@ pub fn run(
     spill.drain(|batch| {
         let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
             .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
-        Ok(writer.write(&batch)?)
+        writer.write(&batch)
     })?;
     let rejects_dest = cfg.out.join(format!("{REJECTS}.arrow"));
     let rejects_schema =

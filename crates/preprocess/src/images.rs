@@ -23,8 +23,9 @@ use graft_core::artifact::{ArtifactWriter, Augment, ImageSource, Provenance, Tas
 use graft_core::progress::Progress;
 use graft_imaging::EXTENSIONS;
 
-use crate::image_refs::{ImageRef, Source, SpillFile};
+use crate::image_refs::{ImageRef, Source};
 use crate::{Config, Error, Result, Split, Summary, split};
+use graft_core::spill::SpillFile;
 
 const BATCH_ROWS: usize = 256;
 
@@ -172,7 +173,7 @@ impl Output for SpillFile {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        SpillFile::write(self, batch)
+        Ok(SpillFile::write(self, batch)?)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::artifact::Task;
 
@@ -75,7 +75,7 @@ pub struct Config {
 /// Parameters of `graft-preprocess rows`: new rows to score with a model bundle, read,
 /// cleaned and tokenised as its training rows were (the columns and maximum length come
 /// from the bundle).
-#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct RowsConfig {
     /// Output folder for `rows.arrow` (rows to score) and `rejects.arrow` (rows that cannot be).
     #[arg(long)]
@@ -87,7 +87,7 @@ pub struct RowsConfig {
 
 /// Which rows of which table to score, with which bundle; shared by `graft-preprocess rows`
 /// and `graft predict`.
-#[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct RowSelection {
     /// The model bundle (`graft-evaluate bundle` output).
     #[arg(long)]
