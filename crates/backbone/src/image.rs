@@ -228,7 +228,9 @@ fn decode_rows(
                         .map_err(|e| bad(format!("cannot read its image {}: {e}", file.display())))?;
                     (std::borrow::Cow::Owned(bytes), file.display().to_string())
                 }
-                ImageRef::Bytes(b) => (std::borrow::Cow::Borrowed(b), "its encoded image".to_owned()),
+                ImageRef::Bytes(b) => {
+                    (std::borrow::Cow::Borrowed(b), format!("the encoded image of `{}`", refs.ids.value(g.start)))
+                }
             };
             if blake3::hash(&bytes).to_hex().as_str() != refs.blake3(g.start) {
                 return Err(bad(format!(
@@ -250,7 +252,8 @@ fn decode_rows(
                 Ok(()) => Ok(Vec::new()),
                 Err(why) if reject => {
                     place.fill(0.0);
-                    Ok(g.map(|i| (i, format!("{name} cannot be decoded: {why}"))).collect())
+                    let why = bad(format!("{name} cannot be decoded: {why}")).to_string();
+                    Ok(g.map(|i| (i, why.clone())).collect())
                 }
                 Err(why) => Err(bad(format!("{name} cannot be decoded: {why}"))),
             }
@@ -407,7 +410,7 @@ pub fn embed_split(
             let mut embedded = RecordBatch::try_new(out.schema(), columns).map_err(arrow_err)?;
             if !undecodable.is_empty() {
                 for (_, why) in &undecodable {
-                    tracing::warn!("`{}`: {why}; its row is rejected", path.display());
+                    tracing::warn!("{why}; the row is rejected");
                 }
                 let bad: Vec<usize> = undecodable.drain(..).map(|(i, _)| i).collect();
                 let keep: arrow::array::BooleanArray = (0..batch.num_rows()).map(|i| Some(!bad.contains(&i))).collect();
