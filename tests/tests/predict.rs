@@ -363,6 +363,9 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
         ["predict", "--bundle", s(&model), "--rows", s(&rows), "--features", s(&features), "--out", s(&elsewhere)];
     let err = user_error("graft-evaluate", &args);
     assert!(err.contains("rejects.arrow") && err.contains("different backbone runs"), "{err}");
+    std::fs::remove_file(features.join("rejects.arrow")).unwrap();
+    let err = user_error("graft-evaluate", &args);
+    assert!(err.contains("not the `rejects.arrow`") && err.contains("rerun graft-backbone"), "{err}");
     // With --strict the first fails the run, named, and nothing is written.
     let (failed, out, _) = predict(&new, "strict", &["--strict"]);
     let err = String::from_utf8_lossy(&failed.stderr);

@@ -69,6 +69,8 @@ pub enum Error {
     TaskMismatch { features: PathBuf, head: PathBuf, found: Task, expected: Task },
     #[error("`{}` has no split `{split}`", dir.display())]
     NoSplit { dir: PathBuf, split: String },
+    #[error("`{}` has features of rows to score but not the `rejects.arrow` graft-backbone writes beside them; rerun graft-backbone", dir.display())]
+    NoBackboneRejects { dir: PathBuf },
     #[error("`{}` and `{}` are not predictions on the same rows: {message}", a.display(), b.display())]
     NotComparable { a: PathBuf, b: PathBuf, message: String },
     #[error("`{}` row {row}: {message}", path.display())]

@@ -49,6 +49,9 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     // Rows the backbone could not embed (an undecodable image), with the features'
     // provenance: the same model and rows file.
     let failed_path = cfg.features.join(format!("{REJECTS}.arrow"));
+    if !failed_path.exists() {
+        return Err(Error::NoBackboneRejects { dir: cfg.features.clone() });
+    }
     let failed = Cursor::open(&failed_path)?;
     if failed.reader.provenance().inputs != features.provenance().inputs {
         return Err(Error::NotComparable {
