@@ -104,7 +104,14 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
         let mut taken = Vec::with_capacity(batch.num_rows());
         let mut k = 0;
         while k < batch.num_rows() {
-            let row = out.backbone_outcome(rows.take(1)?.remove(0), &failed_path)?;
+            let Some(row) = rows.next_if(|_| true)? else {
+                return Err(Error::NotComparable {
+                    a: rows_path,
+                    b: features_path,
+                    message: "more rows of features than rows to score".into(),
+                });
+            };
+            let row = out.backbone_outcome(row, &failed_path)?;
             if row.reason.is_none() {
                 if view.ids.value(k) != row.id {
                     return Err(Error::NotComparable {
@@ -146,8 +153,8 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
         }
     }
     // Rows after the last with features: each one the backbone rejected.
-    while rows.peek_position()?.is_some() {
-        let row = out.backbone_outcome(rows.take(1)?.remove(0), &failed_path)?;
+    while let Some(row) = rows.next_if(|_| true)? {
+        let row = out.backbone_outcome(row, &failed_path)?;
         if row.reason.is_none() {
             return Err(Error::NotComparable {
                 a: rows_path,
@@ -210,8 +217,7 @@ struct InOrder {
 impl InOrder {
     /// `row` of the rows to score, with the backbone's reason when it rejected the row.
     fn backbone_outcome(&mut self, mut row: InputRow, failed_path: &Path) -> Result<InputRow> {
-        if self.failed.peek_position()? == Some(row.position) {
-            let failed = self.failed.take(1)?.remove(0);
+        if let Some(failed) = self.failed.next_if(|f| f.position == row.position)? {
             if failed.id != row.id {
                 return Err(graft_core::Error::Corrupt {
                     path: failed_path.to_owned(),
@@ -254,8 +260,7 @@ impl InOrder {
         sink: &mut Sink,
         layout: &Layout,
     ) -> Result<()> {
-        while self.rejects.peek_position()?.is_some_and(|p| position.is_none_or(|end| p < end)) {
-            let rejected = self.rejects.take(1)?.remove(0);
+        while let Some(rejected) = self.rejects.next_if(|r| position.is_none_or(|end| r.position < end))? {
             self.tally.reject(rejected.reason.as_deref().unwrap_or("unknown"));
             self.unwritten.push(rejected, None);
             self.unwritten.flush_when_full(sink, layout, labels)?;
@@ -334,20 +339,12 @@ impl Cursor {
         Ok(if self.fill()? { self.rows.front().map(|r| r.position) } else { None })
     }
 
-    fn take(&mut self, n: usize) -> Result<Vec<InputRow>> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            if !self.fill()? {
-                return Err(graft_core::Error::RowCount {
-                    path: self.reader.path().to_owned(),
-                    found: out.len() as u64,
-                    expected: n as u64,
-                }
-                .into());
-            }
-            out.push(self.rows.pop_front().expect("filled"));
-        }
-        Ok(out)
+    /// The next row if `wanted` takes it.
+    fn next_if(&mut self, wanted: impl Fn(&InputRow) -> bool) -> Result<Option<InputRow>> {
+        Ok(match self.fill()? && self.rows.front().is_some_and(wanted) {
+            true => self.rows.pop_front(),
+            false => None,
+        })
     }
 }
 
