@@ -162,6 +162,36 @@ fn predictions_on_the_test_split_equal_evaluate_exactly_and_the_bundle_travels()
 }
 
 #[test]
+fn labels_the_model_does_not_know_are_left_out_of_the_accuracy_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    let input = d.join("labelled.csv");
+    let rows = [
+        ["a", "a charming sharp movie", "pos"],
+        ["b", "dull and far too long", "neg"],
+        ["c", "a warm and lovely film", "pos"],
+        ["d", "tedious awful mess", "pos"],
+        ["e", "a film", "neutral"],
+        ["f", "a lovely film", "Pos"],
+        ["g", "a dull film", "neutral"],
+    ];
+    write_csv(&input, &["id", "text", "label"], &rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>());
+    let out = score(&model, &input, &d.join("scored"), "p.arrow", &["--id-column", "id"]);
+    let scored = read_arrow(&out);
+    let known: Vec<&Row> = scored.iter().filter(|r| matches!(r.2.as_deref(), Some("pos" | "neg"))).collect();
+    assert_eq!(known.len(), 4);
+    let right = known.iter().filter(|r| r.2 == r.3).count();
+    let drift: Value = serde_json::from_slice(&std::fs::read(d.join("scored/p.drift.json")).unwrap()).unwrap();
+    assert_eq!(drift["labelled"]["rows"], 4, "{drift}");
+    assert!((drift["labelled"]["accuracy"].as_f64().unwrap() - right as f64 / 4.0).abs() < 1e-12, "{drift}");
+    assert_eq!(drift["unknown_labels"], serde_json::json!({"rows": 3, "examples": ["Pos", "neutral"]}));
+    let warnings = drift["warnings"].to_string();
+    assert!(warnings.contains("3 labelled rows have a label that is none of the model's classes (`Pos`, `neutral`; the classes are `neg`, `pos`)"), "{warnings}");
+    assert_eq!(scored.len(), 7, "every row is still scored");
+}
+
+#[test]
 fn every_row_comes_out_once_in_order_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -30,8 +30,11 @@ pub struct Drift {
     /// Population stability index of the top probability against the test split's (none
     /// without a test summary in the bundle, or with fewer than [`PSI_MIN_ROWS`] scored rows).
     pub top_probability_psi: Option<f64>,
-    /// Accuracy on the scored rows whose input had a label (classification).
+    /// Accuracy on the scored rows whose input had a label the model knows (classification).
     pub labelled: Option<Labelled>,
+    /// Scored rows whose label is none of the model's classes, left out of the accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_labels: Option<UnknownLabels>,
     /// Plain-language warnings an operator should read.
     pub warnings: Vec<String>,
 }
@@ -42,6 +45,17 @@ pub struct Labelled {
     pub rows: u64,
     pub accuracy: f64,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnknownLabels {
+    pub rows: u64,
+    /// Such labels, the first [`UNKNOWN_LABEL_EXAMPLES`] in name order.
+    pub examples: Vec<String>,
+}
+
+/// Distinct unknown labels kept as examples (a free-text column must not fill memory).
+pub const UNKNOWN_LABEL_EXAMPLES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

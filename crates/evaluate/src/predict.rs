@@ -507,9 +507,13 @@ impl Sink {
 struct Tally {
     read: u64,
     scored: u64,
-    /// Scored rows whose input had a label, and those predicted right (classification).
+    /// Scored rows whose input had a label of the model's, and those predicted right
+    /// (classification); rows with another label, and the first few distinct such labels.
     labelled: u64,
     correct: u64,
+    unknown_labels: u64,
+    unknown_examples: std::collections::BTreeSet<String>,
+    unknown_more: bool,
     rejected: BTreeMap<String, u64>,
     predicted: Vec<u64>,
     low: u64,
@@ -523,6 +527,9 @@ impl Tally {
             scored: 0,
             labelled: 0,
             correct: 0,
+            unknown_labels: 0,
+            unknown_examples: Default::default(),
+            unknown_more: false,
             rejected: BTreeMap::new(),
             predicted: vec![0; classes],
             low: 0,
@@ -540,9 +547,22 @@ impl Tally {
         self.scored += 1;
         if let Score::Classes(p) = score {
             let c = graft_core::numeric::argmax(p);
-            if let Some(label) = label {
-                self.labelled += 1;
-                self.correct += u64::from(labels[c] == label);
+            match label {
+                Some(label) if labels.iter().any(|l| l == label) => {
+                    self.labelled += 1;
+                    self.correct += u64::from(labels[c] == label);
+                }
+                Some(label) => {
+                    self.unknown_labels += 1;
+                    if !self.unknown_examples.contains(label) {
+                        self.unknown_examples.insert(label.to_owned());
+                        if self.unknown_examples.len() > drift::UNKNOWN_LABEL_EXAMPLES {
+                            self.unknown_examples.pop_last();
+                            self.unknown_more = true;
+                        }
+                    }
+                }
+                None => {}
             }
             self.predicted[c] += 1;
             self.low += u64::from(p[c] < threshold);
@@ -597,6 +617,23 @@ impl Tally {
                 ));
             }
         }
+        let unknown_labels = (self.unknown_labels > 0).then(|| drift::UnknownLabels {
+            rows: self.unknown_labels,
+            examples: self.unknown_examples.into_iter().collect(),
+        });
+        if let Some(u) = &unknown_labels {
+            let listed = |names: &[String], more: bool| {
+                let quoted: Vec<String> = names.iter().map(|l| format!("`{l}`")).collect();
+                format!("{}{}", quoted.join(", "), if more { ", ..." } else { "" })
+            };
+            let shown = info.labels.len().min(drift::UNKNOWN_LABEL_EXAMPLES * 2);
+            warnings.push(format!(
+                "{} labelled rows have a label that is none of the model's classes ({}; the classes are {}): the accuracy leaves them out",
+                u.rows,
+                listed(&u.examples, self.unknown_more),
+                listed(&info.labels[..shown], shown < info.labels.len()),
+            ));
+        }
         let rejected: u64 = self.rejected.values().sum();
         if rejected > 0 {
             warnings.push(format!("{rejected} of {} rows could not be scored (see the `reason` column)", self.read));
@@ -611,6 +648,7 @@ impl Tally {
             top_probability_psi: psi,
             labelled: (self.labelled > 0)
                 .then(|| Labelled { rows: self.labelled, accuracy: self.correct as f64 / self.labelled as f64 }),
+            unknown_labels,
             warnings,
         }
     }
