@@ -176,3 +176,49 @@ fn trained_layers_learn_a_regression_target_with_mse() {
     // Better than predicting train's mean, on the rows it was fitted to.
     assert!(r2 > 0.3, "train R² {r2}");
 }
+
+#[test]
+fn scoring_rows_with_targets_reports_the_error_on_the_numeric_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    prepare(dir.path());
+    let spec = fixture("tiny/tiny.yaml");
+    ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&d("ridge")), "--head", "ridge", "-q"]);
+    ok("graft-evaluate", &["--head", s(&d("ridge")), "--features", s(&d("features")), "--out", s(&d("eval")), "-q"]);
+    #[rustfmt::skip]
+    ok("graft-evaluate", &["bundle", "--head", s(&d("ridge")), "--spec", s(&spec), "--data", s(&d("data")),
+        "--eval", s(&d("eval")), "--out", s(&d("model"))]);
+    // New rows with their targets; two of them hold words.
+    let text = std::fs::read_to_string(d("scored.csv")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .take(13)
+        .enumerate()
+        .map(|(i, l)| match i {
+            4 => l.rsplit_once(',').map(|(head, _)| format!("{head},lots")).unwrap(),
+            9 => l.rsplit_once(',').map(|(head, _)| format!("{head},n/a")).unwrap(),
+            _ => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(d("new.csv"), lines.join("\n") + "\n").unwrap();
+    let out = d("scored/p.csv");
+    #[rustfmt::skip]
+    ok("graft", &["predict", "--bundle", s(&d("model")), "--input", s(&d("new.csv")), "--id-column", "id",
+        "--out", s(&out)]);
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let (mut abs, mut sq, mut n) = (0.0, 0.0, 0.0);
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        if let Ok(target) = rec.get(2).unwrap().parse::<f64>() {
+            let pred: f64 = rec.get(3).unwrap().parse().unwrap();
+            (abs, sq, n) = (abs + (pred - target).abs(), sq + (pred - target).powi(2), n + 1.0);
+        }
+    }
+    assert_eq!(n, 10.0, "twelve rows, two without a numeric target");
+    let drift = json(&d("scored/p.drift.json"));
+    assert_eq!(drift["labelled"]["rows"], 10, "{drift}");
+    assert!((drift["labelled"]["mae"].as_f64().unwrap() - abs / n).abs() < 1e-9, "{drift}");
+    assert!((drift["labelled"]["rmse"].as_f64().unwrap() - (sq / n).sqrt()).abs() < 1e-9, "{drift}");
+    assert_eq!(drift["unknown_labels"], serde_json::json!({"rows": 2, "examples": ["lots", "n/a"]}));
+    assert!(drift["warnings"].to_string().contains("2 labelled rows have a label that is not a number"), "{drift}");
+}

@@ -30,9 +30,10 @@ pub struct Drift {
     /// Population stability index of the top probability against the test split's (none
     /// without a test summary in the bundle, or with fewer than [`PSI_MIN_ROWS`] scored rows).
     pub top_probability_psi: Option<f64>,
-    /// Accuracy on the scored rows whose input had a label the model knows (classification).
+    /// Accuracy (classification) or error (regression) on the scored rows whose input had a
+    /// label the model knows: one of its classes, or a finite number.
     pub labelled: Option<Labelled>,
-    /// Scored rows whose label is none of the model's classes, left out of the accuracy.
+    /// Scored rows with another label, left out of `labelled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_labels: Option<UnknownLabels>,
     /// Plain-language warnings an operator should read.
@@ -43,7 +44,14 @@ pub struct Drift {
 #[serde(deny_unknown_fields)]
 pub struct Labelled {
     pub rows: u64,
-    pub accuracy: f64,
+    /// Classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Regression: mean absolute and root-mean-square error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

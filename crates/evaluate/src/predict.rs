@@ -511,6 +511,9 @@ struct Tally {
     /// (classification); rows with another label, and the first few distinct such labels.
     labelled: u64,
     correct: u64,
+    /// Sums over labelled rows (regression).
+    absolute_error: f64,
+    squared_error: f64,
     unknown_labels: u64,
     unknown_examples: std::collections::BTreeSet<String>,
     unknown_more: bool,
@@ -527,6 +530,8 @@ impl Tally {
             scored: 0,
             labelled: 0,
             correct: 0,
+            absolute_error: 0.0,
+            squared_error: 0.0,
             unknown_labels: 0,
             unknown_examples: Default::default(),
             unknown_more: false,
@@ -545,28 +550,42 @@ impl Tally {
     fn score(&mut self, score: &Score, threshold: f64, label: Option<&str>, labels: &[String]) {
         self.read += 1;
         self.scored += 1;
-        if let Score::Classes(p) = score {
-            let c = graft_core::numeric::argmax(p);
-            match label {
-                Some(label) if labels.iter().any(|l| l == label) => {
-                    self.labelled += 1;
-                    self.correct += u64::from(labels[c] == label);
-                }
-                Some(label) => {
-                    self.unknown_labels += 1;
-                    if !self.unknown_examples.contains(label) {
-                        self.unknown_examples.insert(label.to_owned());
-                        if self.unknown_examples.len() > drift::UNKNOWN_LABEL_EXAMPLES {
-                            self.unknown_examples.pop_last();
-                            self.unknown_more = true;
-                        }
+        match score {
+            Score::Classes(p) => {
+                let c = graft_core::numeric::argmax(p);
+                match label {
+                    Some(label) if labels.iter().any(|l| l == label) => {
+                        self.labelled += 1;
+                        self.correct += u64::from(labels[c] == label);
                     }
+                    Some(label) => self.unknown(label),
+                    None => {}
                 }
-                None => {}
+                self.predicted[c] += 1;
+                self.low += u64::from(p[c] < threshold);
+                self.top.push(p[c]);
             }
-            self.predicted[c] += 1;
-            self.low += u64::from(p[c] < threshold);
-            self.top.push(p[c]);
+            Score::Value(v) => match label.map(|l| (l, l.trim().parse::<f64>().ok().filter(|t| t.is_finite()))) {
+                Some((_, Some(target))) => {
+                    self.labelled += 1;
+                    self.absolute_error += (v - target).abs();
+                    self.squared_error += (v - target).powi(2);
+                }
+                Some((label, None)) => self.unknown(label),
+                None => {}
+            },
+        }
+    }
+
+    /// A labelled row whose label the model cannot be scored against.
+    fn unknown(&mut self, label: &str) {
+        self.unknown_labels += 1;
+        if !self.unknown_examples.contains(label) {
+            self.unknown_examples.insert(label.to_owned());
+            if self.unknown_examples.len() > drift::UNKNOWN_LABEL_EXAMPLES {
+                self.unknown_examples.pop_last();
+                self.unknown_more = true;
+            }
         }
     }
 
@@ -627,12 +646,18 @@ impl Tally {
                 format!("{}{}", quoted.join(", "), if more { ", ..." } else { "" })
             };
             let shown = info.labels.len().min(drift::UNKNOWN_LABEL_EXAMPLES * 2);
-            warnings.push(format!(
-                "{} labelled rows have a label that is none of the model's classes ({}; the classes are {}): the accuracy leaves them out",
-                u.rows,
-                listed(&u.examples, self.unknown_more),
-                listed(&info.labels[..shown], shown < info.labels.len()),
-            ));
+            let expected = match info.task {
+                Task::Classification => format!(
+                    "that is none of the model's classes ({}; the classes are {}): the accuracy leaves them out",
+                    listed(&u.examples, self.unknown_more),
+                    listed(&info.labels[..shown], shown < info.labels.len()),
+                ),
+                Task::Regression => format!(
+                    "that is not a number ({}): the error leaves them out",
+                    listed(&u.examples, self.unknown_more)
+                ),
+            };
+            warnings.push(format!("{} labelled rows have a label {expected}", u.rows));
         }
         let rejected: u64 = self.rejected.values().sum();
         if rejected > 0 {
@@ -646,8 +671,23 @@ impl Tally {
             classes,
             low_confidence: LowConfidence { threshold, share: self.low as f64 / n },
             top_probability_psi: psi,
-            labelled: (self.labelled > 0)
-                .then(|| Labelled { rows: self.labelled, accuracy: self.correct as f64 / self.labelled as f64 }),
+            labelled: (self.labelled > 0).then(|| {
+                let rows = self.labelled as f64;
+                match info.task {
+                    Task::Classification => Labelled {
+                        rows: self.labelled,
+                        accuracy: Some(self.correct as f64 / rows),
+                        mae: None,
+                        rmse: None,
+                    },
+                    Task::Regression => Labelled {
+                        rows: self.labelled,
+                        accuracy: None,
+                        mae: Some(self.absolute_error / rows),
+                        rmse: Some((self.squared_error / rows).sqrt()),
+                    },
+                }
+            }),
             unknown_labels,
             warnings,
         }
@@ -676,7 +716,15 @@ pub fn render(d: &Drift) -> String {
     }
     s.push('\n');
     if let Some(l) = &d.labelled {
-        s.push_str(&format!("accuracy on the {} labelled rows: {:.4}\n", l.rows, l.accuracy));
+        if let Some(accuracy) = l.accuracy {
+            s.push_str(&format!("accuracy on the {} labelled rows: {accuracy:.4}\n", l.rows));
+        }
+        if let (Some(mae), Some(rmse)) = (l.mae, l.rmse) {
+            s.push_str(&format!(
+                "on the {} rows with a target: mean absolute error {mae:.4}, RMSE {rmse:.4}\n",
+                l.rows
+            ));
+        }
     }
     for w in &d.warnings {
         s.push_str(&format!("warning: {w}\n"));
