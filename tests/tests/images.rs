@@ -602,3 +602,94 @@ fn a_flipped_byte_in_an_image_split_is_refused_naming_it() {
     std::fs::write(&split, &good).unwrap();
     ok("graft-backbone", &[&backbone[..], &["-q"]].concat());
 }
+
+#[test]
+fn class_folders_are_walked_to_any_depth_and_hidden_or_looping_entries_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let input = d("in");
+    for sub in ["cat/2024/may", "dog", ".ipynb_checkpoints", "dog/.cache"] {
+        std::fs::create_dir_all(input.join(sub)).unwrap();
+    }
+    let copy = |from: &str, to: &str| std::fs::copy(images(from), input.join(to)).unwrap();
+    copy("folder/cat/00.png", "cat/00.png");
+    copy("folder/cat/01.png", "cat/2024/01.png");
+    copy("folder/cat/02.png", "cat/2024/may/02.png");
+    copy("folder/dog/00.png", "dog/00.png");
+    copy("folder/dog/01.png", "dog/01.png");
+    copy("folder/dog/02.png", "dog/.cache/02.png");
+    copy("folder/dog/03.png", ".ipynb_checkpoints/03.png");
+    copy("folder/cat/03.png", "loose.png");
+    // Links from inside a class: back to the whole folder, to another class (neither is
+    // followed), and to a folder outside (followed).
+    std::os::unix::fs::symlink("../..", input.join("cat/2024/up")).unwrap();
+    std::os::unix::fs::symlink("../dog", input.join("cat/dogs")).unwrap();
+    std::fs::create_dir_all(d("outside")).unwrap();
+    std::fs::copy(images("folder/cat/04.png"), d("outside/04.png")).unwrap();
+    std::os::unix::fs::symlink("../../outside", input.join("cat/more")).unwrap();
+    let spec = images("tiny-cnn.yaml");
+    let out = ok(
+        "graft-preprocess",
+        &[
+            "--input",
+            s(&input),
+            "--spec",
+            s(&spec),
+            "--out",
+            s(&d("data")),
+            "--val-fraction",
+            "0",
+            "--test-fraction",
+            "0",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    for named in [".ipynb_checkpoints", "dog/.cache", "cat/2024/up", "cat/dogs", "images directly in"] {
+        assert!(log.contains(named), "{named} is named: {log}");
+    }
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    let got = all(&d("features"));
+    let ids: Vec<(&str, &str)> = got.iter().map(|(id, (label, _))| (id.as_str(), label.as_str())).collect();
+    assert_eq!(
+        ids,
+        [
+            ("cat/00.png", "cat"),
+            ("cat/2024/01.png", "cat"),
+            ("cat/2024/may/02.png", "cat"),
+            ("cat/more/04.png", "cat"),
+            ("dog/00.png", "dog"),
+            ("dog/01.png", "dog")
+        ]
+    );
+    // Scoring the same folder: the same images, and the loose one without a label.
+    let model = {
+        let (head, eval, model) = (d("head"), d("eval"), d("model"));
+        ok("graft-finetune", &["--features", s(&d("features")), "--out", s(&head), "--c", "1", "-q"]);
+        ok(
+            "graft-evaluate",
+            &["--head", s(&head), "--features", s(&d("features")), "--split", "train", "--out", s(&eval), "-q"],
+        );
+        #[rustfmt::skip]
+        ok("graft-evaluate", &["bundle", "--head", s(&head), "--spec", s(&spec), "--data", s(&d("data")),
+            "--eval", s(&eval), "--out", s(&model)]);
+        model
+    };
+    let scored = d("scored.csv");
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--out", s(&scored)]);
+    let mut reader = csv::Reader::from_path(&scored).unwrap();
+    let rows: Vec<(String, String)> = reader
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| (r.get(1).unwrap().to_owned(), r.get(2).unwrap().to_owned()))
+        .collect();
+    let want = [
+        ("cat/00.png", "cat"),
+        ("cat/2024/01.png", "cat"),
+        ("cat/2024/may/02.png", "cat"),
+        ("cat/more/04.png", "cat"),
+        ("dog/00.png", "dog"),
+        ("dog/01.png", "dog"),
+        ("loose.png", ""),
+    ];
+    assert_eq!(rows, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
+}

@@ -11,7 +11,6 @@ use graft_core::artifact::{ArtifactWriter, ImageSource, Provenance, REJECTS, ROW
 use graft_core::bundle::Bundle;
 use graft_core::columns;
 use graft_core::progress::Progress;
-use graft_imaging::EXTENSIONS;
 
 use crate::error::{Error, Result};
 use crate::image_refs::Source;
@@ -30,36 +29,23 @@ struct Image {
     extra: Vec<Option<String>>,
 }
 
-/// Images directly in `root` (no label) and in its subfolders (the subfolder's name as the
-/// label), in name order; ids are the paths under `root`.
+/// Images directly in `root` (no label) and under its subfolders at any depth (the
+/// subfolder's name as the label), in name order; ids are the paths under `root`.
 fn folder(root: &Path) -> Result<Vec<Image>> {
-    let read = |p: &Path| -> Result<Vec<PathBuf>> {
-        let mut entries: Vec<PathBuf> = fs_err::read_dir(p)
-            .map_err(|source| graft_core::Error::Read { path: p.to_owned(), source })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        Ok(entries)
-    };
-    let is_image = |p: &Path| {
-        p.extension().is_some_and(|e| EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
-    };
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut images = Vec::new();
-    for entry in read(root)? {
-        if entry.is_dir() {
-            let label = name(&entry);
-            for file in read(&entry)?.into_iter().filter(|f| is_image(f)) {
-                let id = format!("{label}/{}", name(&file));
-                images.push(Image {
-                    id: id.clone(),
-                    label: Some(label.clone()),
-                    source: Source::File(id),
-                    extra: Vec::new(),
-                });
+    let mut folder = crate::folder::list(root)?;
+    for entry in std::mem::take(&mut folder.entries) {
+        match entry {
+            crate::folder::Entry::Class(class) => {
+                let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                for id in folder.class_images(&class)? {
+                    let source = Source::File(id.clone());
+                    images.push(Image { id, label: Some(label.clone()), source, extra: Vec::new() });
+                }
             }
-        } else if is_image(&entry) {
-            images.push(Image { id: name(&entry), label: None, source: Source::File(name(&entry)), extra: Vec::new() });
+            crate::folder::Entry::Image(name) => {
+                images.push(Image { id: name.clone(), label: None, source: Source::File(name), extra: Vec::new() })
+            }
         }
     }
     Ok(images)

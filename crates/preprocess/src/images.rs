@@ -21,7 +21,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use graft_core::artifact::{ArtifactWriter, Augment, ImageSource, Provenance, Task};
 use graft_core::progress::Progress;
-use graft_imaging::EXTENSIONS;
 
 use crate::image_refs::{ImageRef, Source};
 use crate::{Config, Error, Result, Split, Summary, split};
@@ -36,35 +35,28 @@ struct Item {
     source: Source,
 }
 
-fn read_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| graft_core::Error::Read { path: path.to_owned(), source }.into()
-}
-
-/// Images under `root/<label>/`, labels and files in name order, a class at a time; ids are
-/// `label/file`.
+/// Images under `root/<label>/` at any depth, labels and paths in name order, a class at a
+/// time; ids are the paths under `root`. Images directly in `root` have no class: they are
+/// named in a warning and not read.
 fn list_folder(root: &Path, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
-    let mut classes: Vec<PathBuf> = fs_err::read_dir(root)
-        .map_err(read_err(root))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    classes.sort();
-    for class in classes {
+    use crate::folder::Entry;
+    let mut folder = crate::folder::list(root)?;
+    let entries = std::mem::take(&mut folder.entries);
+    let loose: Vec<&String> =
+        entries.iter().filter_map(|e| if let Entry::Image(n) = e { Some(n) } else { None }).collect();
+    if let Some(first) = loose.first() {
+        tracing::warn!(
+            "skipping the images directly in {} ({}: `{first}`, ...): a training image goes in its class's folder",
+            root.display(),
+            loose.len()
+        );
+    }
+    for class in entries.iter().filter_map(|e| if let Entry::Class(p) = e { Some(p) } else { None }) {
         let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut files: Vec<String> = fs_err::read_dir(&class)
-            .map_err(read_err(&class))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|e| EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
-            })
-            .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-            .collect();
-        files.sort();
+        let files = folder.class_images(class)?;
         for chunk in files.chunks(BATCH_ROWS) {
-            let items = chunk.iter().map(|file| {
-                let id = format!("{label}/{file}");
-                Item { id: id.clone(), label: label.clone(), source: Source::File(id) }
-            });
+            let items =
+                chunk.iter().map(|id| Item { id: id.clone(), label: label.clone(), source: Source::File(id.clone()) });
             each(items.collect())?;
         }
     }

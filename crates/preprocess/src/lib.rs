@@ -3,6 +3,7 @@
 mod archive;
 mod clean;
 mod error;
+mod folder;
 mod image_refs;
 mod image_rows;
 pub mod images;
