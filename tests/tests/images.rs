@@ -693,3 +693,33 @@ fn class_folders_are_walked_to_any_depth_and_hidden_or_looping_entries_named() {
     ];
     assert_eq!(rows, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
 }
+
+#[test]
+fn hidden_entries_of_an_archive_are_named_not_read() {
+    // What macOS Finder writes beside each file of a zip (`__MACOSX/.../._name`, metadata
+    // named like the image), and a dotfile image: neither is a class nor an image to read.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(d("photos.zip")).unwrap());
+    for name in ["cat/00.png", "cat/01.png", "dog/00.png", "dog/01.png", "__MACOSX/cat/._00.png", "cat/.01.png"] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+        let fixture = name.trim_start_matches("__MACOSX/").replace("._", "").replace("/.", "/");
+        let bytes = std::fs::read(images(&format!("folder/{fixture}"))).unwrap();
+        let bytes = if name.starts_with("__MACOSX") { b"\x00\x05\x16\x07 Mac OS X metadata".to_vec() } else { bytes };
+        std::io::Write::write_all(&mut zip, &bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    let spec = images("tiny-cnn.yaml");
+    #[rustfmt::skip]
+    let out = ok("graft-preprocess", &["--input", s(&d("photos.zip")), "--spec", s(&spec), "--out", s(&d("data")),
+        "--val-fraction", "0", "--test-fraction", "0"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("skipping 2 hidden entries of") && log.contains("`__MACOSX/cat/._00.png`"), "{log}");
+    assert!(!log.contains("skipping unreadable"), "nothing is listed as unreadable: {log}");
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
+    let got = all(&d("features"));
+    let ids: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(ids, ["cat/00.png", "cat/01.png", "dog/00.png", "dog/01.png"]);
+    let (prov, _) = read_features(&d("features/train.arrow"));
+    assert_eq!(prov.labels, ["cat", "dog"]);
+}

@@ -29,18 +29,25 @@ fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {
 
 /// Calls `each` with the archive's image entries, `chunk` at a time, in order.
 pub(crate) fn entries(path: &Path, chunk: usize, each: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()> {
-    entries_in(path, 0..usize::MAX, chunk, &mut |_, entries| each(entries))
+    entries_in(path, 0..usize::MAX, chunk, Hidden::Named, &mut |_, entries| each(entries))
 }
 
 /// The names of the archive's image entries, in the order [`entries`] gives them (their
 /// bytes are not read, beyond what a compressed tar must be read through).
 pub(crate) fn names(path: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    walk(path, &mut |name, _| {
+    walk(path, Hidden::Named, &mut |name, _| {
         names.push(name);
         Ok(Walk::Skip)
     })?;
     Ok(names)
+}
+
+/// Whether a walk names the hidden image entries it skips (once a run is enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hidden {
+    Named,
+    Quiet,
 }
 
 /// Calls `each` with the image entries at positions `range` (counting image entries
@@ -49,10 +56,11 @@ pub(crate) fn entries_in(
     path: &Path,
     range: std::ops::Range<usize>,
     chunk: usize,
+    hidden: Hidden,
     each: &mut dyn FnMut(usize, Vec<Entry>) -> Result<()>,
 ) -> Result<()> {
     let (mut at, mut first, mut batch) = (0usize, range.start, Vec::new());
-    walk(path, &mut |name, read| {
+    walk(path, hidden, &mut |name, read| {
         let position = at;
         at += 1;
         if position < range.start {
@@ -80,14 +88,26 @@ enum Walk {
     Stop,
 }
 
-/// Calls `visit` with each image entry's name and a reader of its bytes, in order.
-fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result<Walk>) -> Result<()> {
+/// Calls `visit` with each image entry's name and a reader of its bytes, in order; entries
+/// under a hidden folder or hidden themselves are skipped.
+fn walk(path: &Path, hidden: Hidden, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result<Walk>) -> Result<()> {
     let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
     let lower = path.to_string_lossy().to_ascii_lowercase();
+    // Hidden image entries skipped, and the first.
+    let mut skipped: (usize, Option<String>) = (0, None);
+    let mut read_here = |name: &str| {
+        let hides = name.split('/').any(crate::folder::hidden_name);
+        if hides && is_image(name) && hidden == Hidden::Named {
+            skipped.0 += 1;
+            skipped.1.get_or_insert_with(|| name.to_owned());
+        }
+        is_image(name) && !hides
+    };
     if lower.ends_with(".zip") {
         let mut zip = zip::ZipArchive::new(file).map_err(|e| corrupt(path, e))?;
-        let mut names: Vec<String> = zip.file_names().filter(|n| is_image(n)).map(str::to_owned).collect();
+        let mut names: Vec<String> = zip.file_names().filter(|n| read_here(n)).map(str::to_owned).collect();
         names.sort();
+        report_hidden(path, &skipped);
         for name in names {
             let mut read = || match zip.by_name(&name) {
                 Ok(mut entry) => {
@@ -111,7 +131,7 @@ fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result
             continue;
         }
         let name = entry.path().map_err(|e| corrupt(path, e))?.to_string_lossy().into_owned();
-        if !is_image(&name) {
+        if !read_here(&name) {
             continue;
         }
         let size = entry.size();
@@ -123,7 +143,14 @@ fn walk(path: &Path, visit: &mut dyn FnMut(String, &mut ReadEntry<'_>) -> Result
     // cover every byte: reading through them refuses a corrupt stream, whose images would
     // otherwise be decoded from changed bytes.
     std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(|e| corrupt(path, e))?;
+    report_hidden(path, &skipped);
     Ok(())
+}
+
+fn report_hidden(archive: &Path, (count, first): &(usize, Option<String>)) {
+    if let Some(first) = first {
+        tracing::warn!("skipping {count} hidden entries of {} (`{first}`, ...)", archive.display());
+    }
 }
 
 /// The folder part of an entry's name, which is its label (`label/file.png`), if any.

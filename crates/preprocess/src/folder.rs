@@ -1,6 +1,7 @@
 //! Image folders: a subfolder per class, walked to any depth as torchvision's `ImageFolder`
 //! and Keras do (so a folder reads like an archive of it). Hidden entries (`.name`, such as
-//! `.ipynb_checkpoints`) are neither classes nor read, and are named in a warning. Symbolic
+//! `.ipynb_checkpoints`, and `__MACOSX`) are neither classes nor read, and are named in a
+//! warning. Symbolic
 //! links are followed, but a folder is read once: a link to the input folder, to a class
 //! folder or to a folder already read is named and not followed.
 
@@ -15,7 +16,13 @@ fn is_image(path: &Path) -> bool {
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    path.file_name().is_some_and(|n| hidden_name(&n.to_string_lossy()))
+}
+
+/// A name that hides its entry: `.name`, or `__MACOSX` (where macOS puts the `._name`
+/// metadata files it adds beside each file of a zip).
+pub(crate) fn hidden_name(name: &str) -> bool {
+    name.starts_with('.') || name == "__MACOSX"
 }
 
 fn name(path: &Path) -> String {

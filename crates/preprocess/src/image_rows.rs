@@ -201,13 +201,19 @@ pub fn run(
     };
     if archive {
         // An archive's bytes are read a chunk at a time, in the listing's order.
-        crate::archive::entries_in(&cfg.rows.input, range.clone(), CHUNK, &mut |start, entries| {
-            if entries.iter().zip(&images[start..]).any(|((name, _), listed)| *name != listed.id) {
-                return Err(Error::Changed { path: cfg.rows.input.clone() });
-            }
-            let sources: Vec<Source> = entries.into_iter().map(|(_, bytes)| Source::Encoded(bytes)).collect();
-            chunk_of(start, sources.iter().collect())
-        })?;
+        crate::archive::entries_in(
+            &cfg.rows.input,
+            range.clone(),
+            CHUNK,
+            crate::archive::Hidden::Quiet,
+            &mut |start, entries| {
+                if entries.iter().zip(&images[start..]).any(|((name, _), listed)| *name != listed.id) {
+                    return Err(Error::Changed { path: cfg.rows.input.clone() });
+                }
+                let sources: Vec<Source> = entries.into_iter().map(|(_, bytes)| Source::Encoded(bytes)).collect();
+                chunk_of(start, sources.iter().collect())
+            },
+        )?;
     } else {
         for start in range.clone().step_by(CHUNK) {
             chunk_of(start, images[start..(start + CHUNK).min(range.end)].iter().map(|i| &i.source).collect())?;
