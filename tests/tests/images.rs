@@ -628,21 +628,9 @@ fn class_folders_are_walked_to_any_depth_and_hidden_or_looping_entries_named() {
     std::fs::copy(images("folder/cat/04.png"), d("outside/04.png")).unwrap();
     std::os::unix::fs::symlink("../../outside", input.join("cat/more")).unwrap();
     let spec = images("tiny-cnn.yaml");
-    let out = ok(
-        "graft-preprocess",
-        &[
-            "--input",
-            s(&input),
-            "--spec",
-            s(&spec),
-            "--out",
-            s(&d("data")),
-            "--val-fraction",
-            "0",
-            "--test-fraction",
-            "0",
-        ],
-    );
+    #[rustfmt::skip]
+    let out = ok("graft-preprocess", &["--input", s(&input), "--spec", s(&spec), "--out", s(&d("data")),
+        "--val-fraction", "0", "--test-fraction", "0"]);
     let log = String::from_utf8_lossy(&out.stderr);
     for named in [".ipynb_checkpoints", "dog/.cache", "cat/2024/up", "cat/dogs", "images directly in"] {
         assert!(log.contains(named), "{named} is named: {log}");

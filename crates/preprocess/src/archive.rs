@@ -18,9 +18,7 @@ pub(crate) fn is_archive(path: &Path) -> bool {
 }
 
 fn is_image(name: &str) -> bool {
-    Path::new(name)
-        .extension()
-        .is_some_and(|e| graft_imaging::EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+    crate::folder::is_image(Path::new(name))
 }
 
 fn corrupt(path: &Path, message: impl std::fmt::Display) -> Error {

@@ -1,16 +1,16 @@
 //! Image folders: a subfolder per class, walked to any depth as torchvision's `ImageFolder`
 //! and Keras do (so a folder reads like an archive of it). Hidden entries (`.name`, such as
 //! `.ipynb_checkpoints`, and `__MACOSX`) are neither classes nor read, and are named in a
-//! warning. Symbolic
-//! links are followed, but a folder is read once: a link to the input folder, to a class
-//! folder or to a folder already read is named and not followed.
+//! warning. Symbolic links are followed, but a folder is read once: a link to the input
+//! folder, to a class folder or to a folder already read is named and not followed.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-fn is_image(path: &Path) -> bool {
+/// Whether a file is taken as an image, by its extension.
+pub(crate) fn is_image(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| graft_imaging::EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
 }
@@ -59,7 +59,7 @@ pub(crate) fn list(root: &Path) -> Result<Folder> {
     for path in paths {
         if is_hidden(&path) {
             if path.is_dir() || is_image(&path) {
-                tracing::warn!("skipping hidden {}", path.display());
+                tracing::warn!("skipping {}: hidden", path.display());
             }
         } else if path.is_dir() {
             folder.seen.insert(std::fs::canonicalize(&path).map_err(read(&path))?);
