@@ -2,7 +2,7 @@
 //! order. Files are hashed in parallel, and a file whose size and modification time are
 //! those recorded in the hash cache is not read again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
@@ -70,7 +70,10 @@ impl HashCache {
             return self.file_hash(path);
         }
         let mut files = Vec::new();
-        collect(path, path, &mut files)?;
+        let mut seen =
+            HashSet::from([std::fs::canonicalize(path)
+                .map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?]);
+        collect(path, path, &mut seen, &mut files)?;
         files.sort();
         let hashes: Vec<String> = files.par_iter().map(|rel| self.file_hash(&path.join(rel))).collect::<Result<_>>()?;
         let mut hasher = blake3::Hasher::new();
@@ -83,17 +86,23 @@ impl HashCache {
     }
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The files under `dir`, in name order, links followed; a folder reached again through a
+/// link (a loop, or two links to one folder) is taken once, where name order first reaches it.
+fn collect(root: &Path, dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<()> {
     let read = |source| graft_core::Error::Read { path: dir.to_owned(), source };
+    let mut paths = Vec::new();
     for entry in fs_err::read_dir(dir).map_err(read)? {
-        let entry = entry.map_err(read)?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().ends_with(".partial") {
+        paths.push(entry.map_err(read)?.path());
+    }
+    paths.sort();
+    for path in paths {
+        if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".partial")) {
             continue;
         }
         if path.is_dir() {
-            collect(root, &path, out)?;
+            if std::fs::canonicalize(&path).is_ok_and(|canonical| seen.insert(canonical)) {
+                collect(root, &path, seen, out)?;
+            }
         } else {
             out.push(path.strip_prefix(root).expect("under root").to_owned());
         }
@@ -133,6 +142,27 @@ mod tests {
             let err = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("an answer, not a hang").unwrap_err();
             assert!(err.contains("zero` is not a regular file or a folder"), "{err}");
         }
+    }
+
+    #[test]
+    fn links_back_into_a_folder_are_hashed_once_not_followed_forever() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("s/t")).unwrap();
+        std::fs::write(d.path().join("s/t/a"), b"1").unwrap();
+        let plain = HashCache::default().path_hash(d.path()).unwrap();
+        // Two links up from the deepest folder: followed blindly, 2^40 paths.
+        std::os::unix::fs::symlink("..", d.path().join("s/t/up1")).unwrap();
+        std::os::unix::fs::symlink("../..", d.path().join("s/t/up2")).unwrap();
+        let path = d.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(HashCache::default().path_hash(&path).map_err(|e| e.to_string())));
+        let looped = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("an answer, not a hang").unwrap();
+        assert_eq!(looped, plain, "the links lead only to folders hashed already");
+        // A link to a folder outside is followed.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("b"), b"2").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("s/out")).unwrap();
+        assert_ne!(HashCache::default().path_hash(d.path()).unwrap(), plain);
     }
 
     #[test]
