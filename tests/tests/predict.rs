@@ -192,6 +192,28 @@ fn labels_the_model_does_not_know_are_left_out_of_the_accuracy_and_named() {
 }
 
 #[test]
+fn a_night_with_no_rows_or_none_scorable_gives_empty_predictions_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = bundled(d);
+    write_csv(&d.join("none.csv"), &["id", "text"], &[]);
+    write_csv(&d.join("blank.csv"), &["id", "text"], &[vec!["a", ""], vec!["b", "   "]]);
+    let predict = |input: &str, out: &str| {
+        let (input, out) = (d.join(input), d.join(out));
+        ok("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--id-column", "id", "--out", s(&out)]);
+        let drift: Value = serde_json::from_slice(&std::fs::read(out.with_extension("drift.json")).unwrap()).unwrap();
+        (std::fs::read_to_string(&out).unwrap(), drift)
+    };
+    let (csv, drift) = predict("none.csv", "none/p.csv");
+    assert_eq!(csv, "row,id,label,pred,top_probability,prob_neg,prob_pos,reason\n", "the header alone");
+    assert_eq!((&drift["rows_read"], &drift["scored"]), (&Value::from(0), &Value::from(0)));
+    assert_eq!(drift["warnings"], serde_json::json!(["no rows to score"]), "no class-share warnings");
+    let (csv, drift) = predict("blank.csv", "blank/p.csv");
+    assert_eq!(csv.lines().skip(1).collect::<Vec<_>>(), ["0,a,,,,,,empty text", "1,b,,,,,,empty text"]);
+    assert_eq!(drift["rejected"]["empty text"], 2, "{drift}");
+}
+
+#[test]
 fn every_row_comes_out_once_in_order_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -396,6 +418,11 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
     std::fs::remove_file(features.join("rejects.arrow")).unwrap();
     let err = user_error("graft-evaluate", &args);
     assert!(err.contains("not the `rejects.arrow`") && err.contains("rerun graft-backbone"), "{err}");
+    // A folder with no images: no rows, and no failure.
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let (done, out, _) = predict(&d.join("empty"), "empty", &[]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(read_arrow(&out).is_empty());
     // With --strict the first fails the run, named, and nothing is written.
     let (failed, out, _) = predict(&new, "strict", &["--strict"]);
     let err = String::from_utf8_lossy(&failed.stderr);

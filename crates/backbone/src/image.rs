@@ -295,15 +295,24 @@ pub struct Embedded {
     pub rejects: Vec<RecordBatch>,
 }
 
-/// Embeds one split of images. With `reject` (rows to score), a row whose image cannot be
-/// decoded is left out of the features and returned among the rejects; the features then go
-/// through a spill file, as their count is known only at the end.
+/// What a split of images is embedded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A training, validation or test split: every image must decode.
+    Train,
+    /// Rows to score, which may be none. With `reject`, a row whose image cannot be decoded
+    /// is left out of the features and returned among the rejects.
+    Score { reject: bool },
+}
+
+/// Embeds one split of images. When rows may be rejected, the features go through a spill
+/// file, as their count is known only at the end.
 #[allow(clippy::too_many_arguments)]
 pub fn embed_split(
     reader: &mut ArtifactReader,
     model: &mut ImageModel,
     batch_size: usize,
-    reject: bool,
+    purpose: Purpose,
     dest: &Path,
     prov: &mut Provenance,
     backbone: &mut BackboneId,
@@ -316,6 +325,7 @@ pub fn embed_split(
         message: "its metadata does not say where its images are (an image split from an older graft-preprocess?); rerun graft-preprocess".into(),
     })?;
     let batch_size = batch_size.max(1);
+    let reject = purpose == Purpose::Score { reject: true };
     let (spec, tokens) = (&model.image.clone(), model.tokens);
     let shard = prov.shard;
     let mut out: Option<Output> = None;
@@ -435,9 +445,10 @@ pub fn embed_split(
             })?;
             writer
         }
-        // A shard of a split with fewer rows than shards is empty but valid: its file needs
-        // the feature width, which one blank image gives.
-        None if shard.is_some() => {
+        // A shard of a split with fewer rows than shards, or rows to score of which none is
+        // left, is empty but valid: its file needs the feature width, which one blank image
+        // gives.
+        None if shard.is_some() || purpose != Purpose::Train => {
             let s = spec.size as usize;
             let (_, dim) = model.get(backbone)?.embed(&vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
                 path: path.clone(),

@@ -276,7 +276,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         let to_score = split == ROWS;
         let extra = graft_core::columns::extra_names(&reader.schema());
         // Rows to score reject an undecodable image unless `graft-preprocess rows --strict`.
-        let reject = to_score && !rows_strict(&reader)?;
+        let purpose = match to_score {
+            true => image::Purpose::Score { reject: !rows_strict(&reader)? },
+            false => image::Purpose::Train,
+        };
         let mut rejects = Vec::new();
         let (done, written) = match &mut model_runner {
             Runner::Text(embedder) => {
@@ -290,6 +293,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                     &mut prov,
                     &mut backbone,
                     cache.as_mut(),
+                    to_score,
                     progress,
                 )?
             }
@@ -298,7 +302,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                     &mut reader,
                     model,
                     batch_size,
-                    reject,
+                    purpose,
                     &dest,
                     &mut prov,
                     &mut backbone,
@@ -371,6 +375,7 @@ fn embed_split(
     prov: &mut Provenance,
     backbone: &mut BackboneId,
     mut cache: Option<&mut cache::FeatureCache>,
+    empty_ok: bool,
     progress: &dyn Progress,
 ) -> Result<((u64, u64), Pending)> {
     let path = reader.path().to_owned();
@@ -503,9 +508,10 @@ fn embed_split(
     })?;
     let writer = match written {
         Some(w) => w,
-        // A shard of a split with fewer rows than shards is empty but valid: its file needs
-        // the feature width, which one embedded token gives.
-        None if prov.shard.is_some() => {
+        // A shard of a split with fewer rows than shards, or rows to score of which none is
+        // left (no new rows tonight, or every one rejected), is empty but valid: its file
+        // needs the feature width, which one embedded token gives.
+        None if prov.shard.is_some() || empty_ok => {
             let (_, dim) =
                 embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
             backbone.dim = dim;

@@ -462,7 +462,8 @@ impl Sink {
     }
 
     fn write(&mut self, columns: Vec<ArrayRef>) -> Result<()> {
-        if columns.first().is_none_or(|c| c.is_empty()) {
+        // An empty batch is left out, except that it gives a CSV of no rows its header.
+        if columns.first().is_none_or(|c| c.is_empty()) && !matches!(self, Sink::Csv(..)) {
             return Ok(());
         }
         let schema = match self {
@@ -626,7 +627,10 @@ impl Tally {
                 ));
             }
         }
-        for c in &classes {
+        if self.read == 0 {
+            warnings.push("no rows to score".into());
+        }
+        for c in classes.iter().filter(|_| self.scored > 0) {
             if (c.predicted - c.training).abs() > 0.2 {
                 warnings.push(format!(
                     "class `{}` is predicted for {:.1}% of rows, against {:.1}% of training rows",
