@@ -365,8 +365,10 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
             std::fs::copy(fixture(&format!("tiny-images/{from}")), folder.join(to)).unwrap();
         }
     }
-    // The decoder panics on one, and the other's pixel data is not a zlib stream.
+    // The decoder panics on one, and the other's pixel data is not a zlib stream; a truncated
+    // one among them is rejected before the backbone.
     std::fs::copy(fixture("tiny-images/hostile.jpg"), new.join("b.jpg")).unwrap();
+    std::fs::copy(fixture("tiny-images/folder/dog/broken.png"), new.join("ab.png")).unwrap();
     let png = std::fs::read(fixture("tiny-images/folder/dog/02.png")).unwrap();
     std::fs::write(new.join("d.png"), undecodable_png(&png)).unwrap();
     let predict = |input: &Path, name: &str, extra: &[&str]| {
@@ -381,17 +383,18 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
     let scored = read_arrow(&out);
     let (_, clean_out, _) = predict(&clean, "clean", &[]);
     let reference = read_arrow(&clean_out);
-    // Five rows in input order, the two undecodable ones in their places without a prediction.
+    // Six rows in input order, the rejected ones in their places without a prediction.
     let ids: Vec<(u64, &str, Option<&str>)> = scored.iter().map(|r| (r.0, r.1.as_str(), r.5.as_deref())).collect();
     let undecodable = Some("undecodable image");
     assert_eq!(
         ids,
         [
             (0, "a.png", None),
-            (1, "b.jpg", undecodable),
-            (2, "c.png", None),
-            (3, "d.png", undecodable),
-            (4, "e.png", None)
+            (1, "ab.png", Some("unreadable image")),
+            (2, "b.jpg", undecodable),
+            (3, "c.png", None),
+            (4, "d.png", undecodable),
+            (5, "e.png", None)
         ]
     );
     assert!(scored.iter().filter(|r| r.5.is_some()).all(|r| r.3.is_none() && r.4.iter().all(Option::is_none)));
@@ -402,8 +405,8 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
         assert!(row.4.iter().zip(&want.4).all(|(a, b)| (a.unwrap() - b.unwrap()).abs() < 1e-6), "{row:?} {want:?}");
     }
     let drift: Value = serde_json::from_str(&std::fs::read_to_string(d.join("scored/p.drift.json")).unwrap()).unwrap();
-    assert_eq!((&drift["rows_read"], &drift["scored"]), (&Value::from(5), &Value::from(3)), "{drift}");
-    assert_eq!(drift["rejected"]["undecodable image"], 2, "{drift}");
+    assert_eq!((&drift["rows_read"], &drift["scored"]), (&Value::from(6), &Value::from(3)), "{drift}");
+    assert_eq!(drift["rejected"], serde_json::json!({"undecodable image": 2, "unreadable image": 1}), "{drift}");
     // The backbone's rejects: from another run, they are refused.
     let (rows, features, elsewhere) = (work.join("rows"), work.join("features"), d.join("x.csv"));
     assert_eq!(ArtifactReader::open(&features.join("rejects.arrow")).unwrap().provenance().rows, 2);
@@ -423,7 +426,8 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
     let (done, out, _) = predict(&d.join("empty"), "empty", &[]);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(read_arrow(&out).is_empty());
-    // With --strict the first fails the run, named, and nothing is written.
+    // With --strict the first undecodable image fails the run, named, and nothing is written.
+    std::fs::remove_file(new.join("ab.png")).unwrap();
     let (failed, out, _) = predict(&new, "strict", &["--strict"]);
     let err = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{err}");
