@@ -11,12 +11,12 @@ use graft_core::artifact::{ArtifactWriter, ImageSource, Provenance, REJECTS, ROW
 use graft_core::bundle::Bundle;
 use graft_core::columns;
 use graft_core::progress::Progress;
+use graft_core::spill::SpillFile;
 
 use crate::error::{Error, Result};
 use crate::image_refs::Source;
 use crate::read::{Rows, Wanted};
 use crate::rows::{RowsConfig, RowsSummary};
-use graft_core::spill::SpillFile;
 
 /// Images read, hashed and checked at a time.
 const CHUNK: usize = 256;

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use graft_core::artifact::{ArtifactWriter, Augment, ImageSource, Provenance, Task};
 use graft_core::progress::Progress;
+use graft_core::spill::SpillFile;
 
 use crate::image_refs::{ImageRef, Source};
 use crate::{Config, Error, Result, Split, Summary, split};
-use graft_core::spill::SpillFile;
 
 const BATCH_ROWS: usize = 256;
 
