@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT: &str = "graft-drift/1";
+pub const FORMAT: &str = "graft-drift/2";
 
 /// A population stability index above this is a large shift (the usual rule of thumb).
 pub const PSI_LARGE: f64 = 0.25;
