@@ -37,6 +37,7 @@ import pyarrow.ipc as ipc
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bert_onnx import cosine, embed_padded, embed_sorted  # noqa: E402
+from onnx_outputs import with_only_output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_SPEC = ROOT / "models" / "all-minilm-l6-v2-int8.yaml"
@@ -81,21 +82,6 @@ def prepare(name, rows, max_length, workdir, bin_dir):
     )
     table = ipc.open_file(str(d / "data" / "train.arrow")).read_all()
     return d, table.column("id").to_pylist(), table.column("input_ids").to_pylist(), table.column("label").to_pylist()
-
-
-def one_output_model(workdir):
-    """The model file with `last_hidden_state` as its only graph output, as a
-    sentence-transformers ONNX export has: ONNX Runtime keeps no other layer's output alive."""
-    import onnx
-
-    path = workdir / "model-one-output.onnx"
-    model = onnx.load(str(MODEL))
-    kept = [o for o in model.graph.output if o.name == "last_hidden_state"]
-    del model.graph.output[:]
-    model.graph.output.extend(kept)
-    workdir.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
 
 
 def reference(ids_list, threads, sort, batch_tokens=0, model=MODEL):
@@ -188,7 +174,8 @@ def main():
     # The file lists IMDB's negative reviews before its positive ones: take every 12th, both classes.
     imdb = [(r["text"], r["label"]) for r in rows if r["source"] == "imdb"][::12][:2000]
     peak = matmul_peak(args.threads)
-    one_output = one_output_model(args.workdir)
+    # As a sentence-transformers ONNX export has it: no other layer's output kept alive.
+    one_output = with_only_output(MODEL, "last_hidden_state", args.workdir / "model-one-output.onnx")
     print(f"float32 matrix-multiply peak (numpy, {args.threads} threads): {peak:.1f} GFLOP/s; "
           f"each time below is the fastest of {args.repeat} rounds")
     for name, data, max_length in [("rotten-tomatoes", rt, 256), ("imdb-2000", imdb, 256)]:

@@ -34,6 +34,8 @@ import pyarrow.ipc as ipc
 import sklearn
 from PIL import Image
 
+from onnx_outputs import with_only_output
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "models" / "efficientnet-lite0.yaml"
 MODEL = ROOT / ".graft" / "models" / "efficientnet-lite0" / "model.onnx"
@@ -52,21 +54,6 @@ def python_pixels(path):
     left, top = (img.size[0] - 224) // 2, (img.size[1] - 224) // 2
     x = np.asarray(img.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
     return ((x - MEAN) / STD).transpose(2, 0, 1)
-
-
-def features_only_model(folder):
-    """The model file with `features` as its only graph output (the file also declares
-    `logits` and `head_map`, which ONNX Runtime computes and keeps alive whichever output a
-    run asks for): what a user exporting the model for features alone would have."""
-    import onnx
-
-    model = onnx.load(str(MODEL))
-    kept = [o for o in model.graph.output if o.name == "features"]
-    del model.graph.output[:]
-    model.graph.output.extend(kept)
-    path = folder / "model-features.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 def python_features(paths, threads, batch, model=MODEL):
@@ -150,7 +137,7 @@ def main():
             shutil.copy(SAMPLES / f"{name}.jpg", paths[-1])
         n = args.images
         print(f"{n} JPEG photos (427 x 640) -> EfficientNet-Lite0 features, {args.threads} threads")
-        one_output = features_only_model(tmp)
+        one_output = with_only_output(MODEL, "features", tmp / "model-features.onnx")
         for batch in BATCHES:
             # Rounds of one run each, in turn, so that a slow spell of the machine falls on all.
             py_s, one_s, graft_s = [], [], []
