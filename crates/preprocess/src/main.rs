@@ -46,10 +46,13 @@ fn main() -> ExitCode {
         })),
         (None, Some(config)) => cli::exit(graft_preprocess::run(&config, &bar).map(|s| {
             tracing::info!(
-                "read {} rows; dropped {:?}; skipped {} unreadable images; labels {:?}; wrote {:?} to {}; truncated {}",
+                "read {} rows; dropped {:?}{}; labels {:?}; wrote {:?} to {}; truncated {}",
                 s.rows_read,
                 s.dropped,
-                s.skipped.len(),
+                match s.skipped.len() {
+                    0 => String::new(),
+                    n => format!("; skipped {n} unreadable images"),
+                },
                 s.labels,
                 s.written,
                 config.out.display(),
