@@ -438,11 +438,7 @@ pub fn embed_split(
             prov.rows = written;
             let schema = crate::output_schema(prov, backbone, tokens, true)?;
             let mut writer = ArtifactWriter::create(dest, &schema)?;
-            spill.drain(|batch| {
-                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                    .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?;
-                writer.write(&batch)
-            })?;
+            spill.drain(|batch| writer.write_columns(&batch))?;
             writer
         }
         // A shard of a split with fewer rows than shards, or rows to score of which none is

@@ -353,9 +353,7 @@ fn rejects_file(out: &Path, features: &Provenance, extra: &[String], rejects: &[
     let schema = Provenance { rows, ..features.clone() }.attach(graft_core::columns::rejects_fields(extra))?;
     let mut writer = ArtifactWriter::create(&dest, &schema)?;
     for batch in rejects {
-        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-            .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
-        writer.write(&batch)?;
+        writer.write_columns(batch)?;
     }
     Ok(writer.finish()?)
 }

@@ -230,6 +230,14 @@ impl ArtifactWriter {
         self.writer.write(batch)
     }
 
+    /// Writes `batch`'s columns under this file's schema: a batch built, or spilled, without
+    /// the provenance the file carries.
+    pub fn write_columns(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .map_err(|source| Error::Arrow { path: self.path.clone(), source })?;
+        self.write(&batch)
+    }
+
     /// Completes the file; it is renamed into place when the returned value is committed.
     pub fn finish(self) -> Result<Pending> {
         self.writer.finish()?;

@@ -36,17 +36,17 @@ pub(crate) enum Entry {
     Image(String),
 }
 
-/// An image folder: what is directly in it, and the folders read so far.
+/// An image folder being read: the folders read so far.
 #[derive(Debug)]
 pub(crate) struct Folder {
     root: PathBuf,
-    pub entries: Vec<Entry>,
     /// Canonical paths of the input folder, its class folders and every folder walked.
     seen: HashSet<PathBuf>,
 }
 
-/// The class folders and image files directly in `root`, in name order.
-pub(crate) fn list(root: &Path) -> Result<Folder> {
+/// The class folders and image files directly in `root`, in name order, and the folder to
+/// read the classes' images from.
+pub(crate) fn list(root: &Path) -> Result<(Vec<Entry>, Folder)> {
     let read = |path: &Path| {
         let path = path.to_owned();
         move |source| Error::from(graft_core::Error::Read { path, source })
@@ -54,7 +54,8 @@ pub(crate) fn list(root: &Path) -> Result<Folder> {
     let mut paths: Vec<PathBuf> =
         fs_err::read_dir(root).map_err(read(root))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    let mut folder = Folder { root: root.to_owned(), entries: Vec::new(), seen: HashSet::new() };
+    let mut folder = Folder { root: root.to_owned(), seen: HashSet::new() };
+    let mut entries = Vec::new();
     folder.seen.insert(std::fs::canonicalize(root).map_err(read(root))?);
     for path in paths {
         if is_hidden(&path) {
@@ -63,16 +64,16 @@ pub(crate) fn list(root: &Path) -> Result<Folder> {
             }
         } else if path.is_dir() {
             folder.seen.insert(std::fs::canonicalize(&path).map_err(read(&path))?);
-            folder.entries.push(Entry::Class(path));
+            entries.push(Entry::Class(path));
         } else if is_image(&path) {
-            folder.entries.push(Entry::Image(name(&path)));
+            entries.push(Entry::Image(name(&path)));
         }
     }
-    Ok(folder)
+    Ok((entries, folder))
 }
 
 impl Folder {
-    /// The image files under `class` (one of [`Folder::entries`]) at any depth, as paths
+    /// The image files under `class` (an [`Entry::Class`] of [`list`]) at any depth, as paths
     /// relative to the input folder, in name order. A file named like an image that cannot
     /// be listed (a symlink loop) is kept, for the reader to name.
     pub(crate) fn class_images(&mut self, class: &Path) -> Result<Vec<String>> {

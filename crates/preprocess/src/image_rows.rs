@@ -33,8 +33,8 @@ struct Image {
 /// subfolder's name as the label), in name order; ids are the paths under `root`.
 fn folder(root: &Path) -> Result<Vec<Image>> {
     let mut images = Vec::new();
-    let mut folder = crate::folder::list(root)?;
-    for entry in std::mem::take(&mut folder.entries) {
+    let (entries, mut folder) = crate::folder::list(root)?;
+    for entry in entries {
         match entry {
             crate::folder::Entry::Class(class) => {
                 let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -225,11 +225,7 @@ pub fn run(
     let dest = cfg.out.join(format!("{ROWS}.arrow"));
     let schema = base.attach(fields)?;
     let mut writer = ArtifactWriter::create(&dest, &schema)?;
-    spill.drain(|batch| {
-        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-            .map_err(|source| graft_core::Error::Arrow { path: dest.clone(), source })?;
-        writer.write(&batch)
-    })?;
+    spill.drain(|batch| writer.write_columns(&batch))?;
     let rejects_dest = cfg.out.join(format!("{REJECTS}.arrow"));
     let rejects_schema =
         Provenance { rows: bad.len() as u64, ..base.clone() }.attach(columns::rejects_fields(&extra))?;

@@ -40,8 +40,7 @@ struct Item {
 /// named in a warning and not read.
 fn list_folder(root: &Path, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
     use crate::folder::Entry;
-    let mut folder = crate::folder::list(root)?;
-    let entries = std::mem::take(&mut folder.entries);
+    let (entries, mut folder) = crate::folder::list(root)?;
     let loose: Vec<&String> =
         entries.iter().filter_map(|e| if let Entry::Image(n) = e { Some(n) } else { None }).collect();
     if let Some(first) = loose.first() {
