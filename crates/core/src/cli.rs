@@ -35,16 +35,22 @@ fn die_with_runner() {
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
         }
         // The runner may have ended before the request took effect.
-        let gone = if started_by_runner {
-            nix::unistd::getppid().as_raw() != runner
-        } else {
-            !std::path::Path::new(&format!("/proc/{runner}")).exists()
-        };
+        let gone = if started_by_runner { nix::unistd::getppid().as_raw() != runner } else { !running(runner) };
         if gone {
             eprintln!("error: `graft run` (pid {runner}) ended before this stage started");
             std::process::exit(1);
         }
     }
+}
+
+/// Whether process `pid` runs: it exists and has not ended. A runner killed a moment ago is a
+/// zombie until it is reaped, and its children have already been handed to init.
+#[cfg(target_os = "linux")]
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // `pid (name) state ...`; the name may hold spaces and parentheses.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
 }
 
 /// The variable that keeps ONNX Runtime's telemetry off.
@@ -247,5 +253,23 @@ mod tests {
         assert_eq!(rate(13807.0), "13.8k/s");
         assert_eq!(amount(31_400.0), "31.4k");
         assert_eq!(amount(2.5e7), "25.0M");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_not_running() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(running(pid));
+        child.kill().unwrap();
+        // Killed, not reaped: a zombie whose /proc entry is still there.
+        let start = std::time::Instant::now();
+        while running(pid) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "still running");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "a zombie until reaped");
+        child.wait().unwrap();
+        assert!(!running(pid));
     }
 }
