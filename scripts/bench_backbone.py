@@ -164,7 +164,8 @@ def main():
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-backbone")
     ap.add_argument("--sets", default="rotten-tomatoes,imdb-2000", help="data sets to run, comma-separated")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="rounds, each running every variant once in turn; each variant's fastest is reported")
+                    help="rounds, each running every variant once in turn (every other round in reverse order); "
+                         "each variant's fastest is reported")
     ap.add_argument("--ref-tokens", type=int, default=512, help="padded-token budget of the budgeted reference")
     ap.add_argument("graft_args", nargs="*", help="extra graft-backbone flags, e.g. --batch-tokens 4096")
     args = ap.parse_args()
@@ -194,11 +195,12 @@ def main():
             "graft": lambda: graft(d, args.bin, args.threads, args.graft_args),
             "int8": lambda: graft(d, args.bin, args.threads, args.graft_args, int8_spec, "features-int8"),
         }
-        # Rounds of one run each, in turn, so that a slow spell of the machine falls on all.
+        # Rounds of one run each, in turn, so that a slow spell of the machine falls on all;
+        # every other round in reverse order, so that no variant always runs right after another.
         seconds, results = {k: [] for k in runs}, {}
-        for _ in range(args.repeat):
-            for k, run in runs.items():
-                out = run()
+        for round_ in range(args.repeat):
+            for k in list(runs)[:: -1 if round_ % 2 else 1]:
+                out = runs[k]()
                 seconds[k].append(out[0])
                 results[k] = out[1:]
         best = {k: min(v) for k, v in seconds.items()}

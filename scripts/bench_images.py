@@ -6,8 +6,9 @@ graft's memory on a large folder.
     python scripts/bench_images.py --bin target/release [--images 400] [--large 50000 --small 5000]
 
 Speed: scikit-learn's two sample photos (427 x 640 JPEG), repeated; Python and graft run in
-turn for `--repeat` rounds and each one's fastest run is reported. Beside the headline, Python
-also runs the model with `features` as its only graph output. Both sides time the
+turn for `--repeat` rounds (every other round in reverse order) and each one's fastest run is
+reported. Beside the headline, Python also runs the model with `features` as its only graph
+output. Both sides time the
 whole path from files to features, model loading included (Python's imports are not):
 graft is `graft-preprocess` (names and hashes each file) then `graft-backbone` (decodes,
 transforms and infers, overlapped). Prints images/s, the ratios, the worst cosine of graft's
@@ -142,16 +143,28 @@ def main():
             # Rounds of one run each, in turn, so that a slow spell of the machine falls on all.
             py_s, one_s, graft_s = [], [], []
             work = tmp / f"speed{batch}"
-            for _ in range(args.repeat):
+            def python_run():
                 started = time.perf_counter()
                 ref = python_features(paths, args.threads, batch)
                 py_s.append(time.perf_counter() - started)
+                return ref
+
+            def one_output_run():
                 started = time.perf_counter()
                 one_ref = python_features(paths, args.threads, batch, one_output)
                 one_s.append(time.perf_counter() - started)
+                return one_ref
+
+            def graft_run():
                 shutil.rmtree(work, ignore_errors=True)
                 seconds, written, _, _ = graft_features(args.bin, tmp / "photos", work, args.threads, batch)
                 graft_s.append(seconds)
+                return written
+
+            # Every other round in reverse order, so that neither side always runs right after the other.
+            for round_ in range(args.repeat):
+                out = {run: run() for run in (python_run, one_output_run, graft_run)[:: -1 if round_ % 2 else 1]}
+                ref, one_ref, written = out[python_run], out[one_output_run], out[graft_run]
             py, one, seconds = min(py_s), min(one_s), min(graft_s)
             table = ipc.open_file(str(work / "features" / "train.arrow")).read_all()
             feats = np.asarray(table.column("features").combine_chunks().flatten()).reshape(table.num_rows, -1)

@@ -110,6 +110,20 @@ fn pixel_rows_become_grey_images() {
     let got = all(&d("features"));
     assert_eq!(got.len(), 12);
     assert_matches(&got, |id| format!("row/{id}"));
+
+    // The same rows tab-separated give the same features; a Parquet of them is no pixel table.
+    let tsv = std::fs::read_to_string(images("pixels.csv")).unwrap().replace(',', "\t");
+    std::fs::write(d("pixels.tsv"), tsv).unwrap();
+    ok("graft-preprocess", &["--input", s(&d("pixels.tsv")), "--spec", s(&spec), "--out", s(&d("tsv")), "-q"]);
+    ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("tsv")), "--out", s(&d("tsv-features")), "-q"]);
+    assert_eq!(all(&d("tsv-features")), got);
+    std::fs::write(d("pixels.parquet"), b"PAR1").unwrap();
+    let err =
+        user_error("graft-preprocess", &["--input", s(&d("pixels.parquet")), "--spec", s(&spec), "--out", s(&d("x"))]);
+    assert!(
+        err.contains("pixels.parquet`: expected a folder of class folders") && err.contains("--path-column"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -285,6 +285,45 @@ fn graft_predict_is_the_three_stages_in_one_command() {
     ok("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--id-column", "id", "--out", s(&out)]);
     assert_eq!(read_arrow(&out), staged);
     assert_eq!(files_in(&d.join("one")).len(), 2, "predictions and drift only: {:?}", files_in(&d.join("one")));
+
+    // The same rows as tab-separated values score the same.
+    let mut reader = csv::Reader::from_path(&input).unwrap();
+    let mut tsv = csv::WriterBuilder::new().delimiter(b'\t').from_path(d.join("reviews.tsv")).unwrap();
+    tsv.write_record(reader.headers().unwrap()).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        assert!(record.iter().all(|f| !f.contains(['\t', '"', '\n'])), "a field TSV holds as it is: {record:?}");
+        tsv.write_record(&record).unwrap();
+    }
+    drop(tsv);
+    let out = d.join("tsv/p.arrow");
+    let input = d.join("reviews.tsv");
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--id-column", "id", "--out", s(&out)]);
+    assert_eq!(read_arrow(&out), staged);
+
+    // An output named for no format, or for another than --format, is refused before any work.
+    let err =
+        user_error("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--out", s(&d.join("x/p.tsv"))]);
+    assert!(err.contains("p.tsv`: cannot tell the output format from `.tsv`"), "{err}");
+    assert!(files_in(&d.join("x")).is_empty(), "{:?}", files_in(&d.join("x")));
+    let (rows, feats) = (d.join("staged/rows"), d.join("staged/feats"));
+    let predict = ["predict", "--bundle", s(&model), "--rows", s(&rows), "--features", s(&feats)];
+    let err = user_error(
+        "graft-evaluate",
+        &[&predict[..], &["--out", s(&d.join("y/p.csv")), "--format", "parquet"]].concat(),
+    );
+    assert!(err.contains("`--format parquet` was given, but `.csv` names csv output"), "{err}");
+    assert!(files_in(&d.join("y")).is_empty());
+
+    // Predictions written over the rows they score would lose them.
+    let before = std::fs::read(&input).unwrap();
+    let same = d.join(".").join("reviews.tsv");
+    let err = user_error(
+        "graft",
+        &["predict", "--bundle", s(&model), "--input", s(&input), "--out", s(&same), "--format", "csv"],
+    );
+    assert!(err.contains("reviews.tsv` is the input"), "{err}");
+    assert_eq!(std::fs::read(&input).unwrap(), before);
 }
 
 /// The tiny CNN's features of `input` (val and test fractions `fraction`), a head, its test

@@ -100,6 +100,8 @@ pub enum Error {
     },
     #[error("`{}` is not a readable {what}: {message}", path.display())]
     Document { path: PathBuf, what: &'static str, message: String },
+    #[error("`{}`: {message}", path.display())]
+    OutputFormat { path: PathBuf, message: String },
     #[error("cannot serialise {what}")]
     Json {
         what: &'static str,

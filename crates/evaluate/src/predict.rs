@@ -24,6 +24,7 @@ use crate::{Error, Result};
 const BATCH_ROWS: usize = 4096;
 
 pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
+    let format = OutputFormat::resolve(cfg.format, &cfg.out)?;
     let bundle = Bundle::load(&cfg.bundle)?;
     let features_path = cfg.features.join(format!("{ROWS}.arrow"));
     let mut features = ArtifactReader::open(&features_path)?;
@@ -74,7 +75,6 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     }
     let labels = &bundle.info.labels;
     let layout = Layout::new(bundle.info.task, labels, &rows.extra);
-    let format = cfg.format.or_else(|| OutputFormat::of_path(&cfg.out)).unwrap_or(OutputFormat::Parquet);
     let provenance = Provenance {
         format: graft_core::artifact::FORMAT.into(),
         stage: "predict".into(),

@@ -33,6 +33,8 @@ pub enum Error {
     MissingOut { stage: String, path: PathBuf },
     #[error("`{}` is not a regular file or a folder (a pipe or a device?): stage inputs and outputs are hashed", path.display())]
     NotAFile { path: PathBuf },
+    #[error("`{}` is the input: the predictions would replace the rows they score; name another --out", path.display())]
+    OutIsInput { path: PathBuf },
     #[error(transparent)]
     Core(#[from] graft_core::Error),
     #[error("pipeline `{}` is being run by process {pid} (lock `{}`); wait for it to finish", pipeline.display(), lock.display())]

@@ -16,8 +16,8 @@ use crate::runner::resolve_program;
 pub struct PredictOptions {
     #[command(flatten)]
     pub rows: RowSelection,
-    /// The predictions file (Parquet unless its extension or `--format` says otherwise);
-    /// its drift summary goes beside it.
+    /// The predictions file, in the format its extension names (Parquet when it has none)
+    /// or `--format` gives; its drift summary goes beside it.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum)]
@@ -38,6 +38,11 @@ pub struct PredictOptions {
 }
 
 pub fn predict(opts: &PredictOptions) -> Result<()> {
+    // Refused before the rows are embedded, not after.
+    OutputFormat::resolve(opts.format, &opts.out)?;
+    if same_file(&opts.rows.input, &opts.out) {
+        return Err(Error::OutIsInput { path: opts.out.clone() });
+    }
     let parent = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs_err::create_dir_all(parent).map_err(|source| Error::Read { path: parent.to_owned(), source })?;
     let temp;
@@ -68,10 +73,18 @@ pub fn predict(opts: &PredictOptions) -> Result<()> {
     let mut score: Vec<std::ffi::OsString> = vec!["predict".into(), "--bundle".into(), path(&opts.rows.bundle)];
     score.extend(["--rows".into(), path(&rows), "--features".into(), path(&features), "--out".into(), path(&opts.out)]);
     if let Some(f) = opts.format {
-        let name = clap::ValueEnum::to_possible_value(&f).expect("every format has a name");
-        score.extend(["--format".into(), name.get_name().into()]);
+        score.extend(["--format".into(), f.name().into()]);
     }
     stage(opts, "graft-evaluate", &score)
+}
+
+/// Whether two paths name one existing file, however each is spelled (`./a`, `a`, a link).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Runs one stage to completion; its output goes to this process's stderr, except the final

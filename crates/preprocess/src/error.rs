@@ -6,7 +6,7 @@ pub enum Error {
     Image { path: PathBuf, message: String },
     #[error(transparent)]
     Core(#[from] graft_core::Error),
-    #[error("cannot tell the format of `{}`: expected a .csv, .jsonl, .ndjson or .parquet file", path.display())]
+    #[error("cannot tell the format of `{}`: expected a .csv, .tsv, .jsonl, .ndjson or .parquet file", path.display())]
     UnknownFormat { path: PathBuf },
     #[error("cannot parse `{}`", path.display())]
     Parse {

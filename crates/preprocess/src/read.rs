@@ -1,5 +1,5 @@
-//! Reads raw tables row by row with flat memory: CSV (csv crate) and JSONL stream line by
-//! line; Parquet is read by polars in slices of [`PARQUET_SLICE`] rows, only the needed
+//! Reads raw tables row by row with flat memory: CSV and TSV (csv crate) and JSONL stream
+//! line by line; Parquet is read by polars in slices of [`PARQUET_SLICE`] rows, only the needed
 //! columns. Each pass over the input opens a fresh [`Rows`].
 
 use std::fs::File;
@@ -174,7 +174,7 @@ impl Rows {
         let path = wanted.input.as_path();
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         let (source, extra) = match ext.as_deref() {
-            Some("csv") => open_csv(wanted, path)?,
+            Some("csv" | "tsv" | "tab") => open_csv(wanted, path)?,
             Some("jsonl" | "ndjson") => open_jsonl(wanted, path)?,
             Some("parquet") => open_parquet(wanted, path)?,
             _ => return Err(Error::UnknownFormat { path: path.to_owned() }),
@@ -256,8 +256,28 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
     Error::Csv { path: path.to_owned(), source: e }
 }
 
+/// True for a tab-separated file (`.tsv`, `.tab`).
+pub fn is_tsv(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv") || e.eq_ignore_ascii_case("tab"))
+}
+
+/// A reader of a delimited file with a header row: a `.csv` splits on commas and honours
+/// RFC 4180 quotes; a `.tsv` or `.tab` splits on tabs, one row a line, and quotes are text
+/// (IANA's text/tab-separated-values, read as Python's `csv.QUOTE_NONE` reads the GLUE sets),
+/// so that a stray quote in one row cannot join it to the next.
+pub fn delimited(path: &Path) -> csv::ReaderBuilder {
+    let mut builder = csv::ReaderBuilder::new();
+    builder.has_headers(true);
+    if is_tsv(path) {
+        builder.delimiter(b'\t').quoting(false);
+    }
+    builder
+}
+
 fn open_csv(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_file(path)?);
+    let mut reader = delimited(path).from_reader(open_file(path)?);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     if headers.iter().all(|h| h.trim().is_empty()) {
         return Err(Error::Empty { path: path.to_owned() });
@@ -295,6 +315,8 @@ fn next_object(
         *line += 1;
         let bytes = bytes.map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
         let text = std::str::from_utf8(&bytes).map_err(|_| Error::NotUtf8 { path: path.to_owned(), line: *line })?;
+        // A byte order mark, as editors on Windows write one, opens the file, not the object.
+        let text = if *line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
         if text.trim().is_empty() {
             continue;
         }

@@ -1,4 +1,4 @@
-//! CSV, JSONL and Parquet inputs with the same rows give the same splits and tokens.
+//! CSV, TSV, JSONL and Parquet inputs with the same rows give the same splits and tokens.
 
 use std::path::Path;
 
@@ -91,6 +91,17 @@ fn every_format_gives_the_same_rows() {
         TEXTS.iter().zip(&labels).map(|(t, l)| format!("{{\"review\": \"{t}\", \"sentiment\": {l}}}")).collect();
     std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
 
+    // As Notepad and Excel save it: a byte order mark first.
+    let marked = dir.path().join("marked.jsonl");
+    std::fs::write(&marked, "\u{feff}".to_owned() + &lines.join("\n") + "\n").unwrap();
+
+    let tsv = dir.path().join("in.tsv");
+    let mut text = String::from("review\tsentiment\n");
+    for (t, l) in TEXTS.iter().zip(&labels) {
+        text.push_str(&format!("{t}\t{l}\n"));
+    }
+    std::fs::write(&tsv, text).unwrap();
+
     let parquet = dir.path().join("in.parquet");
     ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
 
@@ -98,7 +109,35 @@ fn every_format_gives_the_same_rows() {
     assert_eq!(from_csv.len(), 12);
     assert_eq!(from_csv.iter().filter(|r| r.0 == "test").count(), 4);
     assert_eq!(preprocess(&jsonl, &dir.path().join("jsonl")), from_csv);
+    assert_eq!(preprocess(&marked, &dir.path().join("marked")), from_csv);
+    assert_eq!(preprocess(&tsv, &dir.path().join("tsv")), from_csv);
     assert_eq!(preprocess(&parquet, &dir.path().join("parquet")), from_csv);
+}
+
+#[test]
+fn a_tsv_row_is_one_line_whatever_quotes_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("in.tab");
+    let texts = ["\"unclosed quote, and a comma", "she said \"fine\"", "\"quoted\"", "plain"];
+    let lines: Vec<String> = texts.iter().enumerate().map(|(i, t)| format!("{i}\t{t}\t{}", i % 2)).collect();
+    std::fs::write(&tsv, format!("id\ttext\tlabel\r\n{}\r\n", lines.join("\r\n"))).unwrap();
+    let wanted = graft_preprocess::read::Wanted {
+        input: tsv,
+        text: "text".into(),
+        label: "label".into(),
+        label_required: true,
+        id: Some("id".into()),
+        filters: vec![],
+        extra: vec![],
+    };
+    let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
+    let mut read = Vec::new();
+    while let Some(row) = rows.next_row().unwrap() {
+        read.push((row.id, row.text.unwrap(), row.label.unwrap()));
+    }
+    let expected: Vec<(String, String, String)> =
+        texts.iter().enumerate().map(|(i, t)| (i.to_string(), t.to_string(), (i % 2).to_string())).collect();
+    assert_eq!(read, expected);
 }
 
 #[test]

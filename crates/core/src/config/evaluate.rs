@@ -77,8 +77,8 @@ pub struct PredictConfig {
     /// The predictions file; a drift summary is written beside it (`NAME.drift.json`).
     #[arg(long)]
     pub out: PathBuf,
-    /// `parquet`, `csv`, `jsonl` or `arrow`; by default from the extension of `--out`,
-    /// else Parquet.
+    /// `parquet`, `csv`, `jsonl` or `arrow`; by default the one the extension of `--out`
+    /// names (Parquet when it has none).
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Rows whose top probability is below this count as low-confidence in the drift summary.
@@ -97,14 +97,40 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
-    /// The format `--out`'s extension names, if any.
-    pub fn of_path(path: &std::path::Path) -> Option<Self> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+    /// The format of `out`: `format` when given, else the one its extension names, else
+    /// Parquet for a name without an extension. An extension that names no format, or
+    /// another format than `format`, is an error: the file would not be what its name says.
+    pub fn resolve(format: Option<Self>, out: &std::path::Path) -> crate::Result<Self> {
+        let Some(ext) = out.extension() else { return Ok(format.unwrap_or(Self::Parquet)) };
+        let ext = ext.to_string_lossy().to_ascii_lowercase();
+        let named = match ext.as_str() {
             "parquet" => Some(Self::Parquet),
             "csv" => Some(Self::Csv),
             "jsonl" | "ndjson" => Some(Self::Jsonl),
             "arrow" => Some(Self::Arrow),
             _ => None,
+        };
+        let error = |message: String| crate::Error::OutputFormat { path: out.to_owned(), message };
+        match (format, named) {
+            (None, Some(named)) => Ok(named),
+            (Some(given), Some(named)) if given != named => {
+                Err(error(format!("`--format {}` was given, but `.{ext}` names {} output", given.name(), named.name())))
+            }
+            (Some(given), _) => Ok(given),
+            (None, None) => Err(error(format!(
+                "cannot tell the output format from `.{ext}`: name a .parquet, .csv, .jsonl, .ndjson or .arrow \
+                 file, or give --format"
+            ))),
+        }
+    }
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Jsonl => "jsonl",
+            Self::Arrow => "arrow",
         }
     }
 }
@@ -128,4 +154,32 @@ pub struct MtebConfig {
     /// Folder to write `mteb.json` into.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputFormat::{self, *};
+    use std::path::Path;
+
+    #[test]
+    fn each_format_is_named_as_the_flag_takes_it() {
+        for format in [Parquet, Csv, Jsonl, Arrow] {
+            assert_eq!(<OutputFormat as clap::ValueEnum>::from_str(format.name(), false), Ok(format));
+        }
+    }
+
+    #[test]
+    fn the_output_format_follows_the_name_and_refuses_what_it_cannot_tell() {
+        let resolve = |format, out: &str| OutputFormat::resolve(format, Path::new(out)).map_err(|e| e.to_string());
+        assert_eq!(resolve(None, "out/p.CSV"), Ok(Csv));
+        assert_eq!(resolve(None, "p.ndjson"), Ok(Jsonl));
+        assert_eq!(resolve(None, "p"), Ok(Parquet));
+        assert_eq!(resolve(Some(Csv), "p"), Ok(Csv));
+        assert_eq!(resolve(Some(Arrow), "p.arrow"), Ok(Arrow));
+        assert_eq!(resolve(Some(Csv), "p.dat"), Ok(Csv));
+        let err = resolve(None, "p.tsv").unwrap_err();
+        assert!(err.contains("`p.tsv`") && err.contains("`.tsv`") && err.contains("--format"), "{err}");
+        let err = resolve(Some(Parquet), "p.csv").unwrap_err();
+        assert!(err.contains("`--format parquet`") && err.contains("names csv output"), "{err}");
+    }
 }

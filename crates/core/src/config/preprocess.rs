@@ -10,8 +10,8 @@ use crate::artifact::Task;
 /// (`--text-column text`) and in pipeline files (`text_column: text`).
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
 pub struct Config {
-    /// Raw data: `.csv`, `.jsonl`/`.ndjson` or `.parquet`; for an image backbone, a folder
-    /// with a subfolder of images per class, or a CSV of grey pixel rows.
+    /// Raw data: `.csv`, `.tsv`, `.jsonl`/`.ndjson` or `.parquet`; for an image backbone, a
+    /// folder with a subfolder of images per class, or a CSV of grey pixel rows.
     #[arg(long)]
     pub input: PathBuf,
     /// Output folder for `train.arrow`, `val.arrow`, `test.arrow`.
@@ -92,8 +92,9 @@ pub struct RowSelection {
     /// The model bundle (`graft-evaluate bundle` output).
     #[arg(long)]
     pub bundle: PathBuf,
-    /// New rows: `.csv`, `.jsonl`/`.ndjson` or `.parquet`, with or without a label column; for
-    /// an image model, a folder of images, a table naming image files or a CSV of pixel rows.
+    /// New rows: `.csv`, `.tsv`, `.jsonl`/`.ndjson` or `.parquet`, with or without a label
+    /// column; for an image model, a folder of images, a table naming image files or a CSV of
+    /// pixel rows.
     #[arg(long)]
     pub input: PathBuf,
     /// Column holding a unique row id, instead of the bundle's (by default the row's 0-based
