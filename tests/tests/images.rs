@@ -124,6 +124,8 @@ fn pixel_rows_become_grey_images() {
         err.contains("pixels.parquet`: expected a folder of class folders") && err.contains("--path-column"),
         "{err}"
     );
+    let err = user_error("graft-preprocess", &["--input", s(&d("gone.csv")), "--spec", s(&spec), "--out", s(&d("x"))]);
+    assert!(err.contains("cannot read `") && err.contains("gone.csv`"), "{err}");
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn read_pixels(cfg: &Config, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> R
             .into();
         return Err(Error::Image { path: path.clone(), message });
     }
-    let mut reader = crate::read::delimited(path).from_path(path).map_err(csv_err)?;
+    let mut reader = crate::read::delimited(path).from_reader(crate::read::open_file(path)?);
     let headers = reader.headers().map_err(csv_err)?.clone();
     let position = |name: &str| headers.iter().position(|h| h == name);
     let label = position(&cfg.label_column).ok_or_else(|| Error::MissingColumn {

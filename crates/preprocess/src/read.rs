@@ -131,7 +131,7 @@ fn missing(path: &Path, column: &str, available: impl Iterator<Item = String>) -
     Error::MissingColumn { path: path.to_owned(), column: column.to_owned(), available: available.join(", ") }
 }
 
-fn open_file(path: &Path) -> Result<BufReader<File>> {
+pub(crate) fn open_file(path: &Path) -> Result<BufReader<File>> {
     let file = fs_err::File::open(path).map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
     Ok(BufReader::with_capacity(1 << 16, file.into_parts().0))
 }
