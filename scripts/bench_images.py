@@ -8,12 +8,11 @@ graft's memory on a large folder.
 Speed: scikit-learn's two sample photos (427 x 640 JPEG), repeated; Python and graft run in
 turn for `--repeat` rounds (every other round in reverse order) and each one's fastest run is
 reported. Beside the headline, Python also runs the model with `features` as its only graph
-output. Both sides time the
-whole path from files to features, model loading included (Python's imports are not):
-graft is `graft-preprocess` (names and hashes each file) then `graft-backbone` (decodes,
-transforms and infers, overlapped). Prints images/s, the ratios, the worst cosine of graft's
-features to either Python reference's (the resize filters differ slightly) and the bytes
-graft writes per image.
+output. Both sides time the whole path from files to features, model loading included
+(Python's imports are not): graft is `graft-preprocess` (names and hashes each file) then
+`graft-backbone` (decodes, transforms and infers, overlapped). Prints images/s, the ratios,
+the worst cosine of graft's features to either Python reference's (the resize filters differ
+slightly) and the bytes graft writes per image.
 
 Memory: a folder of `--large` distinct JPEGs (random crops and mirrors of the two photos,
 made here, not kept) and its first `--small`; peak RSS of each graft stage on both.
@@ -140,7 +139,6 @@ def main():
         print(f"{n} JPEG photos (427 x 640) -> EfficientNet-Lite0 features, {args.threads} threads")
         one_output = with_only_output(MODEL, "features", tmp / "model-features.onnx")
         for batch in BATCHES:
-            # Rounds of one run each, in turn, so that a slow spell of the machine falls on all.
             py_s, one_s, graft_s = [], [], []
             work = tmp / f"speed{batch}"
             def python_run():
@@ -161,7 +159,8 @@ def main():
                 graft_s.append(seconds)
                 return written
 
-            # Every other round in reverse order, so that neither side always runs right after the other.
+            # Rounds of one run each, in turn, so that a slow spell of the machine falls on all;
+            # every other round in reverse order, so that neither side always runs right after the other.
             for round_ in range(args.repeat):
                 out = {run: run() for run in (python_run, one_output_run, graft_run)[:: -1 if round_ % 2 else 1]}
                 ref, one_ref, written = out[python_run], out[one_output_run], out[graft_run]

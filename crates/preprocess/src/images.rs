@@ -96,14 +96,14 @@ fn read_paths(cfg: &Config, column: &str, each: &mut dyn FnMut(Vec<Item>) -> Res
 fn read_pixels(cfg: &Config, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Result<()> {
     let path = &cfg.input;
     let csv_err = |e: csv::Error| Error::Csv { path: path.clone(), source: e };
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
-    if path.is_file() && !(ext.eq_ignore_ascii_case("csv") || crate::read::is_tsv(path)) {
+    let file = crate::read::open_file(path)?;
+    let Some(dialect) = crate::read::delimited(path) else {
         let message = "expected a folder of class folders, an archive of them, a .csv or .tsv of pixel rows, or a \
                        table of image paths with --path-column"
             .into();
         return Err(Error::Image { path: path.clone(), message });
-    }
-    let mut reader = crate::read::delimited(path).from_reader(crate::read::open_file(path)?);
+    };
+    let mut reader = dialect.from_reader(file);
     let headers = reader.headers().map_err(csv_err)?.clone();
     let position = |name: &str| headers.iter().position(|h| h == name);
     let label = position(&cfg.label_column).ok_or_else(|| Error::MissingColumn {

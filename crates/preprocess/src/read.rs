@@ -173,10 +173,10 @@ impl Rows {
     pub fn open_wanted(wanted: &Wanted) -> Result<Self> {
         let path = wanted.input.as_path();
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        let (source, extra) = match ext.as_deref() {
-            Some("csv" | "tsv" | "tab") => open_csv(wanted, path)?,
-            Some("jsonl" | "ndjson") => open_jsonl(wanted, path)?,
-            Some("parquet") => open_parquet(wanted, path)?,
+        let (source, extra) = match (ext.as_deref(), delimited(path)) {
+            (_, Some(dialect)) => open_csv(wanted, path, dialect)?,
+            (Some("jsonl" | "ndjson"), _) => open_jsonl(wanted, path)?,
+            (Some("parquet"), _) => open_parquet(wanted, path)?,
             _ => return Err(Error::UnknownFormat { path: path.to_owned() }),
         };
         Ok(Self { source, path: path.to_owned(), extra, read: 0 })
@@ -256,28 +256,27 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
     Error::Csv { path: path.to_owned(), source: e }
 }
 
-/// True for a tab-separated file (`.tsv`, `.tab`).
-pub fn is_tsv(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("tsv") || e.eq_ignore_ascii_case("tab"))
-}
-
-/// A reader of a delimited file with a header row: a `.csv` splits on commas and honours
-/// RFC 4180 quotes; a `.tsv` or `.tab` splits on tabs, one row a line, and quotes are text
-/// (IANA's text/tab-separated-values, read as Python's `csv.QUOTE_NONE` reads the GLUE sets),
-/// so that a stray quote in one row cannot join it to the next.
-pub fn delimited(path: &Path) -> csv::ReaderBuilder {
+/// A reader of a delimited file with a header row, by its extension; `None` for any other
+/// file. A `.csv` splits on commas and honours RFC 4180 quotes; a `.tsv` or `.tab` splits on
+/// tabs, one row a line, and quotes are text (IANA's text/tab-separated-values, read as
+/// Python's `csv.QUOTE_NONE` reads the GLUE sets), so that a stray quote in one row cannot
+/// join it to the next.
+pub fn delimited(path: &Path) -> Option<csv::ReaderBuilder> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     let mut builder = csv::ReaderBuilder::new();
     builder.has_headers(true);
-    if is_tsv(path) {
-        builder.delimiter(b'\t').quoting(false);
+    match ext.as_str() {
+        "csv" => {}
+        "tsv" | "tab" => {
+            builder.delimiter(b'\t').quoting(false);
+        }
+        _ => return None,
     }
-    builder
+    Some(builder)
 }
 
-fn open_csv(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
-    let mut reader = delimited(path).from_reader(open_file(path)?);
+fn open_csv(cfg: &Wanted, path: &Path, dialect: csv::ReaderBuilder) -> Result<(Source, Vec<String>)> {
+    let mut reader = dialect.from_reader(open_file(path)?);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     if headers.iter().all(|h| h.trim().is_empty()) {
         return Err(Error::Empty { path: path.to_owned() });
