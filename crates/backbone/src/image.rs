@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, ImageSource, Provenance};
+use graft_core::artifact::{ArtifactReader, ArtifactWriter, BackboneId, ImageSource, Provenance, REJECTS};
 use graft_core::atomic::Pending;
 use graft_core::columns::{ImageRef, ImageRefs};
 use graft_core::config::backbone::TokensDtype;
@@ -287,12 +287,13 @@ fn rejected_rows(batch: &RecordBatch, rows: &[usize], path: &Path) -> Result<Rec
 }
 
 /// What [`embed_split`] wrote: the rows embedded, the pending features, and with `reject`
-/// the rows whose image cannot be decoded.
+/// the rows whose image cannot be decoded, spilled to disk as they come (none: no spill).
 #[derive(Debug)]
 pub struct Embedded {
     pub rows: u64,
     pub pending: Pending,
-    pub rejects: Vec<RecordBatch>,
+    pub rejects: Option<SpillFile>,
+    pub rejected: u64,
 }
 
 /// What a split of images is embedded for.
@@ -329,8 +330,10 @@ pub fn embed_split(
     let (spec, tokens) = (&model.image.clone(), model.tokens);
     let shard = prov.shard;
     let mut out: Option<Output> = None;
+    let rejects_spill = dest.with_file_name(format!("{REJECTS}.spill"));
     // Rows through the model, and rows written (those less the rejected).
-    let (mut done, mut written, mut rejects) = (0u64, 0u64, Vec::new());
+    let (mut done, mut written, mut rejected) = (0u64, 0u64, 0u64);
+    let mut rejects: Option<SpillFile> = None;
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
         // Inputs the model is done with come back to be written again.
@@ -423,9 +426,16 @@ pub fn embed_split(
                     tracing::warn!("{why}; the row is rejected");
                 }
                 let bad: Vec<usize> = undecodable.drain(..).map(|(i, _)| i).collect();
-                let keep: arrow::array::BooleanArray = (0..batch.num_rows()).map(|i| Some(!bad.contains(&i))).collect();
-                embedded = arrow::compute::filter_record_batch(&embedded, &keep).map_err(arrow_err)?;
-                rejects.push(rejected_rows(&batch, &bad, &path)?);
+                let mut keep = vec![true; batch.num_rows()];
+                bad.iter().for_each(|&i| keep[i] = false);
+                embedded = arrow::compute::filter_record_batch(&embedded, &keep.into()).map_err(arrow_err)?;
+                let these = rejected_rows(&batch, &bad, &path)?;
+                let spill = match &mut rejects {
+                    Some(s) => s,
+                    None => rejects.insert(SpillFile::create(rejects_spill.clone(), &these.schema())?),
+                };
+                spill.write(&these)?;
+                rejected += bad.len() as u64;
             }
             written += embedded.num_rows() as u64;
             out.write(&embedded)?;
@@ -456,7 +466,7 @@ pub fn embed_split(
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
-    Ok(Embedded { rows: written, pending: writer.finish()?, rejects })
+    Ok(Embedded { rows: written, pending: writer.finish()?, rejects, rejected })
 }
 
 /// Where the features of a split go: straight into the artifact, or first into a spill file.

@@ -23,6 +23,7 @@ use graft_core::atomic::Pending;
 use graft_core::config::backbone::TokensDtype;
 use graft_core::progress::Progress;
 use graft_core::spec::{BackboneSpec, Kind, Pooling};
+use graft_core::spill::SpillFile;
 
 /// Rows per inference batch when `--batch-size` is not given.
 const TEXT_BATCH: usize = 32;
@@ -280,7 +281,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             true => image::Purpose::Score { reject: !rows_strict(&reader)? },
             false => image::Purpose::Train,
         };
-        let mut rejects = Vec::new();
+        let (mut rejects, mut rejected) = (None, 0);
         let (done, written) = match &mut model_runner {
             Runner::Text(embedder) => {
                 let max_tokens = (spec.text().max_length, cfg.spec.as_path());
@@ -308,7 +309,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                     &mut backbone,
                     progress,
                 )?;
-                rejects = embedded.rejects;
+                (rejects, rejected) = (embedded.rejects, embedded.rejected);
                 ((embedded.rows, 0), embedded.pending)
             }
         };
@@ -316,9 +317,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         summary.rows.insert(split, done);
         pending.push(written);
         if to_score {
-            let rejected = rejects.iter().map(|b| b.num_rows() as u64).sum();
             summary.rejected = rejected;
-            pending.push(rejects_file(&cfg.out, &prov, &extra, &rejects)?);
+            pending.push(rejects_file(&cfg.out, &prov, &extra, rejects, rejected)?);
         }
     }
     summary.inference_seconds = match &model_runner {
@@ -346,14 +346,19 @@ fn rows_strict(reader: &ArtifactReader) -> Result<bool> {
 
 /// `DIR/rejects.arrow` beside the features of rows to score: the rows left out and why, with
 /// the features' provenance (`rows` their count), so that `graft-evaluate predict` puts them
-/// back in place.
-fn rejects_file(out: &Path, features: &Provenance, extra: &[String], rejects: &[RecordBatch]) -> Result<Pending> {
+/// back in place. `rejects` holds the `rows` rejected, spilled as they came.
+fn rejects_file(
+    out: &Path,
+    features: &Provenance,
+    extra: &[String],
+    rejects: Option<SpillFile>,
+    rows: u64,
+) -> Result<Pending> {
     let dest = out.join(format!("{REJECTS}.arrow"));
-    let rows = rejects.iter().map(|b| b.num_rows() as u64).sum();
     let schema = Provenance { rows, ..features.clone() }.attach(graft_core::columns::rejects_fields(extra))?;
     let mut writer = ArtifactWriter::create(&dest, &schema)?;
-    for batch in rejects {
-        writer.write_columns(batch)?;
+    if let Some(spill) = rejects {
+        spill.drain(|batch| writer.write_columns(&batch))?;
     }
     Ok(writer.finish()?)
 }
