@@ -194,8 +194,11 @@ pub fn json_schema() -> String {
 /// Parses one pipeline file as written.
 pub fn parse(path: &Path) -> Result<Pipeline> {
     let text = fs_err::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-    let pipeline: Pipeline =
-        serde_norway::from_str(&text).map_err(|source| Error::Parse { path: path.to_owned(), source })?;
+    let parse_err = |source| Error::Parse { path: path.to_owned(), source };
+    // A key given twice in a map (a stage, an argument, a param) would silently replace the
+    // first; YAML's own values refuse it, at any depth, naming the key and line.
+    serde_norway::from_str::<serde_norway::Value>(&text).map_err(parse_err)?;
+    let pipeline: Pipeline = serde_norway::from_str(&text).map_err(parse_err)?;
     if pipeline.version != 1 {
         return Err(Error::Invalid {
             path: path.to_owned(),
@@ -299,6 +302,30 @@ mod tests {
         for key in ["\"matrix\"", "\"params\"", "\"stages\"", "\"deps\"", "\"shards\"", "\"label_smoothing\""] {
             assert!(committed.contains(key), "{key}");
         }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("p.yaml");
+        let stage = "    cmd: graft-a\n    outs: [o]\n";
+        for (yaml, key, place) in [
+            (format!("version: 1\nstages:\n  a:\n{stage}  a:\n    cmd: graft-b\n"), "\"a\"", "stages:"),
+            (
+                format!("version: 1\nstages:\n  a:\n{stage}    args: {{seed: 1, seed: 2}}\n"),
+                "\"seed\"",
+                "stages.a.args:",
+            ),
+            (format!("version: 1\nparams:\n  n: 1\n  n: 2\nstages:\n  a:\n{stage}"), "\"n\"", "params:"),
+        ] {
+            std::fs::write(&path, &yaml).unwrap();
+            let err = super::parse(&path).unwrap_err();
+            let err = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert!(err.contains("p.yaml") && err.contains(&format!("duplicate entry with key {key}")), "{err}");
+            assert!(err.contains(place), "{err}");
+        }
+        std::fs::write(&path, format!("version: 1\nstages:\n  a:\n{stage}    args: {{seed: 1}}\n")).unwrap();
+        assert_eq!(super::parse(&path).unwrap().stages["a"].args.len(), 1);
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum Error {
     NotUtf8 { path: PathBuf, line: usize },
     #[error("`{}` has no column `{column}` (columns: {available})", path.display())]
     MissingColumn { path: PathBuf, column: String, available: String },
+    #[error("`{}` has more than one column named `{column}`: rename one, so that which to read is clear", path.display())]
+    DuplicateColumn { path: PathBuf, column: String },
+    #[error("`--keep` names `{0}` twice")]
+    KeepTwice(String),
     #[error("`{}` has no data rows", path.display())]
     Empty { path: PathBuf },
     #[error("`{}`: no rows left after cleaning and filtering ({dropped})", path.display())]

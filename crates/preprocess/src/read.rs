@@ -144,21 +144,30 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// The one column named `name`; two of that name leave it unclear which is meant.
     fn find(&self, name: &str) -> Result<usize> {
-        self.names.iter().position(|n| n == name).ok_or_else(|| missing(self.path, name, self.names.iter().cloned()))
+        let mut found = self.names.iter().enumerate().filter(|(_, n)| *n == name).map(|(i, _)| i);
+        match (found.next(), found.next()) {
+            (Some(i), None) => Ok(i),
+            (Some(_), Some(_)) => Err(Error::DuplicateColumn { path: self.path.to_owned(), column: name.to_owned() }),
+            (None, _) => Err(missing(self.path, name, self.names.iter().cloned())),
+        }
     }
 
     fn label(&self, wanted: &Wanted) -> Result<Option<usize>> {
         match self.find(&wanted.label) {
             Ok(i) => Ok(Some(i)),
-            Err(_) if !wanted.label_required => Ok(None),
+            Err(Error::MissingColumn { .. }) if !wanted.label_required => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     fn extra(&self, wanted: &Wanted) -> Result<Vec<usize>> {
+        if let Some(twice) = wanted.extra.iter().enumerate().find(|(i, e)| wanted.extra[..*i].contains(e)) {
+            return Err(Error::KeepTwice(twice.1.clone()));
+        }
         if wanted.extra.iter().any(|e| e == "*") {
-            return Ok((0..self.names.len()).collect());
+            return self.names.iter().map(|name| self.find(name)).collect();
         }
         wanted.extra.iter().map(|e| self.find(e)).collect()
     }
@@ -304,6 +313,33 @@ fn scalar(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// A JSON object whose keys are distinct. Parsers disagree on which value a repeated key
+/// means (Python's and serde's take the last, others the first), so one is refused.
+struct Object(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Object, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("key `{key}` appears twice")));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(Object(object))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
 /// The next non-blank line's object; `line` counts lines read (1-based after the call).
 fn next_object(
     lines: &mut std::io::Split<BufReader<File>>,
@@ -319,7 +355,7 @@ fn next_object(
         if text.trim().is_empty() {
             continue;
         }
-        return serde_json::from_str(text).map(Some).map_err(|source| Error::Json {
+        return serde_json::from_str(text).map(|Object(o)| Some(o)).map_err(|source| Error::Json {
             path: path.to_owned(),
             line: *line,
             source,

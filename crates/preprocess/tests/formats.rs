@@ -141,6 +141,49 @@ fn a_tsv_row_is_one_line_whatever_quotes_it_holds() {
 }
 
 #[test]
+fn a_column_named_twice_is_refused_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |name: &str, text: &str, extra: &[&str]| {
+        let input = dir.path().join(name);
+        std::fs::write(&input, text).unwrap();
+        let wanted = graft_preprocess::read::Wanted {
+            input,
+            text: "text".into(),
+            label: "label".into(),
+            label_required: false,
+            id: None,
+            filters: vec![],
+            extra: extra.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted)?;
+        let mut texts = Vec::new();
+        while let Some(row) = rows.next_row()? {
+            texts.push(row.text.unwrap());
+        }
+        Ok::<_, graft_preprocess::Error>(texts)
+    };
+    // The CSV readers of pandas and polars rename the second `label` and go on; which one
+    // was meant is not for a reader to guess.
+    let err = read("twice.csv", "text,label,label\ngood,pos,x\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("twice.csv") && err.contains("more than one column named `label`"), "{err}");
+    let err = read("twice.tsv", "text\tnote\ttext\na\tb\tc\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("more than one column named `text`"), "{err}");
+    // A repeated column that is not read does not matter, unless every column is kept.
+    assert_eq!(read("other.csv", "text,note,note\ngood,a,b\n", &[]).unwrap(), ["good"]);
+    let err = read("other.csv", "text,note,note\ngood,a,b\n", &["*"]).unwrap_err().to_string();
+    assert!(err.contains("more than one column named `note`"), "{err}");
+    let err = read("keep.csv", "text,note\ngood,a\n", &["note", "text", "note"]).unwrap_err().to_string();
+    assert_eq!(err, "`--keep` names `note` twice");
+    // JSON parsers disagree on a repeated key (Python's takes the last): refused, on any line.
+    let err = read("twice.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\", \"text\": \"c\"}\n", &[]).unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default());
+    assert!(
+        chain.contains("twice.jsonl") && chain.contains("line 2") && chain.contains("key `text` appears twice"),
+        "{chain}"
+    );
+}
+
+#[test]
 fn malformed_jsonl_line_and_missing_key_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
