@@ -152,6 +152,25 @@ fn fewer_labels_and_cross_validated_c() {
 }
 
 #[test]
+fn a_kept_fit_that_did_not_converge_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path(), &[]);
+    let (feats, head) = (dir.path().join("features"), dir.path().join("head"));
+    let train = |extra: &[&str]| {
+        let mut args = vec!["--features", s(&feats), "--out", s(&head), "--c", "1"];
+        args.extend_from_slice(extra);
+        let stderr = String::from_utf8(ok("graft-finetune", &args).stderr).unwrap();
+        let fit = head_json(&head)["training"]["fit"]["selection"][0]["fit"].clone();
+        (stderr, fit["converged"].as_bool().unwrap(), fit["iterations"].as_u64().unwrap())
+    };
+    let (stderr, converged, iterations) = train(&["--max-iter", "2"]);
+    assert!(!converged && iterations == 2, "{iterations}");
+    assert!(stderr.contains("WARN") && stderr.contains("stopped at max_iter=2 without converging"), "{stderr}");
+    let (stderr, converged, _) = train(&[]);
+    assert!(converged && !stderr.contains("without converging"), "{stderr}");
+}
+
+#[test]
 fn config_file_fills_keys_and_the_command_line_wins() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path(), &[]);

@@ -104,6 +104,15 @@ pub fn choose_c(
         best = Some((0.0, Chosen { c, model, outcome, candidates: Vec::new() }));
     }
     let (_, mut chosen) = best.expect("at least one C");
+    if !chosen.outcome.converged {
+        // As scikit-learn's ConvergenceWarning: the head kept is not the optimum of its loss.
+        tracing::warn!(
+            "the kept fit (C={}) stopped at max_iter={} without converging (gradient above tol={}): raise --max-iter, or --standardize the features",
+            chosen.c,
+            p.max_iter,
+            p.tol
+        );
+    }
     chosen.candidates = candidates;
     Ok(chosen)
 }
