@@ -208,9 +208,10 @@ pub fn parse(path: &Path) -> Result<Pipeline> {
     Ok(pipeline)
 }
 
-/// For each stage in file order, the stages whose outputs it reads. Errors when two stages
-/// write the same output, or one writes inside another's output. Paths are compared as
-/// expansion normalises them (one spelling per path).
+/// For each stage in file order, the stages whose outputs it reads: a dependency inside an
+/// output, or a folder holding one. Errors when two stages write the same output, one writes
+/// inside another's output, or a stage reads its own output. Paths are compared as expansion
+/// normalises them (one spelling per path).
 pub fn upstream(p: &Pipeline) -> Result<IndexMap<&str, Vec<&str>>, String> {
     let mut writer: IndexMap<&Path, &str> = IndexMap::new();
     for (name, stage) in &p.stages {
@@ -229,18 +230,27 @@ pub fn upstream(p: &Pipeline) -> Result<IndexMap<&str, Vec<&str>>, String> {
             writer.insert(out.as_path(), name);
         }
     }
-    Ok(p.stages
+    p.stages
         .iter()
         .map(|(name, stage)| {
-            let mut up: Vec<&str> = stage
-                .deps
-                .iter()
-                .filter_map(|d| writer.iter().find(|(out, _)| d.starts_with(out)).map(|(_, n)| *n))
-                .collect();
-            up.dedup();
-            (name.as_str(), up)
+            let mut up: Vec<&str> = Vec::new();
+            for dep in &stage.deps {
+                for (out, by) in writer.iter().filter(|(out, _)| dep.starts_with(out) || out.starts_with(dep)) {
+                    if by == name {
+                        return Err(format!(
+                            "stage `{name}` reads `{}` and writes `{}`: a stage cannot read its own output",
+                            dep.display(),
+                            out.display()
+                        ));
+                    }
+                    if !up.contains(by) {
+                        up.push(by);
+                    }
+                }
+            }
+            Ok((name.as_str(), up))
         })
-        .collect())
+        .collect()
 }
 
 /// Stage names in an order where each runs after the stages whose outputs it reads:
@@ -292,6 +302,20 @@ mod tests {
         let nested = parse("version: 1\nstages:\n  a: {cmd: x, outs: [o]}\n  b: {cmd: x, outs: [o/inner]}\n");
         let err = run_order(&nested).unwrap_err();
         assert!(err.contains("outputs nest: `o/inner` of stage `b` and `o` of stage `a`"), "{err}");
+        for (dep, out) in [("o", "o"), ("o", "o/inner"), ("o/inner/f", "o")] {
+            let own = parse(&format!("version: 1\nstages:\n  a: {{cmd: x, deps: [{dep}], outs: [{out}]}}\n"));
+            let err = run_order(&own).unwrap_err();
+            assert!(err.contains(&format!("stage `a` reads `{dep}` and writes `{out}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_folder_holding_another_stage_s_output_is_read_after_it() {
+        let p = parse(
+            "version: 1\nstages:\n  report: {cmd: x, deps: [runs/x], outs: [report]}\n  data: {cmd: x, outs: [runs/x/data]}\n  features: {cmd: x, deps: [runs/x/data], outs: [runs/x/features]}\n",
+        );
+        assert_eq!(upstream(&p).unwrap()["report"], ["data", "features"]);
+        assert_eq!(run_order(&p).unwrap(), ["data", "features", "report"]);
     }
 
     #[test]
