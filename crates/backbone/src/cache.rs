@@ -3,10 +3,12 @@
 //! token ids, which already reflect the tokenizer and the maximum length. A re-run on a data
 //! set with a few new rows embeds only those rows.
 //!
-//! Layout: `DIR/<space>/NNNNNN.arrow`, each file a run's new rows (`key` fixed_size_binary(32),
-//! `features` fixed_size_list<float32>) in batches of 1,024, written atomically with the
-//! stage's outputs. Only keys and their locations are held in memory; features are read back
-//! batch by batch.
+//! Layout: `DIR/<space>/NNNNNN-TTTTTTTT.arrow`, each file a run's new rows (`key`
+//! fixed_size_binary(32), `features` fixed_size_list<float32>) in batches of 1,024, written
+//! atomically with the stage's outputs. `NNNNNN` counts the files the run found and `TTTTTTTT`
+//! is the run's own, so runs sharing a cache at once never replace each other's file. Only
+//! keys and their locations are held in memory; features are read back batch by batch, and
+//! each row's key is checked again when it is read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,6 +150,17 @@ impl FeatureCache {
         }
         let (_, rb) = self.last.as_ref().expect("just read");
         let path = &self.files[loc.file];
+        let keys = key_column(rb, path)?;
+        if keys.len() <= loc.row || keys.value(loc.row) != key {
+            return Err(graft_core::Error::Corrupt {
+                path: path.clone(),
+                message: format!(
+                    "batch {} row {} no longer holds the key indexed there: the file changed while in use",
+                    loc.batch, loc.row
+                ),
+            }
+            .into());
+        }
         let list = rb
             .column_by_name("features")
             .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>())
@@ -179,7 +192,7 @@ impl FeatureCache {
         let dim = self.dim.expect("set with the first row");
         let schema = Arc::new(Schema::new(graft_core::columns::cache_fields(dim)));
         if self.writer.is_none() {
-            let dest = self.dir.join(format!("{:06}.arrow", self.files.len()));
+            let dest = self.dir.join(format!("{:06}-{}.arrow", self.files.len(), run_tag()));
             self.writer = Some(ArtifactWriter::create(&dest, &schema)?);
         }
         let rows = std::mem::take(&mut self.buffered);
@@ -198,6 +211,18 @@ impl FeatureCache {
     }
 }
 
+/// Eight hex digits that no other run writing to the cache at the same time shares: the
+/// blake3 of this process's id, the time and a count of the tags this process made.
+fn run_tag() -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+    hasher.finalize().to_hex()[..8].to_owned()
+}
+
 fn key_column<'a>(rb: &'a RecordBatch, path: &Path) -> Result<&'a FixedSizeBinaryArray> {
     let keys = rb.column_by_name("key").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>());
     keys.filter(|k| k.value_length() == 32).ok_or_else(|| {
@@ -208,4 +233,60 @@ fn key_column<'a>(rb: &'a RecordBatch, path: &Path) -> Result<&'a FixedSizeBinar
         }
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backbone() -> BackboneId {
+        BackboneId {
+            spec: "s".into(),
+            model_blake3: "m".into(),
+            outputs: vec!["o".into()],
+            combine: None,
+            pooling: "mean".into(),
+            normalize: true,
+            dim: 0,
+            provider: "cpu".into(),
+        }
+    }
+
+    /// A cache opened on `root`, with `rows` (key byte, value) put and committed.
+    fn write(cache: FeatureCache, rows: &[(u8, f32)]) {
+        let mut cache = cache;
+        for &(k, v) in rows {
+            cache.put([k; 32], &[v, v]).unwrap();
+        }
+        cache.finish().unwrap().unwrap().commit().unwrap();
+    }
+
+    #[test]
+    fn runs_sharing_a_cache_at_once_keep_both_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // Both open the cache before either commits, as two shards started together do.
+        let (a, b) = (
+            FeatureCache::open(dir.path(), &backbone()).unwrap(),
+            FeatureCache::open(dir.path(), &backbone()).unwrap(),
+        );
+        write(a, &[(1, 1.0)]);
+        write(b, &[(2, 2.0)]);
+        let mut cache = FeatureCache::open(dir.path(), &backbone()).unwrap();
+        assert_eq!(cache.files.len(), 2, "{:?}", cache.files);
+        assert_eq!(cache.get(&[1; 32]).unwrap(), Some(vec![1.0, 1.0]));
+        assert_eq!(cache.get(&[2; 32]).unwrap(), Some(vec![2.0, 2.0]));
+        assert_eq!(cache.get(&[3; 32]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_replaced_after_indexing_is_refused_not_read_as_another_row() {
+        let (one, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(FeatureCache::open(one.path(), &backbone()).unwrap(), &[(1, 1.0)]);
+        write(FeatureCache::open(other.path(), &backbone()).unwrap(), &[(2, 2.0)]);
+        let mut cache = FeatureCache::open(one.path(), &backbone()).unwrap();
+        let replacement = FeatureCache::open(other.path(), &backbone()).unwrap().files.remove(0);
+        std::fs::copy(replacement, &cache.files[0]).unwrap();
+        let err = cache.get(&[1; 32]).unwrap_err().to_string();
+        assert!(err.contains("no longer holds the key"), "{err}");
+    }
 }
