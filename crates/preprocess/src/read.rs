@@ -1,5 +1,5 @@
-//! Reads raw tables row by row with flat memory: CSV and TSV (csv crate) and JSONL stream
-//! line by line; Parquet is read by polars in slices of [`PARQUET_SLICE`] rows, only the needed
+//! Reads raw tables row by row with flat memory: CSV and TSV (csv crate) stream line by line,
+//! and JSONL too once a first pass has gathered its keys; Parquet is read by polars in slices of [`PARQUET_SLICE`] rows, only the needed
 //! columns. Each pass over the input opens a fresh [`Rows`].
 
 use std::fs::File;
@@ -220,7 +220,7 @@ impl Rows {
                     })
                 }
                 Source::Jsonl { lines, names, line } => {
-                    let Some(object) = next_object(lines, line, &self.path)? else { return Ok(None) };
+                    let Some(Object(object)) = next_object(lines, line, &self.path)? else { return Ok(None) };
                     let field = |k: &str| object.get(k).and_then(scalar);
                     let keep = names.filters.iter().all(|(c, v)| field(c).as_deref() == Some(v.as_str()));
                     keep.then(|| RawRow {
@@ -317,35 +317,51 @@ fn scalar(v: &serde_json::Value) -> Option<String> {
 /// means (Python's and serde's take the last, others the first), so one is refused.
 struct Object(serde_json::Map<String, serde_json::Value>);
 
+/// The keys of a JSON object, distinct as [`Object`]'s; the values are checked, not kept.
+struct Keys(Vec<String>);
+
+/// Visits an object's entries, refusing a repeated key: `V` is what each value is read as.
+struct Entries<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
+    type Value = Vec<(String, V)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut entries: Vec<(String, V)> = Vec::new();
+        while let Some(entry) = map.next_entry::<String, V>()? {
+            entries.push(entry);
+        }
+        let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        if let Some(twice) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(serde::de::Error::custom(format!("key `{}` appears twice", twice[0])));
+        }
+        Ok(entries)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Object {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct Keys;
-        impl<'de> serde::de::Visitor<'de> for Keys {
-            type Value = Object;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Object, A::Error> {
-                let mut object = serde_json::Map::new();
-                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
-                    if object.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format!("key `{key}` appears twice")));
-                    }
-                    object.insert(key, value);
-                }
-                Ok(Object(object))
-            }
-        }
-        deserializer.deserialize_map(Keys)
+        let entries = deserializer.deserialize_map(Entries::<serde_json::Value>(std::marker::PhantomData))?;
+        Ok(Object(entries.into_iter().collect()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let entries = deserializer.deserialize_map(Entries::<serde::de::IgnoredAny>(std::marker::PhantomData))?;
+        Ok(Keys(entries.into_iter().map(|(k, _)| k).collect()))
     }
 }
 
 /// The next non-blank line's object; `line` counts lines read (1-based after the call).
-fn next_object(
+fn next_object<T: serde::de::DeserializeOwned>(
     lines: &mut std::io::Split<BufReader<File>>,
     line: &mut usize,
     path: &Path,
-) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+) -> Result<Option<T>> {
     for bytes in lines.by_ref() {
         *line += 1;
         let bytes = bytes.map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
@@ -355,7 +371,7 @@ fn next_object(
         if text.trim().is_empty() {
             continue;
         }
-        return serde_json::from_str(text).map(|Object(o)| Some(o)).map_err(|source| Error::Json {
+        return serde_json::from_str(text).map(Some).map_err(|source| Error::Json {
             path: path.to_owned(),
             line: *line,
             source,
@@ -364,14 +380,28 @@ fn next_object(
     Ok(None)
 }
 
+/// Every key of a JSONL file's objects, in the order first met. A key some lines leave out
+/// (writers that drop nulls do) is a column all the same, as for pandas: a label only later
+/// lines hold is read, and a line without it has none.
+fn jsonl_keys(path: &Path) -> Result<Vec<String>> {
+    let (mut lines, mut line) = (open_file(path)?.split(b'\n'), 0);
+    let (mut keys, mut seen, mut objects) = (Vec::new(), std::collections::HashSet::new(), 0usize);
+    while let Some(Keys(these)) = next_object(&mut lines, &mut line, path)? {
+        objects += 1;
+        for key in these {
+            if seen.insert(key.clone()) {
+                keys.push(key);
+            }
+        }
+    }
+    match objects {
+        0 => Err(Error::Empty { path: path.to_owned() }),
+        _ => Ok(keys),
+    }
+}
+
 fn open_jsonl(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
-    // The first object names the keys the data has.
-    let mut line = 0;
-    let mut lines = open_file(path)?.split(b'\n');
-    let Some(first) = next_object(&mut lines, &mut line, path)? else {
-        return Err(Error::Empty { path: path.to_owned() });
-    };
-    let table = Resolver { path, names: first.keys().cloned().collect() };
+    let table = Resolver { path, names: jsonl_keys(path)? };
     let name = |i: usize| table.names[i].clone();
     let extra: Vec<String> = table.extra(cfg)?.into_iter().map(name).collect();
     let names = Names {

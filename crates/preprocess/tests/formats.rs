@@ -184,6 +184,45 @@ fn a_column_named_twice_is_refused_not_guessed() {
 }
 
 #[test]
+fn a_jsonl_column_is_any_key_any_line_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    // Writers that drop nulls leave keys out of some lines: the first line has no label,
+    // no text and no `channel`, which later lines have.
+    let lines = [
+        r#"{"id": "a"}"#,
+        r#"{"id": "b", "text": "fine", "label": "pos"}"#,
+        "",
+        r#"{"channel": "web", "id": "c", "text": "dull", "label": "neg"}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let wanted = graft_preprocess::read::Wanted {
+        input,
+        text: "text".into(),
+        label: "label".into(),
+        label_required: false,
+        id: Some("id".into()),
+        filters: vec![],
+        extra: vec!["*".into()],
+    };
+    let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
+    assert_eq!(rows.extra(), ["id", "text", "label", "channel"], "keys in the order first met");
+    let mut read = Vec::new();
+    while let Some(row) = rows.next_row().unwrap() {
+        read.push((row.id, row.text, row.label, row.extra[3].clone()));
+    }
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        read,
+        [
+            ("a".to_owned(), None, None, None),
+            ("b".to_owned(), some("fine"), some("pos"), None),
+            ("c".to_owned(), some("dull"), some("neg"), some("web")),
+        ]
+    );
+}
+
+#[test]
 fn malformed_jsonl_line_and_missing_key_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
