@@ -78,6 +78,14 @@ fn intervals_bracket_accuracy_and_compare_counts_discordant_rows() {
         err.contains("eval_lr") && err.contains("eval_val") && err.contains("not predictions on the same rows"),
         "{err}"
     );
+    // The Parquet copy an evaluation writes for SQL engines (or scored rows) is named as not
+    // an evaluation's predictions, not as a corrupt Arrow file.
+    let parquet = d("eval_lr").join("predictions.parquet");
+    let err = user_error("graft-evaluate", &["compare", s(&d("eval_lr")), s(&parquet)]);
+    assert!(
+        err.contains("predictions.parquet` is not an evaluation's predictions") && !err.contains("corrupt"),
+        "{err}"
+    );
 }
 
 #[test]

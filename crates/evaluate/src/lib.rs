@@ -75,6 +75,8 @@ pub enum Error {
     NotComparable { a: PathBuf, b: PathBuf, message: String },
     #[error("`{}` row {row}: {message}", path.display())]
     BadPredictions { path: PathBuf, row: usize, message: String },
+    #[error("`{}` is not an evaluation's predictions: give an evaluation folder or its `predictions.arrow` (scored new rows are not compared)", path.display())]
+    NotEvaluation { path: PathBuf },
     #[error("head `{}` scores row {row} (id `{id}`) of `{}` as NaN or infinite", head.display(), features.display())]
     NonFinite { head: PathBuf, features: PathBuf, row: usize, id: String },
     #[error("bundle `{}`: {message}", path.display())]

@@ -27,6 +27,9 @@ impl Predictions {
     /// Reads a classification predictions file (or the one in an evaluation folder).
     pub fn read(path: &Path) -> Result<Self> {
         let path = if path.is_dir() { path.join(PREDICTIONS_FILE) } else { path.to_owned() };
+        if path.extension().is_none_or(|e| e != "arrow") {
+            return Err(Error::NotEvaluation { path });
+        }
         crate::check_manifest(&path, None)?;
         let mut reader = ArtifactReader::open(&path)?;
         let provenance = reader.provenance().clone();
