@@ -248,6 +248,8 @@ fn features_from_a_tensor_that_is_not_a_graph_output() {
     }
     let err = user_error("graft-backbone", &tiny_backbone_args(dir.path(), "none", &["--outputs", "layer9/q"]));
     assert!(err.contains("no tensor `layer9/q`") && err.contains("graft-backbone inspect"), "{err}");
+    let err = user_error("graft-backbone", &tiny_backbone_args(dir.path(), "none", &["--batch-size", "0"]));
+    assert!(err.contains("invalid value '0' for '--batch-size") && err.contains("not in 1.."), "{err}");
     assert!(files_in(&dir.path().join("none")).is_empty());
 }
 

@@ -23,7 +23,7 @@ pub struct Config {
     /// are batched with rows of similar length within each record batch of the input and
     /// padded to the batch's longest row only) and 8 for images (EfficientNet-Lite0 on 2
     /// cores: 1.18x faster than 32 and 2.7x less memory, its activations staying in cache).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: Option<usize>,
     /// Also cap each batch at this many padded tokens (rows x longest row); 0 for no cap.
     /// Small batches of long rows keep attention's working set in cache: on MiniLM with 2
