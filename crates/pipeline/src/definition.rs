@@ -196,7 +196,7 @@ pub fn parse(path: &Path) -> Result<Pipeline> {
     let text = fs_err::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let parse_err = |source| Error::Parse { path: path.to_owned(), source };
     // A key given twice in a map (a stage, an argument, a param) would silently replace the
-    // first; YAML's own values refuse it, at any depth, naming the key and line.
+    // first; YAML's own values refuse it, at any depth, naming the map, the key and the line.
     serde_norway::from_str::<serde_norway::Value>(&text).map_err(parse_err)?;
     let pipeline: Pipeline = serde_norway::from_str(&text).map_err(parse_err)?;
     if pipeline.version != 1 {

@@ -1,6 +1,7 @@
 //! Reads raw tables row by row with flat memory: CSV and TSV (csv crate) stream line by line,
-//! and JSONL too once a first pass has gathered its keys; Parquet is read by polars in slices of [`PARQUET_SLICE`] rows, only the needed
-//! columns. Each pass over the input opens a fresh [`Rows`].
+//! and JSONL too once a first pass has gathered its keys; Parquet is read by polars in slices
+//! of [`PARQUET_SLICE`] rows, only the needed columns. Each pass over the input opens a fresh
+//! [`Rows`].
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
