@@ -123,22 +123,9 @@ fn more_shards_than_rows_give_empty_shards_that_merge() {
     assert_eq!((prov.rows, rows.len()), (0, 0));
     assert_eq!(prov.backbone.unwrap().dim, 16);
     let merged = dir.path().join("merged");
-    let merge_into = |out: &Path, last: &Path| {
-        let mut args = vec!["merge".to_owned(), "--out".into(), s(out).into(), "-q".into()];
-        args.extend(shard_dirs[..2].iter().map(|d| s(d).to_owned()));
-        args.push(s(last).to_owned());
-        args
-    };
-    // Into a shard folder, however spelled, or from a folder that is not there: refused,
-    // the shards untouched.
-    let before = std::fs::read(shard_dirs[1].join("train.arrow")).unwrap();
-    let spelled = dir.path().join("shard2/../shard0");
-    let err = user_error("graft-backbone", &merge_into(&spelled, &shard_dirs[2]));
-    assert!(err.contains("the merge would replace a shard it reads"), "{err}");
-    assert_eq!(std::fs::read(shard_dirs[1].join("train.arrow")).unwrap(), before);
-    let err = user_error("graft-backbone", &merge_into(&merged, &dir.path().join("shard9")));
-    assert!(err.contains("shard9` is not a folder of shard output"), "{err}");
-    ok("graft-backbone", &merge_into(&merged, &shard_dirs[2]));
+    let mut args = vec!["merge", "--out", s(&merged), "-q"];
+    args.extend(shard_dirs.iter().map(|d| s(d)));
+    ok("graft-backbone", &args);
     for split in ["train", "val", "test"] {
         let (_, whole) = read_features(&dir.path().join(format!("features/{split}.arrow")));
         let (_, rows) = read_features(&merged.join(format!("{split}.arrow")));

@@ -618,6 +618,43 @@ fn tampered_incomplete_or_foreign_bundles_and_bad_tables_are_refused() {
 }
 
 #[test]
+fn a_bundle_is_made_only_from_one_head_its_data_and_its_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    bundled(d);
+    let (data, feats, head, eval) = (d.join("data"), d.join("features"), d.join("head"), d.join("eval"));
+    let spec = fixture("tiny/tiny.yaml");
+    let bundle = |head: &Path, data: &Path, eval: &Path, out: &Path| {
+        let args =
+            ["bundle", "--head", s(head), "--spec", s(&spec), "--data", s(data), "--eval", s(eval), "--out", s(out)];
+        user_error("graft-evaluate", &args)
+    };
+    let out = d.join("out");
+    // Another head on the same features: the evaluation describes the first.
+    let other = d.join("other-head");
+    ok("graft-finetune", &["--features", s(&feats), "--out", s(&other), "--c", "10", "-q"]);
+    let err = bundle(&other, &data, &eval, &out);
+    assert!(err.contains("is not an evaluation of head") && err.contains("other-head"), "{err}");
+    // Data whose labels are not the head's.
+    let relabelled = d.join("relabelled.csv");
+    let csv = std::fs::read_to_string(fixture("tiny/reviews.csv")).unwrap();
+    std::fs::write(&relabelled, csv.replace(",pos,", ",good,").replace(",neg,", ",bad,")).unwrap();
+    let other_data = d.join("other-data");
+    ok("graft-preprocess", &["--input", s(&relabelled), "--spec", s(&spec), "--out", s(&other_data), "-q"]);
+    let err = bundle(&head, &other_data, &eval, &out);
+    assert!(err.contains("has labels [\"bad\", \"good\"]") && err.contains("not the data it was trained on"), "{err}");
+    assert!(!out.exists());
+    // Into the head's own folder, however spelled: refused, the head untouched.
+    let before = std::fs::read(head.join("head.json")).unwrap();
+    let err = bundle(&head, &data, &eval, &d.join("eval/../head"));
+    assert!(err.contains("it is `--head") && err.contains("would replace what it is made from"), "{err}");
+    assert_eq!(std::fs::read(head.join("head.json")).unwrap(), before);
+    let mut files = files_in(&head);
+    files.sort();
+    assert_eq!(files, ["head.json", "head.safetensors", "manifest.json"]);
+}
+
+#[test]
 fn a_scoring_pipeline_reruns_when_the_bundle_changes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -14,12 +14,11 @@ const BATCH_ROWS: usize = 4096;
 
 /// Merges the shard folders `shards` (in any order) into `out`; returns rows per split.
 pub fn merge(shards: &[PathBuf], out: &Path) -> Result<BTreeMap<&'static str, u64>> {
-    let out_folder = std::fs::canonicalize(out).ok();
     for shard in shards {
         if !shard.is_dir() {
             return Err(Error::Merge(format!("`{}` is not a folder of shard output", shard.display())));
         }
-        if out_folder.is_some() && std::fs::canonicalize(shard).ok() == out_folder {
+        if graft_core::atomic::same_path(shard, out) {
             return Err(Error::Merge(format!(
                 "`--out {}` is shard folder `{}`: the merge would replace a shard it reads",
                 out.display(),

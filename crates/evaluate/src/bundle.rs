@@ -37,6 +37,36 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
     {
         return Err(refuse(format!("`{}` was tokenised with another tokenizer than spec's", train_path.display())));
     }
+    for (flag, input) in [("--head", Some(&cfg.head)), ("--data", Some(&cfg.data)), ("--eval", cfg.eval.as_ref())] {
+        if let Some(input) = input.filter(|input| graft_core::atomic::same_path(input, &cfg.out)) {
+            return Err(refuse(format!(
+                "it is `{flag} {}`: the bundle would replace what it is made from",
+                input.display()
+            )));
+        }
+    }
+    if train.labels != head.info.labels {
+        return Err(refuse(format!(
+            "`{}` has labels {:?}, but head `{}` knows {:?}: not the data it was trained on",
+            train_path.display(),
+            train.labels,
+            cfg.head.display(),
+            head.info.labels
+        )));
+    }
+    if let Some(eval) = &cfg.eval {
+        let predictions = eval.join(crate::PREDICTIONS_FILE);
+        let evaluated = ArtifactReader::open(&predictions)?.provenance().inputs.get("head").cloned();
+        if evaluated.as_deref()
+            != Some(graft_core::hash::file(&cfg.head.join(graft_core::head::WEIGHTS_FILE))?.as_str())
+        {
+            return Err(refuse(format!(
+                "`{}` is not an evaluation of head `{}`: its metrics would describe another model",
+                eval.display(),
+                cfg.head.display()
+            )));
+        }
+    }
     let report = cfg.eval.as_deref().map(crate::load_report).transpose()?;
     let info = BundleInfo {
         format: format::FORMAT.into(),

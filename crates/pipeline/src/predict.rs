@@ -40,7 +40,7 @@ pub struct PredictOptions {
 pub fn predict(opts: &PredictOptions) -> Result<()> {
     // Refused before the rows are embedded, not after.
     OutputFormat::resolve(opts.format, &opts.out)?;
-    if same_file(&opts.rows.input, &opts.out) {
+    if graft_core::atomic::same_path(&opts.rows.input, &opts.out) {
         return Err(Error::OutIsInput { path: opts.out.clone() });
     }
     let parent = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -76,15 +76,6 @@ pub fn predict(opts: &PredictOptions) -> Result<()> {
         score.extend(["--format".into(), f.name().into()]);
     }
     stage(opts, "graft-evaluate", &score)
-}
-
-/// Whether two paths name one existing file, however each is spelled (`./a`, `a`, a link).
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
 }
 
 /// Runs one stage to completion; its output goes to this process's stderr, except the final
