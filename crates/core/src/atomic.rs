@@ -109,6 +109,16 @@ pub fn write_bytes(dest: &Path, bytes: &[u8]) -> Result<()> {
     pending_bytes(dest, bytes)?.commit()
 }
 
+/// Whether `a` and `b` are the same existing file or folder, however spelled (`./a`, `x/../a`,
+/// a link): an output that is one of the stage's inputs would replace what it reads.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,15 +157,5 @@ mod tests {
         write_bytes(&dest, b"whole").unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-}
-
-/// Whether `a` and `b` are the same existing file or folder, however spelled (`./a`, `x/../a`,
-/// a link): an output that is one of the stage's inputs would replace what it reads.
-pub fn same_path(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
     }
 }
