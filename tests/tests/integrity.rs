@@ -174,6 +174,150 @@ fn a_pipe_or_a_device_named_like_an_image_is_listed_not_read() {
     assert_eq!(ArtifactReader::open(&out.join("train.arrow")).unwrap().provenance().rows, 4, "the four images");
 }
 
+/// Every file under `dir`, at any depth, with its bytes.
+fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.is_dir() {
+            true => files.extend(contents(&path)),
+            false => files.push((path.clone(), std::fs::read(&path).unwrap())),
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn an_output_folder_that_is_an_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let spec = fixture("tiny/tiny.yaml");
+    ok(
+        "graft-backbone",
+        &[
+            "--spec",
+            s(&spec),
+            "--input",
+            s(&d.join("data")),
+            "--outputs",
+            "hidden_state_1",
+            "--tokens",
+            "--out",
+            s(&d.join("cut")),
+            "-q",
+        ],
+    );
+    let (data, feats, head, eval, cut) =
+        (d.join("data"), d.join("features"), d.join("head"), d.join("eval"), d.join("cut"));
+    // Each spelled another way than its input flag, as `./x/` or through `..`.
+    let again = |p: &Path| format!("{}/../{}/", d.join("eval").display(), p.file_name().unwrap().to_str().unwrap());
+    let cases: Vec<(Vec<String>, &Path, &str)> = vec![
+        (
+            vec![
+                "graft-backbone".into(),
+                "--spec".into(),
+                s(&spec).into(),
+                "--input".into(),
+                s(&data).into(),
+                "--out".into(),
+                again(&data),
+            ],
+            &data,
+            "--input",
+        ),
+        (
+            vec![
+                "graft-backbone".into(),
+                "--spec".into(),
+                s(&spec).into(),
+                "--input".into(),
+                s(&data).into(),
+                "--cache".into(),
+                s(&feats).into(),
+                "--out".into(),
+                again(&feats),
+            ],
+            &feats,
+            "--cache",
+        ),
+        (
+            vec![
+                "graft-finetune".into(),
+                "--features".into(),
+                s(&feats).into(),
+                "--c".into(),
+                "1".into(),
+                "--out".into(),
+                again(&feats),
+            ],
+            &feats,
+            "--features",
+        ),
+        (
+            vec![
+                "graft-evaluate".into(),
+                "--head".into(),
+                s(&head).into(),
+                "--features".into(),
+                s(&feats).into(),
+                "--out".into(),
+                again(&head),
+            ],
+            &head,
+            "--head",
+        ),
+        (
+            vec![
+                "graft-evaluate".into(),
+                "fuse".into(),
+                s(&eval).into(),
+                s(&eval.join("predictions.arrow")).into(),
+                "--out".into(),
+                format!("{}/./", eval.display()),
+            ],
+            &eval,
+            "member",
+        ),
+        (
+            vec![
+                "graft-finetune".into(),
+                "layers".into(),
+                "--cut".into(),
+                s(&cut).into(),
+                "--spec".into(),
+                s(&spec).into(),
+                "--layers".into(),
+                "1".into(),
+                "--out".into(),
+                again(&cut),
+            ],
+            &cut,
+            "--cut",
+        ),
+        (
+            vec![
+                "graft-preprocess".into(),
+                "--input".into(),
+                s(&data).into(),
+                "--spec".into(),
+                s(&spec).into(),
+                "--out".into(),
+                again(&data),
+            ],
+            &data,
+            "--input",
+        ),
+    ];
+    for (command, input, flag) in cases {
+        let before = contents(input);
+        let err = user_error(&command[0], &command[1..]);
+        assert!(err.contains(&format!("is `{flag} ")) && err.contains("choose another folder"), "{command:?}: {err}");
+        assert!(contents(input) == before, "{command:?} changed {}", input.display());
+    }
+}
+
 fn edit_head(head: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
     edit(&mut info);

@@ -170,6 +170,11 @@ fn feature_space(cfg: &Config) -> Result<(BackboneSpec, FeatureSpec)> {
 }
 
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
+    let cache = cfg.cache.as_deref().map(|c| ("--cache", c));
+    graft_core::atomic::check_out_is_no_input(
+        &cfg.out,
+        &[[("--input", cfg.input.as_path())].as_slice(), cache.as_slice()].concat(),
+    )?;
     let (env, runtime) = runtime::init()?;
     let (spec, features) = feature_space(cfg)?;
     let (outputs, pooling, normalize) = (features.outputs.clone(), features.pooling, features.normalize);

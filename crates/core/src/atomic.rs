@@ -119,6 +119,14 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Refuses an output folder that is one of the stage's inputs, given as (flag, path).
+pub fn check_out_is_no_input(out: &Path, inputs: &[(&'static str, &Path)]) -> Result<()> {
+    match inputs.iter().find(|(_, input)| same_path(input, out)) {
+        Some((flag, input)) => Err(Error::OutIsInput { out: out.to_owned(), flag, input: input.to_path_buf() }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

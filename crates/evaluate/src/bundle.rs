@@ -37,14 +37,9 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
     {
         return Err(refuse(format!("`{}` was tokenised with another tokenizer than spec's", train_path.display())));
     }
-    for (flag, input) in [("--head", Some(&cfg.head)), ("--data", Some(&cfg.data)), ("--eval", cfg.eval.as_ref())] {
-        if let Some(input) = input.filter(|input| graft_core::atomic::same_path(input, &cfg.out)) {
-            return Err(refuse(format!(
-                "it is `{flag} {}`: the bundle would replace what it is made from",
-                input.display()
-            )));
-        }
-    }
+    let eval = cfg.eval.as_deref().map(|e| ("--eval", e));
+    let inputs = [[("--head", cfg.head.as_path()), ("--data", &cfg.data)].as_slice(), eval.as_slice()].concat();
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &inputs)?;
     if train.labels != head.info.labels {
         return Err(refuse(format!(
             "`{}` has labels {:?}, but head `{}` knows {:?}: not the data it was trained on",

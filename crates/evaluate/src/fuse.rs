@@ -3,7 +3,7 @@
 //! weighted mean with given weights or weights fitted on val (lowest val log-loss), or a
 //! majority vote. The fused predictions are evaluated like any other.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, StringArray};
@@ -121,6 +121,11 @@ fn evaluate(
 }
 
 pub fn fuse(cfg: &FuseConfig) -> Result<Report> {
+    let folder =
+        |p: &PathBuf| if p.is_file() { p.parent().map(Path::to_path_buf).unwrap_or_default() } else { p.clone() };
+    let folders: Vec<PathBuf> = cfg.members.iter().chain(&cfg.val).map(folder).collect();
+    let inputs: Vec<(&'static str, &Path)> = folders.iter().map(|f| ("member", f.as_path())).collect();
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &inputs)?;
     let members: Vec<Predictions> = cfg.members.iter().map(|p| Predictions::read(p)).collect::<Result<_>>()?;
     for m in &members[1..] {
         members[0].check_same_rows(m)?;

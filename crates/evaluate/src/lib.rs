@@ -101,6 +101,9 @@ impl graft_core::UserFacing for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub fn run(cfg: &Config) -> Result<Report> {
+    let data = cfg.data.as_deref().map(|d| ("--data", d));
+    let inputs = [[("--head", cfg.head.as_path()), ("--features", &cfg.features)].as_slice(), data.as_slice()].concat();
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &inputs)?;
     let head = Head::load(&cfg.head)?;
     let path = cfg.features.join(format!("{}.arrow", cfg.split));
     if !path.exists() {

@@ -118,6 +118,7 @@ pub fn class_weights(spec: &ClassWeight, labels: &[String], classes: &[usize]) -
 /// Trains the head and writes it; returns what was written. `on_epoch` sees the MLP's
 /// per-epoch records as they complete.
 pub fn run(cfg: &Config, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &[("--features", &cfg.features)])?;
     let p = &cfg.params;
     check_params(p)?;
     let (train, val) = read_splits(&cfg.features, p)?;

@@ -72,6 +72,7 @@ fn keep(row: read::RawRow, dropped: &mut BTreeMap<&'static str, usize>) -> Optio
 /// which rows are kept and the split of each, the second cleans, tokenises and writes them
 /// batch by batch.
 pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &[("--input", &cfg.input)])?;
     let (val, test) = (cfg.val_fraction, cfg.test_fraction);
     if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
         return Err(Error::BadFractions { val, test });

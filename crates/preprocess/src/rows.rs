@@ -46,6 +46,8 @@ fn code(reason: Option<&'static str>) -> u8 {
 }
 
 pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
+    let inputs = [("--bundle", cfg.rows.bundle.as_path()), ("--input", &cfg.rows.input)];
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &inputs)?;
     let bundle = Bundle::load(&cfg.rows.bundle)?;
     let (text_column, label_column, id_column, max_length) = match &bundle.info.input {
         Input::Text { text_column, label_column, id_column, max_length } => {

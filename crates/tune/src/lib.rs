@@ -72,6 +72,7 @@ fn check(cfg: &LayersConfig) -> Result<()> {
 
 /// Trains and writes `cfg.out`. `on_epoch` sees each epoch's record and seconds.
 pub fn run(cfg: &LayersConfig, on_epoch: impl FnMut(&head::Epoch, f64) + Send) -> Result<Summary> {
+    graft_core::atomic::check_out_is_no_input(&cfg.out, &[("--cut", &cfg.cut)])?;
     check(cfg)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.threads).build().map_err(|e| Error::BadParam {
         key: "threads",
