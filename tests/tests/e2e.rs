@@ -464,6 +464,10 @@ fn run_selects_stages_with_until_from_and_only() {
     assert!(!log.contains("INFO"), "{log}");
     let err = user_error("graft", &["run", s(&pipeline), "--only", "train"]);
     assert!(err.contains("p.yaml") && err.contains("no stage `train`") && err.contains("finetune"), "{err}");
+    let err = user_error("graft", &["run", s(&pipeline), "--from", "finetune", "--until", "backbone"]);
+    assert!(err.contains("`--from finetune` and `--until backbone` select no stage together"), "{err}");
+    let err = user_error("graft", &["run", s(&pipeline), "--jobs", "0"]);
+    assert!(err.contains("'--jobs <JOBS>': 0 is not in 1.."), "{err}");
 }
 
 #[test]

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("`{}` has no stage `{stage}`; its stages are {known:?}", path.display())]
     UnknownStage { path: PathBuf, stage: String, known: Vec<String> },
+    #[error("`{}`: {selection} select no stage together", path.display())]
+    NothingSelected { path: PathBuf, selection: String },
     #[error("cannot read `{}`", path.display())]
     Read {
         path: PathBuf,

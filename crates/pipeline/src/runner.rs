@@ -36,7 +36,7 @@ pub struct RunOptions {
     #[arg(long = "set", value_name = "TARGET=VALUE")]
     pub set: Vec<String>,
     /// Run at most this many independent stages at once.
-    #[arg(long, short = 'j', default_value_t = 1)]
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub jobs: usize,
     /// Stages log warnings and errors only (set by `graft -q`).
     #[arg(skip)]
@@ -94,12 +94,23 @@ fn select(
     };
     let from = closure(&opts.from, true)?;
     let until = closure(&opts.until, false)?;
-    Ok(order
+    let selected: Vec<String> = order
         .into_iter()
         .filter(|n| only.is_empty() || only.contains(n))
         .filter(|n| from.as_ref().is_none_or(|s| s.contains(n)))
         .filter(|n| until.as_ref().is_none_or(|s| s.contains(n)))
-        .collect())
+        .collect();
+    if selected.is_empty() && !pipeline.stages.is_empty() {
+        let flags = [
+            ("--only", opts.only.join(",")),
+            ("--from", opts.from.clone().unwrap_or_default()),
+            ("--until", opts.until.clone().unwrap_or_default()),
+        ];
+        let selection: Vec<String> =
+            flags.iter().filter(|(_, v)| !v.is_empty()).map(|(f, v)| format!("`{f} {v}`")).collect();
+        return Err(Error::NothingSelected { path: pipeline_path.to_owned(), selection: selection.join(" and ") });
+    }
+    Ok(selected)
 }
 
 /// What a stage would run with now.
