@@ -194,125 +194,28 @@ fn an_output_folder_that_is_an_input_is_refused_and_the_input_kept() {
     let d = dir.path();
     trained(d);
     let spec = fixture("tiny/tiny.yaml");
-    ok(
-        "graft-backbone",
-        &[
-            "--spec",
-            s(&spec),
-            "--input",
-            s(&d.join("data")),
-            "--outputs",
-            "hidden_state_1",
-            "--tokens",
-            "--out",
-            s(&d.join("cut")),
-            "-q",
-        ],
-    );
     let (data, feats, head, eval, cut) =
         (d.join("data"), d.join("features"), d.join("head"), d.join("eval"), d.join("cut"));
-    // Each spelled another way than its input flag, as `./x/` or through `..`.
-    let again = |p: &Path| format!("{}/../{}/", d.join("eval").display(), p.file_name().unwrap().to_str().unwrap());
-    let cases: Vec<(Vec<String>, &Path, &str)> = vec![
-        (
-            vec![
-                "graft-backbone".into(),
-                "--spec".into(),
-                s(&spec).into(),
-                "--input".into(),
-                s(&data).into(),
-                "--out".into(),
-                again(&data),
-            ],
-            &data,
-            "--input",
-        ),
-        (
-            vec![
-                "graft-backbone".into(),
-                "--spec".into(),
-                s(&spec).into(),
-                "--input".into(),
-                s(&data).into(),
-                "--cache".into(),
-                s(&feats).into(),
-                "--out".into(),
-                again(&feats),
-            ],
-            &feats,
-            "--cache",
-        ),
-        (
-            vec![
-                "graft-finetune".into(),
-                "--features".into(),
-                s(&feats).into(),
-                "--c".into(),
-                "1".into(),
-                "--out".into(),
-                again(&feats),
-            ],
-            &feats,
-            "--features",
-        ),
-        (
-            vec![
-                "graft-evaluate".into(),
-                "--head".into(),
-                s(&head).into(),
-                "--features".into(),
-                s(&feats).into(),
-                "--out".into(),
-                again(&head),
-            ],
-            &head,
-            "--head",
-        ),
-        (
-            vec![
-                "graft-evaluate".into(),
-                "fuse".into(),
-                s(&eval).into(),
-                s(&eval.join("predictions.arrow")).into(),
-                "--out".into(),
-                format!("{}/./", eval.display()),
-            ],
-            &eval,
-            "member",
-        ),
-        (
-            vec![
-                "graft-finetune".into(),
-                "layers".into(),
-                "--cut".into(),
-                s(&cut).into(),
-                "--spec".into(),
-                s(&spec).into(),
-                "--layers".into(),
-                "1".into(),
-                "--out".into(),
-                again(&cut),
-            ],
-            &cut,
-            "--cut",
-        ),
-        (
-            vec![
-                "graft-preprocess".into(),
-                "--input".into(),
-                s(&data).into(),
-                "--spec".into(),
-                s(&spec).into(),
-                "--out".into(),
-                again(&data),
-            ],
-            &data,
-            "--input",
-        ),
+    let (sp, da, fe, he, ev, cu) = (s(&spec), s(&data), s(&feats), s(&head), s(&eval), s(&cut));
+    #[rustfmt::skip]
+    ok("graft-backbone", &["--spec", sp, "--input", da, "--outputs", "hidden_state_1", "--tokens", "--out", cu, "-q"]);
+    let predictions = eval.join("predictions.arrow");
+    // Each command, the input its --out names, and that input's flag.
+    #[rustfmt::skip]
+    let cases: [(&[&str], &Path, &str); 7] = [
+        (&["graft-backbone", "--spec", sp, "--input", da], &data, "--input"),
+        (&["graft-backbone", "--spec", sp, "--input", da, "--cache", fe], &feats, "--cache"),
+        (&["graft-finetune", "--features", fe, "--c", "1"], &feats, "--features"),
+        (&["graft-evaluate", "--head", he, "--features", fe], &head, "--head"),
+        (&["graft-evaluate", "fuse", ev, s(&predictions)], &eval, "member"),
+        (&["graft-finetune", "layers", "--cut", cu, "--spec", sp, "--layers", "1"], &cut, "--cut"),
+        (&["graft-preprocess", "--input", da, "--spec", sp], &data, "--input"),
     ];
     for (command, input, flag) in cases {
+        // The output spelled another way than the input: through `..`, with a trailing `/`.
+        let out = format!("{}/../{}/", eval.display(), input.file_name().unwrap().to_str().unwrap());
         let before = contents(input);
-        let err = user_error(&command[0], &command[1..]);
+        let err = user_error(command[0], &[&command[1..], &["--out", out.as_str()][..]].concat());
         assert!(err.contains(&format!("is `{flag} ")) && err.contains("choose another folder"), "{command:?}: {err}");
         assert!(contents(input) == before, "{command:?} changed {}", input.display());
     }
