@@ -324,6 +324,22 @@ fn graft_predict_is_the_three_stages_in_one_command() {
     );
     assert!(err.contains("reviews.tsv` is the input"), "{err}");
     assert_eq!(std::fs::read(&input).unwrap(), before);
+
+    // A pipe (as `/dev/stdout` is when piped) cannot be renamed over: refused before any work,
+    // and left a pipe. A link is written through: it stays, and its file holds the predictions.
+    let pipe = d.join("pipe.arrow");
+    assert!(std::process::Command::new("mkfifo").arg(&pipe).status().unwrap().success());
+    let err = user_error("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--out", s(&pipe)]);
+    assert!(err.contains("pipe.arrow` is not a regular file (a device, a pipe or a folder)"), "{err}");
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::metadata(&pipe).unwrap().file_type()));
+    let (link, target) = (d.join("latest.arrow"), d.join("nightly/2026-11-30.arrow"));
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, b"yesterday").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--id-column", "id", "--out", s(&link)]);
+    assert!(link.is_symlink() && std::fs::read_link(&link).unwrap() == target);
+    assert_eq!(read_arrow(&target), staged);
+    assert!(d.join("nightly/2026-11-30.drift.json").is_file());
 }
 
 /// The tiny CNN's features of `input` (val and test fractions `fraction`), a head, its test

@@ -16,9 +16,23 @@ pub struct Pending {
     dest: PathBuf,
 }
 
+/// Where an output `dest` is renamed to: `dest` itself, or the file a link there names, so
+/// that the link stays. An existing `dest` that is not a regular file (a device such as
+/// `/dev/stdout`, a pipe, a folder) is refused: renaming would replace it, or fail.
+pub fn output_target(dest: &Path) -> Result<PathBuf> {
+    match std::fs::metadata(dest) {
+        Ok(meta) if !meta.is_file() => Err(Error::NotAFileOutput { path: dest.to_owned() }),
+        Ok(_) if dest.is_symlink() => {
+            std::fs::canonicalize(dest).map_err(|source| Error::Write { path: dest.to_owned(), source })
+        }
+        _ => Ok(dest.to_owned()),
+    }
+}
+
 impl Pending {
-    /// Starts writing `dest`, creating its folder if needed.
+    /// Starts writing `dest` (see [`output_target`]), creating its folder if needed.
     pub fn create(dest: &Path) -> Result<Self> {
+        let dest = &output_target(dest)?;
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),

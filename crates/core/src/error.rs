@@ -102,6 +102,8 @@ pub enum Error {
     Document { path: PathBuf, what: &'static str, message: String },
     #[error("`{}`: {message}", path.display())]
     OutputFormat { path: PathBuf, message: String },
+    #[error("`{}` is not a regular file (a device, a pipe or a folder): outputs are written to a temporary file and renamed into place; name a file", path.display())]
+    NotAFileOutput { path: PathBuf },
     #[error("`--out {}` is `{flag} {}`: the outputs would replace or mix with what the stage reads; choose another folder", out.display(), input.display())]
     OutIsInput { out: PathBuf, flag: &'static str, input: PathBuf },
     #[error("cannot serialise {what}")]

@@ -25,6 +25,8 @@ const BATCH_ROWS: usize = 4096;
 
 pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     let format = OutputFormat::resolve(cfg.format, &cfg.out)?;
+    // Through a link, the predictions and their drift summary go where it points.
+    let target = graft_core::atomic::output_target(&cfg.out)?;
     let bundle = Bundle::load(&cfg.bundle)?;
     let features_path = cfg.features.join(format!("{ROWS}.arrow"));
     let mut features = ArtifactReader::open(&features_path)?;
@@ -94,7 +96,7 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
         shard: None,
         images: None,
     };
-    let mut sink = Sink::create(&cfg.out, format, &layout, &provenance)?;
+    let mut sink = Sink::create(&target, format, &layout, &provenance)?;
     let mut out = InOrder { rejects, failed, tally: Tally::new(labels.len()), unwritten: Unwritten::default() };
     let dim = bundle.info.features.dim;
     while let Some(batch) = features.next_batch()? {
@@ -169,7 +171,7 @@ pub fn predict(cfg: &PredictConfig) -> Result<Drift> {
     let mut json =
         serde_json::to_vec_pretty(&drift).map_err(|source| graft_core::Error::Json { what: "drift", source })?;
     json.push(b'\n');
-    let drift_file = graft_core::atomic::pending_bytes(&drift_path(&cfg.out), &json)?;
+    let drift_file = graft_core::atomic::pending_bytes(&drift_path(&target), &json)?;
     graft_core::atomic::commit_all(vec![sink.finish()?, drift_file])?;
     Ok(drift)
 }

@@ -40,10 +40,11 @@ pub struct PredictOptions {
 pub fn predict(opts: &PredictOptions) -> Result<()> {
     // Refused before the rows are embedded, not after.
     OutputFormat::resolve(opts.format, &opts.out)?;
+    let out = graft_core::atomic::output_target(&opts.out)?;
     if graft_core::atomic::same_path(&opts.rows.input, &opts.out) {
         return Err(Error::OutIsInput { path: opts.out.clone() });
     }
-    let parent = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs_err::create_dir_all(parent).map_err(|source| Error::Read { path: parent.to_owned(), source })?;
     let temp;
     let work = match &opts.work {
