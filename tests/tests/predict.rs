@@ -332,6 +332,8 @@ fn graft_predict_is_the_three_stages_in_one_command() {
     let err = user_error("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--out", s(&pipe)]);
     assert!(err.contains("pipe.arrow` is not a regular file (a device, a pipe or a folder)"), "{err}");
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::metadata(&pipe).unwrap().file_type()));
+    let err = user_error("graft", &["predict", "--bundle", s(&model), "--input", s(&input), "--out", "-"]);
+    assert!(err.contains("`-` is not a regular file"), "{err}");
     let (link, target) = (d.join("latest.arrow"), d.join("nightly/2026-11-30.arrow"));
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
     std::fs::write(&target, b"yesterday").unwrap();

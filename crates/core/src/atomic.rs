@@ -18,8 +18,12 @@ pub struct Pending {
 
 /// Where an output `dest` is renamed to: `dest` itself, or the file a link there names, so
 /// that the link stays. An existing `dest` that is not a regular file (a device such as
-/// `/dev/stdout`, a pipe, a folder) is refused: renaming would replace it, or fail.
+/// `/dev/stdout`, a pipe, a folder) is refused: renaming would replace it, or fail. So is `-`,
+/// which commands read as standard output.
 pub fn output_target(dest: &Path) -> Result<PathBuf> {
+    if dest == Path::new("-") {
+        return Err(Error::NotAFileOutput { path: dest.to_owned() });
+    }
     match std::fs::metadata(dest) {
         Ok(meta) if !meta.is_file() => Err(Error::NotAFileOutput { path: dest.to_owned() }),
         Ok(_) if dest.is_symlink() => {
