@@ -666,6 +666,9 @@ fn a_bundle_is_made_only_from_one_head_its_data_and_its_evaluation() {
     let before = std::fs::read(head.join("head.json")).unwrap();
     let err = bundle(&head, &data, &eval, &d.join("eval/../head"));
     assert!(err.contains("is `--head ") && err.contains("choose another folder"), "{err}");
+    // Into the folder holding the head: the bundle's `head/` would be the head itself.
+    let err = bundle(&head, &data, &eval, d);
+    assert!(err.contains("its `head/` would be head"), "{err}");
     assert_eq!(std::fs::read(head.join("head.json")).unwrap(), before);
     let mut files = files_in(&head);
     files.sort();

@@ -40,6 +40,9 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
     let eval = cfg.eval.as_deref().map(|e| ("--eval", e));
     let inputs = [[("--head", cfg.head.as_path()), ("--data", &cfg.data)].as_slice(), eval.as_slice()].concat();
     graft_core::atomic::check_out_is_no_input(&cfg.out, &inputs)?;
+    if graft_core::atomic::same_path(&cfg.out.join(format::HEAD_DIR), &cfg.head) {
+        return Err(refuse(format!("its `{}/` would be head `{}` itself", format::HEAD_DIR, cfg.head.display())));
+    }
     if train.labels != head.info.labels {
         return Err(refuse(format!(
             "`{}` has labels {:?}, but head `{}` knows {:?}: not the data it was trained on",
