@@ -55,9 +55,7 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
     if let Some(eval) = &cfg.eval {
         let predictions = eval.join(crate::PREDICTIONS_FILE);
         let evaluated = ArtifactReader::open(&predictions)?.provenance().inputs.get("head").cloned();
-        if evaluated.as_deref()
-            != Some(graft_core::hash::file(&cfg.head.join(graft_core::head::WEIGHTS_FILE))?.as_str())
-        {
+        if evaluated != Some(graft_core::head::weights_blake3(&cfg.head)?) {
             return Err(refuse(format!(
                 "`{}` is not an evaluation of head `{}`: its metrics would describe another model",
                 eval.display(),

@@ -160,7 +160,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         params: serde_json::to_value(cfg).map_err(|source| graft_core::Error::Json { what: "config", source })?,
         inputs: [
             ("features".to_owned(), graft_core::hash::file(&path)?),
-            ("head".to_owned(), graft_core::hash::file(&cfg.head.join(graft_core::head::WEIGHTS_FILE))?),
+            ("head".to_owned(), graft_core::head::weights_blake3(&cfg.head)?),
         ]
         .into(),
         tokenizer: feats.provenance.tokenizer.clone(),

@@ -23,6 +23,12 @@ pub const INFO_FILE: &str = "head.json";
 /// The manifest's `kind` of a head folder.
 pub const MANIFEST_KIND: &str = "head";
 
+/// What names the head in folder `dir` in the provenance of what it made (an evaluation's
+/// `inputs.head`): the blake3 of its weights.
+pub fn weights_blake3(dir: &std::path::Path) -> crate::Result<String> {
+    crate::hash::file(&dir.join(WEIGHTS_FILE))
+}
+
 /// `head.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
