@@ -18,14 +18,9 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<BTreeMap<&'static str, u6
         if !shard.is_dir() {
             return Err(Error::Merge(format!("`{}` is not a folder of shard output", shard.display())));
         }
-        if graft_core::atomic::same_path(shard, out) {
-            return Err(Error::Merge(format!(
-                "`--out {}` is shard folder `{}`: the merge would replace a shard it reads",
-                out.display(),
-                shard.display()
-            )));
-        }
     }
+    let inputs: Vec<(&'static str, &Path)> = shards.iter().map(|s| ("shard folder", s.as_path())).collect();
+    graft_core::atomic::check_out_is_no_input(out, &inputs)?;
     let mut written = BTreeMap::new();
     let mut pending = Vec::new();
     for split in SPLITS {
