@@ -264,8 +264,9 @@ fn a_table_of_image_paths_and_labels() {
         csv.push_str(&format!("{},{label}\n", s(&images(&format!("folder/{label}/{n:02}.png")))));
     }
     csv.push_str(&format!("{},dog\n", s(&images("folder/dog/broken.png"))));
+    csv.push_str(" ,cat\n");
     std::fs::write(d("list.csv"), csv).unwrap();
-    ok(
+    let prep = run(
         "graft-preprocess",
         &[
             "--input",
@@ -282,9 +283,12 @@ fn a_table_of_image_paths_and_labels() {
             "0",
             "--test-fraction",
             "0",
-            "-q",
         ],
     );
+    let log = String::from_utf8_lossy(&prep.stderr);
+    assert!(prep.status.success(), "{log}");
+    // The row without a path is counted, not skipped unseen; the broken image is listed.
+    assert!(log.contains("read 8 rows; dropped {\"missing path\": 1}"), "{log}");
     ok("graft-backbone", &["--spec", s(&spec), "--input", s(&d("data")), "--out", s(&d("features")), "-q"]);
     let got = all(&d("features"));
     assert_eq!(got.len(), 6, "six readable images, the broken one skipped");

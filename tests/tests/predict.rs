@@ -228,6 +228,7 @@ fn every_row_comes_out_once_in_order_in_every_format() {
             vec!["c", "awful dull boring film", "app"],
             vec!["d", "<br />", "app"],
             vec!["e", "great moving film", "web"],
+            vec!["", "a fine sharp film", "app"],
         ],
     );
     let flags = ["--id-column", "key", "--keep", "channel"];
@@ -235,9 +236,9 @@ fn every_row_comes_out_once_in_order_in_every_format() {
     let arrow = read_arrow(&score(&model, &input, &d.join("s2"), "p.arrow", &flags));
     assert_eq!(parquet, arrow, "Parquet and Arrow hold the same rows");
     let ids: Vec<&str> = parquet.iter().map(|r| r.1.as_str()).collect();
-    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    assert_eq!(ids, ["a", "b", "c", "d", "e", ""]);
     let reasons: Vec<Option<&str>> = parquet.iter().map(|r| r.5.as_deref()).collect();
-    assert_eq!(reasons, [None, Some("empty text"), None, Some("empty text"), None]);
+    assert_eq!(reasons, [None, Some("empty text"), None, Some("empty text"), None, Some("no id")]);
     assert!(parquet.iter().all(|r| r.3.is_some() == r.5.is_none()), "a prediction or a reason, never both");
     assert_eq!(parquet[2].6, [Some("app".to_owned())], "carried column");
     for r in parquet.iter().filter(|r| r.5.is_none()) {
@@ -250,7 +251,7 @@ fn every_row_comes_out_once_in_order_in_every_format() {
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
     assert_eq!(header, ["row", "id", "label", "pred", "top_probability", "prob_neg", "prob_pos", "reason", "channel"]);
     let csv_rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-    assert_eq!(csv_rows.len(), 5);
+    assert_eq!(csv_rows.len(), 6);
     for (c, p) in csv_rows.iter().zip(&parquet) {
         assert_eq!(&c[1], p.1);
         let prob: Option<f64> = c[5].parse().ok();
@@ -263,13 +264,13 @@ fn every_row_comes_out_once_in_order_in_every_format() {
     let jsonl = score(&model, &input, &d.join("s4"), "p.jsonl", &flags);
     let lines: Vec<Value> =
         std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 5);
+    assert_eq!(lines.len(), 6);
     assert_eq!(lines[1]["reason"], "empty text");
     assert_eq!(lines[4]["id"], "e");
 
     let drift: Value = serde_json::from_slice(&std::fs::read(d.join("s1/p.drift.json")).unwrap()).unwrap();
-    assert_eq!((drift["rows_read"].as_u64(), drift["scored"].as_u64()), (Some(5), Some(3)));
-    assert_eq!(drift["rejected"]["empty text"], 2, "read = scored + rejected");
+    assert_eq!((drift["rows_read"].as_u64(), drift["scored"].as_u64()), (Some(6), Some(3)));
+    assert_eq!(drift["rejected"], serde_json::json!({"empty text": 2, "no id": 1}), "read = scored + rejected");
     let shares: f64 = drift["classes"].as_array().unwrap().iter().map(|c| c["predicted"].as_f64().unwrap()).sum();
     assert!((shares - 1.0).abs() < 1e-12);
 }
@@ -545,6 +546,24 @@ fn pixel_rows_are_scored_as_at_training_time() {
     }
     let drift: Value = serde_json::from_slice(&std::fs::read(d.join("scored/p.drift.json")).unwrap()).unwrap();
     assert_eq!(drift["labelled"]["rows"], 12);
+    // Named by an id column, a row whose id is blank is rejected in its place, not given
+    // its row number as an id (which another row's id could be).
+    let keyed = d.join("keyed.csv");
+    let lines: Vec<String> = std::fs::read_to_string(&pixels).unwrap().lines().map(str::to_owned).collect();
+    let mut csv = format!("key,{}\n", lines[0]);
+    for (k, line) in lines[1..].iter().enumerate() {
+        let key = if k == 4 { " ".to_owned() } else { format!("p{k}") };
+        csv.push_str(&format!("{key},{line}\n"));
+    }
+    std::fs::write(&keyed, csv).unwrap();
+    let out = d.join("keyed/p.arrow");
+    ok("graft", &["predict", "--bundle", s(&model), "--input", s(&keyed), "--id-column", "key", "--out", s(&out)]);
+    let scored = read_arrow(&out);
+    let ids: Vec<(&str, Option<&str>)> = scored.iter().map(|r| (r.1.as_str(), r.5.as_deref())).collect();
+    let want: Vec<(String, Option<&str>)> =
+        (0..12).map(|k| if k == 4 { (String::new(), Some("no id")) } else { (format!("p{k}"), None) }).collect();
+    assert_eq!(ids, want.iter().map(|(id, r)| (id.as_str(), *r)).collect::<Vec<_>>());
+    assert!(scored[4].3.is_none(), "no prediction for a row without an id");
     // Text given to an image model, and images given to a text model: refused, nothing written.
     let reviews = fixture("tiny/reviews.csv");
     let bad = d.join("bad/p.arrow");

@@ -20,6 +20,8 @@ pub enum Error {
         #[source]
         source: csv::Error,
     },
+    #[error("`{}` column `{column}` holds {found}: expected text, numbers or booleans", path.display())]
+    ColumnType { path: PathBuf, column: String, found: String },
     #[error("`{}` line {line} is not a JSON object", path.display())]
     Json {
         path: PathBuf,
@@ -53,8 +55,9 @@ pub enum Error {
     BadFractions { val: f64, test: f64 },
     #[error("`--keep` needs a table; `{}` is a folder or archive of images", path.display())]
     KeepFolder { path: PathBuf },
-    #[error("`{}` row {row} (id `{id}`, counting from 0) cannot be scored: {reason}", path.display())]
-    Unscorable { path: PathBuf, row: u64, id: String, reason: &'static str },
+    #[error("`{}` row {row} ({}counting from 0) cannot be scored: {reason}", path.display(),
+        id.as_deref().map(|id| format!("id `{id}`, ")).unwrap_or_default())]
+    Unscorable { path: PathBuf, row: u64, id: Option<String>, reason: &'static str },
     #[error("cannot load tokenizer `{}`", path.display())]
     Tokenizer {
         path: PathBuf,

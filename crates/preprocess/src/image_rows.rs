@@ -23,7 +23,8 @@ const CHUNK: usize = 256;
 
 /// One image to score: its id, label when known, where it comes from and carried columns.
 struct Image {
-    id: String,
+    /// `None` where the id column is null or blank.
+    id: Option<String>,
     label: Option<String>,
     source: Source,
     extra: Vec<Option<String>>,
@@ -40,12 +41,15 @@ fn folder(root: &Path) -> Result<Vec<Image>> {
                 let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 for id in folder.class_images(&class)? {
                     let source = Source::File(id.clone());
-                    images.push(Image { id, label: Some(label.clone()), source, extra: Vec::new() });
+                    images.push(Image { id: Some(id), label: Some(label.clone()), source, extra: Vec::new() });
                 }
             }
-            crate::folder::Entry::Image(name) => {
-                images.push(Image { id: name.clone(), label: None, source: Source::File(name), extra: Vec::new() })
-            }
+            crate::folder::Entry::Image(name) => images.push(Image {
+                id: Some(name.clone()),
+                label: None,
+                source: Source::File(name),
+                extra: Vec::new(),
+            }),
         }
     }
     Ok(images)
@@ -58,7 +62,7 @@ fn archived(path: &Path) -> Result<Vec<Image>> {
     let unread = || Source::Encoded(Err("not read yet".into()));
     Ok(names
         .into_iter()
-        .map(|name| Image { label: crate::archive::label(&name), id: name, source: unread(), extra: Vec::new() })
+        .map(|name| Image { label: crate::archive::label(&name), id: Some(name), source: unread(), extra: Vec::new() })
         .collect())
 }
 
@@ -116,7 +120,7 @@ fn pixel_rows(cfg: &RowsConfig, bundle: &Bundle) -> Result<(Vec<Image>, Vec<Stri
         let values: std::result::Result<Vec<u8>, String> =
             pixels.iter().map(|&i| crate::image_refs::grey(record.get(i).unwrap_or(""))).collect();
         images.push(Image {
-            id: id.and_then(|i| record.get(i)).map_or_else(|| row.to_string(), str::to_owned),
+            id: id.map_or_else(|| Some(row.to_string()), |i| crate::read::present(record.get(i).map(str::to_owned))),
             label: label.and_then(|i| record.get(i)).map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
             source: Source::Pixels(values, side),
             extra: keep.iter().map(|&i| record.get(i).map(str::to_owned)).collect(),
@@ -166,19 +170,22 @@ pub fn run(
         let chunk = start..start + sources.len();
         let mut ok = Vec::new();
         for (at, result) in chunk.clone().zip(crate::image_refs::resolve(&root, &sources)) {
-            let described = || images[at].source.describe(&root, &images[at].id);
-            match result {
-                Ok(image) => ok.push((at, image)),
-                Err(message) if cfg.rows.strict => {
-                    let message = format!("row {at} (`{}`): {message}", described());
-                    return Err(Error::Image { path: cfg.rows.input.clone(), message });
+            let described = || images[at].source.describe(&root, images[at].id.as_deref().unwrap_or_default());
+            let (reason, message) = match (&images[at].id, result) {
+                (None, _) => ("no id", "no id".to_owned()),
+                (Some(_), Ok(image)) => {
+                    ok.push((at, image));
+                    continue;
                 }
-                Err(message) => {
-                    tracing::warn!("cannot read {}: {message}", described());
-                    *summary.rejected.entry("unreadable image").or_default() += 1;
-                    bad.push(at);
-                }
+                (Some(_), Err(message)) => ("unreadable image", message),
+            };
+            if cfg.rows.strict {
+                let message = format!("row {at} (`{}`): {message}", described());
+                return Err(Error::Image { path: cfg.rows.input.clone(), message });
             }
+            tracing::warn!("cannot score {}: {message}", described());
+            *summary.rejected.entry(reason).or_default() += 1;
+            bad.push((at, reason));
         }
         progress.advance(chunk.len() as u64);
         if ok.is_empty() {
@@ -187,7 +194,7 @@ pub fn run(
         let rows: Vec<usize> = ok.iter().map(|(at, _)| *at).collect();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|&r| r as u64))),
-            text(&|img: &Image| Some(img.id.as_str()), &rows),
+            text(&|img: &Image| img.id.as_deref(), &rows),
             text(&|img: &Image| img.label.as_deref(), &rows),
             Arc::new(Int32Array::from(vec![0; rows.len()])),
         ];
@@ -207,7 +214,7 @@ pub fn run(
             CHUNK,
             crate::archive::Hidden::Quiet,
             &mut |start, entries| {
-                if entries.iter().zip(&images[start..]).any(|((name, _), listed)| *name != listed.id) {
+                if entries.iter().zip(&images[start..]).any(|((name, _), listed)| listed.id.as_ref() != Some(name)) {
                     return Err(Error::Changed { path: cfg.rows.input.clone() });
                 }
                 let sources: Vec<Source> = entries.into_iter().map(|(_, bytes)| Source::Encoded(bytes)).collect();
@@ -231,12 +238,13 @@ pub fn run(
         Provenance { rows: bad.len() as u64, ..base.clone() }.attach(columns::rejects_fields(&extra))?;
     let mut rejects = ArtifactWriter::create(&rejects_dest, &rejects_schema)?;
     if !bad.is_empty() {
+        let (at, reasons): (Vec<usize>, Vec<&str>) = bad.into_iter().unzip();
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from_iter_values(bad.iter().map(|&r| r as u64))),
-            text(&|img: &Image| Some(img.id.as_str()), &bad),
-            Arc::new(StringArray::from(vec!["unreadable image"; bad.len()])),
+            Arc::new(UInt64Array::from_iter_values(at.iter().map(|&r| r as u64))),
+            text(&|img: &Image| Some(img.id.as_deref().unwrap_or_default()), &at),
+            Arc::new(StringArray::from(reasons)),
         ];
-        columns.extend(extras(&bad));
+        columns.extend(extras(&at));
         let batch = RecordBatch::try_new(rejects_schema.clone(), columns)
             .map_err(|source| graft_core::Error::Arrow { path: rejects_dest.clone(), source })?;
         rejects.write(&batch)?;

@@ -33,6 +33,8 @@ struct Item {
     id: String,
     label: String,
     source: Source,
+    /// Why the row is dropped before its image is read (no path, no id), counted by reason.
+    dropped: Option<&'static str>,
 }
 
 /// Images under `root/<label>/` at any depth, labels and paths in name order, a class at a
@@ -54,8 +56,12 @@ fn list_folder(root: &Path, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> Re
         let label = class.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let files = folder.class_images(class)?;
         for chunk in files.chunks(BATCH_ROWS) {
-            let items =
-                chunk.iter().map(|id| Item { id: id.clone(), label: label.clone(), source: Source::File(id.clone()) });
+            let items = chunk.iter().map(|id| Item {
+                id: id.clone(),
+                label: label.clone(),
+                source: Source::File(id.clone()),
+                dropped: None,
+            });
             each(items.collect())?;
         }
     }
@@ -69,6 +75,7 @@ fn read_archive(cfg: &Config, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> 
             label: crate::archive::label(&name).unwrap_or_default(),
             id: name,
             source: Source::Encoded(bytes),
+            dropped: None,
         });
         each(items.collect())
     })
@@ -81,10 +88,15 @@ fn read_paths(cfg: &Config, column: &str, each: &mut dyn FnMut(Vec<Item>) -> Res
     let mut rows = crate::read::Rows::open(&table)?;
     let mut items = Vec::new();
     while let Some(row) = rows.next_row()? {
-        let Some(path) = row.text.filter(|p| !p.trim().is_empty()) else { continue };
-        let id = if cfg.id_column.is_some() { row.id } else { path.trim().to_owned() };
-        let source = Source::File(path.trim().to_owned());
-        items.push(Item { id, label: row.label.unwrap_or_default().trim().to_owned(), source });
+        let path = row.text.as_deref().map(str::trim).unwrap_or_default().to_owned();
+        let id = if cfg.id_column.is_some() { row.id } else { Some(path.clone()) };
+        let dropped = match (path.is_empty(), &id) {
+            (true, _) => Some("missing path"),
+            (false, None) => Some("missing id"),
+            (false, Some(_)) => None,
+        };
+        let label = row.label.unwrap_or_default().trim().to_owned();
+        items.push(Item { id: id.unwrap_or_default(), label, source: Source::File(path), dropped });
         if items.len() == BATCH_ROWS {
             each(std::mem::take(&mut items))?;
         }
@@ -130,8 +142,10 @@ fn read_pixels(cfg: &Config, each: &mut dyn FnMut(Vec<Item>) -> Result<()>) -> R
                     .map_err(|why| Error::Image { path: path.clone(), message: format!("data row {row}: {why}") })
             })
             .collect::<Result<_>>()?;
+        let id = id.map_or_else(|| Some(row.to_string()), |i| crate::read::present(record.get(i).map(str::to_owned)));
         items.push(Item {
-            id: id.and_then(|i| record.get(i)).map_or_else(|| row.to_string(), str::to_owned),
+            dropped: id.is_none().then_some("missing id"),
+            id: id.unwrap_or_default(),
             label: record.get(label).unwrap_or("").trim().to_owned(),
             source: Source::Pixels(Ok(values), side),
         });
@@ -238,6 +252,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let mut each = |chunk: Vec<Item>| -> Result<()> {
         summary.rows_read += chunk.len();
         progress.advance(chunk.len() as u64);
+        let (dropped, chunk): (Vec<Item>, Vec<Item>) = chunk.into_iter().partition(|i| i.dropped.is_some());
+        for reason in dropped.iter().filter_map(|i| i.dropped) {
+            *summary.dropped.entry(reason).or_default() += 1;
+        }
         let (chunk, unlabelled): (Vec<Item>, Vec<Item>) = chunk.into_iter().partition(|i| !i.label.is_empty());
         if !unlabelled.is_empty() {
             *summary.dropped.entry("missing label").or_default() += unlabelled.len();

@@ -54,7 +54,7 @@ struct Row {
     label: String,
 }
 
-/// The row's trimmed label and cleaned text, or `None` (counted by reason) when either is empty.
+/// The row's id, trimmed label and cleaned text, or `None` (counted by reason) when one is missing.
 fn keep(row: read::RawRow, dropped: &mut BTreeMap<&'static str, usize>) -> Option<Row> {
     let Some(label) = row.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) else {
         *dropped.entry("missing label").or_default() += 1;
@@ -65,7 +65,11 @@ fn keep(row: read::RawRow, dropped: &mut BTreeMap<&'static str, usize>) -> Optio
         *dropped.entry("empty text").or_default() += 1;
         return None;
     }
-    Some(Row { id: row.id, text, label: label.to_owned() })
+    let Some(id) = row.id else {
+        *dropped.entry("missing id").or_default() += 1;
+        return None;
+    };
+    Some(Row { id, text, label: label.to_owned() })
 }
 
 /// Reads the input twice, holding only labels between the passes: the first pass decides

@@ -45,8 +45,9 @@ impl Wanted {
 /// One input row that passed the filters, its fields as strings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRow {
-    /// The id column's value, or the row's 0-based index among all data rows.
-    pub id: String,
+    /// The id column's value (`None` where it is null or blank), or the row's 0-based index
+    /// among all data rows when no id column is read.
+    pub id: Option<String>,
     pub text: Option<String>,
     pub label: Option<String>,
     /// The [`Wanted::extra`] columns' values, in [`Rows::extra`] order.
@@ -214,7 +215,7 @@ impl Rows {
                     let field = |i: usize| record.get(i).map(str::to_owned);
                     let keep = columns.filters.iter().all(|(c, v)| record.get(*c) == Some(v.as_str()));
                     keep.then(|| RawRow {
-                        id: columns.id.and_then(field).unwrap_or_else(|| index.to_string()),
+                        id: columns.id.map_or_else(|| Some(index.to_string()), |c| present(field(c))),
                         text: field(columns.text),
                         label: columns.label.and_then(field),
                         extra: columns.extra.iter().map(|&i| field(i)).collect(),
@@ -225,7 +226,7 @@ impl Rows {
                     let field = |k: &str| object.get(k).and_then(scalar);
                     let keep = names.filters.iter().all(|(c, v)| field(c).as_deref() == Some(v.as_str()));
                     keep.then(|| RawRow {
-                        id: names.id.as_deref().and_then(field).unwrap_or_else(|| index.to_string()),
+                        id: names.id.as_deref().map_or_else(|| Some(index.to_string()), |c| present(field(c))),
                         text: field(&names.text),
                         label: names.label.as_deref().and_then(field),
                         extra: names.extra.iter().map(|k| field(k)).collect(),
@@ -243,7 +244,7 @@ impl Rows {
                     let i = *pos;
                     *pos += 1;
                     chunk.keep[i].then(|| RawRow {
-                        id: chunk.ids.as_ref().and_then(|ids| ids[i].clone()).unwrap_or_else(|| index.to_string()),
+                        id: chunk.ids.as_ref().map_or_else(|| Some(index.to_string()), |ids| present(ids[i].clone())),
                         text: chunk.texts[i].take(),
                         label: chunk.labels.as_mut().and_then(|l| l[i].take()),
                         extra: chunk.extra.iter_mut().map(|column| column[i].take()).collect(),
@@ -305,6 +306,11 @@ fn open_csv(cfg: &Wanted, path: &Path, dialect: csv::ReaderBuilder) -> Result<(S
 }
 
 /// A JSON scalar as text; null and nested values are absent.
+/// An id that is there: not null and not blank.
+pub(crate) fn present(id: Option<String>) -> Option<String> {
+    id.filter(|id| !id.trim().is_empty())
+}
+
 fn scalar(v: &serde_json::Value) -> Option<String> {
     match v {
         serde_json::Value::String(s) => Some(s.clone()),
@@ -442,14 +448,19 @@ fn open_parquet(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
         filters: filters(cfg)?.into_iter().map(|(c, v)| Ok((name(table.find(&c)?), v))).collect::<Result<_>>()?,
         extra: extra.clone(),
     };
+    // Each field is read as a string: a list, a struct or raw bytes is none.
+    for column in slices.columns() {
+        let dtype = schema.get(&column).map(DataType::from_arrow_field);
+        if let Some(dtype) = dtype.filter(|t| t.is_nested() || matches!(t, DataType::Binary)) {
+            return Err(Error::ColumnType { path: path.to_owned(), column, found: dtype.to_string() });
+        }
+    }
     Ok((Source::Parquet { reader: slices, chunk: Chunk::default(), pos: 0 }, extra))
 }
 
 impl ParquetSlices {
-    /// The next slice of rows, only the needed columns.
-    fn next_slice(&mut self) -> Result<Chunk> {
-        let path = self.path.clone();
-        let parse = |source| Error::Parse { path: path.clone(), source };
+    /// The columns read, each once.
+    fn columns(&self) -> Vec<String> {
         let mut columns: Vec<String> = Vec::new();
         let wanted = std::iter::once(&self.text)
             .chain(&self.label)
@@ -461,6 +472,14 @@ impl ParquetSlices {
                 columns.push(c.clone());
             }
         }
+        columns
+    }
+
+    /// The next slice of rows, only the needed columns.
+    fn next_slice(&mut self) -> Result<Chunk> {
+        let path = self.path.clone();
+        let parse = |source| Error::Parse { path: path.clone(), source };
+        let columns = self.columns();
         let len = PARQUET_SLICE.min(self.total - self.offset);
         let reader = ParquetReader::new(open_file(&self.path)?.into_inner())
             .with_columns(Some(columns))

@@ -34,12 +34,13 @@ fn cleaned(row: &RawRow) -> std::result::Result<String, &'static str> {
     match row.text.as_deref().map(clean_text) {
         None => Err(REASONS[1]),
         Some(t) if t.is_empty() => Err(REASONS[2]),
+        Some(_) if row.id.is_none() => Err(REASONS[3]),
         Some(t) => Ok(t),
     }
 }
 
 /// Reasons by code: 0 is a scorable row. The first pass keeps one code byte per row.
-const REASONS: [&str; 3] = ["", "no text", "empty text"];
+const REASONS: [&str; 4] = ["", "no text", "empty text", "no id"];
 
 fn code(reason: Option<&'static str>) -> u8 {
     reason.map_or(0, |r| REASONS.iter().position(|c| *c == r).expect("a known reason") as u8)
@@ -217,7 +218,7 @@ impl Output {
         }
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(at, _, _)| *at))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, r, _)| r.id.as_str()))),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, r, _)| r.id.as_deref().unwrap_or_default()))),
             Arc::new(StringArray::from_iter(chunk.iter().map(|(_, r, _)| r.label.as_deref()))),
             Arc::new(StringArray::from(texts)),
             Arc::new(ids.finish()),
@@ -233,7 +234,7 @@ impl Output {
         }
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(at, _, _)| *at))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, r, _)| r.id.as_str()))),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, r, _)| r.id.as_deref().unwrap_or_default()))),
             Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, _, reason)| *reason))),
         ];
         columns.extend(extra_columns(chunk.iter().map(|(_, r, _)| r), extra.len()));

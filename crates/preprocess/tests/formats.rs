@@ -133,7 +133,7 @@ fn a_tsv_row_is_one_line_whatever_quotes_it_holds() {
     let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
     let mut read = Vec::new();
     while let Some(row) = rows.next_row().unwrap() {
-        read.push((row.id, row.text.unwrap(), row.label.unwrap()));
+        read.push((row.id.unwrap(), row.text.unwrap(), row.label.unwrap()));
     }
     let expected: Vec<(String, String, String)> =
         texts.iter().enumerate().map(|(i, t)| (i.to_string(), t.to_string(), (i % 2).to_string())).collect();
@@ -215,11 +215,99 @@ fn a_jsonl_column_is_any_key_any_line_holds() {
     assert_eq!(
         read,
         [
-            ("a".to_owned(), None, None, None),
-            ("b".to_owned(), some("fine"), some("pos"), None),
-            ("c".to_owned(), some("dull"), some("neg"), some("web")),
+            (some("a"), None, None, None),
+            (some("b"), some("fine"), some("pos"), None),
+            (some("c"), some("dull"), some("neg"), some("web")),
         ]
     );
+}
+
+#[test]
+fn a_blank_or_null_id_is_missing_in_every_format_not_the_row_number() {
+    // Row 1's id is null (or empty in CSV), row 2's blank: taking the row's number instead
+    // would give row 1 the id `1`, which is row 4's.
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [Some("7"), None, Some("  "), Some("3"), Some("1")];
+    let text = ["a", "b", "c", "d", "e"];
+    let mut csv = String::from("id,text\n");
+    let mut jsonl = String::new();
+    for (id, t) in ids.iter().zip(text) {
+        csv.push_str(&format!("{},{t}\n", id.unwrap_or("")));
+        match id {
+            Some(id) => jsonl.push_str(&format!("{{\"id\": \"{id}\", \"text\": \"{t}\"}}\n")),
+            None => jsonl.push_str(&format!("{{\"id\": null, \"text\": \"{t}\"}}\n")),
+        }
+    }
+    std::fs::write(dir.path().join("in.csv"), csv).unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), jsonl).unwrap();
+    let mut df = df!("id" => ids.to_vec(), "text" => text.to_vec()).unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.path().join("in.parquet")).unwrap()).finish(&mut df).unwrap();
+    let want = [Some("7".to_owned()), None, None, Some("3".to_owned()), Some("1".to_owned())];
+    for name in ["in.csv", "in.jsonl", "in.parquet"] {
+        let wanted = graft_preprocess::read::Wanted {
+            input: dir.path().join(name),
+            text: "text".into(),
+            label: "label".into(),
+            label_required: false,
+            id: Some("id".into()),
+            filters: vec![],
+            extra: vec![],
+        };
+        let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
+        let mut got = Vec::new();
+        while let Some(row) = rows.next_row().unwrap() {
+            got.push(row.id);
+        }
+        assert_eq!(got, want, "{name}");
+    }
+    // A Parquet column of lists is no text: refused naming it and its type, not cast.
+    let lists = Series::new("text".into(), [Series::new("".into(), ["a"]), Series::new("".into(), ["b"])]);
+    let mut df = DataFrame::new(2, vec![Column::from(lists), Column::new("id".into(), ["1", "2"])]).unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.path().join("lists.parquet")).unwrap()).finish(&mut df).unwrap();
+    let wanted = graft_preprocess::read::Wanted {
+        input: dir.path().join("lists.parquet"),
+        text: "text".into(),
+        label: "label".into(),
+        label_required: false,
+        id: Some("id".into()),
+        filters: vec![],
+        extra: vec![],
+    };
+    let err = graft_preprocess::read::Rows::open_wanted(&wanted).err().unwrap().to_string();
+    assert!(err.contains("lists.parquet` column `text` holds list[str]: expected text"), "{err}");
+
+    // Training: rows without an id are dropped and counted; an id given twice is refused.
+    let train = |csv: &str| {
+        let input = dir.path().join("train.csv");
+        std::fs::write(&input, csv).unwrap();
+        let cfg = graft_preprocess::Config {
+            input,
+            out: dir.path().join("data"),
+            spec: spec(),
+            text_column: "text".into(),
+            task: Default::default(),
+            label_column: "label".into(),
+            id_column: Some("id".into()),
+            filters: vec![],
+            val_fraction: 0.0,
+            test_fraction: 0.0,
+            seed: 5,
+            max_length: None,
+            strict: false,
+            path_column: None,
+            augment_views: 0,
+            augment_pad: 0,
+            augment_flip: false,
+            augment_rotate: 0.0,
+            augment_jitter: 0.0,
+        };
+        graft_preprocess::run(&cfg, &Silent)
+    };
+    let summary = train("id,text,label\n1,great film,1\n,dull plot,0\n ,awful,1\n2,clever,0\n").unwrap();
+    assert_eq!((summary.rows_read, summary.written["train"]), (4, 2));
+    assert_eq!(summary.dropped, [("missing id", 2)].into_iter().collect());
+    let err = train("id,text,label\n1,great film,1\n2,dull plot,0\n1,awful,0\n").unwrap_err().to_string();
+    assert!(err.contains("id column `id` of") && err.contains("repeats `1` (data row 2"), "{err}");
 }
 
 #[test]
