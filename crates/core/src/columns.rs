@@ -13,7 +13,7 @@
 //! | rejects | preprocess `rows` | `row: uint64`, `id`, `reason`, `extra.<column>` |
 //! | scored rows (Parquet, CSV, JSONL, Arrow) | evaluate `predict` | `row`, `id`, `label`, `pred`, `top_probability`, `prob_<label>` per class (or `pred: float64`), `reason`, carried columns |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -178,25 +178,29 @@ pub fn predictions_fields(task: Task, labels: &[String]) -> Vec<Field> {
 pub const PROBABILITY_LABELS_KEY: &str = "graft.probability_columns";
 pub const TOP_PROBABILITY: &str = "top_probability";
 
-/// `prob_<label>` with every character outside `[A-Za-z0-9_]` replaced by `_`; repeated
-/// names get `_2`, `_3`, ... in label order.
+/// `prob_<label>` with every character outside `[A-Za-z0-9_]` replaced by `_`; a name taken
+/// by an earlier label gets the first free of `_2`, `_3`, ... in label order.
 pub fn probability_columns(labels: &[String]) -> Vec<String> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut taken: HashSet<String> = HashSet::new();
     labels
         .iter()
         .map(|l| {
             let safe: String = l.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-            let name = format!("prob_{safe}");
-            let n = seen.entry(name.clone()).or_insert(0);
-            *n += 1;
-            if *n == 1 { name } else { format!("{name}_{n}") }
+            let base = format!("prob_{safe}");
+            let name = std::iter::once(base.clone())
+                .chain((2..).map(|n| format!("{base}_{n}")))
+                .find(|name| !taken.contains(name))
+                .expect("a free name");
+            taken.insert(name.clone());
+            name
         })
         .collect()
 }
 
 /// The columns of scored new rows: `row`, `id`, `label`, `pred`, `top_probability`, one
 /// probability per class (SQL-safe names; the labels in the schema metadata), `reason`, then
-/// the carried input columns under their own names (`input.<name>` where one is taken).
+/// the carried input columns under their own names (`input.<name>`, then `input.<name>_2`, ...
+/// where one is taken).
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub probability_columns: Vec<String>,
@@ -219,9 +223,19 @@ impl Scored {
             Task::Regression => fields.push(Field::new(PRED, DataType::Float64, true)),
         }
         fields.push(Field::new(REASON, DataType::Utf8, true));
-        let taken: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
-        let extra: Vec<String> =
-            extra.iter().map(|e| if taken.contains(e) { format!("input.{e}") } else { e.clone() }).collect();
+        let mut taken: HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let extra: Vec<String> = extra
+            .iter()
+            .map(|e| {
+                let name = [e.clone(), format!("input.{e}")]
+                    .into_iter()
+                    .chain((2..).map(|n| format!("input.{e}_{n}")))
+                    .find(|name| !taken.contains(name))
+                    .expect("a free name");
+                taken.insert(name.clone());
+                name
+            })
+            .collect();
         fields.extend(extra.iter().map(|n| Field::new(n, DataType::Utf8, true)));
         let mapping: BTreeMap<&String, &String> = probability_columns.iter().zip(labels).collect();
         let meta =
@@ -458,7 +472,12 @@ mod tests {
         assert_eq!(probability_columns(&labels), ["prob_pos", "prob_very_good", "prob_very_good_2", "prob_0"]);
         let scored = Scored::new(Task::Classification, &labels, &["text".into(), "pred".into()]);
         assert_eq!(scored.extra, ["text", "input.pred"], "a carried column never hides an output column");
+        let scored = Scored::new(Task::Classification, &labels, &["pred".into(), "input.pred".into()]);
+        assert_eq!(scored.extra, ["input.pred", "input.input.pred"], "nor another carried column");
         let mapping = &scored.schema.metadata()[PROBABILITY_LABELS_KEY];
         assert!(mapping.contains(r#""prob_very_good_2":"very-good""#), "{mapping}");
+        // A label whose own name is a suffixed one's: every column name stays distinct.
+        let labels: Vec<String> = ["a_b", "a b", "a_b_2", "a-b"].map(String::from).to_vec();
+        assert_eq!(probability_columns(&labels), ["prob_a_b", "prob_a_b_2", "prob_a_b_2_2", "prob_a_b_3"]);
     }
 }
