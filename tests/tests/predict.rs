@@ -175,20 +175,24 @@ fn labels_the_model_does_not_know_are_left_out_of_the_accuracy_and_named() {
         ["e", "a film", "neutral"],
         ["f", "a lovely film", "Pos"],
         ["g", "a dull film", "neutral"],
+        ["h", "a lovely warm film", " pos "],
+        ["i", "a film", "  "],
     ];
     write_csv(&input, &["id", "text", "label"], &rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>());
     let out = score(&model, &input, &d.join("scored"), "p.arrow", &["--id-column", "id"]);
     let scored = read_arrow(&out);
+    // Labels are read as training reads them: ` pos ` is `pos`, a blank one is no label.
+    assert_eq!((scored[7].2.as_deref(), scored[8].2.as_deref()), (Some("pos"), None));
     let known: Vec<&Row> = scored.iter().filter(|r| matches!(r.2.as_deref(), Some("pos" | "neg"))).collect();
-    assert_eq!(known.len(), 4);
+    assert_eq!(known.len(), 5);
     let right = known.iter().filter(|r| r.2 == r.3).count();
     let drift: Value = serde_json::from_slice(&std::fs::read(d.join("scored/p.drift.json")).unwrap()).unwrap();
-    assert_eq!(drift["labelled"]["rows"], 4, "{drift}");
-    assert!((drift["labelled"]["accuracy"].as_f64().unwrap() - right as f64 / 4.0).abs() < 1e-12, "{drift}");
+    assert_eq!(drift["labelled"]["rows"], 5, "{drift}");
+    assert!((drift["labelled"]["accuracy"].as_f64().unwrap() - right as f64 / 5.0).abs() < 1e-12, "{drift}");
     assert_eq!(drift["unknown_labels"], serde_json::json!({"rows": 3, "examples": ["Pos", "neutral"]}));
     let warnings = drift["warnings"].to_string();
     assert!(warnings.contains("3 labelled rows have a label that is none of the model's classes (`Pos`, `neutral`; the classes are `neg`, `pos`)"), "{warnings}");
-    assert_eq!(scored.len(), 7, "every row is still scored");
+    assert_eq!(scored.len(), 9, "every row is still scored");
 }
 
 #[test]

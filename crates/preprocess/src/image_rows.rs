@@ -82,7 +82,8 @@ fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Im
     let mut images = Vec::new();
     while let Some(row) = rows.next_row()? {
         let path = row.text.as_deref().map(str::trim).unwrap_or_default().to_owned();
-        images.push(Image { id: row.id, label: row.label, source: Source::File(path), extra: row.extra });
+        let label = crate::clean_label(row.label.as_deref()).map(str::to_owned);
+        images.push(Image { id: row.id, label, source: Source::File(path), extra: row.extra });
     }
     Ok((images, extra))
 }
@@ -121,7 +122,7 @@ fn pixel_rows(cfg: &RowsConfig, bundle: &Bundle) -> Result<(Vec<Image>, Vec<Stri
             pixels.iter().map(|&i| crate::image_refs::grey(record.get(i).unwrap_or(""))).collect();
         images.push(Image {
             id: id.map_or_else(|| Some(row.to_string()), |i| crate::read::present(record.get(i).map(str::to_owned))),
-            label: label.and_then(|i| record.get(i)).map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()),
+            label: crate::clean_label(label.and_then(|i| record.get(i))).map(str::to_owned),
             source: Source::Pixels(values, side),
             extra: keep.iter().map(|&i| record.get(i).map(str::to_owned)).collect(),
         });

@@ -54,9 +54,14 @@ struct Row {
     label: String,
 }
 
+/// A label as training reads it, and scoring too: trimmed; a blank one is none.
+pub(crate) fn clean_label(label: Option<&str>) -> Option<&str> {
+    label.map(str::trim).filter(|l| !l.is_empty())
+}
+
 /// The row's id, trimmed label and cleaned text, or `None` (counted by reason) when one is missing.
 fn keep(row: read::RawRow, dropped: &mut BTreeMap<&'static str, usize>) -> Option<Row> {
-    let Some(label) = row.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) else {
+    let Some(label) = clean_label(row.label.as_deref()) else {
         *dropped.entry("missing label").or_default() += 1;
         return None;
     };

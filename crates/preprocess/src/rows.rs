@@ -219,7 +219,7 @@ impl Output {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(at, _, _)| *at))),
             Arc::new(StringArray::from_iter_values(chunk.iter().map(|(_, r, _)| r.id.as_deref().unwrap_or_default()))),
-            Arc::new(StringArray::from_iter(chunk.iter().map(|(_, r, _)| r.label.as_deref()))),
+            Arc::new(StringArray::from_iter(chunk.iter().map(|(_, r, _)| crate::clean_label(r.label.as_deref())))),
             Arc::new(StringArray::from(texts)),
             Arc::new(ids.finish()),
         ];
