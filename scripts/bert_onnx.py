@@ -349,10 +349,10 @@ def embed_padded(sess, token_rows, batch_size=32, outputs=("last_hidden_state",)
     return np.vstack(out)
 
 
-def embed_sorted(sess, token_rows, batch_size=32, batch_tokens=0, **kwargs):
-    """`embed_padded` on rows sorted by length (as sentence-transformers' `encode` does),
+def sorted_batches(token_rows, batch_size=32, batch_tokens=0):
+    """Row indices sorted by length (as sentence-transformers' `encode` does), cut into
     batches of at most `batch_size` rows and, when `batch_tokens` is set, at most that many
-    padded tokens; the embeddings come back in input order."""
+    padded tokens."""
     order = sorted(range(len(token_rows)), key=lambda i: len(token_rows[i]))
     batches, current = [], []
     for i in order:
@@ -362,10 +362,45 @@ def embed_sorted(sess, token_rows, batch_size=32, batch_tokens=0, **kwargs):
             current = []
         current.append(i)
     batches.append(current)
+    return batches
+
+
+def embed_sorted(sess, token_rows, batch_size=32, batch_tokens=0, **kwargs):
+    """`embed_padded` on `sorted_batches`; the embeddings come back in input order."""
     out = None
-    for batch in batches:
+    for batch in sorted_batches(token_rows, batch_size, batch_tokens):
         emb = embed_padded(sess, [token_rows[i] for i in batch], batch_size=len(batch), **kwargs)
         if out is None:
             out = np.zeros((len(token_rows), emb.shape[1]), np.float32)
+        out[batch] = emb
+    return out
+
+
+def embed_side_by_side(sessions, token_rows, batch_size=32, batch_tokens=0, **kwargs):
+    """`embed_sorted` with one Python thread per session, each running the next batch not
+    yet taken, longest first (onnxruntime releases the GIL while it runs)."""
+    import queue
+    import threading
+
+    batches = queue.SimpleQueue()
+    for batch in reversed(sorted_batches(token_rows, batch_size, batch_tokens)):
+        batches.put(batch)
+    done = []
+
+    def work(sess):
+        while True:
+            try:
+                batch = batches.get_nowait()
+            except queue.Empty:
+                return
+            done.append((batch, embed_padded(sess, [token_rows[i] for i in batch], batch_size=len(batch), **kwargs)))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = np.zeros((len(token_rows), done[0][1].shape[1]), np.float32)
+    for batch, emb in done:
         out[batch] = emb
     return out

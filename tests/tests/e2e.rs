@@ -57,6 +57,43 @@ fn token_budget_batches_give_the_same_features() {
 }
 
 #[test]
+fn sessions_side_by_side_give_one_session_s_features() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    features(one.path(), &["--threads", "2", "--sessions", "1", "--batch-size", "3"]);
+    features(two.path(), &["--threads", "2", "--sessions", "2", "--batch-size", "3"]);
+    assert_reference_features(two.path());
+    // Each batch runs whole in one session: the same features whichever ran it (1e-6).
+    let (a, b) = (all_features(one.path()), all_features(two.path()));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (id, (_, f)) in &a {
+        let worst = f.iter().zip(&b[id].1).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "{id}: {worst}");
+    }
+    let (spec, data, out) = (fixture("tiny/tiny.yaml"), two.path().join("data"), two.path().join("x"));
+    let embed = |extra: &[&str]| {
+        let args = [&["--spec", s(&spec), "--input", s(&data), "--out", s(&out)][..], extra].concat();
+        run("graft-backbone", &args)
+    };
+    let log = String::from_utf8_lossy(&embed(&["--threads", "2"]).stderr).into_owned();
+    assert!(log.contains("on cpu (2 sessions side by side)"), "two threads, two sessions: {log}");
+    let refused = embed(&["--threads", "2", "--sessions", "3"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("`--sessions`: 3 sessions need at least as many threads, not 2"), "{err}");
+    let images = fixture("tiny-images/tiny-cnn.yaml");
+    let image_data = two.path().join("images");
+    ok(
+        "graft-preprocess",
+        &["--input", s(&fixture("tiny-images/folder")), "--spec", s(&images), "--out", s(&image_data), "-q"],
+    );
+    let err = user_error(
+        "graft-backbone",
+        &["--spec", s(&images), "--input", s(&image_data), "--out", s(&two.path().join("y")), "--sessions", "2"],
+    );
+    assert!(err.contains("sessions side by side run a text model on the CPU"), "{err}");
+}
+
+#[test]
 fn onnx_runtime_writes_no_telemetry_and_stays_offline() {
     // Without the variable set, ONNX Runtime 1.31 writes a device id and an event queue under
     // $HOME/.cache/Microsoft/DeveloperTools/.onnxruntime when its environment is created,

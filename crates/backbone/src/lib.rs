@@ -12,6 +12,7 @@ pub mod merge;
 mod mlflow;
 mod pool;
 pub mod runtime;
+mod sessions;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use embed::{Embedder, FeatureSpec};
 pub use error::{EmbedError, Error, Result};
 pub use graft_core::config::backbone::{Config, Optimization};
 pub use pool::{normalize_rows, pool};
+pub use sessions::Embedders;
 
 /// What a run wrote, for the binary to report.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,8 @@ pub struct Summary {
     pub cached: u64,
     /// Seconds spent inside ONNX Runtime (the rest: reading, batching, pooling, writing).
     pub inference_seconds: f64,
+    /// ONNX Runtime sessions run side by side.
+    pub sessions: usize,
     pub runtime: std::path::PathBuf,
     /// Execution provider used (`cpu`, `cuda:N`).
     pub provider: String,
@@ -112,8 +116,8 @@ pub fn inspect(model: &Path) -> Result<String> {
 
 /// The session wrapper of the spec's kind.
 enum Runner<'a> {
-    Text(Embedder),
-    Image(image::ImageModel<'a>),
+    Text(Embedders),
+    Image(Box<image::ImageModel<'a>>),
 }
 
 /// The spec and feature space to embed with: the spec's own settings overridden by the
@@ -181,17 +185,25 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;
     let (model, model_blake3) = serving(&spec.model, &outputs)?;
+    let cpu_text = spec.kind == Kind::Text && device == device::Device::Cpu;
+    let threads = sessions::plan(cfg.threads, cfg.sessions, cpu_text, model.len() as u64)?;
     let options = device::SessionOptions {
-        threads: cfg.threads,
+        threads: threads[0],
         optimization: cfg.graph_optimization,
         cpu_skip_layer_norm_fusion: cfg.cpu_skip_layer_norm_fusion,
         spinning: spec.kind == Kind::Text,
     };
     let (mut model_runner, provider) = match spec.kind {
         Kind::Text => {
-            let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+            let (mut members, mut provider) = (Vec::new(), String::new());
+            for &threads in &threads {
+                let options = device::SessionOptions { threads, ..options };
+                let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+                members.push(Embedder::new(opened.session, &spec, &features)?);
+                provider = opened.provider;
+            }
             drop(model);
-            (Runner::Text(Embedder::new(opened.session, &spec, &features)?), opened.provider)
+            (Runner::Text(Embedders::new(members)), provider)
         }
         Kind::Image => {
             if cfg.cache.is_some() {
@@ -203,7 +215,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
                 let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
                 Ok((image::ImageEmbedder::new(opened.session, spec, features)?, opened.provider))
             };
-            (Runner::Image(image::ImageModel::new(Box::new(open), spec.image(), features)), String::new())
+            (Runner::Image(Box::new(image::ImageModel::new(Box::new(open), spec.image(), features))), String::new())
         }
     };
     let tokenizer_blake3 = match spec.kind {
@@ -260,6 +272,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         rows: BTreeMap::new(),
         cached: 0,
         inference_seconds: 0.0,
+        sessions: threads.len(),
         rejected: 0,
     };
     let limits = batching::Limits { rows: batch_size, tokens: cfg.batch_tokens };
@@ -376,7 +389,7 @@ fn rejects_file(
 #[allow(clippy::too_many_arguments)]
 fn embed_split(
     reader: &mut ArtifactReader,
-    embedder: &mut Embedder,
+    embedder: &mut Embedders,
     limits: batching::Limits,
     max_tokens: (usize, &Path),
     dest: &Path,
@@ -462,14 +475,16 @@ fn embed_split(
             progress.advance((rows.len() - todo.len()) as u64);
             // Batches of similar length waste less compute on padding; results go back in input order.
             let lengths: Vec<usize> = todo.iter().map(|&i| rows[i].len()).collect();
-            for chunk in &batching::plan(&lengths, limits) {
+            let plan = batching::plan(&lengths, limits);
+            let batches: Vec<Vec<&[i32]>> =
+                plan.iter().map(|chunk| chunk.iter().map(|&j| rows[todo[j]]).collect()).collect();
+            let embedded = embedder.embed_all(&batches).map_err(|(k, source)| Error::Inference {
+                path: path.clone(),
+                row: rows_done + todo[plan[k][0]] as u64,
+                source,
+            })?;
+            for ((chunk, batch), (f, dim)) in plan.iter().zip(&batches).zip(embedded) {
                 let picked: Vec<usize> = chunk.iter().map(|&j| todo[j]).collect();
-                let batch: Vec<&[i32]> = picked.iter().map(|&i| rows[i]).collect();
-                let (f, dim) = embedder.embed(&batch).map_err(|source| Error::Inference {
-                    path: path.clone(),
-                    row: rows_done + picked[0] as u64,
-                    source,
-                })?;
                 backbone.dim = dim;
                 let mut start = 0;
                 for &i in &picked {
@@ -520,8 +535,10 @@ fn embed_split(
         // left (no new rows tonight, or every one rejected), is empty but valid: its file
         // needs the feature width, which one embedded token gives.
         None if prov.shard.is_some() || empty_ok => {
-            let (_, dim) =
-                embedder.embed(&[&[0]]).map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
+            let (_, dim) = embedder
+                .embed_all(&[vec![&[0]]])
+                .map_err(|(_, source)| Error::Inference { path: path.clone(), row: 0, source })?
+                .remove(0);
             backbone.dim = dim;
             ArtifactWriter::create(dest, &output_schema(prov, backbone, embedder.tokens(), false)?)?
         }

@@ -102,10 +102,11 @@ fn embed(config: &graft_backbone::Config, quiet: bool) -> ExitCode {
         let secs = started.elapsed().as_secs_f64();
         let (rows, tokens) = s.rows.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         tracing::info!(
-            "onnx runtime `{}` on {}, batches of {}; {rows} rows{}{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% \
+            "onnx runtime `{}` on {}{}, batches of {}; {rows} rows{}{}, dim {} in {secs:.1}s ({:.0} rows/s{}; {:.1}% \
              in inference); wrote {}",
             s.runtime.display(),
             s.provider,
+            if s.sessions > 1 { format!(" ({} sessions side by side)", s.sessions) } else { String::new() },
             s.batch_size,
             if tokens > 0 { format!(", {tokens} tokens") } else { String::new() },
             if s.rejected > 0 { format!(" ({} rejected: undecodable image)", s.rejected) } else { String::new() },

@@ -25,7 +25,7 @@ pub struct PredictOptions {
     /// Row-level feature cache folder, shared between runs (rows seen before are not embedded again).
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// ONNX Runtime intra-op threads (0: one per core).
+    /// Inference threads (0: one per core), as `graft-backbone --threads`.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Work folder for the intermediate files, kept afterwards (default: a temporary folder
