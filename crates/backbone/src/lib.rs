@@ -478,7 +478,10 @@ fn embed_split(
             let plan = batching::plan(&lengths, limits);
             let batches: Vec<Vec<&[i32]>> =
                 plan.iter().map(|chunk| chunk.iter().map(|&j| rows[todo[j]]).collect()).collect();
-            let embedded = embedder.embed_all(&batches).map_err(|(k, source)| Error::Inference {
+            let mut advance = |batch: &[&[i32]]| {
+                progress.advance_tokens(batch.len() as u64, batch.iter().map(|r| r.len() as u64).sum());
+            };
+            let embedded = embedder.embed_all(&batches, &mut advance).map_err(|(k, source)| Error::Inference {
                 path: path.clone(),
                 row: rows_done + todo[plan[k][0]] as u64,
                 source,
@@ -496,9 +499,7 @@ fn embed_split(
                     }
                     out[i] = Some(v.to_vec());
                 }
-                let batch_tokens = batch.iter().map(|r| r.len() as u64).sum::<u64>();
-                tokens += batch_tokens;
-                progress.advance_tokens(chunk.len() as u64, batch_tokens);
+                tokens += batch.iter().map(|r| r.len() as u64).sum::<u64>();
             }
             if backbone.dim == 0 {
                 backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
@@ -536,7 +537,7 @@ fn embed_split(
         // needs the feature width, which one embedded token gives.
         None if prov.shard.is_some() || empty_ok => {
             let (_, dim) = embedder
-                .embed_all(&[vec![&[0]]])
+                .embed_all(&[vec![&[0]]], &mut |_| {})
                 .map_err(|(_, source)| Error::Inference { path: path.clone(), row: 0, source })?
                 .remove(0);
             backbone.dim = dim;

@@ -1,9 +1,9 @@
 //! Several sessions of one text model, each running whole inference batches, side by side.
-//! On the CPU, sessions of one thread each outrun one session of as many threads: the
-//! operators of a small batch are too short to split across threads without the threads
-//! waiting on each other (MiniLM on 2 cores: 1.2x on sentences, 1.3x on reviews in batches
-//! of at most 512 tokens). Each session holds its own copy of the weights, so their number is
-//! bounded by [`WEIGHTS_BUDGET`].
+//! On the CPU, sessions of one thread each keep pace where one session of as many threads
+//! stalls: that one waits on every thread inside every operator, so a core held up
+//! elsewhere holds it up (MiniLM on 2 cores: one session of two threads took 27-32 s on
+//! sentences and 51-68 s on reviews, two sessions 26-27 s and 50-52 s). Each session holds its
+//! own copy of the weights, so their number is bounded by [`WEIGHTS_BUDGET`].
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -81,52 +81,49 @@ impl Embedders {
 
     /// [`Embedder::embed`] of every batch, in `batches` order; each session takes the next
     /// batch not yet taken, the last (in length order the longest) first, so that the short
-    /// ones even out the end. The error is that of the first batch that failed.
-    pub fn embed_all(&mut self, batches: &[Vec<&[i32]>]) -> Result<Vec<Embedded>, (usize, EmbedError)> {
+    /// ones even out the end. `each_done` is called with each batch as it is done, on this
+    /// thread. The error is that of the first batch that failed.
+    pub fn embed_all(
+        &mut self,
+        batches: &[Vec<&[i32]>],
+        each_done: &mut dyn FnMut(&[&[i32]]),
+    ) -> Result<Vec<Embedded>, (usize, EmbedError)> {
         let started = Instant::now();
-        let mut done: Vec<(usize, Result<Embedded, EmbedError>)> = Vec::with_capacity(batches.len());
-        if self.members.len() == 1 || batches.len() <= 1 {
-            for (i, batch) in batches.iter().enumerate().rev() {
-                let result = self.members[0].embed(batch);
-                let failed = result.is_err();
-                done.push((i, result));
-                if failed {
-                    break;
+        let mut done: Vec<Option<Embedded>> = (0..batches.len()).map(|_| None).collect();
+        let mut failures: Vec<(usize, EmbedError)> = Vec::new();
+        let (taken, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for member in &mut self.members {
+                let (tx, taken, failed) = (tx.clone(), &taken, &failed);
+                scope.spawn(move || {
+                    while !failed.load(Ordering::Relaxed) {
+                        let k = taken.fetch_add(1, Ordering::Relaxed);
+                        let Some(i) = batches.len().checked_sub(k + 1) else { break };
+                        let result = member.embed(&batches[i]);
+                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        if tx.send((i, result)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, result) in rx {
+                match result {
+                    Ok(embedded) => {
+                        each_done(&batches[i]);
+                        done[i] = Some(embedded);
+                    }
+                    Err(e) => failures.push((i, e)),
                 }
             }
-        } else {
-            let (taken, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = self
-                    .members
-                    .iter_mut()
-                    .map(|member| {
-                        let (taken, failed) = (&taken, &failed);
-                        scope.spawn(move || {
-                            let mut done = Vec::new();
-                            while !failed.load(Ordering::Relaxed) {
-                                let k = taken.fetch_add(1, Ordering::Relaxed);
-                                let Some(i) = batches.len().checked_sub(k + 1) else { break };
-                                let result = member.embed(&batches[i]);
-                                failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                                done.push((i, result));
-                            }
-                            done
-                        })
-                    })
-                    .collect();
-                for worker in workers {
-                    done.extend(worker.join().expect("an inference thread does not panic"));
-                }
-            });
-        }
+        });
         self.inference += started.elapsed();
-        done.sort_by_key(|(i, _)| *i);
-        if let Some(first) = done.iter().position(|(_, r)| r.is_err()) {
-            let (i, result) = done.swap_remove(first);
-            return Err((i, result.expect_err("an error")));
+        if let Some(first) = failures.into_iter().min_by_key(|(i, _)| *i) {
+            return Err(first);
         }
-        Ok(done.into_iter().map(|(_, r)| r.expect("no error")).collect())
+        Ok(done.into_iter().map(|d| d.expect("every batch embedded")).collect())
     }
 }
 
