@@ -26,6 +26,51 @@ fn spec() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/tiny.yaml")
 }
 
+/// What to read of `input`: columns `text` and `label` (optional), the id and kept columns.
+fn to_read(input: std::path::PathBuf, id: Option<&str>, extra: &[&str]) -> graft_preprocess::read::Wanted {
+    graft_preprocess::read::Wanted {
+        input,
+        text: "text".into(),
+        label: "label".into(),
+        label_required: false,
+        id: id.map(str::to_owned),
+        filters: vec![],
+        extra: extra.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// A text run of `input` into `out`: the given columns, splits of `val` and `test`.
+fn config(
+    input: &Path,
+    out: &Path,
+    columns: [&str; 2],
+    id: Option<&str>,
+    val: f64,
+    test: f64,
+) -> graft_preprocess::Config {
+    graft_preprocess::Config {
+        input: input.to_owned(),
+        out: out.to_owned(),
+        spec: spec(),
+        text_column: columns[0].into(),
+        task: Default::default(),
+        label_column: columns[1].into(),
+        id_column: id.map(str::to_owned),
+        filters: vec![],
+        val_fraction: val,
+        test_fraction: test,
+        seed: 5,
+        max_length: None,
+        strict: false,
+        path_column: None,
+        augment_views: 0,
+        augment_pad: 0,
+        augment_flip: false,
+        augment_rotate: 0.0,
+        augment_jitter: 0.0,
+    }
+}
+
 /// (split, id, label, token ids) of every written row.
 fn rows(out: &Path) -> Vec<(String, String, String, Vec<i32>)> {
     let mut all = Vec::new();
@@ -47,27 +92,7 @@ fn rows(out: &Path) -> Vec<(String, String, String, Vec<i32>)> {
 }
 
 fn preprocess(input: &Path, out: &Path) -> Vec<(String, String, String, Vec<i32>)> {
-    let cfg = graft_preprocess::Config {
-        input: input.to_owned(),
-        out: out.to_owned(),
-        spec: spec(),
-        text_column: "review".into(),
-        task: Default::default(),
-        label_column: "sentiment".into(),
-        id_column: None,
-        filters: vec![],
-        val_fraction: 0.25,
-        test_fraction: 0.25,
-        seed: 5,
-        max_length: None,
-        strict: false,
-        path_column: None,
-        augment_views: 0,
-        augment_pad: 0,
-        augment_flip: false,
-        augment_rotate: 0.0,
-        augment_jitter: 0.0,
-    };
+    let cfg = config(input, out, ["review", "sentiment"], None, 0.25, 0.25);
     let summary = graft_preprocess::run(&cfg, &Silent).unwrap();
     assert_eq!(summary.labels, ["0", "1"]);
     rows(out)
@@ -121,15 +146,7 @@ fn a_tsv_row_is_one_line_whatever_quotes_it_holds() {
     let texts = ["\"unclosed quote, and a comma", "she said \"fine\"", "\"quoted\"", "plain"];
     let lines: Vec<String> = texts.iter().enumerate().map(|(i, t)| format!("{i}\t{t}\t{}", i % 2)).collect();
     std::fs::write(&tsv, format!("id\ttext\tlabel\r\n{}\r\n", lines.join("\r\n"))).unwrap();
-    let wanted = graft_preprocess::read::Wanted {
-        input: tsv,
-        text: "text".into(),
-        label: "label".into(),
-        label_required: true,
-        id: Some("id".into()),
-        filters: vec![],
-        extra: vec![],
-    };
+    let wanted = graft_preprocess::read::Wanted { label_required: true, ..to_read(tsv, Some("id"), &[]) };
     let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
     let mut read = Vec::new();
     while let Some(row) = rows.next_row().unwrap() {
@@ -146,15 +163,7 @@ fn a_column_named_twice_is_refused_not_guessed() {
     let read = |name: &str, text: &str, extra: &[&str]| {
         let input = dir.path().join(name);
         std::fs::write(&input, text).unwrap();
-        let wanted = graft_preprocess::read::Wanted {
-            input,
-            text: "text".into(),
-            label: "label".into(),
-            label_required: false,
-            id: None,
-            filters: vec![],
-            extra: extra.iter().map(|e| e.to_string()).collect(),
-        };
+        let wanted = to_read(input, None, extra);
         let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted)?;
         let mut texts = Vec::new();
         while let Some(row) = rows.next_row()? {
@@ -196,15 +205,7 @@ fn a_jsonl_column_is_any_key_any_line_holds() {
         r#"{"channel": "web", "id": "c", "text": "dull", "label": "neg"}"#,
     ];
     std::fs::write(&input, lines.join("\n")).unwrap();
-    let wanted = graft_preprocess::read::Wanted {
-        input,
-        text: "text".into(),
-        label: "label".into(),
-        label_required: false,
-        id: Some("id".into()),
-        filters: vec![],
-        extra: vec!["*".into()],
-    };
+    let wanted = to_read(input, Some("id"), &["*"]);
     let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
     assert_eq!(rows.extra(), ["id", "text", "label", "channel"], "keys in the order first met");
     let mut read = Vec::new();
@@ -244,15 +245,7 @@ fn a_blank_or_null_id_is_missing_in_every_format_not_the_row_number() {
     ParquetWriter::new(std::fs::File::create(dir.path().join("in.parquet")).unwrap()).finish(&mut df).unwrap();
     let want = [Some("7".to_owned()), None, None, Some("3".to_owned()), Some("1".to_owned())];
     for name in ["in.csv", "in.jsonl", "in.parquet"] {
-        let wanted = graft_preprocess::read::Wanted {
-            input: dir.path().join(name),
-            text: "text".into(),
-            label: "label".into(),
-            label_required: false,
-            id: Some("id".into()),
-            filters: vec![],
-            extra: vec![],
-        };
+        let wanted = to_read(dir.path().join(name), Some("id"), &[]);
         let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
         let mut got = Vec::new();
         while let Some(row) = rows.next_row().unwrap() {
@@ -264,15 +257,7 @@ fn a_blank_or_null_id_is_missing_in_every_format_not_the_row_number() {
     let lists = Series::new("text".into(), [Series::new("".into(), ["a"]), Series::new("".into(), ["b"])]);
     let mut df = DataFrame::new(2, vec![Column::from(lists), Column::new("id".into(), ["1", "2"])]).unwrap();
     ParquetWriter::new(std::fs::File::create(dir.path().join("lists.parquet")).unwrap()).finish(&mut df).unwrap();
-    let wanted = graft_preprocess::read::Wanted {
-        input: dir.path().join("lists.parquet"),
-        text: "text".into(),
-        label: "label".into(),
-        label_required: false,
-        id: Some("id".into()),
-        filters: vec![],
-        extra: vec![],
-    };
+    let wanted = to_read(dir.path().join("lists.parquet"), Some("id"), &[]);
     let err = graft_preprocess::read::Rows::open_wanted(&wanted).err().unwrap().to_string();
     assert!(err.contains("lists.parquet` column `text` holds list[str]: expected text"), "{err}");
 
@@ -280,27 +265,7 @@ fn a_blank_or_null_id_is_missing_in_every_format_not_the_row_number() {
     let train = |csv: &str| {
         let input = dir.path().join("train.csv");
         std::fs::write(&input, csv).unwrap();
-        let cfg = graft_preprocess::Config {
-            input,
-            out: dir.path().join("data"),
-            spec: spec(),
-            text_column: "text".into(),
-            task: Default::default(),
-            label_column: "label".into(),
-            id_column: Some("id".into()),
-            filters: vec![],
-            val_fraction: 0.0,
-            test_fraction: 0.0,
-            seed: 5,
-            max_length: None,
-            strict: false,
-            path_column: None,
-            augment_views: 0,
-            augment_pad: 0,
-            augment_flip: false,
-            augment_rotate: 0.0,
-            augment_jitter: 0.0,
-        };
+        let cfg = config(&input, &dir.path().join("data"), ["text", "label"], Some("id"), 0.0, 0.0);
         graft_preprocess::run(&cfg, &Silent)
     };
     let summary = train("id,text,label\n1,great film,1\n,dull plot,0\n ,awful,1\n2,clever,0\n").unwrap();
@@ -317,25 +282,8 @@ fn malformed_jsonl_line_and_missing_key_are_named() {
     let run = |text: &str| {
         std::fs::write(&input, text).unwrap();
         let cfg = graft_preprocess::Config {
-            input: input.clone(),
-            out: dir.path().join("out"),
-            spec: spec(),
-            text_column: "review".into(),
-            task: Default::default(),
-            label_column: "sentiment".into(),
-            id_column: None,
-            filters: vec![],
-            val_fraction: 0.0,
-            test_fraction: 0.0,
             seed: 1,
-            max_length: None,
-            strict: false,
-            path_column: None,
-            augment_views: 0,
-            augment_pad: 0,
-            augment_flip: false,
-            augment_rotate: 0.0,
-            augment_jitter: 0.0,
+            ..config(&input, &dir.path().join("out"), ["review", "sentiment"], None, 0.0, 0.0)
         };
         graft_preprocess::run(&cfg, &Silent).unwrap_err().to_string()
     };
@@ -365,25 +313,8 @@ fn parquet_larger_than_one_slice_gives_the_same_rows_as_csv() {
     std::fs::write(&csv, text).unwrap();
     let run = |input: &Path, out: &str| {
         let cfg = graft_preprocess::Config {
-            input: input.to_owned(),
-            out: dir.path().join(out),
-            spec: spec(),
-            text_column: "review".into(),
-            task: Default::default(),
-            label_column: "sentiment".into(),
-            id_column: None,
             filters: vec!["source=y".into()],
-            val_fraction: 0.1,
-            test_fraction: 0.1,
-            seed: 5,
-            max_length: None,
-            strict: false,
-            path_column: None,
-            augment_views: 0,
-            augment_pad: 0,
-            augment_flip: false,
-            augment_rotate: 0.0,
-            augment_jitter: 0.0,
+            ..config(input, &dir.path().join(out), ["review", "sentiment"], None, 0.1, 0.1)
         };
         graft_preprocess::run(&cfg, &Silent).unwrap();
         rows(&dir.path().join(out))
