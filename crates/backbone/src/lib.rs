@@ -34,7 +34,7 @@ pub use embed::{Embedder, FeatureSpec};
 pub use error::{EmbedError, Error, Result};
 pub use graft_core::config::backbone::{Config, Optimization};
 pub use pool::{normalize_rows, pool};
-pub use sessions::Embedders;
+use sessions::Embedders;
 
 /// What a run wrote, for the binary to report.
 #[derive(Debug, Clone, PartialEq)]

@@ -66,14 +66,6 @@ impl Embedders {
         Self { members, inference: Duration::ZERO }
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// See [`Embedder::tokens`].
     pub fn tokens(&self) -> Option<TokensDtype> {
         self.members[0].tokens()
