@@ -573,6 +573,8 @@ mod bad_input {
         assert!(files.is_empty());
         let (err, _) = preprocess_fails(b"text,label\n", &[]);
         assert!(err.contains("no data rows"), "{err}");
+        let (err, _) = preprocess_fails(b",\ngood film,pos\n", &[]);
+        assert!(err.contains("has no column names: its first line, the header, is blank"), "{err}");
     }
 
     #[test]

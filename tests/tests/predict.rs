@@ -215,6 +215,28 @@ fn a_night_with_no_rows_or_none_scorable_gives_empty_predictions_not_a_failure()
     let (csv, drift) = predict("blank.csv", "blank/p.csv");
     assert_eq!(csv.lines().skip(1).collect::<Vec<_>>(), ["0,a,,,,,,empty text", "1,b,,,,,,empty text"]);
     assert_eq!(drift["rejected"]["empty text"], 2, "{drift}");
+
+    // No rows as an empty file: a JSONL night with none has no bytes, and a CSV may lack its
+    // header. Read as no rows, with the columns asked for kept.
+    std::fs::write(d.join("none.jsonl"), b"").unwrap();
+    std::fs::write(d.join("empty.csv"), b"\n \n").unwrap();
+    for input in ["none.jsonl", "empty.csv"] {
+        let (input, out) = (d.join(input), d.join(format!("scored-{input}/p.csv")));
+        let args =
+            ["predict", "--bundle", s(&model), "--input", s(&input), "--id-column", "id", "--keep", "text,channel"];
+        ok("graft", &[&args[..], &["--out", s(&out)]].concat());
+        let csv = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(csv, "row,id,label,pred,top_probability,prob_neg,prob_pos,reason,text,channel\n", "{input:?}");
+    }
+    // A header of no names above rows is not an empty file.
+    std::fs::write(d.join("nameless.csv"), b",\na,good film\n").unwrap();
+    let out = d.join("nameless/p.csv");
+    let err = user_error(
+        "graft",
+        &["predict", "--bundle", s(&model), "--input", s(&d.join("nameless.csv")), "--out", s(&out)],
+    );
+    assert!(err.contains("nameless.csv` has no column names: its first line, the header, is blank"), "{err}");
+    assert!(!out.exists());
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub enum Error {
     KeepTwice(String),
     #[error("`{}` has no data rows", path.display())]
     Empty { path: PathBuf },
+    #[error("`{}` has no column names: its first line, the header, is blank", path.display())]
+    BlankHeader { path: PathBuf },
     #[error("`{}`: no rows left after cleaning and filtering ({dropped})", path.display())]
     NothingLeft { path: PathBuf, dropped: String },
     #[error("label column `{column}` of `{}` has a single class (`{label}`): classification needs at least two", path.display())]

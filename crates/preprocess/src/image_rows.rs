@@ -72,7 +72,7 @@ fn table(cfg: &RowsConfig, path_column: &str, bundle: &Bundle) -> Result<(Vec<Im
         input: cfg.rows.input.clone(),
         text: path_column.to_owned(),
         label: bundle.info.input.label_column().to_owned(),
-        label_required: false,
+        training: false,
         id: cfg.rows.id_column.clone().or_else(|| bundle.info.input.id_column().map(str::to_owned)),
         filters: cfg.rows.filters.clone(),
         extra: cfg.rows.keep.clone(),

@@ -18,8 +18,10 @@ pub struct Wanted {
     pub input: PathBuf,
     pub text: String,
     pub label: String,
-    /// Scoring reads tables that may have no label column; training needs one.
-    pub label_required: bool,
+    /// Training needs a label column and at least one row. Scoring reads tables that may
+    /// have no label column, and an empty file (a JSONL night with no rows has no bytes) as
+    /// one of no rows.
+    pub training: bool,
     pub id: Option<String>,
     /// `COLUMN=VALUE` conditions every kept row meets.
     pub filters: Vec<String>,
@@ -34,11 +36,23 @@ impl Wanted {
             input: cfg.input.clone(),
             text: cfg.text_column.clone(),
             label: cfg.label_column.clone(),
-            label_required: true,
+            training: true,
             id: cfg.id_column.clone(),
             filters: cfg.filters.clone(),
             extra: Vec::new(),
         }
+    }
+
+    /// The columns a file with no bytes but whitespace has when scoring: every column named,
+    /// the label left absent.
+    fn named_columns(&self) -> Result<Vec<String>> {
+        let mut names = vec![self.text.clone()];
+        names.extend(self.id.clone());
+        names.extend(filters(self)?.into_iter().map(|(c, _)| c));
+        names.extend(self.extra.iter().filter(|e| *e != "*").cloned());
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        Ok(names)
     }
 }
 
@@ -159,7 +173,7 @@ impl Resolver<'_> {
     fn label(&self, wanted: &Wanted) -> Result<Option<usize>> {
         match self.find(&wanted.label) {
             Ok(i) => Ok(Some(i)),
-            Err(Error::MissingColumn { .. }) if !wanted.label_required => Ok(None),
+            Err(Error::MissingColumn { .. }) if !wanted.training => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -289,10 +303,15 @@ pub fn delimited(path: &Path) -> Option<csv::ReaderBuilder> {
 fn open_csv(cfg: &Wanted, path: &Path, dialect: csv::ReaderBuilder) -> Result<(Source, Vec<String>)> {
     let mut reader = dialect.from_reader(open_file(path)?);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let mut names: Vec<String> = headers.iter().map(str::to_owned).collect();
     if headers.iter().all(|h| h.trim().is_empty()) {
-        return Err(Error::Empty { path: path.to_owned() });
+        names = match (blank(path)?, cfg.training) {
+            (false, _) => return Err(Error::BlankHeader { path: path.to_owned() }),
+            (true, true) => return Err(Error::Empty { path: path.to_owned() }),
+            (true, false) => cfg.named_columns()?,
+        };
     }
-    let table = Resolver { path, names: headers.iter().map(str::to_owned).collect() };
+    let table = Resolver { path, names };
     let extra = table.extra(cfg)?;
     let columns = Columns {
         text: table.find(&cfg.text)?,
@@ -390,7 +409,7 @@ fn next_object<T: serde::de::DeserializeOwned>(
 /// Every key of a JSONL file's objects, in the order first met. A key some lines leave out
 /// (writers that drop nulls do) is a column all the same, as for pandas: a label only later
 /// lines hold is read, and a line without it has none.
-fn jsonl_keys(path: &Path) -> Result<Vec<String>> {
+fn jsonl_keys(path: &Path) -> Result<Option<Vec<String>>> {
     let (mut lines, mut line) = (open_file(path)?.split(b'\n'), 0);
     let (mut keys, mut seen, mut objects) = (Vec::new(), std::collections::HashSet::new(), 0usize);
     while let Some(Keys(these)) = next_object(&mut lines, &mut line, path)? {
@@ -401,14 +420,32 @@ fn jsonl_keys(path: &Path) -> Result<Vec<String>> {
             }
         }
     }
-    match objects {
-        0 => Err(Error::Empty { path: path.to_owned() }),
-        _ => Ok(keys),
+    Ok((objects > 0).then_some(keys))
+}
+
+/// Whether the file holds nothing but whitespace.
+fn blank(path: &Path) -> Result<bool> {
+    let mut reader = open_file(path)?;
+    loop {
+        let buf = reader.fill_buf().map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            return Ok(false);
+        }
+        let n = buf.len();
+        reader.consume(n);
     }
 }
 
 fn open_jsonl(cfg: &Wanted, path: &Path) -> Result<(Source, Vec<String>)> {
-    let table = Resolver { path, names: jsonl_keys(path)? };
+    let names = match jsonl_keys(path)? {
+        Some(keys) => keys,
+        None if !cfg.training => cfg.named_columns()?,
+        None => return Err(Error::Empty { path: path.to_owned() }),
+    };
+    let table = Resolver { path, names };
     let name = |i: usize| table.names[i].clone();
     let extra: Vec<String> = table.extra(cfg)?.into_iter().map(name).collect();
     let names = Names {

@@ -62,7 +62,7 @@ pub fn run(cfg: &RowsConfig, progress: &dyn Progress) -> Result<RowsSummary> {
         input: cfg.rows.input.clone(),
         text: text_column.clone(),
         label: label_column.clone(),
-        label_required: false,
+        training: false,
         id: cfg.rows.id_column.clone().or_else(|| id_column.clone()),
         filters: cfg.rows.filters.clone(),
         extra: cfg.rows.keep.clone(),

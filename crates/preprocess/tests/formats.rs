@@ -32,7 +32,7 @@ fn to_read(input: std::path::PathBuf, id: Option<&str>, extra: &[&str]) -> graft
         input,
         text: "text".into(),
         label: "label".into(),
-        label_required: false,
+        training: false,
         id: id.map(str::to_owned),
         filters: vec![],
         extra: extra.iter().map(|e| e.to_string()).collect(),
@@ -146,7 +146,7 @@ fn a_tsv_row_is_one_line_whatever_quotes_it_holds() {
     let texts = ["\"unclosed quote, and a comma", "she said \"fine\"", "\"quoted\"", "plain"];
     let lines: Vec<String> = texts.iter().enumerate().map(|(i, t)| format!("{i}\t{t}\t{}", i % 2)).collect();
     std::fs::write(&tsv, format!("id\ttext\tlabel\r\n{}\r\n", lines.join("\r\n"))).unwrap();
-    let wanted = graft_preprocess::read::Wanted { label_required: true, ..to_read(tsv, Some("id"), &[]) };
+    let wanted = graft_preprocess::read::Wanted { training: true, ..to_read(tsv, Some("id"), &[]) };
     let mut rows = graft_preprocess::read::Rows::open_wanted(&wanted).unwrap();
     let mut read = Vec::new();
     while let Some(row) = rows.next_row().unwrap() {
