@@ -3,11 +3,13 @@
 //! carrying ONNX Runtime's reason, and the provider actually used is recorded.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use graft_core::config::backbone::Optimization;
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
+use ort::value::{DynValue, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -85,6 +87,34 @@ pub fn open_plain(env: &Environment, bytes: &[u8]) -> ort::Result<Session> {
     builder(env, options)?.commit_from_memory(bytes)
 }
 
+/// Weights that sessions of one model hold once between them: its float32 initializers, and
+/// ONNX Runtime's prepacked copies of those (it caches prepacking only for initializers
+/// given to the session). Other initializers (an int8 model's weights) stay each session's.
+#[derive(Debug)]
+pub struct SharedWeights {
+    prepacked: PrepackedWeights,
+    initializers: Vec<(String, Arc<DynValue>)>,
+}
+
+impl SharedWeights {
+    /// `None` when `model` is not an ONNX model.
+    pub fn of(model: &[u8]) -> Option<ort::Result<Self>> {
+        let tensors = graft_core::onnx::float_initializers(model, |_| true)?;
+        let initializers = tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, Arc::new(Tensor::from_array((t.dims, t.values))?.into_dyn()))))
+            .collect::<ort::Result<Vec<_>>>();
+        Some(initializers.map(|initializers| Self { prepacked: PrepackedWeights::new(), initializers }))
+    }
+
+    fn apply(&self, mut builder: SessionBuilder) -> ort::Result<SessionBuilder> {
+        for (name, value) in &self.initializers {
+            builder = builder.with_initializer(name, Arc::clone(value))?;
+        }
+        Ok(builder.with_prepacked_weights(&self.prepacked)?)
+    }
+}
+
 /// Opens the model at `path`, or its edited `bytes` when given, on `device`.
 pub fn open(
     env: &Environment,
@@ -93,6 +123,7 @@ pub fn open(
     options: SessionOptions,
     device: Device,
     allow_cpu_fallback: bool,
+    shared: Option<&SharedWeights>,
 ) -> Result<Opened> {
     let model_err = |source| Error::Model { path: path.to_owned(), source };
     if device != Device::Cpu {
@@ -108,6 +139,10 @@ pub fn open(
         .and_then(|b| match options.cpu_skip_layer_norm_fusion {
             true => Ok(b),
             false => Ok(b.with_disabled_optimizers("SkipLayerNormFusion")?),
+        })
+        .and_then(|b| match shared {
+            Some(weights) => weights.apply(b),
+            None => Ok(b),
         })
         .and_then(|mut b| commit(&mut b, path, bytes))
         .map_err(model_err)?;

@@ -186,7 +186,7 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let device: device::Device = cfg.device.parse()?;
     let (model, model_blake3) = serving(&spec.model, &outputs)?;
     let cpu_text = spec.kind == Kind::Text && device == device::Device::Cpu;
-    let threads = sessions::plan(cfg.threads, cfg.sessions, cpu_text, model.len() as u64)?;
+    let threads = sessions::plan(cfg.threads, cfg.sessions, cpu_text)?;
     let options = device::SessionOptions {
         threads: threads[0],
         optimization: cfg.graph_optimization,
@@ -196,9 +196,22 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (mut model_runner, provider) = match spec.kind {
         Kind::Text => {
             let (mut members, mut provider) = (Vec::new(), String::new());
+            let shared = (threads.len() > 1)
+                .then(|| device::SharedWeights::of(&model))
+                .flatten()
+                .transpose()
+                .map_err(|source| Error::Model { path: spec.model.clone(), source })?;
             for &threads in &threads {
                 let options = device::SessionOptions { threads, ..options };
-                let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+                let opened = device::open(
+                    env,
+                    &spec.model,
+                    Some(&model),
+                    options,
+                    device,
+                    cfg.allow_cpu_fallback,
+                    shared.as_ref(),
+                )?;
                 members.push(Embedder::new(opened.session, &spec, &features)?);
                 provider = opened.provider;
             }
@@ -212,7 +225,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             // Opened by the first split while its first images decode.
             let (spec, features) = (&spec, &features);
             let open = move || -> Result<(image::ImageEmbedder, String)> {
-                let opened = device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback)?;
+                let opened =
+                    device::open(env, &spec.model, Some(&model), options, device, cfg.allow_cpu_fallback, None)?;
                 Ok((image::ImageEmbedder::new(opened.session, spec, features)?, opened.provider))
             };
             (Runner::Image(Box::new(image::ImageModel::new(Box::new(open), spec.image(), features))), String::new())

@@ -2,8 +2,8 @@
 //! On the CPU, sessions of one thread each keep pace where one session of as many threads
 //! stalls: that one waits on every thread inside every operator, so a core held up
 //! elsewhere holds it up (MiniLM on 2 cores: one session of two threads took 27-32 s on
-//! sentences and 51-68 s on reviews, two sessions 26-27 s and 50-52 s). Each session holds its
-//! own copy of the weights, so their number is bounded by [`WEIGHTS_BUDGET`].
+//! sentences and 51-68 s on reviews, two sessions 26-27 s and 50-52 s). The sessions hold one
+//! copy of the float32 weights between them ([`crate::device::SharedWeights`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,15 +16,10 @@ use crate::error::{EmbedError, Error, Result};
 /// A batch's features and their width, as [`Embedder::embed`] gives them.
 type Embedded = (Vec<f32>, usize);
 
-/// Model bytes all sessions may hold together when their number is chosen for the user
-/// (ONNX Runtime keeps about two copies of the weights a session: as loaded and prepacked).
-pub const WEIGHTS_BUDGET: u64 = 2 << 30;
-
 /// The intra-op threads of each session: `threads` (0: one per core) split among `sessions`
-/// (0: one per thread for text on the CPU, as many as [`WEIGHTS_BUDGET`] holds of a model of
-/// `model_bytes`; one otherwise). A lone session of threads not given gets 0: ONNX Runtime's
-/// choice, one per physical core.
-pub fn plan(threads: usize, sessions: usize, cpu_text: bool, model_bytes: u64) -> Result<Vec<usize>> {
+/// (0: one per thread for text on the CPU, one otherwise). A lone session of threads not
+/// given gets 0: ONNX Runtime's choice, one per physical core.
+pub fn plan(threads: usize, sessions: usize, cpu_text: bool) -> Result<Vec<usize>> {
     let given = threads > 0;
     let threads = if given { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
     if sessions > 1 && !cpu_text {
@@ -34,10 +29,7 @@ pub fn plan(threads: usize, sessions: usize, cpu_text: bool, model_bytes: u64) -
         return Err(Error::Sessions(format!("{sessions} sessions need at least as many threads, not {threads}")));
     }
     let sessions = match sessions {
-        0 if cpu_text => {
-            let fit = WEIGHTS_BUDGET / (2 * model_bytes.max(1));
-            threads.min(fit.max(1) as usize)
-        }
+        0 if cpu_text => threads,
         0 => 1,
         n => n.min(threads),
     };
@@ -124,16 +116,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threads_are_split_among_sessions_within_the_weights_budget() {
-        let small = 90 << 20;
-        assert_eq!(plan(2, 0, true, small).unwrap(), [1, 1], "one session a thread for text");
-        assert_eq!(plan(16, 0, true, small).unwrap().len(), 11, "2 GiB of two copies of 90 MiB");
-        assert_eq!(plan(4, 0, true, 420 << 20).unwrap(), [2, 2], "a larger model, fewer sessions");
-        assert_eq!(plan(3, 2, true, small).unwrap(), [2, 1]);
-        assert_eq!(plan(2, 0, false, small).unwrap(), [2], "images and CUDA: one session");
-        assert_eq!(plan(2, 1, true, small).unwrap(), [2]);
-        let err = plan(2, 3, true, small).unwrap_err().to_string();
+    fn threads_are_split_among_sessions() {
+        assert_eq!(plan(2, 0, true).unwrap(), [1, 1], "one session a thread for text");
+        assert_eq!(plan(16, 0, true).unwrap(), [1; 16]);
+        assert_eq!(plan(3, 2, true).unwrap(), [2, 1]);
+        assert_eq!(plan(2, 0, false).unwrap(), [2], "images and CUDA: one session");
+        assert_eq!(plan(2, 1, true).unwrap(), [2]);
+        let err = plan(2, 3, true).unwrap_err().to_string();
         assert!(err.contains("3 sessions need at least as many threads, not 2"), "{err}");
-        assert!(plan(2, 2, false, small).unwrap_err().to_string().contains("text model on the CPU"));
+        assert!(plan(2, 2, false).unwrap_err().to_string().contains("text model on the CPU"));
     }
 }
