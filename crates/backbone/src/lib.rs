@@ -186,7 +186,8 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let device: device::Device = cfg.device.parse()?;
     let (model, model_blake3) = serving(&spec.model, &outputs)?;
     let cpu_text = spec.kind == Kind::Text && device == device::Device::Cpu;
-    let threads = sessions::plan(cfg.threads, cfg.sessions, cpu_text)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = sessions::plan(cfg.threads, cfg.sessions, cpu_text, cores)?;
     let options = device::SessionOptions {
         threads: threads[0],
         optimization: cfg.graph_optimization,

@@ -16,12 +16,13 @@ use crate::error::{EmbedError, Error, Result};
 /// A batch's features and their width, as [`Embedder::embed`] gives them.
 type Embedded = (Vec<f32>, usize);
 
-/// The intra-op threads of each session: `threads` (0: one per core) split among `sessions`
-/// (0: one per thread for text on the CPU, one otherwise). A lone session of threads not
-/// given gets 0: ONNX Runtime's choice, one per physical core.
-pub fn plan(threads: usize, sessions: usize, cpu_text: bool) -> Result<Vec<usize>> {
+/// The intra-op threads of each session: `threads` (0: one per core of the `cores`) split
+/// among `sessions` (0: for text on the CPU one per thread, at most one per core; one
+/// otherwise). A lone session of threads not given gets 0: ONNX Runtime's choice, one per
+/// physical core.
+pub fn plan(threads: usize, sessions: usize, cpu_text: bool, cores: usize) -> Result<Vec<usize>> {
     let given = threads > 0;
-    let threads = if given { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+    let threads = if given { threads } else { cores.max(1) };
     if sessions > 1 && !cpu_text {
         return Err(Error::Sessions("sessions side by side run a text model on the CPU".into()));
     }
@@ -29,7 +30,7 @@ pub fn plan(threads: usize, sessions: usize, cpu_text: bool) -> Result<Vec<usize
         return Err(Error::Sessions(format!("{sessions} sessions need at least as many threads, not {threads}")));
     }
     let sessions = match sessions {
-        0 if cpu_text => threads,
+        0 if cpu_text => threads.min(cores.max(1)),
         0 => 1,
         n => n.min(threads),
     };
@@ -117,13 +118,16 @@ mod tests {
 
     #[test]
     fn threads_are_split_among_sessions() {
-        assert_eq!(plan(2, 0, true).unwrap(), [1, 1], "one session a thread for text");
-        assert_eq!(plan(16, 0, true).unwrap(), [1; 16]);
-        assert_eq!(plan(3, 2, true).unwrap(), [2, 1]);
-        assert_eq!(plan(2, 0, false).unwrap(), [2], "images and CUDA: one session");
-        assert_eq!(plan(2, 1, true).unwrap(), [2]);
-        let err = plan(2, 3, true).unwrap_err().to_string();
+        assert_eq!(plan(2, 0, true, 2).unwrap(), [1, 1], "one session a thread for text");
+        assert_eq!(plan(0, 0, true, 16).unwrap(), [1; 16], "a thread a core");
+        assert_eq!(plan(5, 0, true, 2).unwrap(), [3, 2], "at most one session a core");
+        assert_eq!(plan(3, 2, true, 2).unwrap(), [2, 1]);
+        assert_eq!(plan(2, 0, false, 2).unwrap(), [2], "images and CUDA: one session");
+        assert_eq!(plan(0, 0, false, 2).unwrap(), [0], "ONNX Runtime's choice");
+        assert_eq!(plan(2, 1, true, 2).unwrap(), [2]);
+        assert_eq!(plan(4, 4, true, 2).unwrap(), [1; 4], "as many as asked for");
+        let err = plan(2, 3, true, 2).unwrap_err().to_string();
         assert!(err.contains("3 sessions need at least as many threads, not 2"), "{err}");
-        assert!(plan(2, 2, false).unwrap_err().to_string().contains("text model on the CPU"));
+        assert!(plan(2, 2, false, 2).unwrap_err().to_string().contains("text model on the CPU"));
     }
 }

@@ -49,8 +49,9 @@ pub struct Config {
     pub threads: usize,
     /// ONNX Runtime sessions running batches side by side, each with its share of the
     /// threads, the float32 weights held once between them. 0 picks: for a text model on the
-    /// CPU one session a thread (MiniLM on 2 cores: as fast as one session of 2 threads at
-    /// its best, and steadily so where that one ran up to 1.3x slower); else one.
+    /// CPU one session a thread, at most one a core (MiniLM on 2 cores: as fast as one
+    /// session of 2 threads at its best, and steadily so where that one ran up to 1.3x
+    /// slower); else one.
     #[arg(long, default_value_t = 0)]
     pub sessions: usize,
     /// Row-level feature cache folder: rows embedded before with the same model, outputs,
