@@ -219,7 +219,7 @@ fn a_night_with_no_rows_or_none_scorable_gives_empty_predictions_not_a_failure()
     // No rows as an empty file: a JSONL night with none has no bytes, and a CSV may lack its
     // header. Read as no rows, with the columns asked for kept.
     std::fs::write(d.join("none.jsonl"), b"").unwrap();
-    std::fs::write(d.join("empty.csv"), b"\n \n").unwrap();
+    std::fs::write(d.join("empty.csv"), b"\xEF\xBB\xBF\r\n \r\n").unwrap();
     for input in ["none.jsonl", "empty.csv"] {
         let (input, out) = (d.join(input), d.join(format!("scored-{input}/p.csv")));
         let args =

@@ -408,7 +408,7 @@ fn next_object<T: serde::de::DeserializeOwned>(
 
 /// Every key of a JSONL file's objects, in the order first met. A key some lines leave out
 /// (writers that drop nulls do) is a column all the same, as for pandas: a label only later
-/// lines hold is read, and a line without it has none.
+/// lines hold is read, and a line without it has none. `None` when there is no object.
 fn jsonl_keys(path: &Path) -> Result<Option<Vec<String>>> {
     let (mut lines, mut line) = (open_file(path)?.split(b'\n'), 0);
     let (mut keys, mut seen, mut objects) = (Vec::new(), std::collections::HashSet::new(), 0usize);
@@ -423,11 +423,15 @@ fn jsonl_keys(path: &Path) -> Result<Option<Vec<String>>> {
     Ok((objects > 0).then_some(keys))
 }
 
-/// Whether the file holds nothing but whitespace.
+/// Whether the file holds nothing but whitespace, after a byte order mark if it opens with one.
 fn blank(path: &Path) -> Result<bool> {
     let mut reader = open_file(path)?;
+    let read_err = |source| graft_core::Error::Read { path: path.to_owned(), source };
+    if reader.fill_buf().map_err(read_err)?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
     loop {
-        let buf = reader.fill_buf().map_err(|source| graft_core::Error::Read { path: path.to_owned(), source })?;
+        let buf = reader.fill_buf().map_err(read_err)?;
         if buf.is_empty() {
             return Ok(true);
         }
