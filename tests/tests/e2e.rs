@@ -578,6 +578,36 @@ mod bad_input {
     }
 
     #[test]
+    fn label_column_is_the_text_column() {
+        let (err, files) = preprocess_fails(b"text,label\nfine film,pos\nbad film,neg\n", &["--label-column", "text"]);
+        assert!(err.contains("the label column `text` is also the column of the inputs"), "{err}");
+        assert!(files.is_empty(), "{files:?}");
+    }
+
+    #[test]
+    fn a_flag_of_the_other_kind_of_backbone_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, spec, out) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"), dir.path().join("out"));
+        for flag in [&["--augment-views", "2"][..], &["--strict"], &["--path-column", "p"], &["--augment-flip"]] {
+            let args = [&["--input", s(&input), "--spec", s(&spec), "--out", s(&out)][..], flag];
+            let err = user_error("graft-preprocess", &args.concat());
+            assert!(err.contains(&format!("`{}` applies to an image backbone", flag[0])), "{err}");
+            assert!(err.contains("tiny.yaml` is a text one"), "{err}");
+            assert!(files_in(&out).is_empty());
+        }
+        let spec = fixture("tiny-images/tiny-cnn.yaml");
+        let folder = fixture("tiny-images/folder");
+        let args = ["--input", s(&folder), "--spec", s(&spec), "--out", s(&out), "--max-length", "7"];
+        let err = user_error("graft-preprocess", &args);
+        assert!(
+            err.contains("`--max-length` applies to a text backbone; ")
+                && err.contains("tiny-cnn.yaml` is an image one"),
+            "{err}"
+        );
+        assert!(files_in(&out).is_empty());
+    }
+
+    #[test]
     fn single_class() {
         let (err, files) = preprocess_fails(b"text,label\ngood film,pos\ngreat film,pos\n", &[]);
         assert!(err.contains("single class (`pos`)"), "{err}");
@@ -669,21 +699,23 @@ mod bad_input {
     fn row_longer_than_the_spec_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let (data, spec) = (dir.path().join("data"), fixture("tiny/tiny.yaml"));
-        // Tokens up to 40 long from a spec that accepts 12.
-        ok(
-            "graft-preprocess",
-            &[
-                "--input",
-                s(&fixture("tiny/reviews.csv")),
-                "--spec",
-                s(&spec),
-                "--out",
-                s(&data),
-                "--max-length",
-                "40",
-                "-q",
-            ],
-        );
+        // Preprocess refuses a maximum length past the spec's.
+        let reviews = fixture("tiny/reviews.csv");
+        let args = ["--input", s(&reviews), "--spec", s(&spec), "--out", s(&data), "-q"];
+        let err = user_error("graft-preprocess", &[&args[..], &["--max-length", "40"]].concat());
+        assert!(err.contains("`--max-length 40`: expected 1 to 12, the most that spec"), "{err}");
+        let err = user_error("graft-preprocess", &[&args[..], &["--max-length", "0"]].concat());
+        assert!(err.contains("`--max-length 0`: expected 1 to 12"), "{err}");
+        // Tokens up to 40 long, from a copy of the spec that accepts 40 (the backbone checks
+        // what it reads all the same).
+        let long = dir.path().join("long.yaml");
+        let text = std::fs::read_to_string(&spec).unwrap().replace("max_length: 12", "max_length: 40");
+        let base = fixture("tiny");
+        let text = text
+            .replace("model.onnx", s(&base.join("model.onnx")))
+            .replace("tokenizer.json", s(&base.join("tokenizer.json")));
+        std::fs::write(&long, text).unwrap();
+        ok("graft-preprocess", &["--input", s(&reviews), "--spec", s(&long), "--out", s(&data), "-q"]);
         let out = dir.path().join("features");
         let err = user_error("graft-backbone", &["--spec", s(&spec), "--input", s(&data), "--out", s(&out)]);
         assert!(

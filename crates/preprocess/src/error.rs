@@ -53,6 +53,12 @@ pub enum Error {
     DuplicateId { path: PathBuf, column: String, id: String, row: usize },
     #[error("`{}` data row {row} (counting from 0): column `{column}` holds `{value}`, not a number (the task is regression)", path.display())]
     NotNumeric { path: PathBuf, column: String, row: usize, value: String },
+    #[error("`{flag}` applies to {applies} backbone; `{}` is {kind} one", spec.display())]
+    DoesNotApply { flag: &'static str, applies: &'static str, spec: PathBuf, kind: &'static str },
+    #[error("`--max-length {given}`: expected 1 to {most}, the most that spec `{}` accepts (`text.max_length`)", spec.display())]
+    BadMaxLength { given: usize, most: usize, spec: PathBuf },
+    #[error("`{}`: the label column `{column}` is also the column of the inputs; the label must be a column of its own", path.display())]
+    LabelIsInput { path: PathBuf, column: String },
     #[error("fractions must lie in [0, 1) and sum below 1: val {val}, test {test}")]
     BadFractions { val: f64, test: f64 },
     #[error("`--keep` needs a table; `{}` is a folder or archive of images", path.display())]
