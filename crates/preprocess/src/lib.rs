@@ -77,28 +77,6 @@ fn keep(row: read::RawRow, dropped: &mut BTreeMap<&'static str, usize>) -> Optio
     Some(Row { id, text, label: label.to_owned() })
 }
 
-/// Refuses a flag that the backbone's kind does not use, rather than ignoring it.
-fn flags_apply(cfg: &Config, kind: Kind) -> Result<()> {
-    let image_only = [
-        ("--path-column", cfg.path_column.is_some()),
-        ("--augment-views", cfg.augment_views > 0),
-        ("--augment-pad", cfg.augment_pad > 0),
-        ("--augment-flip", cfg.augment_flip),
-        ("--augment-rotate", cfg.augment_rotate != 0.0),
-        ("--augment-jitter", cfg.augment_jitter != 0.0),
-        ("--strict", cfg.strict),
-    ];
-    let text_only = [("--max-length", cfg.max_length.is_some())];
-    let (given, applies, kind) = match kind {
-        Kind::Text => (&image_only[..], "an image", "a text"),
-        Kind::Image => (&text_only[..], "a text", "an image"),
-    };
-    match given.iter().find(|(_, set)| *set) {
-        Some(&(flag, _)) => Err(Error::DoesNotApply { flag, applies, spec: cfg.spec.clone(), kind }),
-        None => Ok(()),
-    }
-}
-
 /// Reads the input twice, holding only labels between the passes: the first pass decides
 /// which rows are kept and the split of each, the second cleans, tokenises and writes them
 /// batch by batch.
@@ -109,7 +87,10 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
         return Err(Error::BadFractions { val, test });
     }
     let spec = BackboneSpec::load(&cfg.spec)?;
-    flags_apply(cfg, spec.kind)?;
+    if let Some(flag) = cfg.unused_by(spec.kind) {
+        let (applies, kind) = if spec.kind == Kind::Text { ("an image", "a text") } else { ("a text", "an image") };
+        return Err(Error::DoesNotApply { flag, applies, spec: cfg.spec.clone(), kind });
+    }
     let inputs = if spec.kind == Kind::Image { cfg.path_column.as_ref() } else { Some(&cfg.text_column) };
     if inputs == Some(&cfg.label_column) {
         return Err(Error::LabelIsInput { path: cfg.input.clone(), column: cfg.label_column.clone() });

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Task;
+use crate::spec::Kind;
 
 /// Parameters of `graft-preprocess`; the same keys are accepted on the command line
 /// (`--text-column text`) and in pipeline files (`text_column: text`).
@@ -70,6 +71,28 @@ pub struct Config {
     /// Truncate token sequences to this length instead of the spec's `text.max_length`.
     #[arg(long)]
     pub max_length: Option<usize>,
+}
+
+impl Config {
+    /// The first flag set that a backbone of `kind` does not use (another kind's), which
+    /// would otherwise be silently ignored.
+    pub fn unused_by(&self, kind: Kind) -> Option<&'static str> {
+        let image_only = [
+            ("--path-column", self.path_column.is_some()),
+            ("--augment-views", self.augment_views > 0),
+            ("--augment-pad", self.augment_pad > 0),
+            ("--augment-flip", self.augment_flip),
+            ("--augment-rotate", self.augment_rotate != 0.0),
+            ("--augment-jitter", self.augment_jitter != 0.0),
+            ("--strict", self.strict),
+        ];
+        let text_only = [("--max-length", self.max_length.is_some())];
+        let other_kinds = match kind {
+            Kind::Text => &image_only[..],
+            Kind::Image => &text_only[..],
+        };
+        other_kinds.iter().find(|(_, set)| *set).map(|&(flag, _)| flag)
+    }
 }
 
 /// Parameters of `graft-preprocess rows`: new rows to score with a model bundle, read,
