@@ -184,6 +184,33 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     let (outputs, pooling, normalize) = (features.outputs.clone(), features.pooling, features.normalize);
     let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;
+    // The splits are read, and checked against the spec's tokenizer, before the model loads.
+    let tokenizer_blake3 = match spec.kind {
+        Kind::Text => Some(graft_core::hash::file(&spec.text().tokenizer)?),
+        Kind::Image => None,
+    };
+    let mut readers = Vec::new();
+    for split in SPLITS.into_iter().chain([ROWS]) {
+        let path = cfg.input.join(format!("{split}.arrow"));
+        if path.exists() {
+            let reader = ArtifactReader::open(&path)?;
+            let found = reader.provenance().tokenizer.clone();
+            if let Some(expected) = &tokenizer_blake3
+                && found.as_ref().map(|t| &t.blake3) != Some(expected)
+            {
+                return Err(Error::TokenizerMismatch {
+                    path,
+                    spec: cfg.spec.clone(),
+                    found: found.map_or("none".into(), |t| format!("blake3 {}", &t.blake3[..12])),
+                    expected: format!("blake3 {}", &expected[..12]),
+                });
+            }
+            readers.push((split, reader));
+        }
+    }
+    if readers.is_empty() {
+        return Err(Error::NoSplits { path: cfg.input.clone() });
+    }
     let (model, model_blake3) = serving(&spec.model, &outputs)?;
     let cpu_text = spec.kind == Kind::Text && device == device::Device::Cpu;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -233,33 +260,6 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
             (Runner::Image(Box::new(image::ImageModel::new(Box::new(open), spec.image(), features))), String::new())
         }
     };
-    let tokenizer_blake3 = match spec.kind {
-        Kind::Text => Some(graft_core::hash::file(&spec.text().tokenizer)?),
-        Kind::Image => None,
-    };
-
-    let mut readers = Vec::new();
-    for split in SPLITS.into_iter().chain([ROWS]) {
-        let path = cfg.input.join(format!("{split}.arrow"));
-        if path.exists() {
-            let reader = ArtifactReader::open(&path)?;
-            let found = reader.provenance().tokenizer.clone();
-            if let Some(expected) = &tokenizer_blake3
-                && found.as_ref().map(|t| &t.blake3) != Some(expected)
-            {
-                return Err(Error::TokenizerMismatch {
-                    path,
-                    spec: cfg.spec.clone(),
-                    found: found.map_or("none".into(), |t| format!("blake3 {}", &t.blake3[..12])),
-                    expected: format!("blake3 {}", &expected[..12]),
-                });
-            }
-            readers.push((split, reader));
-        }
-    }
-    if readers.is_empty() {
-        return Err(Error::NoSplits { path: cfg.input.clone() });
-    }
     let mut backbone = BackboneId {
         spec: spec.name.clone(),
         model_blake3,
