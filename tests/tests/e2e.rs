@@ -164,9 +164,12 @@ fn more_shards_than_rows_give_empty_shards_that_merge() {
     args.extend(shard_dirs.iter().map(|d| s(d)));
     ok("graft-backbone", &args);
     for split in ["train", "val", "test"] {
-        let (_, whole) = read_features(&dir.path().join(format!("features/{split}.arrow")));
-        let (_, rows) = read_features(&merged.join(format!("{split}.arrow")));
+        let (whole_prov, whole) = read_features(&dir.path().join(format!("features/{split}.arrow")));
+        let (prov, rows) = read_features(&merged.join(format!("{split}.arrow")));
         assert_eq!(rows.keys().collect::<Vec<_>>(), whole.keys().collect::<Vec<_>>(), "{split}");
+        let read = graft_core::hash::file(&data.join(format!("{split}.arrow"))).unwrap();
+        assert_eq!(prov.inputs.get(split), Some(&read), "{split}: the merged file records the split its shards read");
+        assert_eq!(prov.inputs.get(split), whole_prov.inputs.get(split));
     }
 }
 
@@ -575,6 +578,26 @@ mod bad_input {
         assert!(err.contains("no data rows"), "{err}");
         let (err, _) = preprocess_fails(b",\ngood film,pos\n", &[]);
         assert!(err.contains("has no column names: its first line, the header, is blank"), "{err}");
+    }
+
+    #[test]
+    fn evaluate_shows_rows_only_from_the_data_its_features_were_made_from() {
+        let dir = tempfile::tempdir().unwrap();
+        features(dir.path(), &[]);
+        let (feats, head, eval) = (dir.path().join("features"), dir.path().join("head"), dir.path().join("eval"));
+        ok("graft-finetune", &["--features", s(&feats), "--out", s(&head), "--c", "1", "-q"]);
+        // The same reviews split with another seed: other test rows under the same ids.
+        let (reviews, spec, other) = (fixture("tiny/reviews.csv"), fixture("tiny/tiny.yaml"), dir.path().join("other"));
+        let args = ["--input", s(&reviews), "--spec", s(&spec), "--out", s(&other), "--id-column", "id", "--seed", "7"];
+        ok("graft-preprocess", &[&args[..], &["-q"]].concat());
+        let args = ["--head", s(&head), "--features", s(&feats), "--out", s(&eval), "--data"];
+        let err = user_error("graft-evaluate", &[&args[..], &[s(&other)]].concat());
+        assert!(
+            err.contains("features/test.arrow` were not made from `") && err.contains("other/test.arrow`"),
+            "{err}"
+        );
+        assert!(files_in(&eval).is_empty());
+        ok("graft-evaluate", &[&args[..], &[s(&dir.path().join("data")), "-q"]].concat());
     }
 
     #[test]

@@ -90,10 +90,13 @@ fn check_shards(readers: &[ArtifactReader]) -> Result<Provenance> {
     let mut merged = first.clone();
     merged.shard = None;
     merged.rows = readers.iter().map(|r| r.provenance().rows).sum();
-    merged.inputs = readers
-        .iter()
-        .map(|r| Ok((format!("shard {}", r.provenance().shard.expect("checked")), graft_core::hash::file(r.path())?)))
-        .collect::<Result<_>>()?;
+    // The shards' own inputs that they all share (the model, the split read), then the shards.
+    let mut inputs = first.inputs.clone();
+    inputs.retain(|name, hash| readers.iter().all(|r| r.provenance().inputs.get(name) == Some(hash)));
+    for r in readers {
+        inputs.insert(format!("shard {}", r.provenance().shard.expect("checked")), graft_core::hash::file(r.path())?);
+    }
+    merged.inputs = inputs;
     Ok(merged)
 }
 

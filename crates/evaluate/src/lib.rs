@@ -69,6 +69,8 @@ pub enum Error {
     TaskMismatch { features: PathBuf, head: PathBuf, found: Task, expected: Task },
     #[error("`{}` has no split `{split}`", dir.display())]
     NoSplit { dir: PathBuf, split: String },
+    #[error("`--data`: features `{}` were not made from `{}` (its blake3 is not the one they record), so its rows cannot be shown beside them", features.display(), data.display())]
+    DataNotFeatures { data: PathBuf, features: PathBuf },
     #[error("`{}` has features of rows to score but not the `rejects.arrow` graft-backbone writes beside them; rerun graft-backbone", dir.display())]
     NoBackboneRejects { dir: PathBuf },
     #[error("`{}` and `{}` are not predictions on the same rows: {message}", a.display(), b.display())]
@@ -233,6 +235,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
             let mut wrong = errors::most_confident_wrong(&feats.ids, &feats.classes, proba, labels);
             if let Some(data) = &cfg.data {
                 let file = data.join(format!("{}.arrow", cfg.split));
+                if let Some(made_from) = feats.provenance.inputs.get(&cfg.split)
+                    && *made_from != graft_core::hash::file(&file)?
+                {
+                    return Err(Error::DataNotFeatures { data: file, features: path });
+                }
                 errors::attach_rows(&mut wrong, &file)?;
                 provenance.push(("rows of wrong predictions".to_owned(), shown_path(&file)));
             }
