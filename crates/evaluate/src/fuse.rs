@@ -33,8 +33,8 @@ pub struct FuseConfig {
     /// Output folder for predictions.arrow, metrics.json and report.html.
     #[arg(long)]
     pub out: PathBuf,
-    /// Bootstrap resamples for the intervals (0: none).
-    #[arg(long, default_value_t = 1000)]
+    /// Bootstrap resamples for the intervals: 0 (none) or at least 100.
+    #[arg(long, default_value_t = 1000, value_parser = graft_core::config::evaluate::resamples)]
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

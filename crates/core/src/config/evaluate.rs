@@ -30,8 +30,9 @@ pub struct Config {
     /// the most confident wrong predictions, joined by id from the same split.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Bootstrap resamples for the 95% intervals of accuracy and macro F1 (0: none).
-    #[arg(long, default_value_t = 1000)]
+    /// Bootstrap resamples for the 95% intervals of accuracy and macro F1: 0 (none) or at
+    /// least 100.
+    #[arg(long, default_value_t = 1000, value_parser = resamples)]
     pub bootstrap: usize,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
@@ -154,6 +155,20 @@ pub struct MtebConfig {
     /// Folder to write `mteb.json` into.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Fewest bootstrap resamples that a 95% percentile interval is taken from: with fewer, its
+/// 2.5% and 97.5% quantiles rest on a value or two (one resample gives an interval of a
+/// single value, and not the estimate's).
+pub const MIN_RESAMPLES: usize = 100;
+
+/// `--bootstrap`: 0 or at least [`MIN_RESAMPLES`].
+pub fn resamples(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    match n {
+        1..MIN_RESAMPLES => Err(format!("0 (no intervals) or at least {MIN_RESAMPLES} resamples, not {n}")),
+        _ => Ok(n),
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,11 @@ mod tests {
             &argv(&["--head", "h", "--features", "f", "--out", "o", "--bootstrap", "x"]),
         );
         assert!(err.unwrap_err().contains("'x'"));
+        let err =
+            check_args("graft-evaluate", &argv(&["--head", "h", "--features", "f", "--out", "o", "--bootstrap", "5"]));
+        assert!(err.unwrap_err().contains("0 (no intervals) or at least 100 resamples, not 5"));
+        check_args("graft-evaluate", &argv(&["--head", "h", "--features", "f", "--out", "o", "--bootstrap", "0"]))
+            .unwrap();
         let err = check_args("graft-backbone", &argv(&["--spec", "s"])).unwrap_err();
         assert!(err.contains("--input"), "{err}");
         check_args("printf", &argv(&["anything"])).unwrap();
