@@ -707,6 +707,14 @@ fn a_bundle_is_made_only_from_one_head_its_data_and_its_evaluation() {
     let err = bundle(&head, &other_data, &eval, &out);
     assert!(err.contains("has labels [\"bad\", \"good\"]") && err.contains("not the data it was trained on"), "{err}");
     assert!(!out.exists());
+    // Data with the head's labels, split another way (and read with another maximum length).
+    let resplit = d.join("resplit");
+    let reviews = fixture("tiny/reviews.csv");
+    let args = ["--input", s(&reviews), "--spec", s(&spec), "--id-column", "id"];
+    ok("graft-preprocess", &[&args[..], &["--seed", "7", "--max-length", "8", "--out", s(&resplit), "-q"]].concat());
+    let err = bundle(&head, &resplit, &eval, &out);
+    assert!(err.contains("resplit/train.arrow` is not the split head `") && err.contains("was trained on"), "{err}");
+    assert!(!out.exists());
     // Into the head's own folder, however spelled: refused, the head untouched.
     let before = std::fs::read(head.join("head.json")).unwrap();
     let err = bundle(&head, &data, &eval, &d.join("eval/../head"));

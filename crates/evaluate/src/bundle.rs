@@ -52,6 +52,15 @@ pub fn bundle(cfg: &BundleConfig) -> Result<BundleInfo> {
             head.info.labels
         )));
     }
+    if let Some(made_from) = head.info.data.get("train")
+        && *made_from != graft_core::hash::file(&train_path)?
+    {
+        return Err(refuse(format!(
+            "`{}` is not the split head `{}` was trained on (its blake3 is not the one the head records)",
+            train_path.display(),
+            cfg.head.display()
+        )));
+    }
     if let Some(eval) = &cfg.eval {
         let predictions = eval.join(crate::PREDICTIONS_FILE);
         let evaluated = ArtifactReader::open(&predictions)?.provenance().inputs.get("head").cloned();

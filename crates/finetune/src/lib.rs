@@ -123,9 +123,12 @@ pub fn run(cfg: &Config, on_epoch: impl FnMut(&mlp::Epoch)) -> Result<Head> {
     check_params(p)?;
     let (train, val) = read_splits(&cfg.features, p)?;
     let mut head = fit(p, &train, val.as_ref(), on_epoch)?;
-    head.info.inputs.insert(SPLITS[0].to_owned(), graft_core::hash::file(&train.path)?);
-    if let Some(v) = &val {
-        head.info.inputs.insert(SPLITS[1].to_owned(), graft_core::hash::file(&v.path)?);
+    for (split, loaded) in [(SPLITS[0], Some(&train)), (SPLITS[1], val.as_ref())] {
+        let Some(loaded) = loaded else { continue };
+        head.info.inputs.insert(split.to_owned(), graft_core::hash::file(&loaded.path)?);
+        if let Some(data) = loaded.features.provenance.inputs.get(split) {
+            head.info.data.insert(split.to_owned(), data.clone());
+        }
     }
     graft_core::atomic::commit_all(head.to_files(&cfg.out)?.into_iter().map(|(_, p)| p).collect())?;
     Ok(head)
@@ -348,6 +351,7 @@ pub(crate) fn assemble(train: &Loaded, model: Model, scaling: Scaling, training:
             target_scale: 1.0,
             training,
             inputs: BTreeMap::new(),
+            data: BTreeMap::new(),
         },
         model,
         scaling: scaling.0,

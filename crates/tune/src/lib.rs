@@ -259,6 +259,7 @@ fn head_of(
             target_scale,
             training: Training { config, train_rows, class_weights, calibration: None, fit },
             inputs,
+            data: BTreeMap::new(),
         },
         model: HeadModel::Mlp(Mlp { layers: vec![layer], activation: Activation::Relu }),
         timing: Some(head::timing::Timing::new(rayon::current_num_threads(), trained.seconds.clone())),

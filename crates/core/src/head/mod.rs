@@ -15,9 +15,9 @@ use crate::artifact::{BackboneId, Task};
 use crate::config::finetune::{Activation, HeadConfig, HeadKind, LayersTraining};
 use model::Model;
 
-pub const FORMAT: &str = "graft-head/4";
+pub const FORMAT: &str = "graft-head/5";
 /// Earlier formats read as they are (`/4` added the `layers` fit).
-pub const READABLE_FORMATS: [&str; 2] = ["graft-head/3", FORMAT];
+pub const READABLE_FORMATS: [&str; 3] = ["graft-head/3", "graft-head/4", FORMAT];
 pub const WEIGHTS_FILE: &str = "head.safetensors";
 pub const INFO_FILE: &str = "head.json";
 /// The manifest's `kind` of a head folder.
@@ -51,6 +51,11 @@ pub struct HeadInfo {
     pub training: Training,
     /// blake3 of the training inputs, by split.
     pub inputs: BTreeMap<String, String>,
+    /// blake3 of the `graft-preprocess` splits those features were made from, by split, as
+    /// the features record them (empty for a head trained on a cut, or of format 4 or
+    /// earlier): a bundle checks its `--data` against them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
 }
 
 /// The head's layers: what the weights file must hold.
