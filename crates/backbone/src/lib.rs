@@ -501,7 +501,8 @@ fn embed_split(
                 row: rows_done + todo[plan[k][0]] as u64,
                 source,
             })?;
-            for ((chunk, batch), (f, dim)) in plan.iter().zip(&batches).zip(embedded) {
+            tokens += lengths.iter().sum::<usize>() as u64;
+            for (chunk, (f, dim)) in plan.iter().zip(embedded) {
                 let picked: Vec<usize> = chunk.iter().map(|&j| todo[j]).collect();
                 backbone.dim = dim;
                 let mut start = 0;
@@ -514,7 +515,6 @@ fn embed_split(
                     }
                     out[i] = Some(v.to_vec());
                 }
-                tokens += batch.iter().map(|r| r.len() as u64).sum::<u64>();
             }
             if backbone.dim == 0 {
                 backbone.dim = out.first().and_then(|f| f.as_ref()).map_or(0, Vec::len);
