@@ -112,6 +112,14 @@ pub fn run(cfg: &Config) -> Result<Report> {
         return Err(Error::NoSplit { dir: cfg.features.clone(), split: cfg.split.clone() });
     }
     let feats = read_scored_by(&path, &head, cfg)?;
+    if let Some(data) = &cfg.data {
+        let file = data.join(format!("{}.arrow", cfg.split));
+        if let Some(made_from) = feats.provenance.inputs.get(&cfg.split)
+            && *made_from != graft_core::hash::file(&file)?
+        {
+            return Err(Error::DataNotFeatures { data: file, features: path });
+        }
+    }
     let n = feats.ids.len();
     let labels = &head.info.labels;
     let fields = columns::predictions_fields(head.info.task, labels);
@@ -235,11 +243,6 @@ pub fn run(cfg: &Config) -> Result<Report> {
             let mut wrong = errors::most_confident_wrong(&feats.ids, &feats.classes, proba, labels);
             if let Some(data) = &cfg.data {
                 let file = data.join(format!("{}.arrow", cfg.split));
-                if let Some(made_from) = feats.provenance.inputs.get(&cfg.split)
-                    && *made_from != graft_core::hash::file(&file)?
-                {
-                    return Err(Error::DataNotFeatures { data: file, features: path });
-                }
                 errors::attach_rows(&mut wrong, &file)?;
                 provenance.push(("rows of wrong predictions".to_owned(), shown_path(&file)));
             }
