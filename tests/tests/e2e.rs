@@ -80,17 +80,10 @@ fn sessions_side_by_side_give_one_session_s_features() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(err.contains("`--sessions`: 3 sessions need at least as many threads, not 2"), "{err}");
-    let images = fixture("tiny-images/tiny-cnn.yaml");
-    let image_data = two.path().join("images");
-    ok(
-        "graft-preprocess",
-        &["--input", s(&fixture("tiny-images/folder")), "--spec", s(&images), "--out", s(&image_data), "-q"],
-    );
-    let err = user_error(
-        "graft-backbone",
-        &["--spec", s(&images), "--input", s(&image_data), "--out", s(&two.path().join("y")), "--sessions", "2"],
-    );
-    assert!(err.contains("sessions side by side run a text model on the CPU"), "{err}");
+    let refused = embed(&["--threads", "2", "--sessions", "2", "--device", "cuda"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("sessions side by side run on the CPU"), "{err}");
 }
 
 #[test]

@@ -505,6 +505,20 @@ fn an_undecodable_image_is_rejected_in_its_place_and_the_others_scored() {
     std::fs::remove_file(features.join("rejects.arrow")).unwrap();
     let err = user_error("graft-evaluate", &args);
     assert!(err.contains("not the `rejects.arrow`") && err.contains("rerun graft-backbone"), "{err}");
+    // In batches of two (the undecodable images in the first and the second batch), by one
+    // session or by two side by side: the same rows rejected and the same features, exactly.
+    let (_, whole) = read_features(&d.join("clean/work/features/rows.arrow"));
+    for sessions in ["1", "2"] {
+        let again = d.join(format!("sessions{sessions}"));
+        let args = ["--spec", s(&model), "--input", s(&rows), "--out", s(&again), "--batch-size", "2"];
+        ok("graft-backbone", &[&args[..], &["--threads", "2", "--sessions", sessions, "-q"]].concat());
+        let mut reader = ArtifactReader::open(&again.join("rejects.arrow")).unwrap();
+        let batch = reader.next_batch().unwrap().unwrap();
+        let ids = batch.column_by_name("id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(ids.iter().flatten().collect::<Vec<_>>(), ["b.jpg", "d.png"], "{sessions} session(s)");
+        let (_, features) = read_features(&again.join("rows.arrow"));
+        assert_eq!(features, whole, "{sessions} session(s)");
+    }
     // A folder with no images: no rows, and no failure.
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let (done, out, _) = predict(&d.join("empty"), "empty", &[]);

@@ -1,11 +1,13 @@
 //! Features of images. `graft-preprocess` named each image (a path under the split's root,
-//! or encoded bytes) with the blake3 of its bytes; here reader threads read each image once,
-//! check its blake3, decode, resize, crop, normalise and augment it (rayon), while this
-//! thread runs inference on the batch before: a bounded channel of two batches of
-//! `--batch-size` images keeps memory flat. Batches go to the spec's image input as
-//! `[batch, 3, S, S]` (or channels last) and the chosen outputs are pooled (`gap` for feature
-//! maps, `none` for pooled vectors), or with `--tokens` one output's feature map is written
-//! whole, a vector per spatial position (the cut for `graft-finetune layers`).
+//! or encoded bytes) with the blake3 of its bytes; here each image is read once, its blake3
+//! checked, then decoded, resized, cropped, normalised and augmented, in batches of
+//! `--batch-size` images. One session is fed by reader threads (rayon) that decode the next
+//! batch while it runs this one; sessions side by side (the CPU) each decode their own
+//! batches in their own thread. Either way a bounded channel keeps memory flat. Batches go to
+//! the spec's image input as `[batch, 3, S, S]` (or channels last) and the chosen outputs are
+//! pooled (`gap` for feature maps, `none` for pooled vectors), or with `--tokens` one output's
+//! feature map is written whole, a vector per spatial position (the cut for `graft-finetune
+//! layers`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -116,41 +118,75 @@ impl ImageEmbedder {
     }
 }
 
-/// Opens the image session.
-pub type Open<'a> = Box<dyn FnOnce() -> Result<(ImageEmbedder, String)> + 'a>;
+/// Opens a session of the image model with the given intra-op threads: the embedder and the
+/// execution provider it runs on.
+pub type Open<'a> = Box<dyn Fn(usize) -> Result<(ImageEmbedder, String)> + Sync + 'a>;
 
-/// The image model, opened by the first split once its reader threads have started, so that
-/// building the session overlaps decoding the first images.
+/// The image model's sessions, each opened on its first batch, so that building it overlaps
+/// decoding the first images. One session is fed by reader threads that decode beside it;
+/// several run side by side on the CPU, each decoding its own batches in its thread, so that
+/// no operator waits on a core that is decoding (EfficientNet-Lite0 alone on 2 cores: two
+/// sessions of one thread 4.8 ms an image, one of two threads 5.2-5.8 ms).
 pub struct ImageModel<'a> {
     image: ImageSpec,
     tokens: Option<TokensDtype>,
-    open: Option<Open<'a>>,
-    embedder: Option<ImageEmbedder>,
+    opener: Opener<'a>,
+    sessions: Vec<Option<ImageEmbedder>>,
+}
+
+/// Opens sessions (side by side, each in the thread that runs it), and keeps the execution
+/// provider the first one got.
+struct Opener<'a> {
+    open: Open<'a>,
+    threads: Vec<usize>,
+    provider: std::sync::OnceLock<String>,
+}
+
+impl Opener<'_> {
+    /// The execution provider the sessions run on (empty before one is opened).
+    fn provider(&self) -> String {
+        self.provider.get().cloned().unwrap_or_default()
+    }
+
+    /// Session `k`, opened now if it was not before.
+    fn get<'s>(&self, k: usize, slot: &'s mut Option<ImageEmbedder>) -> Result<&'s mut ImageEmbedder> {
+        if slot.is_none() {
+            let (embedder, provider) = (self.open)(self.threads[k])?;
+            let _ = self.provider.set(provider);
+            *slot = Some(embedder);
+        }
+        Ok(slot.as_mut().expect("opened above"))
+    }
 }
 
 impl std::fmt::Debug for ImageModel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImageModel").field("image", &self.image).field("embedder", &self.embedder).finish()
+        f.debug_struct("ImageModel").field("image", &self.image).field("sessions", &self.sessions).finish()
     }
 }
 
 impl<'a> ImageModel<'a> {
-    pub fn new(open: Open<'a>, image: &ImageSpec, features: &FeatureSpec) -> Self {
-        Self { image: image.clone(), tokens: features.tokens, open: Some(open), embedder: None }
-    }
-
-    /// The embedder, opened on first use with its execution provider set in `backbone`.
-    fn get(&mut self, backbone: &mut BackboneId) -> Result<&mut ImageEmbedder> {
-        if let Some(open) = self.open.take() {
-            let (embedder, provider) = open()?;
-            backbone.provider = provider;
-            self.embedder = Some(embedder);
+    /// A model of sessions of `threads` intra-op threads each (one session per entry).
+    pub fn new(open: Open<'a>, threads: Vec<usize>, image: &ImageSpec, features: &FeatureSpec) -> Self {
+        assert!(!threads.is_empty(), "at least one session");
+        Self {
+            image: image.clone(),
+            tokens: features.tokens,
+            sessions: threads.iter().map(|_| None).collect(),
+            opener: Opener { open, threads, provider: std::sync::OnceLock::new() },
         }
-        Ok(self.embedder.as_mut().expect("opened before, or the error returned then"))
     }
 
+    /// The first session, opened on first use, its execution provider set in `backbone`.
+    fn first(&mut self, backbone: &mut BackboneId) -> Result<&mut ImageEmbedder> {
+        let embedder = self.opener.get(0, &mut self.sessions[0])?;
+        backbone.provider = self.opener.provider();
+        Ok(embedder)
+    }
+
+    /// Wall time spent in inference: the busiest session's.
     pub fn inference(&self) -> std::time::Duration {
-        self.embedder.as_ref().map_or(std::time::Duration::ZERO, |e| e.inference)
+        self.sessions.iter().flatten().map(|e| e.inference).max().unwrap_or_default()
     }
 }
 
@@ -175,30 +211,68 @@ pub const UNDECODABLE: &str = "undecodable image";
 /// A row whose image cannot be decoded: its index in its record batch, and why.
 type Undecodable = (usize, String);
 
-/// Decoded model input for consecutive rows of one record batch.
+/// Consecutive rows of one record batch, to go through the model as one batch.
+struct Work {
+    batch: RecordBatch,
+    /// The split's row of the record batch's first row.
+    first: u64,
+    rows: std::ops::Range<usize>,
+}
+
+/// The decoded model input of a [`Work`].
 struct Chunk {
     pixels: Vec<f32>,
     rows: usize,
+    /// The split's row of the chunk's first row.
+    first_row: u64,
     /// Rows whose input is blank because their image cannot be decoded.
     undecodable: Vec<Undecodable>,
     /// The record batch the rows belong to, with the last chunk of each.
     batch: Option<RecordBatch>,
 }
 
+/// How a split's images are decoded.
+#[derive(Clone, Copy)]
+struct Decoding<'s> {
+    source: &'s ImageSource,
+    spec: &'s ImageSpec,
+    split: &'s Path,
+    /// Whether an image that cannot be decoded blanks its rows (returned) rather than
+    /// failing the split.
+    reject: bool,
+}
+
+impl Decoding<'_> {
+    /// The model input of `work`, written into `pixels` (grown as needed); its images
+    /// decoded in parallel (rayon) when `parallel`.
+    fn decode(self, work: Work, mut pixels: Vec<f32>, parallel: bool) -> Result<Chunk> {
+        pixels.resize(work.rows.len() * 3 * (self.spec.size * self.spec.size) as usize, 0.0);
+        let refs = ImageRefs::of(&work.batch, self.split)?;
+        let undecodable = decode_rows(&refs, work.rows.clone(), self, work.first, parallel, &mut pixels)?;
+        let last = work.rows.end == work.batch.num_rows();
+        Ok(Chunk {
+            pixels,
+            rows: work.rows.len(),
+            first_row: work.first + work.rows.start as u64,
+            undecodable,
+            batch: last.then_some(work.batch),
+        })
+    }
+}
+
 /// Writes the model input of rows `rows` of `refs` into `pixels`: rows naming the same image
 /// one after another (its augmented views) share one read and one decode. An image that
-/// cannot be decoded fails the split, or with `reject` blanks its rows and returns them.
-#[allow(clippy::too_many_arguments)]
+/// cannot be decoded fails the split, or with `reject` blanks its rows and returns them (by
+/// their index in the record batch).
 fn decode_rows(
     refs: &ImageRefs,
     rows: std::ops::Range<usize>,
-    source: &ImageSource,
-    spec: &ImageSpec,
-    split: &Path,
+    how: Decoding,
     first_row: u64,
-    reject: bool,
+    parallel: bool,
     pixels: &mut [f32],
 ) -> Result<Vec<Undecodable>> {
+    let Decoding { source, spec, split, reject } = how;
     let per = 3 * (spec.size * spec.size) as usize;
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
     for i in rows {
@@ -216,49 +290,48 @@ fn decode_rows(
         places.push((g.clone(), place));
         rest = after;
     }
-    let decoded: Vec<Result<Vec<Undecodable>>> = places
-        .into_par_iter()
-        .map(|(g, place)| {
-            let bad =
-                |message: String| Error::BadRow { path: split.to_owned(), row: first_row + g.start as u64, message };
-            let (bytes, name) = match refs.source(g.start).map_err(bad)? {
-                ImageRef::File(p) => {
-                    let file = source.root.join(p);
-                    let bytes = graft_imaging::read_file(&file)
-                        .map_err(|e| bad(format!("cannot read its image {}: {e}", file.display())))?;
-                    (std::borrow::Cow::Owned(bytes), file.display().to_string())
-                }
-                ImageRef::Bytes(b) => {
-                    (std::borrow::Cow::Borrowed(b), format!("the encoded image of `{}`", refs.ids.value(g.start)))
-                }
-            };
-            if blake3::hash(&bytes).to_hex().as_str() != refs.blake3(g.start) {
-                return Err(bad(format!(
-                    "{name} changed since graft-preprocess read it (blake3 differs); rerun graft-preprocess"
-                )));
+    let each = |(g, place): (std::ops::Range<usize>, &mut [f32])| -> Result<Vec<Undecodable>> {
+        let bad = |message: String| Error::BadRow { path: split.to_owned(), row: first_row + g.start as u64, message };
+        let (bytes, name) = match refs.source(g.start).map_err(bad)? {
+            ImageRef::File(p) => {
+                let file = source.root.join(p);
+                let bytes = graft_imaging::read_file(&file)
+                    .map_err(|e| bad(format!("cannot read its image {}: {e}", file.display())))?;
+                (std::borrow::Cow::Owned(bytes), file.display().to_string())
             }
-            let views: Vec<u32> =
-                g.clone().map(|i| refs.view(i)).collect::<std::result::Result<_, _>>().map_err(bad)?;
-            let decoded = graft_imaging::views_into(
-                &bytes,
-                spec,
-                refs.ids.value(g.start),
-                &views,
-                source.seed,
-                &source.augment,
-                place,
-            );
-            match decoded {
-                Ok(()) => Ok(Vec::new()),
-                Err(why) if reject => {
-                    place.fill(0.0);
-                    let why = bad(format!("{name} cannot be decoded: {why}")).to_string();
-                    Ok(g.map(|i| (i, why.clone())).collect())
-                }
-                Err(why) => Err(bad(format!("{name} cannot be decoded: {why}"))),
+            ImageRef::Bytes(b) => {
+                (std::borrow::Cow::Borrowed(b), format!("the encoded image of `{}`", refs.ids.value(g.start)))
             }
-        })
-        .collect();
+        };
+        if blake3::hash(&bytes).to_hex().as_str() != refs.blake3(g.start) {
+            return Err(bad(format!(
+                "{name} changed since graft-preprocess read it (blake3 differs); rerun graft-preprocess"
+            )));
+        }
+        let views: Vec<u32> = g.clone().map(|i| refs.view(i)).collect::<std::result::Result<_, _>>().map_err(bad)?;
+        let decoded = graft_imaging::views_into(
+            &bytes,
+            spec,
+            refs.ids.value(g.start),
+            &views,
+            source.seed,
+            &source.augment,
+            place,
+        );
+        match decoded {
+            Ok(()) => Ok(Vec::new()),
+            Err(why) if reject => {
+                place.fill(0.0);
+                let why = bad(format!("{name} cannot be decoded: {why}")).to_string();
+                Ok(g.map(|i| (i, why.clone())).collect())
+            }
+            Err(why) => Err(bad(format!("{name} cannot be decoded: {why}"))),
+        }
+    };
+    let decoded: Vec<Result<Vec<Undecodable>>> = match parallel {
+        true => places.into_par_iter().map(each).collect(),
+        false => places.into_iter().map(each).collect(),
+    };
     Ok(decoded.into_iter().collect::<Result<Vec<_>>>()?.concat())
 }
 
@@ -327,121 +400,95 @@ pub fn embed_split(
     })?;
     let batch_size = batch_size.max(1);
     let reject = purpose == Purpose::Score { reject: true };
-    let (spec, tokens) = (&model.image.clone(), model.tokens);
+    let spec = model.image.clone();
+    let how = Decoding { source: &source, spec: &spec, split: &path, reject };
     let shard = prov.shard;
-    let mut out: Option<Output> = None;
-    let rejects_spill = dest.with_file_name(format!("{REJECTS}.spill"));
-    // Rows through the model, and rows written (those less the rejected).
-    let (mut done, mut written, mut rejected) = (0u64, 0u64, 0u64);
-    let mut rejects: Option<SpillFile> = None;
+    let mut sink = Sink {
+        path: &path,
+        dest,
+        tokens: model.tokens,
+        progress,
+        reject,
+        out: None,
+        features: Vec::new(),
+        undecodable: Vec::new(),
+        written: 0,
+        rejects: None,
+        rejected: 0,
+    };
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
-        // Inputs the model is done with come back to be written again.
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<f32>>();
-        let per = 3 * (spec.size * spec.size) as usize;
-        let split = path.clone();
-        scope.spawn(move || {
-            let mut read = 0u64;
-            loop {
-                let (batch, first) = match crate::next_in_shard(reader, &mut read, shard) {
-                    Ok(Some(b)) => b,
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                let refs = match ImageRefs::of(&batch, &split) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let n = batch.num_rows();
-                for start in (0..n).step_by(batch_size) {
-                    let end = (start + batch_size).min(n);
-                    let mut pixels = done_rx.try_recv().unwrap_or_default();
-                    pixels.resize((end - start) * per, 0.0);
-                    let chunk = decode_rows(&refs, start..end, &source, spec, &split, first, reject, &mut pixels).map(
-                        |undecodable| Chunk {
-                            pixels,
-                            rows: end - start,
-                            undecodable: undecodable.into_iter().map(|(i, why)| (start + i, why)).collect(),
-                            batch: (end == n).then(|| batch.clone()),
-                        },
-                    );
+        let ImageModel { opener, sessions, .. } = &mut *model;
+        let batching = Batching { rows: batch_size, sessions: sessions.len(), expected: prov.rows };
+        if let [slot] = &mut sessions[..] {
+            // One session: reader threads decode the next batches while it runs this one; a
+            // bounded channel of two batches keeps memory flat, and inputs the model is done
+            // with come back to be written again.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+            scope.spawn(move || {
+                read_work(reader, shard, batching, &mut |work| {
+                    let chunk = work.and_then(|w| how.decode(w, done_rx.try_recv().unwrap_or_default(), true));
                     let failed = chunk.is_err();
-                    if tx.send(chunk).is_err() || failed {
+                    tx.send(chunk).is_ok() && !failed
+                })
+            });
+            let embedder = opener.get(0, slot)?;
+            backbone.provider = opener.provider();
+            for chunk in rx {
+                let mut chunk = chunk?;
+                let (features, dim) = embed(embedder, &chunk, &path)?;
+                let _ = done_tx.send(std::mem::take(&mut chunk.pixels));
+                sink.absorb(chunk, features, dim, prov, backbone)?;
+            }
+            return Ok(());
+        }
+        // Sessions side by side, each decoding its batches in its own thread, taking the next
+        // one as it is done; their features are written in the batches' order.
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, Result<Work>)>(sessions.len());
+        let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<(Chunk, Vec<f32>, usize)>)>();
+        let opener = &*opener;
+        for (k, slot) in sessions.iter_mut().enumerate() {
+            let (work_rx, done_tx, path) = (Arc::clone(&work_rx), done_tx.clone(), &path);
+            scope.spawn(move || {
+                let mut pixels = Vec::new();
+                loop {
+                    let next = work_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    let Ok((seq, work)) = next else { return };
+                    let embedded =
+                        work.and_then(|w| how.decode(w, std::mem::take(&mut pixels), false)).and_then(|mut chunk| {
+                            let (features, dim) = embed(opener.get(k, slot)?, &chunk, path)?;
+                            pixels = std::mem::take(&mut chunk.pixels);
+                            Ok((chunk, features, dim))
+                        });
+                    let failed = embedded.is_err();
+                    if done_tx.send((seq, embedded)).is_err() || failed {
                         return;
                     }
                 }
-            }
+            });
+        }
+        drop(done_tx);
+        scope.spawn(move || {
+            let mut seq = 0;
+            read_work(reader, shard, batching, &mut |work| {
+                seq += 1;
+                work_tx.send((seq - 1, work)).is_ok()
+            })
         });
-        let embedder = model.get(backbone)?;
-        let (mut features, mut undecodable) = (Vec::new(), Vec::new());
-        for chunk in rx {
-            let chunk = chunk?;
-            let (f, d) = embedder.embed(&chunk.pixels, chunk.rows).map_err(|source| Error::Inference {
-                path: path.clone(),
-                row: done,
-                source,
-            })?;
-            let _ = done_tx.send(chunk.pixels);
-            backbone.dim = d;
-            features.extend(f);
-            undecodable.extend(chunk.undecodable);
-            done += chunk.rows as u64;
-            progress.advance(chunk.rows as u64);
-            let Some(batch) = chunk.batch else { continue };
-            let out = match &mut out {
-                Some(o) => o,
-                None => {
-                    let schema = crate::output_schema(prov, backbone, tokens, true)?;
-                    out.insert(match reject {
-                        true => Output::Spilled(Box::new(SpillFile::create(dest.with_extension("spill"), &schema)?)),
-                        false => Output::Direct(Box::new(ArtifactWriter::create(dest, &schema)?)),
-                    })
-                }
-            };
-            let refs = ImageRefs::of(&batch, &path)?;
-            let values = std::mem::take(&mut features);
-            let vectors: ArrayRef = match tokens {
-                Some(dtype) => {
-                    let width = values.len() / batch.num_rows().max(1);
-                    let rows: Vec<Vec<f32>> = values.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
-                    Arc::new(graft_core::columns::vector_lists(&rows, dtype == TokensDtype::Float16))
-                }
-                None => Arc::new(
-                    graft_core::columns::float_list(values, backbone.dim)
-                        .map_err(|source| graft_core::Error::Arrow { path: dest.to_owned(), source })?,
-                ),
-            };
-            let columns: Vec<ArrayRef> =
-                vec![Arc::new(refs.ids.clone()), Arc::new(refs.labels.clone()), Arc::new(refs.views.clone()), vectors];
-            let arrow_err = |source| graft_core::Error::Arrow { path: dest.to_owned(), source };
-            let mut embedded = RecordBatch::try_new(out.schema(), columns).map_err(arrow_err)?;
-            if !undecodable.is_empty() {
-                for (_, why) in &undecodable {
-                    tracing::warn!("{why}; the row is rejected");
-                }
-                let bad: Vec<usize> = undecodable.drain(..).map(|(i, _)| i).collect();
-                let mut keep = vec![true; batch.num_rows()];
-                bad.iter().for_each(|&i| keep[i] = false);
-                embedded = arrow::compute::filter_record_batch(&embedded, &keep.into()).map_err(arrow_err)?;
-                let these = rejected_rows(&batch, &bad, &path)?;
-                let spill = match &mut rejects {
-                    Some(s) => s,
-                    None => rejects.insert(SpillFile::create(rejects_spill.clone(), &these.schema())?),
-                };
-                spill.write(&these)?;
-                rejected += bad.len() as u64;
+        let (mut waiting, mut next) = (std::collections::BTreeMap::new(), 0);
+        for (seq, embedded) in done_rx {
+            waiting.insert(seq, embedded);
+            while let Some(embedded) = waiting.remove(&next) {
+                next += 1;
+                let (chunk, features, dim) = embedded?;
+                backbone.provider = opener.provider();
+                sink.absorb(chunk, features, dim, prov, backbone)?;
             }
-            written += embedded.num_rows() as u64;
-            out.write(&embedded)?;
         }
         Ok(())
     })?;
+    let Sink { out, written, rejects, rejected, tokens, .. } = sink;
     let writer = match out {
         Some(Output::Direct(w)) => *w,
         Some(Output::Spilled(spill)) => {
@@ -456,17 +503,158 @@ pub fn embed_split(
         // gives.
         None if shard.is_some() || purpose != Purpose::Train => {
             let s = spec.size as usize;
-            let (_, dim) = model.get(backbone)?.embed(&vec![0.0; 3 * s * s], 1).map_err(|source| Error::Inference {
-                path: path.clone(),
-                row: 0,
-                source,
-            })?;
+            let (_, dim) = model
+                .first(backbone)?
+                .embed(&vec![0.0; 3 * s * s], 1)
+                .map_err(|source| Error::Inference { path: path.clone(), row: 0, source })?;
             backbone.dim = dim;
             ArtifactWriter::create(dest, &crate::output_schema(prov, backbone, tokens, true)?)?
         }
         None => return Err(Error::BadRow { path: path.clone(), row: 0, message: "the split has no rows".into() }),
     };
     Ok(Embedded { rows: written, pending: writer.finish()?, rejects, rejected })
+}
+
+/// How a split's rows are cut into inference batches.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    /// The most rows in a batch.
+    rows: usize,
+    /// Sessions taking batches side by side: the split's last `rows * sessions` rows are cut
+    /// smaller and smaller (each batch at most half of what is left for each session), so
+    /// that the sessions finish together rather than one running a whole last batch alone.
+    sessions: usize,
+    /// The rows the split says it has (a guide for the cut only).
+    expected: u64,
+}
+
+impl Batching {
+    /// Rows of the next batch, `left_in_batch` rows being left in the record batch and
+    /// `done` rows of the split before.
+    fn next(&self, left_in_batch: usize, done: u64) -> usize {
+        let left = self.expected.saturating_sub(done) as usize;
+        let guided = if self.sessions > 1 { left.div_ceil(2 * self.sessions).max(1) } else { self.rows };
+        self.rows.min(guided).min(left_in_batch)
+    }
+}
+
+/// The split's rows as [`Work`], in order, each given to `send` (which says whether to go
+/// on); a failure to read is given too, and ends the reading.
+fn read_work(
+    reader: &mut ArtifactReader,
+    shard: Option<graft_core::artifact::Shard>,
+    batching: Batching,
+    send: &mut dyn FnMut(Result<Work>) -> bool,
+) {
+    let (mut read, mut done) = (0u64, 0u64);
+    loop {
+        let (batch, first) = match crate::next_in_shard(reader, &mut read, shard) {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                send(Err(e));
+                return;
+            }
+        };
+        let (n, mut start) = (batch.num_rows(), 0);
+        while start < n {
+            let end = start + batching.next(n - start, done);
+            if !send(Ok(Work { batch: batch.clone(), first, rows: start..end })) {
+                return;
+            }
+            done += (end - start) as u64;
+            start = end;
+        }
+    }
+}
+
+/// The features of a decoded chunk.
+fn embed(embedder: &mut ImageEmbedder, chunk: &Chunk, split: &Path) -> Result<(Vec<f32>, usize)> {
+    embedder.embed(&chunk.pixels, chunk.rows).map_err(|source| Error::Inference {
+        path: split.to_owned(),
+        row: chunk.first_row,
+        source,
+    })
+}
+
+/// The features of a split, taken in order chunk by chunk and written a record batch at a
+/// time, less the rows whose image cannot be decoded (spilled as rejects).
+struct Sink<'s> {
+    path: &'s Path,
+    dest: &'s Path,
+    tokens: Option<TokensDtype>,
+    progress: &'s dyn Progress,
+    reject: bool,
+    out: Option<Output>,
+    /// The features and the undecodable rows of the record batch's chunks so far.
+    features: Vec<f32>,
+    undecodable: Vec<Undecodable>,
+    written: u64,
+    rejects: Option<SpillFile>,
+    rejected: u64,
+}
+
+impl Sink<'_> {
+    fn absorb(
+        &mut self,
+        chunk: Chunk,
+        features: Vec<f32>,
+        dim: usize,
+        prov: &mut Provenance,
+        backbone: &mut BackboneId,
+    ) -> Result<()> {
+        backbone.dim = dim;
+        self.features.extend(features);
+        self.undecodable.extend(chunk.undecodable);
+        self.progress.advance(chunk.rows as u64);
+        let Some(batch) = chunk.batch else { return Ok(()) };
+        let (path, dest, tokens) = (self.path, self.dest, self.tokens);
+        let out = match &mut self.out {
+            Some(o) => o,
+            None => {
+                let schema = crate::output_schema(prov, backbone, tokens, true)?;
+                self.out.insert(match self.reject {
+                    true => Output::Spilled(Box::new(SpillFile::create(dest.with_extension("spill"), &schema)?)),
+                    false => Output::Direct(Box::new(ArtifactWriter::create(dest, &schema)?)),
+                })
+            }
+        };
+        let refs = ImageRefs::of(&batch, path)?;
+        let values = std::mem::take(&mut self.features);
+        let arrow_err = |source| graft_core::Error::Arrow { path: dest.to_owned(), source };
+        let vectors: ArrayRef = match tokens {
+            Some(dtype) => {
+                let width = values.len() / batch.num_rows().max(1);
+                let rows: Vec<Vec<f32>> = values.chunks(width.max(1)).map(<[f32]>::to_vec).collect();
+                Arc::new(graft_core::columns::vector_lists(&rows, dtype == TokensDtype::Float16))
+            }
+            None => Arc::new(graft_core::columns::float_list(values, backbone.dim).map_err(arrow_err)?),
+        };
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(refs.ids.clone()), Arc::new(refs.labels.clone()), Arc::new(refs.views.clone()), vectors];
+        let mut embedded = RecordBatch::try_new(out.schema(), columns).map_err(arrow_err)?;
+        if !self.undecodable.is_empty() {
+            for (_, why) in &self.undecodable {
+                tracing::warn!("{why}; the row is rejected");
+            }
+            let bad: Vec<usize> = self.undecodable.drain(..).map(|(i, _)| i).collect();
+            let mut keep = vec![true; batch.num_rows()];
+            bad.iter().for_each(|&i| keep[i] = false);
+            embedded = arrow::compute::filter_record_batch(&embedded, &keep.into()).map_err(arrow_err)?;
+            let these = rejected_rows(&batch, &bad, path)?;
+            let spill = match &mut self.rejects {
+                Some(s) => s,
+                None => self
+                    .rejects
+                    .insert(SpillFile::create(dest.with_file_name(format!("{REJECTS}.spill")), &these.schema())?),
+            };
+            spill.write(&these)?;
+            self.rejected += bad.len() as u64;
+        }
+        self.written += embedded.num_rows() as u64;
+        out.write(&embedded)?;
+        Ok(())
+    }
 }
 
 /// Where the features of a split go: straight into the artifact, or first into a spill file.
@@ -488,5 +676,31 @@ impl Output {
             Output::Direct(w) => w.write(batch),
             Output::Spilled(s) => s.write(batch),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch sizes [`read_work`] cuts a split of `rows` rows into (one record batch).
+    fn cut(batching: Batching, rows: usize) -> Vec<usize> {
+        let (mut sizes, mut done) = (Vec::new(), 0);
+        while done < rows {
+            sizes.push(batching.next(rows - done, done as u64));
+            done += sizes.last().unwrap();
+        }
+        sizes
+    }
+
+    #[test]
+    fn side_by_side_the_last_batches_are_cut_smaller() {
+        let one = Batching { rows: 8, sessions: 1, expected: 20 };
+        assert_eq!(cut(one, 20), [8, 8, 4], "one session: whole batches");
+        let two = Batching { rows: 8, sessions: 2, expected: 40 };
+        assert_eq!(cut(two, 40), [8, 8, 6, 5, 4, 3, 2, 1, 1, 1, 1]);
+        // A record batch's end ends a batch; a split longer than it said is still cut whole.
+        assert_eq!(two.next(3, 0), 3);
+        assert_eq!(cut(Batching { expected: 10, ..two }, 12), [3, 2, 2, 1, 1, 1, 1, 1]);
     }
 }

@@ -1,9 +1,10 @@
-//! Several sessions of one text model, each running whole inference batches, side by side.
-//! On the CPU, sessions of one thread each keep pace where one session of as many threads
-//! stalls: that one waits on every thread inside every operator, so a core held up
-//! elsewhere holds it up (MiniLM on 2 cores: one session of two threads took 27-32 s on
-//! sentences and 51-68 s on reviews, two sessions 26-27 s and 50-52 s). The sessions hold one
-//! copy of the float32 weights between them ([`crate::device::SharedWeights`]).
+//! How many sessions of a model run side by side, and several sessions of one text model,
+//! each running whole inference batches. On the CPU, sessions of one thread each keep pace
+//! where one session of as many threads stalls: that one waits on every thread inside every
+//! operator, so a core held up elsewhere holds it up (MiniLM on 2 cores: one session of two
+//! threads took 27-32 s on sentences and 51-68 s on reviews, two sessions 26-27 s and
+//! 50-52 s). Text sessions hold one copy of the float32 weights between them
+//! ([`crate::device::SharedWeights`]); image sessions are run by [`crate::image`].
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,20 +18,19 @@ use crate::error::{EmbedError, Error, Result};
 type Embedded = (Vec<f32>, usize);
 
 /// The intra-op threads of each session: `threads` (0: one per core of the `cores`) split
-/// among `sessions` (0: for text on the CPU one per thread, at most one per core; one
-/// otherwise). A lone session of threads not given gets 0: ONNX Runtime's choice, one per
-/// physical core.
-pub fn plan(threads: usize, sessions: usize, cpu_text: bool, cores: usize) -> Result<Vec<usize>> {
+/// among `sessions` (0: on the CPU one per thread, at most one per core; one otherwise). A
+/// lone session of threads not given gets 0: ONNX Runtime's choice, one per physical core.
+pub fn plan(threads: usize, sessions: usize, cpu: bool, cores: usize) -> Result<Vec<usize>> {
     let given = threads > 0;
     let threads = if given { threads } else { cores.max(1) };
-    if sessions > 1 && !cpu_text {
-        return Err(Error::Sessions("sessions side by side run a text model on the CPU".into()));
+    if sessions > 1 && !cpu {
+        return Err(Error::Sessions("sessions side by side run on the CPU".into()));
     }
     if given && sessions > threads {
         return Err(Error::Sessions(format!("{sessions} sessions need at least as many threads, not {threads}")));
     }
     let sessions = match sessions {
-        0 if cpu_text => threads.min(cores.max(1)),
+        0 if cpu => threads.min(cores.max(1)),
         0 => 1,
         n => n.min(threads),
     };
@@ -118,16 +118,16 @@ mod tests {
 
     #[test]
     fn threads_are_split_among_sessions() {
-        assert_eq!(plan(2, 0, true, 2).unwrap(), [1, 1], "one session a thread for text");
+        assert_eq!(plan(2, 0, true, 2).unwrap(), [1, 1], "one session a thread on the CPU");
         assert_eq!(plan(0, 0, true, 16).unwrap(), [1; 16], "a thread a core");
         assert_eq!(plan(5, 0, true, 2).unwrap(), [3, 2], "at most one session a core");
         assert_eq!(plan(3, 2, true, 2).unwrap(), [2, 1]);
-        assert_eq!(plan(2, 0, false, 2).unwrap(), [2], "images and CUDA: one session");
+        assert_eq!(plan(2, 0, false, 2).unwrap(), [2], "CUDA: one session");
         assert_eq!(plan(0, 0, false, 2).unwrap(), [0], "ONNX Runtime's choice");
         assert_eq!(plan(2, 1, true, 2).unwrap(), [2]);
         assert_eq!(plan(4, 4, true, 2).unwrap(), [1; 4], "as many as asked for");
         let err = plan(2, 3, true, 2).unwrap_err().to_string();
         assert!(err.contains("3 sessions need at least as many threads, not 2"), "{err}");
-        assert!(plan(2, 2, false, 2).unwrap_err().to_string().contains("text model on the CPU"));
+        assert!(plan(2, 2, false, 2).unwrap_err().to_string().contains("run on the CPU"));
     }
 }

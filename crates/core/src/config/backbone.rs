@@ -47,11 +47,12 @@ pub struct Config {
     /// Inference threads, split among the sessions; 0: one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// ONNX Runtime sessions running batches side by side, each with its share of the
-    /// threads, the float32 weights held once between them. 0 picks: for a text model on the
-    /// CPU one session a thread, at most one a core (MiniLM on 2 cores: as fast as one
-    /// session of 2 threads at its best, and steadily so where that one ran up to 1.3x
-    /// slower); else one.
+    /// ONNX Runtime sessions running batches side by side on the CPU, each with its share of
+    /// the threads (a text model's float32 weights held once between them; each image
+    /// session decodes its own batches). 0 picks: on the CPU one session a thread, at most one
+    /// a core (2 cores: MiniLM as fast as one session of 2 threads at its best, and steadily
+    /// so where that one ran up to 1.3x slower; EfficientNet-Lite0 1.03-1.1x faster, with
+    /// about 145 MB more memory a session at batch 8); else one.
     #[arg(long, default_value_t = 0)]
     pub sessions: usize,
     /// Row-level feature cache folder: rows embedded before with the same model, outputs,
