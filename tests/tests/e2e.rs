@@ -613,14 +613,28 @@ mod bad_input {
         }
         let spec = fixture("tiny-images/tiny-cnn.yaml");
         let folder = fixture("tiny-images/folder");
-        let args = ["--input", s(&folder), "--spec", s(&spec), "--out", s(&out), "--max-length", "7"];
-        let err = user_error("graft-preprocess", &args);
-        assert!(
-            err.contains("`--max-length` applies to a text backbone; ")
-                && err.contains("tiny-cnn.yaml` is an image one"),
-            "{err}"
-        );
-        assert!(files_in(&out).is_empty());
+        for flag in [&["--max-length", "7"][..], &["--text-column", "review"]] {
+            let args = [&["--input", s(&folder), "--spec", s(&spec), "--out", s(&out)][..], flag];
+            let err = user_error("graft-preprocess", &args.concat());
+            assert!(err.contains(&format!("`{}` applies to a text backbone; ", flag[0])), "{err}");
+            assert!(err.contains("tiny-cnn.yaml` is an image one"), "{err}");
+            assert!(files_in(&out).is_empty());
+        }
+        // The backbone's flags too: of the other kind, or without the flag they go with.
+        let images = dir.path().join("images");
+        ok("graft-preprocess", &["--input", s(&folder), "--spec", s(&spec), "--out", s(&images), "-q"]);
+        let refused = [
+            (&["--batch-tokens", "64"][..], "`--batch-tokens` applies to a text backbone; "),
+            (&["--cpu-skip-layer-norm-fusion"], "`--cpu-skip-layer-norm-fusion` applies to a text backbone; "),
+            (&["--tokens-dtype", "float32"], "`--tokens-dtype` applies with `--tokens`, which is not given"),
+            (&["--allow-cpu-fallback"], "`--allow-cpu-fallback` applies with `--device cuda` or `cuda:N`, not `cpu`"),
+        ];
+        for (flag, why) in refused {
+            let args = [&["--spec", s(&spec), "--input", s(&images), "--out", s(&out)][..], flag];
+            let err = user_error("graft-backbone", &args.concat());
+            assert!(err.contains(why), "{err}");
+            assert!(files_in(&out).is_empty());
+        }
     }
 
     #[test]

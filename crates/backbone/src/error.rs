@@ -43,6 +43,8 @@ pub enum Error {
     CudaUnavailable { reason: String },
     #[error("`--shard {0}`")]
     BadShard(String),
+    #[error("{0}")]
+    DoesNotApply(String),
     #[error("`--sessions`: {0}")]
     Sessions(String),
     #[error("cannot merge shards: {0}")]

@@ -181,6 +181,9 @@ pub fn run(cfg: &Config, progress: &dyn Progress) -> Result<Summary> {
     )?;
     let (env, runtime) = runtime::init()?;
     let (spec, features) = feature_space(cfg)?;
+    if let Some(why) = cfg.unused_by(spec.kind) {
+        return Err(Error::DoesNotApply(why));
+    }
     let (outputs, pooling, normalize) = (features.outputs.clone(), features.pooling, features.normalize);
     let shard = cfg.shard.as_deref().map(str::parse::<Shard>).transpose().map_err(Error::BadShard)?;
     let device: device::Device = cfg.device.parse()?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::spec::{Combine, Pooling};
+use crate::spec::{Combine, Kind, Pooling};
 
 /// Parameters of `graft-backbone`.
 #[derive(Debug, Clone, PartialEq, Serialize, clap::Args)]
@@ -29,7 +29,7 @@ pub struct Config {
     /// Small batches of long rows keep attention's working set in cache: on MiniLM with 2
     /// threads, 512 ran 1.24x faster than no cap on 256-token reviews (and 5x less memory),
     /// 1.03x on short sentences.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = BATCH_TOKENS)]
     pub batch_tokens: usize,
     /// Graph outputs to take features from, instead of the spec's `output` (comma-separated;
     /// e.g. `hidden_state_3` for layer 3 of MiniLM, or the last four layers).
@@ -89,6 +89,29 @@ pub struct Config {
     /// `graft-backbone merge` joins the N outputs into what one run would have written.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+}
+
+/// `--batch-tokens`'s default.
+pub const BATCH_TOKENS: usize = 512;
+
+impl Config {
+    /// Why the first flag set that does not apply, given the other flags and a backbone of
+    /// `kind`, does not: a flag that would otherwise be silently ignored. (A flag set to its
+    /// default cannot be told from one not given, and changes nothing.)
+    pub fn unused_by(&self, kind: Kind) -> Option<String> {
+        let image = || format!("applies to a text backbone; `{}` is an image one", self.spec.display());
+        if self.tokens_dtype != TokensDtype::default() && !self.tokens {
+            Some("`--tokens-dtype` applies with `--tokens`, which is not given".into())
+        } else if self.batch_tokens != BATCH_TOKENS && kind == Kind::Image {
+            Some(format!("`--batch-tokens` {}", image()))
+        } else if self.cpu_skip_layer_norm_fusion && kind == Kind::Image {
+            Some(format!("`--cpu-skip-layer-norm-fusion` {}", image()))
+        } else if self.allow_cpu_fallback && !self.device.starts_with("cuda") {
+            Some(format!("`--allow-cpu-fallback` applies with `--device cuda` or `cuda:N`, not `{}`", self.device))
+        } else {
+            None
+        }
+    }
 }
 
 /// How `--tokens` stores each value.

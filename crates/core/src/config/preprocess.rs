@@ -22,7 +22,7 @@ pub struct Config {
     #[arg(long)]
     pub spec: PathBuf,
     /// Column holding the text.
-    #[arg(long, default_value = "text")]
+    #[arg(long, default_value = TEXT_COLUMN)]
     pub text_column: String,
     /// `classification` (labels are class names, split stratified by class) or `regression`
     /// (labels are numbers, split at random).
@@ -73,6 +73,9 @@ pub struct Config {
     pub max_length: Option<usize>,
 }
 
+/// `--text-column`'s default.
+pub const TEXT_COLUMN: &str = "text";
+
 impl Config {
     /// The first flag set that a backbone of `kind` does not use (another kind's), which
     /// would otherwise be silently ignored.
@@ -86,7 +89,8 @@ impl Config {
             ("--augment-jitter", self.augment_jitter != 0.0),
             ("--strict", self.strict),
         ];
-        let text_only = [("--max-length", self.max_length.is_some())];
+        let text_only =
+            [("--max-length", self.max_length.is_some()), ("--text-column", self.text_column != TEXT_COLUMN)];
         let other_kinds = match kind {
             Kind::Text => &image_only[..],
             Kind::Image => &text_only[..],
