@@ -55,9 +55,9 @@ fn image_folder_features_match_numpy_and_train_a_head() {
     let got = all(&d("features"));
     assert_eq!(got.len(), 20, "20 readable images");
     assert_matches(&got, str::to_owned);
-    // One session, or three side by side in batches of three (the last ones cut smaller): the
-    // same features, exactly.
-    for (sessions, threads) in [("1", "2"), ("3", "3")] {
+    // One session, or sessions side by side in batches of three (the last ones cut smaller),
+    // of one thread or two: the same features, exactly.
+    for (sessions, threads) in [("1", "2"), ("3", "3"), ("2", "4")] {
         let (data, out) = (d("data"), d(&format!("sessions{sessions}")));
         let args = ["--spec", s(&spec), "--input", s(&data), "--out", s(&out), "--batch-size", "3", "-q"];
         ok("graft-backbone", &[&args[..], &["--sessions", sessions, "--threads", threads]].concat());

@@ -450,17 +450,20 @@ pub fn embed_split(
         let opener = &*opener;
         for (k, slot) in sessions.iter_mut().enumerate() {
             let (work_rx, done_tx, path) = (Arc::clone(&work_rx), done_tx.clone(), &path);
+            // A session of several threads would leave all but one idle while it decodes.
+            let parallel = opener.threads[k] != 1;
             scope.spawn(move || {
                 let mut pixels = Vec::new();
                 loop {
                     let next = work_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                     let Ok((seq, work)) = next else { return };
-                    let embedded =
-                        work.and_then(|w| how.decode(w, std::mem::take(&mut pixels), false)).and_then(|mut chunk| {
+                    let embedded = work.and_then(|w| how.decode(w, std::mem::take(&mut pixels), parallel)).and_then(
+                        |mut chunk| {
                             let (features, dim) = embed(opener.get(k, slot)?, &chunk, path)?;
                             pixels = std::mem::take(&mut chunk.pixels);
                             Ok((chunk, features, dim))
-                        });
+                        },
+                    );
                     let failed = embedded.is_err();
                     if done_tx.send((seq, embedded)).is_err() || failed {
                         return;
