@@ -417,9 +417,8 @@ pub fn embed_split(
         rejected: 0,
     };
     std::thread::scope(|scope| -> Result<()> {
-        let ImageModel { opener, sessions, .. } = &mut *model;
-        let batching = Batching { rows: batch_size, sessions: sessions.len(), expected: prov.rows };
-        if let [slot] = &mut sessions[..] {
+        let batching = Batching { rows: batch_size, sessions: model.sessions.len(), expected: prov.rows };
+        if batching.sessions == 1 {
             // One session: reader threads decode the next batches while it runs this one; a
             // bounded channel of two batches keeps memory flat, and inputs the model is done
             // with come back to be written again.
@@ -432,8 +431,7 @@ pub fn embed_split(
                     tx.send(chunk).is_ok() && !failed
                 })
             });
-            let embedder = opener.get(0, slot)?;
-            backbone.provider = opener.provider();
+            let embedder = model.first(backbone)?;
             for chunk in rx {
                 let mut chunk = chunk?;
                 let (features, dim) = embed(embedder, &chunk, &path)?;
@@ -444,6 +442,7 @@ pub fn embed_split(
         }
         // Sessions side by side, each decoding its batches in its own thread, taking the next
         // one as it is done; their features are written in the batches' order.
+        let ImageModel { opener, sessions, .. } = &mut *model;
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, Result<Work>)>(sessions.len());
         let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
         let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<(Chunk, Vec<f32>, usize)>)>();
